@@ -1,0 +1,9 @@
+#include "commands.h"
+
+#include <stddef.h>
+
+const command_spec *const job_commands[] = {
+    &command_convert,
+    &command_inspect,
+    NULL,
+};

@@ -1,0 +1,10 @@
+/* The command table: one driver per command, each in jobs/job_<name>.c. */
+#ifndef COMMANDS_H
+#define COMMANDS_H
+
+#include "job_config.h"
+
+extern const command_spec command_convert;
+extern const command_spec command_inspect;
+
+#endif

@@ -1,0 +1,162 @@
+#include "rb_mpi.h"
+#include "rb_log.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int rb_mpi_init(int *argc, char ***argv, rb_world *w)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided;
+        MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &w->size);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &w->local_rank);
+    MPI_Comm_size(node, &w->local_size);
+    MPI_Comm_free(&node);
+    w->threads = rb_threads_per_rank(w);
+    rb_log_set_rank(w->rank, w->size);
+    return 0;
+}
+
+void rb_mpi_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Finalize();
+}
+
+void rb_mpi_abort(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code); /* not reached */
+}
+
+void rb_mpi_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+int rb_mpi_agree_ok(int ok)
+{
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return all;
+}
+
+void rb_mpi_sum_i64(int64_t *v, int n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+}
+void rb_mpi_max_i64(int64_t *v, int n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+}
+void rb_mpi_sum_f64(double *v, int n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+void rb_mpi_sum_f32(float *v, int64_t n)
+{
+    /* MPI counts are int: send huge buffers in pieces */
+    const int64_t step = 1 << 30;
+    for (int64_t off = 0; off < n; off += step) {
+        int cnt = (int)(n - off < step ? n - off : step);
+        MPI_Allreduce(MPI_IN_PLACE, v + off, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    }
+}
+
+int rb_mpi_bcast_bytes(void **buf, size_t *len, rb_error *err)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    uint64_t n = rank == 0 ? (uint64_t)*len : 0;
+    MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (n > (uint64_t)1 << 31)
+        return rb_fail(err, NULL, "broadcast of %llu bytes is too large", (unsigned long long)n);
+    if (rank != 0) {
+        *buf = malloc(n ? n : 1);
+        if (!*buf)
+            return rb_fail(err, NULL, "out of memory receiving %llu bytes", (unsigned long long)n);
+        *len = n;
+    }
+    MPI_Bcast(*buf, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return 0;
+}
+
+static int gather_common(const void *mine, size_t len, void **out, size_t *outlen, int all,
+                         rb_error *err)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (len > (size_t)1 << 30)
+        return rb_fail(err, NULL, "gather of %zu bytes from one rank is too large", len);
+    int n = (int)len;
+    int *counts = calloc((size_t)size, sizeof(int)), *displs = calloc((size_t)size, sizeof(int));
+    if (!counts || !displs) {
+        free(counts);
+        free(displs);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    if (all)
+        MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD);
+    else
+        MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    int64_t total = 0;
+    for (int r = 0; r < size; r++) {
+        displs[r] = (int)total;
+        total += counts[r];
+    }
+    int ok = total < ((int64_t)1 << 31);
+    *out = NULL;
+    *outlen = 0;
+    if ((all || rank == 0) && ok) {
+        *out = malloc(total ? (size_t)total : 1);
+        ok = *out != NULL;
+        *outlen = (size_t)total;
+    }
+    /* every rank must take part in the collective, so decide together */
+    if (!rb_mpi_agree_ok(ok)) {
+        free(*out);
+        *out = NULL;
+        free(counts);
+        free(displs);
+        return rb_fail(err, NULL, "gather of %lld bytes failed (too large or out of memory)", (long long)total);
+    }
+    if (all)
+        MPI_Allgatherv(mine, n, MPI_BYTE, *out, counts, displs, MPI_BYTE, MPI_COMM_WORLD);
+    else
+        MPI_Gatherv(mine, n, MPI_BYTE, *out, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD);
+    free(counts);
+    free(displs);
+    return 0;
+}
+
+int rb_mpi_gather_bytes(const void *mine, size_t len, void **out, size_t *outlen, rb_error *err)
+{
+    return gather_common(mine, len, out, outlen, 0, err);
+}
+
+int rb_mpi_allgather_bytes(const void *mine, size_t len, void **out, size_t *outlen, rb_error *err)
+{
+    return gather_common(mine, len, out, outlen, 1, err);
+}
+
+int rb_threads_per_rank(const rb_world *w)
+{
+    const char *names[] = {"SLURM_CPUS_PER_TASK", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(names[i]);
+        if (v && atoi(v) > 0)
+            return atoi(v);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)(cores / (w->local_size > 0 ? w->local_size : 1));
+    return t > 0 ? t : 1;
+}

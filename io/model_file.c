@@ -1,0 +1,886 @@
+/* radbatch model and checkpoint files (see model_file.h, docs/formats-model.md). */
+#include "model_file.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef RADBATCH_VERSION
+#define RADBATCH_VERSION "dev"
+#endif
+
+#define MAX_TENSORS 1000000
+
+static const char *ROOT_DESCRIPTION =
+    "radbatch model file. Root attributes: architecture (the model description radbatch "
+    "builds the network from), model_card (JSON), class_names (index = class id). "
+    "/weights/<layer>/<weight>: float32 tensors with Keras shapes (Conv2D kernel "
+    "[kh, kw, in, out], Dense kernel [in, out]); layer order in /weights@layer_names, weight "
+    "order in each layer's weight_names; kind = weight (trained) or state (BatchNorm moving "
+    "statistics). Checkpoints add /optimizer (state as one float32 vector) and /train_state "
+    "(epoch, step, data position, seed, best metric). Format: docs/formats-model.md.";
+
+/* ---------------------------------------------------------------- HDF5 helpers */
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+
+static void h5_quiet_begin(h5_quiet *q)
+{
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+/* A variable-length UTF-8 string type (what h5py writes for str). */
+static hid_t vlen_utf8(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0)
+        return -1;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, const void *buf)
+{
+    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    herr_t r = H5Awrite(a, type, buf);
+    H5Aclose(a);
+    return r < 0 ? -1 : 0;
+}
+
+static int attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = vlen_utf8(), s = H5Screate(H5S_SCALAR);
+    int rc = (t < 0 || s < 0) ? -1 : attr_write(obj, name, t, s, &value);
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+static int attr_strs(hid_t obj, const char *name, const char *const *v, int n)
+{
+    hsize_t dim = (hsize_t)n;
+    hid_t t = vlen_utf8(), s = H5Screate_simple(1, &dim, NULL);
+    const char *empty = NULL;
+    int rc = (t < 0 || s < 0) ? -1 : attr_write(obj, name, t, s, n ? (const void *)v : &empty);
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    return rc;
+}
+
+static int attr_scalar(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
+                       const void *v)
+{
+    hid_t s = H5Screate(H5S_SCALAR);
+    if (s < 0)
+        return -1;
+    hid_t a = H5Acreate2(obj, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = -1;
+    if (a >= 0) {
+        rc = H5Awrite(a, mem_type, v) < 0 ? -1 : 0;
+        H5Aclose(a);
+    }
+    H5Sclose(s);
+    return rc;
+}
+
+static void free_strings(char **v, int n)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Read a string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings.
+ * Returns 1 when absent. */
+static int attr_read_strs(hid_t obj, const char *name, char ***out, int *n_out, const char *path,
+                          rb_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0)
+        return rb_fail(err, NULL, "%s: cannot check attribute %s", path, name);
+    if (ex == 0)
+        return 1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    hid_t mt = -1;
+    char **v = NULL;
+    char *fixed = NULL;
+    int rc = -1;
+    if (a < 0 || ft < 0 || sp < 0 || n < 0 || n > MAX_TENSORS) {
+        rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
+        goto done;
+    }
+    if (H5Tget_class(ft) != H5T_STRING) {
+        rb_fail(err, NULL, "%s: attribute %s is not a string", path, name);
+        goto done;
+    }
+    v = calloc((size_t)(n ? n : 1), sizeof *v);
+    if (!v) {
+        rb_fail(err, NULL, "%s: out of memory", path);
+        goto done;
+    }
+    if (H5Tis_variable_str(ft) > 0) {
+        mt = vlen_utf8();
+        char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
+        if (mt < 0 || !raw || H5Aread(a, mt, raw) < 0) {
+            free(raw);
+            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
+            goto done;
+        }
+        int oom = 0;
+        for (hssize_t i = 0; i < n; i++) {
+            v[i] = strdup(raw[i] ? raw[i] : "");
+            oom |= !v[i];
+        }
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+        free(raw);
+        if (oom) {
+            rb_fail(err, NULL, "%s: out of memory", path);
+            goto done;
+        }
+    } else {
+        size_t sz = H5Tget_size(ft);
+        mt = H5Tcopy(ft);
+        fixed = malloc(sz * (size_t)(n ? n : 1));
+        if (mt < 0 || !fixed || H5Aread(a, mt, fixed) < 0) {
+            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
+            goto done;
+        }
+        for (hssize_t i = 0; i < n; i++) {
+            v[i] = strndup(fixed + (size_t)i * sz, sz);
+            if (!v[i]) {
+                rb_fail(err, NULL, "%s: out of memory", path);
+                goto done;
+            }
+        }
+    }
+    *out = v;
+    *n_out = (int)n;
+    v = NULL;
+    rc = 0;
+done:
+    free_strings(v, (int)(n > 0 ? n : 0));
+    free(fixed);
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+/* A required scalar string attribute, malloc'd. */
+static int attr_read_str(hid_t obj, const char *name, char **out, int required, const char *path,
+                         rb_error *err)
+{
+    *out = NULL;
+    char **v;
+    int n;
+    int r = attr_read_strs(obj, name, &v, &n, path, err);
+    if (r < 0)
+        return -1;
+    if (r == 1) {
+        if (required)
+            return rb_fail(err, "the file is incomplete", "%s: attribute %s is missing", path,
+                           name);
+        return 0;
+    }
+    if (n != 1) {
+        free_strings(v, n);
+        return rb_fail(err, NULL, "%s: attribute %s should hold one string, holds %d", path, name,
+                       n);
+    }
+    *out = v[0];
+    free(v);
+    return 0;
+}
+
+static int attr_read_num(hid_t obj, const char *name, hid_t mem_type, void *v, const char *path,
+                         rb_error *err)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return rb_fail(err, "the file is incomplete", "%s: attribute %s is missing", path, name);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return rb_fail(err, NULL, "%s: cannot open attribute %s", path, name);
+    herr_t r = H5Aread(a, mem_type, v);
+    H5Aclose(a);
+    if (r < 0)
+        return rb_fail(err, NULL, "%s: cannot read attribute %s as a number", path, name);
+    return 0;
+}
+
+static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "]");
+}
+
+/* A layer or weight name becomes an HDF5 link name: no '/', not "." or empty. */
+static int bad_name(const char *s)
+{
+    return !s || !s[0] || strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
+}
+
+/* float32 1-D or N-D dataset, contiguous (weights are read whole). */
+static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *shape,
+                        const float *data, const char *kind, int trainable)
+{
+    hsize_t dims[8];
+    for (int i = 0; i < ndim; i++)
+        dims[i] = (hsize_t)shape[i];
+    hid_t s = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    if (s < 0)
+        return -1;
+    hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = -1;
+    if (d >= 0) {
+        rc = 0;
+        if (H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+            rc = -1;
+        if (rc == 0 && kind && attr_str(d, "kind", kind) < 0)
+            rc = -1;
+        if (rc == 0 && trainable >= 0) {
+            int8_t t = (int8_t)trainable;
+            rc = attr_scalar(d, "trainable", H5T_STD_I8LE, H5T_NATIVE_INT8, &t);
+        }
+        H5Dclose(d);
+    }
+    H5Sclose(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- saving */
+
+static int fsync_path(const char *p, int dir)
+{
+    int fd = open(p, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+static int write_contents(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
+{
+    const char *hint = "check free space and permissions of the output folder";
+    int32_t version = MODEL_FILE_VERSION;
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    if (attr_str(f, "format", MODEL_FILE_FORMAT) < 0 ||
+        attr_scalar(f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
+        attr_str(f, "description", ROOT_DESCRIPTION) < 0 ||
+        attr_str(f, "architecture", c->architecture) < 0 ||
+        attr_str(f, "model_card", c->model_card ? c->model_card : "{}") < 0 ||
+        attr_strs(f, "class_names", c->class_names, c->n_classes) < 0 ||
+        attr_str(f, "radbatch_version", RADBATCH_VERSION) < 0 ||
+        attr_str(f, "created", created) < 0)
+        return rb_fail(err, hint, "%s: cannot write the root attributes", path);
+
+    /* /weights: one group per layer, in model order */
+    hid_t w = H5Gcreate2(f, "weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (w < 0)
+        return rb_fail(err, hint, "%s: cannot create /weights", path);
+    int rc = -1;
+    const char **lnames = calloc((size_t)(c->n_views ? c->n_views : 1), sizeof *lnames);
+    const char **wnames = calloc((size_t)(c->n_views ? c->n_views : 1), sizeof *wnames);
+    int nl = 0;
+    if (!lnames || !wnames) {
+        rb_fail(err, NULL, "%s: out of memory", path);
+        goto done;
+    }
+    if (attr_str(w, "description",
+                 "one group per layer (model order in layer_names), one float32 dataset per "
+                 "weight (order in the group's weight_names), Keras shapes; attribute kind: "
+                 "weight or state") < 0) {
+        rb_fail(err, hint, "%s: cannot write /weights attributes", path);
+        goto done;
+    }
+    for (int i = 0; i < c->n_views; i++) {
+        const char *L = c->views[i].layer;
+        int seen = 0;
+        for (int k = 0; k < nl; k++)
+            seen |= strcmp(lnames[k], L) == 0;
+        if (!seen)
+            lnames[nl++] = L;
+    }
+    for (int k = 0; k < nl; k++) {
+        if (bad_name(lnames[k])) {
+            rb_fail(err, NULL, "%s: layer name '%s' cannot be stored (empty, '.', or has '/')",
+                    path, lnames[k]);
+            goto done;
+        }
+        hid_t g = H5Gcreate2(w, lnames[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            rb_fail(err, hint, "%s: cannot create /weights/%s", path, lnames[k]);
+            goto done;
+        }
+        int nw = 0, fail = 0;
+        for (int i = 0; i < c->n_views && !fail; i++) {
+            const rb_param_view *v = &c->views[i];
+            if (strcmp(v->layer, lnames[k]) != 0)
+                continue;
+            if (bad_name(v->weight)) {
+                fail = rb_fail(err, NULL, "%s: weight name '%s' of layer '%s' cannot be stored",
+                               path, v->weight ? v->weight : "", v->layer);
+                break;
+            }
+            for (int j = 0; j < nw; j++)
+                if (strcmp(wnames[j], v->weight) == 0)
+                    fail = rb_fail(err, NULL, "%s: layer '%s' lists weight '%s' twice", path,
+                                   v->layer, v->weight);
+            if (fail)
+                break;
+            if (v->ndim < 0 || v->ndim > 4 || !v->data) {
+                fail = rb_fail(err, NULL, "%s: weight '%s/%s' has rank %d or no data", path,
+                               v->layer, v->weight, v->ndim);
+                break;
+            }
+            wnames[nw++] = v->weight;
+            if (write_tensor(g, v->weight, v->ndim, v->shape, v->data,
+                             v->is_state ? "state" : "weight", v->trainable ? 1 : 0) < 0)
+                fail = rb_fail(err, hint, "%s: cannot write /weights/%s/%s", path, v->layer,
+                               v->weight);
+        }
+        if (!fail && attr_strs(g, "weight_names", wnames, nw) < 0)
+            fail = rb_fail(err, hint, "%s: cannot write /weights/%s@weight_names", path,
+                           lnames[k]);
+        H5Gclose(g);
+        if (fail)
+            goto done;
+    }
+    if (attr_strs(w, "layer_names", lnames, nl) < 0) {
+        rb_fail(err, hint, "%s: cannot write /weights@layer_names", path);
+        goto done;
+    }
+
+    if (c->optimizer) {
+        const model_file_optimizer *o = c->optimizer;
+        hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        int64_t shape[1] = {o->n};
+        int fail = g < 0;
+        fail = fail || attr_str(g, "description",
+                                "optimizer state of a checkpoint: one float32 vector whose "
+                                "layout belongs to the optimizer kind (src/optim.h)") < 0;
+        fail = fail || attr_str(g, "kind", o->kind) < 0;
+        fail = fail || attr_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
+        fail = fail || attr_str(g, "config", o->config ? o->config : "{}") < 0;
+        fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
+        fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
+        if (g >= 0)
+            H5Gclose(g);
+        if (fail) {
+            rb_fail(err, hint, "%s: cannot write /optimizer", path);
+            goto done;
+        }
+    }
+    if (c->train_state) {
+        const model_file_train_state *t = c->train_state;
+        hid_t g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        int fail = g < 0;
+        fail = fail || attr_str(g, "description",
+                                "where training stands: epochs completed, optimizer steps, "
+                                "samples of the current epoch consumed, seed, best metric") < 0;
+        fail = fail || attr_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
+        fail = fail || attr_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
+        fail = fail || attr_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                                   &t->data_position) < 0;
+        fail = fail || attr_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                                   &t->rng_seed) < 0;
+        fail = fail || attr_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                   &t->best_metric) < 0;
+        fail = fail || attr_str(g, "best_metric_name", t->best_metric_name) < 0;
+        if (g >= 0)
+            H5Gclose(g);
+        if (fail) {
+            rb_fail(err, hint, "%s: cannot write /train_state", path);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(lnames);
+    free(wnames);
+    H5Gclose(w);
+    return rc;
+}
+
+static int model_file_save_quiet(const char *path, const model_file_contents *c, rb_error *err)
+{
+    if (!c || !c->architecture)
+        return rb_fail(err, NULL, "%s: no architecture text to save", path);
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp)
+        return rb_fail(err, NULL, "%s: path too long", path);
+    /* The architecture text and model card can exceed the 64 KiB that compact attribute
+     * storage allows: dense attribute storage (HDF5 >= 1.8 file format) lifts the limit. */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fcpl < 0 || fapl < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
+        if (fcpl >= 0)
+            H5Pclose(fcpl);
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return rb_fail(err, NULL, "%s: HDF5 property setup failed", path);
+    }
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
+    H5Pclose(fapl);
+    if (f < 0)
+        return rb_fail(err, "check that the folder exists and is writable",
+                       "%s: cannot create %s", path, tmp);
+    int rc = write_contents(f, path, c, err);
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = rb_fail(err, "check free space", "%s: cannot finish writing %s", path, tmp);
+    if (rc == 0 && fsync_path(tmp, 0) < 0)
+        rc = rb_fail(err, "check free space and the file system", "%s: fsync of %s failed: %s",
+                     path, tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = rb_fail(err, "check permissions of the output folder", "%s: rename from %s failed: %s",
+                     path, tmp, strerror(errno));
+    if (rc < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    /* make the rename itself durable */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    fsync_path(dirname(dir), 1);
+    return 0;
+}
+
+int model_file_save(const char *path, const model_file_contents *c, rb_error *err)
+{
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = model_file_save_quiet(path, c, err);
+    h5_quiet_end(&q);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static hid_t open_checked(const char *path, rb_error *err)
+{
+    if (access(path, R_OK) != 0)
+        return rb_fail(err, "check the path", "%s: cannot open: %s", path, strerror(errno));
+    if (H5Fis_hdf5(path) <= 0)
+        return rb_fail(err, "a radbatch model file is an HDF5 file written by radbatch train",
+                       "%s: not an HDF5 file", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return rb_fail(err, "the file may be damaged or locked (HDF5_USE_FILE_LOCKING=FALSE)",
+                       "%s: cannot open as HDF5", path);
+    char *fmt = NULL;
+    if (attr_read_str(f, "format", &fmt, 0, path, err) < 0) {
+        H5Fclose(f);
+        return -1;
+    }
+    if (!fmt || strcmp(fmt, MODEL_FILE_FORMAT) != 0) {
+        int keras = H5Aexists(f, "layer_names") > 0 || H5Lexists(f, "model_weights", H5P_DEFAULT) > 0 ||
+                    H5Lexists(f, "layers", H5P_DEFAULT) > 0;
+        rb_fail(err,
+                keras ? "this is a Keras weight file: import it (keras_import) into a model "
+                        "built from a description"
+                      : "a radbatch model file has the root attribute format = \"radbatch-model\"",
+                "%s: not a radbatch model file (format attribute %s%s%s)", path,
+                fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
+        free(fmt);
+        H5Fclose(f);
+        return -1;
+    }
+    free(fmt);
+    int32_t version = 0;
+    if (attr_read_num(f, "format_version", H5T_NATIVE_INT32, &version, path, err) < 0) {
+        H5Fclose(f);
+        return -1;
+    }
+    if (version != MODEL_FILE_VERSION) {
+        H5Fclose(f);
+        return rb_fail(err,
+                       version > MODEL_FILE_VERSION ? "written by a newer radbatch; upgrade to read it"
+                                                    : "the file is damaged",
+                       "%s: format_version %d, this radbatch reads version %d", path, (int)version,
+                       MODEL_FILE_VERSION);
+    }
+    return f;
+}
+
+/* Tensors listed in /weights (layer_names, weight_names): count and values. */
+static int count_tensors(hid_t f, const char *path, int64_t *n_tensors, int64_t *n_values,
+                         char ***names_out, int *n_names, rb_error *err)
+{
+    *n_tensors = *n_values = 0;
+    hid_t w = H5Gopen2(f, "weights", H5P_DEFAULT);
+    if (w < 0)
+        return rb_fail(err, "the file is incomplete", "%s: no /weights group", path);
+    char **ln = NULL, **all = NULL;
+    int nl = 0, na = 0, rc = -1;
+    int r0 = attr_read_strs(w, "layer_names", &ln, &nl, path, err);
+    if (r0 != 0) {
+        if (r0 == 1)
+            rb_fail(err, "the file is incomplete", "%s: /weights has no layer_names", path);
+        goto done;
+    }
+    for (int i = 0; i < nl; i++) {
+        char gp[4096];
+        snprintf(gp, sizeof gp, "/weights/%s", ln[i]);
+        hid_t g = H5Lexists(w, ln[i], H5P_DEFAULT) > 0 ? H5Gopen2(w, ln[i], H5P_DEFAULT) : -1;
+        if (g < 0) {
+            rb_fail(err, "the file is incomplete", "%s: layer_names lists '%s' but %s is missing",
+                    path, ln[i], gp);
+            goto done;
+        }
+        char **wn = NULL;
+        int nw = 0;
+        int r = attr_read_strs(g, "weight_names", &wn, &nw, path, err);
+        if (r != 0) {
+            H5Gclose(g);
+            if (r == 1)
+                rb_fail(err, "the file is incomplete", "%s: %s has no weight_names", path, gp);
+            goto done;
+        }
+        for (int j = 0; j < nw; j++) {
+            hid_t d = H5Lexists(g, wn[j], H5P_DEFAULT) > 0 ? H5Dopen2(g, wn[j], H5P_DEFAULT) : -1;
+            if (d < 0) {
+                rb_fail(err, "the file is incomplete", "%s: dataset %s/%s is missing", path, gp,
+                        wn[j]);
+                free_strings(wn, nw);
+                H5Gclose(g);
+                goto done;
+            }
+            hid_t s = H5Dget_space(d);
+            hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+            if (s >= 0)
+                H5Sclose(s);
+            H5Dclose(d);
+            (*n_tensors)++;
+            *n_values += np > 0 ? np : 0;
+            if (names_out) {
+                char **g2 = realloc(all, (size_t)(na + 1) * sizeof *g2);
+                if (!g2) {
+                    free_strings(wn, nw);
+                    H5Gclose(g);
+                    rb_fail(err, NULL, "out of memory");
+                    goto done;
+                }
+                all = g2;
+                size_t len = strlen(ln[i]) + strlen(wn[j]) + 2;
+                all[na] = malloc(len);
+                if (all[na])
+                    snprintf(all[na], len, "%s/%s", ln[i], wn[j]);
+                na++;
+            }
+        }
+        free_strings(wn, nw);
+        H5Gclose(g);
+    }
+    if (names_out) {
+        *names_out = all;
+        *n_names = na;
+        all = NULL;
+    }
+    rc = 0;
+done:
+    free_strings(all, na);
+    free_strings(ln, nl);
+    H5Gclose(w);
+    return rc;
+}
+
+void model_file_header_free(model_file_header *h)
+{
+    if (!h)
+        return;
+    free(h->architecture);
+    free(h->model_card);
+    free(h->optimizer_config);
+    free_strings(h->class_names, h->n_classes);
+    memset(h, 0, sizeof *h);
+}
+
+static int read_header(hid_t f, const char *path, model_file_header *h, rb_error *err)
+{
+    h->format_version = MODEL_FILE_VERSION;
+    if (attr_read_str(f, "architecture", &h->architecture, 1, path, err) < 0 ||
+        attr_read_str(f, "model_card", &h->model_card, 0, path, err) < 0)
+        return -1;
+    int r = attr_read_strs(f, "class_names", &h->class_names, &h->n_classes, path, err);
+    if (r < 0)
+        return -1;
+    char *ver = NULL;
+    if (attr_read_str(f, "radbatch_version", &ver, 0, path, err) < 0)
+        return -1;
+    snprintf(h->radbatch_version, sizeof h->radbatch_version, "%s", ver ? ver : "");
+    free(ver);
+    if (count_tensors(f, path, &h->n_tensors, &h->n_values, NULL, NULL, err) < 0)
+        return -1;
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0) {
+        hid_t g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+        if (g < 0)
+            return rb_fail(err, NULL, "%s: cannot open /optimizer", path);
+        char *kind = NULL;
+        int fail = attr_read_str(g, "kind", &kind, 1, path, err) < 0 ||
+                   attr_read_num(g, "step", H5T_NATIVE_INT64, &h->optimizer_step, path, err) < 0 ||
+                   attr_read_str(g, "config", &h->optimizer_config, 0, path, err) < 0;
+        if (!fail) {
+            snprintf(h->optimizer_kind, sizeof h->optimizer_kind, "%s", kind);
+            hid_t d = H5Lexists(g, "state", H5P_DEFAULT) > 0 ? H5Dopen2(g, "state", H5P_DEFAULT)
+                                                            : -1;
+            if (d < 0) {
+                fail = rb_fail(err, "the checkpoint is incomplete", "%s: /optimizer/state is missing",
+                               path);
+            } else {
+                hid_t s = H5Dget_space(d);
+                h->optimizer_state_len = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+                if (s >= 0)
+                    H5Sclose(s);
+                H5Dclose(d);
+                h->has_optimizer = h->optimizer_state_len >= 0;
+            }
+        }
+        free(kind);
+        H5Gclose(g);
+        if (fail)
+            return -1;
+    }
+    if (H5Lexists(f, "train_state", H5P_DEFAULT) > 0) {
+        hid_t g = H5Gopen2(f, "train_state", H5P_DEFAULT);
+        if (g < 0)
+            return rb_fail(err, NULL, "%s: cannot open /train_state", path);
+        model_file_train_state *t = &h->train_state;
+        char *name = NULL;
+        int fail =
+            attr_read_num(g, "epoch", H5T_NATIVE_INT64, &t->epoch, path, err) < 0 ||
+            attr_read_num(g, "step", H5T_NATIVE_INT64, &t->step, path, err) < 0 ||
+            attr_read_num(g, "data_position", H5T_NATIVE_INT64, &t->data_position, path, err) < 0 ||
+            attr_read_num(g, "rng_seed", H5T_NATIVE_UINT64, &t->rng_seed, path, err) < 0 ||
+            attr_read_num(g, "best_metric", H5T_NATIVE_DOUBLE, &t->best_metric, path, err) < 0 ||
+            attr_read_str(g, "best_metric_name", &name, 0, path, err) < 0;
+        if (!fail) {
+            snprintf(t->best_metric_name, sizeof t->best_metric_name, "%s", name ? name : "");
+            h->has_train_state = 1;
+        }
+        free(name);
+        H5Gclose(g);
+        if (fail)
+            return -1;
+    }
+    return 0;
+}
+
+int model_file_read_header(const char *path, model_file_header *h, rb_error *err)
+{
+    memset(h, 0, sizeof *h);
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = -1;
+    hid_t f = open_checked(path, err);
+    if (f >= 0) {
+        rc = read_header(f, path, h, err);
+        H5Fclose(f);
+    }
+    h5_quiet_end(&q);
+    if (rc < 0)
+        model_file_header_free(h);
+    return rc;
+}
+
+static int load_weights(hid_t f, const char *path, const rb_param_view *views, int n_views,
+                        rb_error *err)
+{
+    char **names = NULL;
+    int nn = 0;
+    int64_t nt, nv;
+    if (count_tensors(f, path, &nt, &nv, &names, &nn, err) < 0)
+        return -1;
+    int rc = -1;
+    char *taken = calloc((size_t)(nn ? nn : 1), 1);
+    if (!taken) {
+        rb_fail(err, NULL, "out of memory");
+        goto done;
+    }
+    /* check everything before reading anything */
+    for (int i = 0; i < n_views; i++) {
+        const rb_param_view *v = &views[i];
+        char want[512];
+        snprintf(want, sizeof want, "%s/%s", v->layer, v->weight);
+        int hit = -1;
+        for (int k = 0; k < nn; k++)
+            if (names[k] && strcmp(names[k], want) == 0)
+                hit = k;
+        if (hit < 0) {
+            rb_fail(err, "the model built from the file's architecture should have the same "
+                    "tensors; was the file written by another radbatch version?",
+                    "%s: the model's weight '%s' is not in the file (/weights/%s)", path, want,
+                    want);
+            goto done;
+        }
+        if (taken[hit]) {
+            rb_fail(err, NULL, "%s: the model lists weight '%s' twice", path, want);
+            goto done;
+        }
+        taken[hit] = 1;
+        char dp[600];
+        snprintf(dp, sizeof dp, "/weights/%s", want);
+        hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+        hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+        hid_t t = d >= 0 ? H5Dget_type(d) : -1;
+        int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+        hsize_t dims[8] = {0};
+        int same = nd == v->ndim && nd >= 0 && nd <= 8;
+        if (same) {
+            H5Sget_simple_extent_dims(s, dims, NULL);
+            for (int k = 0; k < nd; k++)
+                same &= (int64_t)dims[k] == v->shape[k];
+        }
+        int is_f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+        if (t >= 0)
+            H5Tclose(t);
+        if (s >= 0)
+            H5Sclose(s);
+        if (d >= 0)
+            H5Dclose(d);
+        if (d < 0) {
+            rb_fail(err, "the file may be damaged", "%s: cannot open %s", path, dp);
+            goto done;
+        }
+        if (!same) {
+            char a[128], b[128];
+            int64_t fs[8];
+            for (int k = 0; k < nd && k < 8; k++)
+                fs[k] = (int64_t)dims[k];
+            shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
+            shape_str(b, sizeof b, v->ndim, v->shape);
+            rb_fail(err, "the model built from the file's architecture should have the same "
+                    "shapes; the file or the architecture text was changed",
+                    "%s: weight '%s' has shape %s in the file (%s) but %s in the model", path,
+                    want, a, dp, b);
+            goto done;
+        }
+        if (!is_f32) {
+            rb_fail(err, NULL, "%s: %s is not float32", path, dp);
+            goto done;
+        }
+    }
+    for (int k = 0; k < nn; k++)
+        if (!taken[k]) {
+            int extra = 0;
+            for (int j = 0; j < nn; j++)
+                extra += !taken[j];
+            rb_fail(err, "the model built from the file's architecture should have the same "
+                    "tensors; was the file written by another radbatch version?",
+                    "%s: the file has %d tensor%s the model lacks, first '%s'", path, extra,
+                    extra == 1 ? "" : "s", names[k]);
+            goto done;
+        }
+    for (int i = 0; i < n_views; i++) {
+        const rb_param_view *v = &views[i];
+        char dp[600];
+        snprintf(dp, sizeof dp, "/weights/%s/%s", v->layer, v->weight);
+        hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+        herr_t r = d >= 0 ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->data)
+                          : -1;
+        if (d >= 0)
+            H5Dclose(d);
+        if (r < 0) {
+            rb_fail(err, "the file may be truncated or damaged", "%s: cannot read %s", path, dp);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(taken);
+    free_strings(names, nn);
+    return rc;
+}
+
+int model_file_load_weights(const char *path, const rb_param_view *views, int n_views,
+                            rb_error *err)
+{
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = -1;
+    hid_t f = open_checked(path, err);
+    if (f >= 0) {
+        rc = load_weights(f, path, views, n_views, err);
+        H5Fclose(f);
+    }
+    h5_quiet_end(&q);
+    return rc;
+}
+
+int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_error *err)
+{
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = -1;
+    hid_t f = open_checked(path, err);
+    if (f >= 0) {
+        hid_t d = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0
+                      ? H5Dopen2(f, "/optimizer/state", H5P_DEFAULT)
+                      : -1;
+        if (d < 0) {
+            rb_fail(err, "the file is a model, not a checkpoint; start the optimizer afresh",
+                    "%s: no optimizer state (/optimizer/state)", path);
+        } else {
+            hid_t s = H5Dget_space(d);
+            hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+            if (s >= 0)
+                H5Sclose(s);
+            if (np != n)
+                rb_fail(err, "the optimizer kind or the trainable layers changed since the "
+                        "checkpoint",
+                        "%s: /optimizer/state holds %lld floats, the optimizer needs %lld", path,
+                        (long long)np, (long long)n);
+            else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, state) < 0)
+                rb_fail(err, "the file may be truncated", "%s: cannot read /optimizer/state",
+                        path);
+            else
+                rc = 0;
+            H5Dclose(d);
+        }
+        H5Fclose(f);
+    }
+    h5_quiet_end(&q);
+    return rc;
+}

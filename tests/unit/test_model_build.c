@@ -7,7 +7,6 @@
 #include "model.h"
 #include "test_util.h"
 
-int t_failures, t_checks;
 
 static rb_model *build_desc(const char *desc)
 {

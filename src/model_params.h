@@ -21,13 +21,12 @@ typedef struct rb_param_view {
     int trainable;      /* 1: gets gradients in the current training stage */
 } rb_param_view;
 
-struct rb_model; /* defined in src/model.h */
-
-int rb_model_param_count(const struct rb_model *m);
-rb_param_view rb_model_param(const struct rb_model *m, int i);
-/* Layers in model order, weightless ones included (Keras `layer_names`). */
-int rb_model_layer_count(const struct rb_model *m);
-const char *rb_model_layer_name(const struct rb_model *m, int i);
-const char *rb_model_layer_class(const struct rb_model *m, int i); /* Keras class name */
+/* A model (src/model.h) hands io/ an array of these: rb_model_params(m, &n) and the list of
+ * its layer names/classes in model order (Keras `layer_names`, weightless layers included).
+ * io/ functions take the array, never the model, so they are testable with hand-made views. */
+typedef struct rb_layer_view {
+    const char *name;  /* "block_1_pad" */
+    const char *klass; /* Keras class name: "ZeroPadding2D" */
+} rb_layer_view;
 
 #endif

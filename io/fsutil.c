@@ -1,0 +1,364 @@
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *fs_temp_name(const char *path)
+{
+    size_t n = strlen(path) + 32;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s.tmp.%ld", path, (long)getpid());
+    return s;
+}
+
+int fs_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, rb_error *err)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rb_fail(err, NULL, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return rb_fail(err, NULL, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return rb_fail(err, NULL, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return rb_fail(err, "raise max_file_mb if such files are expected", "%s: file too large (%lld bytes, limit %zu)",
+                       path, (long long)st.st_size, max_bytes);
+    }
+    size_t cap = (size_t)st.st_size + 1, got = 0;
+    uint8_t *b = malloc(cap);
+    if (!b) {
+        close(fd);
+        return rb_fail(err, NULL, "%s: out of memory reading %zu bytes", path, cap);
+    }
+    for (;;) {
+        if (got == cap) { /* file grew while reading: take what fits the cap */
+            if (cap > max_bytes) {
+                free(b);
+                close(fd);
+                return rb_fail(err, NULL, "%s: file grew beyond the size limit while reading", path);
+            }
+            size_t ncap = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
+            uint8_t *nb = realloc(b, ncap);
+            if (!nb) {
+                free(b);
+                close(fd);
+                return rb_fail(err, NULL, "%s: out of memory", path);
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + got, cap - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            free(b);
+            close(fd);
+            return rb_fail(err, NULL, "%s: read error: %s", path, strerror(e));
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_error *err)
+{
+    char *tmp = fs_temp_name(path);
+    if (!tmp)
+        return rb_fail(err, NULL, "%s: out of memory", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return rb_fail(err, "check that the folder exists and is writable", "%s: cannot create: %s", path,
+                       strerror(e));
+    }
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+            return rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return rb_fail(err, NULL, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}
+
+int fs_mkdirs(const char *path, rb_error *err)
+{
+    char *p = strdup(path);
+    if (!p)
+        return rb_fail(err, NULL, "out of memory");
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            rb_fail(err, NULL, "%s: cannot create folder: %s", p, strerror(e));
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+        int e = errno;
+        rb_fail(err, NULL, "%s: cannot create folder: %s", p, strerror(e));
+        free(p);
+        return -1;
+    }
+    free(p);
+    if (!fs_is_dir(path))
+        return rb_fail(err, NULL, "%s: exists and is not a folder", path);
+    return 0;
+}
+
+int fs_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *fs_join(const char *a, const char *b)
+{
+    if (!a || !*a)
+        return strdup(b);
+    size_t la = strlen(a), n = la + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s%s", a, (la && a[la - 1] == '/') ? "" : "/", b);
+    return s;
+}
+
+/* ---- recursive walk ------------------------------------------------------------------ */
+
+/* Set of visited folders keyed by (device, inode): open addressing, grows at half load, so
+ * archives with millions of folders stay linear. */
+typedef struct visited {
+    dev_t *dev;
+    ino_t *ino;
+    uint8_t *used;
+    int64_t n, cap; /* cap is a power of two */
+} visited;
+
+static uint64_t visited_hash(dev_t d, ino_t i)
+{
+    uint64_t z = (uint64_t)d * 0x9e3779b97f4a7c15ULL ^ (uint64_t)i;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    return z ^ (z >> 31);
+}
+
+static int visited_grow(visited *v)
+{
+    int64_t nc = v->cap ? v->cap * 2 : 256;
+    visited nv = {calloc((size_t)nc, sizeof(dev_t)), calloc((size_t)nc, sizeof(ino_t)),
+                  calloc((size_t)nc, 1), 0, nc};
+    if (!nv.dev || !nv.ino || !nv.used) {
+        free(nv.dev);
+        free(nv.ino);
+        free(nv.used);
+        return -1;
+    }
+    for (int64_t k = 0; k < v->cap; k++) {
+        if (!v->used[k])
+            continue;
+        uint64_t h = visited_hash(v->dev[k], v->ino[k]) & (uint64_t)(nc - 1);
+        while (nv.used[h])
+            h = (h + 1) & (uint64_t)(nc - 1);
+        nv.used[h] = 1;
+        nv.dev[h] = v->dev[k];
+        nv.ino[h] = v->ino[k];
+        nv.n++;
+    }
+    free(v->dev);
+    free(v->ino);
+    free(v->used);
+    *v = nv;
+    return 0;
+}
+
+/* 1: newly added, 0: already there, -1: out of memory */
+static int visited_add(visited *v, dev_t d, ino_t i)
+{
+    if ((v->n + 1) * 2 > v->cap && visited_grow(v) < 0)
+        return -1;
+    uint64_t h = visited_hash(d, i) & (uint64_t)(v->cap - 1);
+    while (v->used[h]) {
+        if (v->dev[h] == d && v->ino[h] == i)
+            return 0;
+        h = (h + 1) & (uint64_t)(v->cap - 1);
+    }
+    v->used[h] = 1;
+    v->dev[h] = d;
+    v->ino[h] = i;
+    v->n++;
+    return 1;
+}
+
+static int list_push(fs_list *l, const char *rel)
+{
+    if (l->n == l->cap) {
+        int64_t nc = l->cap ? l->cap * 2 : 1024;
+        char **nr = realloc(l->rel, (size_t)nc * sizeof *nr);
+        if (!nr)
+            return -1;
+        l->rel = nr;
+        l->cap = nc;
+    }
+    l->rel[l->n] = strdup(rel);
+    if (!l->rel[l->n])
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *out,
+                    fs_error_fn on_error, void *user, rb_error *err)
+{
+    char *abs = rel[0] ? fs_join(root, rel) : strdup(root);
+    if (!abs)
+        return rb_fail(err, NULL, "out of memory");
+    DIR *d = opendir(abs);
+    if (!d) {
+        if (on_error)
+            on_error(user, abs, strerror(errno));
+        free(abs);
+        return 0;
+    }
+    /* collect and sort names so the walk order never depends on the file system */
+    char **names = NULL;
+    int64_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) {
+                closedir(d);
+                rb_fail(err, NULL, "out of memory listing %s", abs);
+                for (int64_t k = 0; k < n; k++)
+                    free(names[k]);
+                free(names);
+                free(abs);
+                return -1;
+            }
+            names = nn;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        if (names[i][0] == '.') /* hidden files and folders (.DS_Store, .git) */
+            continue;
+        char *crel = rel[0] ? fs_join(rel, names[i]) : strdup(names[i]);
+        char *cabs = fs_join(abs, names[i]);
+        struct stat st;
+        if (stat(cabs, &st) != 0) {
+            if (on_error)
+                on_error(user, cabs, errno == ENOENT ? "broken symbolic link" : strerror(errno));
+        } else if (S_ISDIR(st.st_mode)) {
+            int fresh = visited_add(seen, st.st_dev, st.st_ino);
+            if (fresh < 0)
+                rc = rb_fail(err, NULL, "out of memory");
+            else if (fresh == 0) {
+                if (on_error)
+                    on_error(user, cabs, "folder already visited (symbolic link loop or second link), skipped");
+            } else
+                rc = walk_dir(root, crel, seen, out, on_error, user, err);
+        } else if (S_ISREG(st.st_mode)) {
+            if (list_push(out, crel) < 0)
+                rc = rb_fail(err, NULL, "out of memory");
+        }
+        free(crel);
+        free(cabs);
+    }
+    for (int64_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(abs);
+    return rc;
+}
+
+int fs_walk(const char *root, fs_list *out, fs_error_fn on_error, void *user, rb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    if (stat(root, &st) != 0)
+        return rb_fail(err, "check the input path", "%s: %s", root, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return rb_fail(err, NULL, "%s: not a folder", root);
+    visited seen = {0};
+    visited_add(&seen, st.st_dev, st.st_ino);
+    int rc = walk_dir(root, "", &seen, out, on_error, user, err);
+    free(seen.dev);
+    free(seen.ino);
+    free(seen.used);
+    if (rc == 0) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
+        qsort(out->rel, (size_t)out->n, sizeof *out->rel, cmp_str);
+    return rc;
+}
+
+void fs_list_free(fs_list *l)
+{
+    for (int64_t i = 0; i < l->n; i++)
+        free(l->rel[i]);
+    free(l->rel);
+    memset(l, 0, sizeof *l);
+}

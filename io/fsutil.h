@@ -1,0 +1,37 @@
+/* File-system helpers: whole-file reads with a size cap, atomic writes (temp + fsync +
+ * rename), directory creation, deterministic recursive listing. */
+#ifndef FSUTIL_H
+#define FSUTIL_H
+
+#include "rb_error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "<path>.tmp.<pid>" (malloc'd): the name a file is written under before its rename. */
+char *fs_temp_name(const char *path);
+
+/* Read a whole file into *buf (malloc'd). Fails when larger than max_bytes. */
+int fs_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len, rb_error *err);
+/* Write bytes to path atomically (temp, fsync, rename). */
+int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_error *err);
+/* mkdir -p */
+int fs_mkdirs(const char *path, rb_error *err);
+int fs_is_dir(const char *path);
+int fs_is_file(const char *path);
+/* a/b joined (malloc'd) */
+char *fs_join(const char *a, const char *b);
+
+/* Recursive listing of regular files under root, sorted by relative path (byte order),
+ * following symbolic links to files and directories but each directory only once (by
+ * device and inode), so link loops end. Unreadable directories and broken links are
+ * reported through on_error and the walk goes on. */
+typedef struct fs_list {
+    char **rel;   /* paths relative to root, '/'-separated */
+    int64_t n, cap;
+} fs_list;
+typedef void (*fs_error_fn)(void *user, const char *path, const char *reason);
+int fs_walk(const char *root, fs_list *out, fs_error_fn on_error, void *user, rb_error *err);
+void fs_list_free(fs_list *l);
+
+#endif

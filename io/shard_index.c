@@ -1,0 +1,265 @@
+#include "shard_index.h"
+#include "fsutil.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#ifndef RADBATCH_VERSION
+#define RADBATCH_VERSION "dev"
+#endif
+
+static const char *split_names[SHARD_INDEX_SPLITS] = {"train", "val", "test", "all"};
+
+int shard_index_split_id(const char *name)
+{
+    for (int i = 0; i < SHARD_INDEX_SPLITS; i++)
+        if (strcmp(name, split_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static cJSON *counts_obj(const int64_t *per_class, char **names, int n)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int c = 0; c < n; c++)
+        cJSON_AddNumberToObject(o, names[c], (double)per_class[c]);
+    return o;
+}
+
+int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "format", SHARD_INDEX_FORMAT);
+    cJSON_AddNumberToObject(root, "format_version", SHARD_INDEX_VERSION);
+    cJSON_AddStringToObject(root, "tool_version", "radbatch " RADBATCH_VERSION);
+    cJSON_AddNumberToObject(root, "height", x->height);
+    cJSON_AddNumberToObject(root, "width", x->width);
+    cJSON_AddNumberToObject(root, "channels", x->channels);
+    cJSON_AddStringToObject(root, "resize", x->resize);
+    cJSON_AddBoolToObject(root, "dct_scaling", x->dct_scaling);
+    cJSON_AddItemToObject(root, "class_names", cJSON_CreateStringArray((const char *const *)x->class_names, x->nclasses));
+    cJSON_AddItemToObject(root, "sources", cJSON_CreateStringArray((const char *const *)x->sources, x->nsources));
+    cJSON *split = cJSON_CreateObject();
+    cJSON_AddNumberToObject(split, "seed", (double)x->seed);
+    cJSON_AddNumberToObject(split, "val_fraction", x->val_fraction);
+    cJSON_AddStringToObject(split, "group_regex", x->group_regex ? x->group_regex : "");
+    cJSON_AddItemToObject(root, "split", split);
+    cJSON *splits = cJSON_CreateObject();
+    for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
+        if (x->split_records[s] == 0)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "records", (double)x->split_records[s]);
+        cJSON_AddItemToObject(o, "per_class", counts_obj(x->split_class + s * x->nclasses, x->class_names, x->nclasses));
+        cJSON *files = cJSON_CreateArray();
+        for (int k = 0; k < x->nshards; k++)
+            if (x->shards[k].split == s)
+                cJSON_AddItemToArray(files, cJSON_CreateString(x->shards[k].file));
+        cJSON_AddItemToObject(o, "shards", files);
+        cJSON_AddItemToObject(splits, split_names[s], o);
+    }
+    cJSON_AddItemToObject(root, "splits", splits);
+    cJSON *shards = cJSON_CreateArray();
+    for (int k = 0; k < x->nshards; k++) {
+        const shard_index_entry *e = &x->shards[k];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", e->file);
+        cJSON_AddStringToObject(o, "split", split_names[e->split]);
+        cJSON_AddNumberToObject(o, "index", e->index);
+        cJSON_AddNumberToObject(o, "count", e->count);
+        cJSON_AddNumberToObject(o, "records", (double)e->records);
+        cJSON_AddItemToObject(o, "per_class", counts_obj(e->per_class, x->class_names, x->nclasses));
+        cJSON_AddStringToObject(o, "checksum", e->checksum);
+        cJSON_AddStringToObject(o, "plan_hash", e->plan_hash);
+        cJSON_AddItemToArray(shards, o);
+    }
+    cJSON_AddItemToObject(root, "shards", shards);
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddNumberToObject(st, "input_files", (double)x->input_files);
+    cJSON_AddNumberToObject(st, "errors", (double)x->errors);
+    cJSON_AddNumberToObject(st, "duplicate_groups", (double)x->duplicate_groups);
+    cJSON_AddNumberToObject(st, "dropped_duplicates", (double)x->dropped_duplicates);
+    cJSON_AddItemToObject(root, "stats", st);
+    if (x->config)
+        cJSON_AddStringToObject(root, "config", x->config);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return rb_fail(err, NULL, "out of memory writing index.json");
+    char *path = fs_join(dir, "index.json");
+    size_t len = strlen(text);
+    text[len] = 0;
+    char *withnl = malloc(len + 2);
+    int rc = -1;
+    if (path && withnl) {
+        memcpy(withnl, text, len);
+        withnl[len] = '\n';
+        rc = fs_write_file_atomic(path, withnl, len + 1, err);
+    } else
+        rb_fail(err, NULL, "out of memory");
+    free(withnl);
+    free(text);
+    free(path);
+    return rc;
+}
+
+void shard_index_free(shard_index *x)
+{
+    for (int i = 0; i < x->nclasses; i++)
+        free(x->class_names[i]);
+    free(x->class_names);
+    for (int k = 0; k < x->nshards; k++)
+        free(x->shards[k].per_class);
+    free(x->shards);
+    free(x->split_class);
+    free(x->group_regex);
+    for (int i = 0; i < x->nsources; i++)
+        free(x->sources[i]);
+    free(x->sources);
+    free(x->config);
+    memset(x, 0, sizeof *x);
+}
+
+static int get_int(const cJSON *o, const char *k, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v))
+        return -1;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static const char *get_str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int shard_index_read(const char *dir, shard_index *x, rb_error *err)
+{
+    memset(x, 0, sizeof *x);
+    char *path = fs_join(dir, "index.json");
+    uint8_t *buf;
+    size_t len;
+    if (!path)
+        return rb_fail(err, NULL, "out of memory");
+    if (fs_read_file(path, 1u << 30, &buf, &len, err) < 0) {
+        rb_error_prefix(err, "shards folder: ");
+        snprintf(err->hint, sizeof err->hint, "run 'radbatch convert' first, or check the shards path");
+        free(path);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const char *hint = "rerun 'radbatch convert' to rewrite it";
+    int rc = -1;
+    if (!root) {
+        rb_fail(err, hint, "%s: not valid JSON", path);
+        goto out;
+    }
+    const char *fmt = get_str(root, "format");
+    int64_t ver = 0, v;
+    if (!fmt || strcmp(fmt, SHARD_INDEX_FORMAT) != 0 || get_int(root, "format_version", &ver) < 0 ||
+        ver != SHARD_INDEX_VERSION) {
+        rb_fail(err, hint, "%s: not a radbatch shard index of version %d", path, SHARD_INDEX_VERSION);
+        goto out;
+    }
+    if (get_int(root, "height", &v) < 0)
+        goto bad;
+    x->height = (int)v;
+    if (get_int(root, "width", &v) < 0)
+        goto bad;
+    x->width = (int)v;
+    if (get_int(root, "channels", &v) < 0)
+        goto bad;
+    x->channels = (int)v;
+    snprintf(x->resize, sizeof x->resize, "%s", get_str(root, "resize") ? get_str(root, "resize") : "");
+    x->dct_scaling = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "dct_scaling"));
+    const cJSON *cn = cJSON_GetObjectItemCaseSensitive(root, "class_names");
+    if (!cJSON_IsArray(cn))
+        goto bad;
+    x->nclasses = cJSON_GetArraySize(cn);
+    x->class_names = calloc((size_t)x->nclasses + 1, sizeof *x->class_names);
+    for (int i = 0; i < x->nclasses; i++) {
+        const cJSON *s = cJSON_GetArrayItem(cn, i);
+        x->class_names[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
+    }
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "sources");
+    x->nsources = cJSON_IsArray(src) ? cJSON_GetArraySize(src) : 0;
+    x->sources = calloc((size_t)x->nsources + 1, sizeof *x->sources);
+    for (int i = 0; i < x->nsources; i++) {
+        const cJSON *s = cJSON_GetArrayItem(src, i);
+        x->sources[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
+    }
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "split");
+    if (sp) {
+        get_int(sp, "seed", &x->seed);
+        const cJSON *vf = cJSON_GetObjectItemCaseSensitive(sp, "val_fraction");
+        x->val_fraction = cJSON_IsNumber(vf) ? vf->valuedouble : 0;
+        const char *g = get_str(sp, "group_regex");
+        x->group_regex = g ? strdup(g) : NULL;
+    }
+    x->split_class = calloc((size_t)SHARD_INDEX_SPLITS * (size_t)(x->nclasses + 1), sizeof *x->split_class);
+    const cJSON *shards = cJSON_GetObjectItemCaseSensitive(root, "shards");
+    if (!cJSON_IsArray(shards) || !x->split_class)
+        goto bad;
+    x->nshards = cJSON_GetArraySize(shards);
+    x->shards = calloc((size_t)x->nshards + 1, sizeof *x->shards);
+    for (int k = 0; k < x->nshards; k++) {
+        const cJSON *o = cJSON_GetArrayItem(shards, k);
+        shard_index_entry *e = &x->shards[k];
+        const char *file = get_str(o, "file"), *spl = get_str(o, "split");
+        if (!file || !spl || (e->split = shard_index_split_id(spl)) < 0 || get_int(o, "records", &e->records) < 0)
+            goto bad;
+        snprintf(e->file, sizeof e->file, "%s", file);
+        if (get_int(o, "index", &v) == 0)
+            e->index = (int)v;
+        if (get_int(o, "count", &v) == 0)
+            e->count = (int)v;
+        snprintf(e->checksum, sizeof e->checksum, "%s", get_str(o, "checksum") ? get_str(o, "checksum") : "");
+        snprintf(e->plan_hash, sizeof e->plan_hash, "%s", get_str(o, "plan_hash") ? get_str(o, "plan_hash") : "");
+        e->per_class = calloc((size_t)x->nclasses + 1, sizeof *e->per_class);
+        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "per_class");
+        for (int c = 0; c < x->nclasses && e->per_class; c++)
+            get_int(pc, x->class_names[c], &e->per_class[c]);
+        x->split_records[e->split] += e->records;
+        for (int c = 0; c < x->nclasses && e->per_class; c++)
+            x->split_class[e->split * x->nclasses + c] += e->per_class[c];
+    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stats");
+    if (st) {
+        get_int(st, "input_files", &x->input_files);
+        get_int(st, "errors", &x->errors);
+        get_int(st, "duplicate_groups", &x->duplicate_groups);
+        get_int(st, "dropped_duplicates", &x->dropped_duplicates);
+    }
+    const char *cfg = get_str(root, "config");
+    x->config = cfg ? strdup(cfg) : NULL;
+    rc = 0;
+    goto out;
+bad:
+    rb_fail(err, hint, "%s: missing or malformed fields", path);
+out:
+    if (rc != 0)
+        shard_index_free(x);
+    cJSON_Delete(root);
+    free(path);
+    return rc;
+}
+
+int shard_index_checksum(const char *dir, char out[17], rb_error *err)
+{
+    char *path = fs_join(dir, "index.json");
+    uint8_t *buf;
+    size_t len;
+    int rc = fs_read_file(path, 1u << 30, &buf, &len, err);
+    free(path);
+    if (rc < 0)
+        return -1;
+    snprintf(out, 17, "%016llx", (unsigned long long)XXH3_64bits(buf, len));
+    free(buf);
+    return 0;
+}

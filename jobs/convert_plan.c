@@ -1,0 +1,377 @@
+#define _GNU_SOURCE
+#include "convert_plan.h"
+#include "rb_rng.h"
+
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+const char *split_name(int s)
+{
+    static const char *names[] = {"train", "val", "test", "all"};
+    return s >= 0 && s < SPLIT_COUNT ? names[s] : "?";
+}
+
+int split_parse(const char *s)
+{
+    if (!strcasecmp(s, "train") || !strcasecmp(s, "training"))
+        return SPLIT_TRAIN;
+    if (!strcasecmp(s, "val") || !strcasecmp(s, "validation") || !strcasecmp(s, "valid"))
+        return SPLIT_VAL;
+    if (!strcasecmp(s, "test") || !strcasecmp(s, "testing"))
+        return SPLIT_TEST;
+    if (!strcasecmp(s, "all"))
+        return SPLIT_ALL;
+    return -1;
+}
+
+int plan_group_key(const char *rel, const void *re, char *out, size_t cap)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    if (re) {
+        regmatch_t m[2];
+        if (regexec((const regex_t *)re, base, 2, m, 0) == 0) {
+            int g = (m[1].rm_so >= 0) ? 1 : 0;
+            size_t len = (size_t)(m[g].rm_eo - m[g].rm_so);
+            if (len >= cap)
+                len = cap - 1;
+            memcpy(out, base + m[g].rm_so, len);
+            out[len] = 0;
+            return 1;
+        }
+    }
+    snprintf(out, cap, "%s", rel);
+    return 0;
+}
+
+/* ---- union-find over entries ------------------------------------------------------- */
+static int64_t uf_find(int64_t *par, int64_t x)
+{
+    while (par[x] != x) {
+        par[x] = par[par[x]];
+        x = par[x];
+    }
+    return x;
+}
+static void uf_union(int64_t *par, int64_t a, int64_t b)
+{
+    a = uf_find(par, a);
+    b = uf_find(par, b);
+    if (a == b)
+        return;
+    if (a < b) /* the smallest index is the root: deterministic */
+        par[b] = a;
+    else
+        par[a] = b;
+}
+
+typedef struct keyed {
+    const char *key;
+    int64_t idx;
+} keyed;
+static int cmp_keyed(const void *a, const void *b)
+{
+    const keyed *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx);
+}
+
+typedef struct hashed {
+    const uint8_t *h;
+    int64_t idx;
+} hashed;
+static int cmp_hashed(const void *a, const void *b)
+{
+    const hashed *x = a, *y = b;
+    int c = memcmp(x->h, y->h, 16);
+    return c ? c : (x->idx < y->idx ? -1 : x->idx > y->idx);
+}
+
+static int cmp_rel_idx(const void *a, const void *b, void *ctx)
+{
+    const plan_entry *e = ctx;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int c = strcmp(e[x].rel, e[y].rel);
+    return c ? c : (x < y ? -1 : x > y);
+}
+
+void plan_free(plan *p)
+{
+    free(p->order);
+    free(p->shards);
+    free(p->dup_of);
+    free(p->split_of);
+    memset(p, 0, sizeof *p);
+}
+
+int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
+              const char *settings_hash, int nranks, rb_error *err)
+{
+    memset(p, 0, sizeof *p);
+    int rc = -1;
+    int64_t *par = malloc((size_t)(n ? n : 1) * sizeof *par);
+    hashed *hs = malloc((size_t)(n ? n : 1) * sizeof *hs);
+    keyed *ks = malloc((size_t)(n ? n : 1) * sizeof *ks);
+    char **keys = calloc((size_t)(n ? n : 1), sizeof *keys);
+    int64_t *gsize = calloc((size_t)(n ? n : 1), sizeof *gsize);
+    int8_t *gsplit = malloc((size_t)(n ? n : 1));
+    p->dup_of = malloc((size_t)(n ? n : 1) * sizeof *p->dup_of);
+    p->split_of = malloc((size_t)(n ? n : 1));
+    p->order = malloc((size_t)(n ? n : 1) * sizeof *p->order);
+    regex_t re;
+    int have_re = 0;
+    if (!par || !hs || !ks || !keys || !gsize || !gsplit || !p->dup_of || !p->split_of || !p->order) {
+        rb_fail(err, NULL, "out of memory planning %lld records", (long long)n);
+        goto out;
+    }
+    if (s->group_regex && *s->group_regex) {
+        int r = regcomp(&re, s->group_regex, REG_EXTENDED);
+        if (r != 0) {
+            char msg[256];
+            regerror(r, &re, msg, sizeof msg);
+            rb_fail(err, "group_regex is a POSIX extended regex; its first group is the patient id",
+                    "group_regex '%s': %s", s->group_regex, msg);
+            goto out;
+        }
+        have_re = 1;
+    }
+
+    /* 1. exact duplicates by content hash */
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        p->dup_of[i] = -1;
+        p->split_of[i] = -1;
+        par[i] = i;
+        if (e[i].ok)
+            hs[m++] = (hashed){e[i].hash, i};
+    }
+    qsort(hs, (size_t)m, sizeof *hs, cmp_hashed);
+    for (int64_t a = 0; a < m;) {
+        int64_t b = a + 1;
+        while (b < m && memcmp(hs[b].h, hs[a].h, 16) == 0)
+            b++;
+        if (b - a > 1) {
+            p->ndup_groups++;
+            for (int64_t k = a + 1; k < b; k++) {
+                p->dup_of[hs[k].idx] = hs[a].idx;
+                uf_union(par, hs[a].idx, hs[k].idx); /* copies stay in one split */
+            }
+        }
+        a = b;
+    }
+
+    /* 2. patient groups */
+    int64_t nk = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!e[i].ok)
+            continue;
+        char k[1024];
+        plan_group_key(e[i].rel, have_re ? &re : NULL, k, sizeof k);
+        keys[i] = strdup(k);
+        if (!keys[i]) {
+            rb_fail(err, NULL, "out of memory");
+            goto out;
+        }
+        ks[nk++] = (keyed){keys[i], i};
+    }
+    qsort(ks, (size_t)nk, sizeof *ks, cmp_keyed);
+    for (int64_t a = 0; a < nk;) {
+        int64_t b = a + 1;
+        while (b < nk && strcmp(ks[b].key, ks[a].key) == 0) {
+            uf_union(par, ks[a].idx, ks[b].idx);
+            b++;
+        }
+        a = b;
+    }
+
+    /* 3. split per group. A group's class (for stratification) is its root's label;
+     * a group with a given split keeps it (the first member's). */
+    for (int64_t i = 0; i < n; i++)
+        if (e[i].ok)
+            gsize[uf_find(par, i)]++;
+    int labelled = 0, given = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (e[i].ok) {
+            labelled |= e[i].label >= 0;
+            given |= e[i].given_split >= 0;
+        }
+    for (int64_t i = 0; i < n; i++)
+        gsplit[i] = -1;
+    if (given) {
+        /* the user's folders decide; duplicates across them are only reported */
+    } else if (!labelled || s->val_fraction <= 0) {
+        for (int64_t i = 0; i < n; i++)
+            if (e[i].ok)
+                gsplit[uf_find(par, i)] = labelled ? SPLIT_TRAIN : SPLIT_ALL;
+    } else {
+        /* roots = groups; per stratum (class, or one stratum), shuffle groups by
+         * (seed, stratum) and move whole groups to val until the stratum's val share is
+         * reached (a group goes to val when that brings the count closer to target). */
+        int maxlab = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (e[i].ok && e[i].label > maxlab)
+                maxlab = e[i].label;
+        int nstrata = s->stratify ? maxlab + 1 : 1;
+        int64_t *roots = malloc((size_t)(n ? n : 1) * sizeof *roots);
+        if (!roots) {
+            rb_fail(err, NULL, "out of memory");
+            goto out;
+        }
+        for (int st = 0; st < nstrata; st++) {
+            int64_t nr = 0, total = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (!e[i].ok || uf_find(par, i) != i)
+                    continue;
+                int lab = e[i].label < 0 ? 0 : e[i].label;
+                if (s->stratify && lab != st)
+                    continue;
+                roots[nr++] = i; /* ascending index = sorted input order */
+                total += gsize[i];
+            }
+            rb_shuffle_i64(roots, nr, s->seed, 0x5e17 + (uint64_t)st);
+            double target = s->val_fraction * (double)total;
+            int64_t val = 0;
+            for (int64_t k = 0; k < nr; k++) {
+                int64_t g = roots[k];
+                if ((double)val + 0.5 * (double)gsize[g] <= target) {
+                    gsplit[g] = SPLIT_VAL;
+                    val += gsize[g];
+                } else
+                    gsplit[g] = SPLIT_TRAIN;
+            }
+        }
+        free(roots);
+    }
+
+    /* 4. records per split: sorted by path, shuffled by (seed, split), cut into shards */
+    int64_t pos = 0;
+    int cap_shards = 16;
+    p->shards = malloc((size_t)cap_shards * sizeof *p->shards);
+    if (!p->shards) {
+        rb_fail(err, NULL, "out of memory");
+        goto out;
+    }
+    for (int sp = 0; sp < SPLIT_COUNT; sp++) {
+        int64_t first = pos;
+        for (int64_t i = 0; i < n; i++) {
+            if (!e[i].ok)
+                continue;
+            if (s->dedupe && p->dup_of[i] >= 0) {
+                if (sp == 0)
+                    p->ndropped++;
+                continue;
+            }
+            int esplit = given ? (e[i].given_split >= 0 ? e[i].given_split : SPLIT_TRAIN)
+                               : gsplit[uf_find(par, i)];
+            if (esplit == sp) {
+                p->order[pos++] = i;
+                p->split_of[i] = (int8_t)sp;
+            }
+        }
+        int64_t cnt = pos - first;
+        p->split_count[sp] = cnt;
+        if (cnt == 0)
+            continue;
+        qsort_r(p->order + first, (size_t)cnt, sizeof *p->order, cmp_rel_idx, (void *)e);
+        rb_shuffle_i64(p->order + first, cnt, s->seed, 0x5a4d + (uint64_t)sp);
+        int64_t bytes = cnt * s->record_bytes;
+        int64_t ns = s->shard_bytes > 0 ? (bytes + s->shard_bytes - 1) / s->shard_bytes : 1;
+        if (ns < s->min_shards)
+            ns = s->min_shards;
+        if (ns > cnt)
+            ns = cnt;
+        if (ns < 1)
+            ns = 1;
+        if (ns > 99999) {
+            rb_fail(err, "raise shard_size_mb", "%s split would need %lld shards (limit 99999)", split_name(sp),
+                    (long long)ns);
+            goto out;
+        }
+        for (int64_t k = 0; k < ns; k++) {
+            if (p->nshards == cap_shards) {
+                cap_shards *= 2;
+                plan_shard *t = realloc(p->shards, (size_t)cap_shards * sizeof *t);
+                if (!t) {
+                    rb_fail(err, NULL, "out of memory");
+                    goto out;
+                }
+                p->shards = t;
+            }
+            plan_shard *sh = &p->shards[p->nshards++];
+            memset(sh, 0, sizeof *sh);
+            sh->split = sp;
+            sh->index = (int)k;
+            sh->count = (int)ns;
+            sh->first = first + k * cnt / ns;
+            sh->n = first + (k + 1) * cnt / ns - sh->first;
+            /* plan hash: settings + split + index/count + every record's identity */
+            XXH3_state_t *st = XXH3_createState();
+            XXH3_128bits_reset(st);
+            XXH3_128bits_update(st, settings_hash, strlen(settings_hash));
+            int32_t hdr[3] = {sp, (int32_t)k, (int32_t)ns};
+            XXH3_128bits_update(st, hdr, sizeof hdr);
+            for (int64_t r = 0; r < sh->n; r++) {
+                const plan_entry *x = &e[p->order[sh->first + r]];
+                XXH3_128bits_update(st, x->rel, strlen(x->rel) + 1);
+                XXH3_128bits_update(st, &x->label, sizeof x->label);
+                XXH3_128bits_update(st, x->hash, 16);
+            }
+            XXH128_hash_t h = XXH3_128bits_digest(st);
+            XXH3_freeState(st);
+            snprintf(sh->hash, sizeof sh->hash, "%016llx%016llx", (unsigned long long)h.high64,
+                     (unsigned long long)h.low64);
+        }
+    }
+    p->norder = pos;
+
+    /* 5. shards to ranks: largest first to the least loaded rank (deterministic) */
+    {
+        int64_t *load = calloc((size_t)(nranks > 0 ? nranks : 1), sizeof *load);
+        int *ord = malloc((size_t)(p->nshards ? p->nshards : 1) * sizeof *ord);
+        if (!load || !ord) {
+            free(load);
+            free(ord);
+            rb_fail(err, NULL, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < p->nshards; i++)
+            ord[i] = i;
+        /* insertion sort by size desc, stable */
+        for (int i = 1; i < p->nshards; i++) {
+            int v = ord[i], j = i - 1;
+            while (j >= 0 && p->shards[ord[j]].n < p->shards[v].n) {
+                ord[j + 1] = ord[j];
+                j--;
+            }
+            ord[j + 1] = v;
+        }
+        for (int i = 0; i < p->nshards; i++) {
+            int best = 0;
+            for (int r = 1; r < nranks; r++)
+                if (load[r] < load[best])
+                    best = r;
+            p->shards[ord[i]].rank = best;
+            load[best] += p->shards[ord[i]].n;
+        }
+        free(load);
+        free(ord);
+    }
+    rc = 0;
+out:
+    if (have_re)
+        regfree(&re);
+    free(par);
+    free(hs);
+    free(ks);
+    for (int64_t i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
+    free(gsize);
+    free(gsplit);
+    if (rc != 0)
+        plan_free(p);
+    return rc;
+}

@@ -244,6 +244,7 @@ static int read_attr_str(hid_t obj, const char *name, char *out, size_t cap)
     if (H5Tis_variable_str(ft) > 0) {
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5Tget_cset(ft)); /* HDF5 will not convert between ASCII and UTF-8 */
         char *v = NULL;
         if (H5Aread(a, t, &v) >= 0 && v) {
             snprintf(out, cap, "%s", v);
@@ -278,6 +279,7 @@ static int read_class_names(hid_t obj, char ***names, int *n)
     if (cnt > 0 && cnt < 100000) {
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8);
         char **v = calloc((size_t)cnt, sizeof *v);
         if (v && H5Aread(a, t, v) >= 0) {
             *names = calloc((size_t)cnt, sizeof **names);
@@ -439,6 +441,7 @@ int shard_read_path(shard_reader *r, int64_t i, char **out, rb_error *err)
     hid_t ms = H5Screate_simple(1, cnt, NULL);
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
     char *v = NULL;
     herr_t rc = H5Dread(ds, t, ms, fs, H5P_DEFAULT, &v);
     if (rc >= 0 && v) {

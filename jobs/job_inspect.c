@@ -1,4 +1,306 @@
+/* radbatch inspect: describe a shards folder, one shard, a radbatch model file or a Keras
+ * weight file. --verify recomputes every record checksum; --export_image N writes record N
+ * of a shard (or of the first shard of a folder's split) as PNG. */
 #include "commands.h"
-static const opt_spec inspect_opts[] = {{NULL}};
-static int run_inspect(int argc, char **argv) { (void)argc; (void)argv; return 1; }
-const command_spec command_inspect = {"inspect", "describe shards or model files", "radbatch inspect", inspect_opts, run_inspect};
+#include "fsutil.h"
+#include "image.h"
+#include "keras_import.h"
+#include "model.h"
+#include "model_file.h"
+#include "rb_log.h"
+#include "rb_mpi.h"
+#include "shard.h"
+#include "shard_index.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const opt_spec inspect_opts[] = {
+    {"verify", OPT_BOOL, "false", NULL,
+     "shards: recompute every record's CRC-32 and compare with the shard and index.json"},
+    {"export_image", OPT_INT, "-1", NULL, "write record N as PNG (a shard, or the split's shards of a folder in order)"},
+    {"split", OPT_STRING, "train", NULL, "split used by export_image on a shards folder"},
+    {"image_out", OPT_STRING, "record.png", NULL, "where export_image writes the PNG"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static void print_shard(const shard_reader *r, const char *name)
+{
+    printf("  %-28s split %-5s %6lld records  %dx%dx%d\n", name, r->split, (long long)r->n, r->height, r->width,
+           r->channels);
+}
+
+static int export_record(shard_reader *r, int64_t i, const char *out, rb_error *err)
+{
+    size_t rec = (size_t)r->height * r->width * r->channels;
+    uint8_t *px = malloc(rec);
+    int32_t label;
+    char *path = NULL;
+    if (!px)
+        return rb_fail(err, NULL, "out of memory");
+    int rc = shard_read(r, i, 1, px, &label, err);
+    if (rc == 0)
+        rc = image_write_png(out, px, r->height, r->width, r->channels, err);
+    if (rc == 0 && shard_read_path(r, i, &path, err) == 0)
+        printf("record %lld of %s: %s, label %d (%s) -> %s\n", (long long)i, r->path, path, label,
+               label >= 0 && label < r->nclasses ? r->class_names[label] : "unlabelled", out);
+    free(path);
+    free(px);
+    return rc;
+}
+
+static int verify_shard(shard_reader *r, const shard_index_entry *e, int64_t *bad_total, rb_error *err)
+{
+    int64_t bad = 0;
+    if (shard_verify(r, &bad, err) < 0)
+        return -1;
+    if (bad)
+        printf("  %s: %lld record(s) with a wrong checksum\n", r->path, (long long)bad);
+    if (e && e->records != r->n) {
+        printf("  %s: %lld records, index.json says %lld\n", r->path, (long long)r->n, (long long)e->records);
+        bad++;
+    }
+    *bad_total += bad;
+    return 0;
+}
+
+static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
+{
+    shard_index idx;
+    if (shard_index_read(dir, &idx, err) < 0)
+        return -1;
+    printf("shards folder %s\n", dir);
+    printf("  images %dx%dx%d, resize %s%s\n", idx.height, idx.width, idx.channels, idx.resize,
+           idx.dct_scaling ? " (DCT scaling)" : "");
+    printf("  classes:");
+    for (int i = 0; i < idx.nclasses; i++)
+        printf(" %d=%s", i, idx.class_names[i]);
+    printf("\n  split: val_fraction %g, seed %lld%s%s\n", idx.val_fraction, (long long)idx.seed,
+           idx.group_regex && *idx.group_regex ? ", grouped by " : "", idx.group_regex ? idx.group_regex : "");
+    printf("  %-6s %8s", "split", "records");
+    for (int i = 0; i < idx.nclasses; i++)
+        printf(" %12s", idx.class_names[i]);
+    printf("\n");
+    for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
+        if (!idx.split_records[s])
+            continue;
+        static const char *nm[] = {"train", "val", "test", "all"};
+        printf("  %-6s %8lld", nm[s], (long long)idx.split_records[s]);
+        for (int i = 0; i < idx.nclasses; i++)
+            printf(" %12lld", (long long)idx.split_class[s * idx.nclasses + i]);
+        printf("\n");
+    }
+    printf("  inputs %lld files, %lld unusable (errors.csv), %lld groups of identical files (duplicates.csv)\n",
+           (long long)idx.input_files, (long long)idx.errors, (long long)idx.duplicate_groups);
+    printf("  %d shards:\n", idx.nshards);
+    int rc = 0;
+    int64_t bad = 0, want = job_int(c, "export_image");
+    int export_split = shard_index_split_id(job_str(c, "split"));
+    for (int k = 0; k < idx.nshards && rc == 0; k++) {
+        char *p = fs_join(dir, idx.shards[k].file);
+        shard_reader r;
+        rc = shard_open(&r, p, err);
+        if (rc == 0) {
+            print_shard(&r, idx.shards[k].file);
+            if (job_bool(c, "verify"))
+                rc = verify_shard(&r, &idx.shards[k], &bad, err);
+            if (rc == 0 && want >= 0 && idx.shards[k].split == export_split) {
+                if (want < r.n) {
+                    rc = export_record(&r, want, job_str(c, "image_out"), err);
+                    want = -1;
+                } else
+                    want -= r.n;
+            }
+            shard_close(&r);
+        }
+        free(p);
+    }
+    if (rc == 0 && want >= 0 && job_int(c, "export_image") >= 0)
+        rc = rb_fail(err, NULL, "export_image %lld: the %s split has fewer records",
+                     (long long)job_int(c, "export_image"), job_str(c, "split"));
+    if (rc == 0 && job_bool(c, "verify")) {
+        if (bad)
+            rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: verification found %lld problem(s)",
+                         dir, (long long)bad);
+        else
+            printf("verified: every record checksum matches\n");
+    }
+    shard_index_free(&idx);
+    return rc;
+}
+
+static int inspect_shard(const job_config *c, const char *path, rb_error *err)
+{
+    shard_reader r;
+    if (shard_open(&r, path, err) < 0)
+        return -1;
+    printf("shard %s\n", path);
+    print_shard(&r, "");
+    printf("  shard %d of %d, classes:", r.shard_index, r.shard_count);
+    for (int i = 0; i < r.nclasses; i++)
+        printf(" %d=%s", i, r.class_names[i]);
+    printf("\n  plan hash %s, %lld images per chunk\n", r.plan_hash, (long long)r.chunk_rows);
+    int rc = 0;
+    int64_t bad = 0;
+    if (job_bool(c, "verify")) {
+        rc = verify_shard(&r, NULL, &bad, err);
+        if (rc == 0 && bad)
+            rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %lld record(s) with a wrong checksum",
+                         path, (long long)bad);
+        else if (rc == 0)
+            printf("verified: every record checksum matches\n");
+    }
+    int64_t want = job_int(c, "export_image");
+    if (rc == 0 && want >= 0) {
+        if (want >= r.n)
+            rc = rb_fail(err, NULL, "export_image %lld: the shard has %lld records", (long long)want, (long long)r.n);
+        else
+            rc = export_record(&r, want, job_str(c, "image_out"), err);
+    }
+    shard_close(&r);
+    return rc;
+}
+
+static int inspect_model(const char *path, rb_error *err)
+{
+    model_file_header h;
+    if (model_file_read_header(path, &h, err) < 0)
+        return -1;
+    printf("radbatch model %s (written by radbatch %s)\n", path, h.radbatch_version);
+    printf("  classes:");
+    for (int i = 0; i < h.n_classes; i++)
+        printf(" %d=%s", i, h.class_names[i]);
+    printf("\n");
+    if (h.has_optimizer)
+        printf("  checkpoint: optimizer %s at step %lld\n", h.optimizer_kind, (long long)h.optimizer_step);
+    rb_model *m = NULL;
+    int rc = rb_model_from_desc(&m, h.architecture, err);
+    if (rc == 0) {
+        rb_model_summary(m, stdout);
+        rb_model_free(m);
+    }
+    if (rc == 0 && h.model_card)
+        printf("model card:\n%s\n", h.model_card);
+    model_file_header_free(&h);
+    return rc;
+}
+
+static int inspect_keras(const char *path, rb_error *err)
+{
+    keras_file *kf;
+    if (keras_file_open(path, &kf, err) < 0)
+        return -1;
+    int64_t total = 0;
+    printf("Keras weights %s (%s%s%s), %d layers\n", path, keras_format_name(kf->format),
+           kf->keras_version[0] ? ", Keras " : "", kf->keras_version, kf->n_layers);
+    printf("  %-40s %-22s %s\n", "layer", "class", "weights");
+    for (int i = 0; i < kf->n_layers; i++) {
+        const keras_layer_info *l = &kf->layers[i];
+        printf("  %-40s %-22s", l->name, l->klass ? l->klass : "");
+        for (int k = 0; k < l->n; k++) {
+            int64_t cnt = 1;
+            printf(" %s[", l->t[k].name ? l->t[k].name : "?");
+            for (int d = 0; d < l->t[k].ndim; d++) {
+                printf("%s%lld", d ? "," : "", (long long)l->t[k].shape[d]);
+                cnt *= l->t[k].shape[d];
+            }
+            printf("]");
+            if (l->t[k].is_float)
+                total += cnt;
+        }
+        printf("\n");
+    }
+    printf("total values: %lld\n", (long long)total);
+    keras_file_close(kf);
+    return 0;
+}
+
+/* What is it? A folder, a shard, a radbatch model or a Keras file (by content). */
+static int inspect_one(const job_config *c, const char *path, rb_error *err)
+{
+    if (fs_is_dir(path))
+        return inspect_dir(c, path, err);
+    if (!fs_is_file(path))
+        return rb_fail(err, NULL, "%s: no such file or folder", path);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    size_t l = strlen(path);
+    if (l > 6 && strcmp(path + l - 6, ".keras") == 0)
+        return inspect_keras(path, err);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return rb_fail(err, "inspect takes a shards folder, a shard, a model file or a Keras weight file",
+                       "%s: not an HDF5 file", path);
+    char fmt[64] = "";
+    if (H5Aexists(f, "format") > 0) {
+        hid_t a = H5Aopen(f, "format", H5P_DEFAULT);
+        hid_t t = H5Aget_type(a);
+        if (H5Tis_variable_str(t) > 0) {
+            char *v = NULL;
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(t));
+            if (H5Aread(a, mt, &v) >= 0 && v) {
+                snprintf(fmt, sizeof fmt, "%s", v);
+                H5free_memory(v);
+            }
+            H5Tclose(mt);
+        } else {
+            size_t sz = H5Tget_size(t);
+            char *b = calloc(1, sz + 1);
+            if (b && H5Aread(a, t, b) >= 0)
+                snprintf(fmt, sizeof fmt, "%s", b);
+            free(b);
+        }
+        H5Tclose(t);
+        H5Aclose(a);
+    }
+    H5Fclose(f);
+    if (strcmp(fmt, SHARD_FORMAT) == 0)
+        return inspect_shard(c, path, err);
+    if (strcmp(fmt, "radbatch-model") == 0)
+        return inspect_model(path, err);
+    return inspect_keras(path, err);
+}
+
+static int run_inspect(int argc, char **argv)
+{
+    rb_world w;
+    rb_mpi_init(&argc, &argv, &w);
+    job_config c;
+    rb_error err;
+    rb_error_clear(&err);
+    int code = 0;
+    if (job_config_parse(&c, &command_inspect, argc, argv, &err) < 0) {
+        if (w.rank == 0)
+            rb_error_print(&err, "");
+        code = 2;
+    } else if (c.help) {
+        if (w.rank == 0)
+            job_config_print_help(&command_inspect);
+    } else if (c.npositional == 0) {
+        if (w.rank == 0)
+            fprintf(stderr, "error: inspect needs a shards folder, shard, model or Keras file\n%s\n",
+                    command_inspect.usage);
+        code = 2;
+    } else if (w.rank == 0) {
+        /* inspect is a small serial job: rank 0 does it */
+        for (int i = 0; i < c.npositional && code == 0; i++)
+            if (inspect_one(&c, c.positional[i], &err) < 0) {
+                rb_error_print(&err, "");
+                code = 1;
+            }
+    }
+    job_config_free(&c);
+    rb_mpi_finalize();
+    return code;
+}
+
+const command_spec command_inspect = {
+    "inspect",
+    "describe a shards folder, a shard, a model file or a Keras weight file; --verify checksums",
+    "usage: radbatch inspect <shards folder | shard.h5 | model.h5 | keras.h5> [--verify] [--export_image N]",
+    inspect_opts,
+    run_inspect,
+};

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "model.h"
-#include "rb_rng.h"
+#include "init.h"
 
 
 #define ALIGN_FLOATS 16 /* every tensor starts on a 64-byte boundary */
@@ -297,34 +297,14 @@ float *rb_model_weight_grad(const rb_model *m, int node, int k)
     return m->grads + n->woff[k];
 }
 
-/* Keras defaults: glorot_uniform kernels, zeros bias/beta/moving_mean, ones gamma/var. */
+/* Keras defaults (init.h): glorot_uniform kernels, zeros bias/beta/moving_mean, ones
+ * gamma/moving_variance; each tensor keyed by its "layer/weight" name. */
 void rb_model_init(rb_model *m, uint64_t seed)
 {
-    for (int i = 0; i < m->nnodes; i++) {
-        rb_node *n = &m->nodes[i];
-        for (int k = 0; k < n->nweights; k++) {
-            float *p = rb_model_weight(m, i, k);
-            int64_t sz = n->wsize[k];
-            int kernel = k == 0 && n->op != RB_OP_BATCHNORM;
-            if (kernel) {
-                double fan_in, fan_out;
-                if (n->op == RB_OP_DENSE) {
-                    fan_in = n->in_c, fan_out = n->units;
-                } else {
-                    double rf = (double)n->kh * n->kw;
-                    fan_in = rf * n->in_c;
-                    fan_out = rf * (n->op == RB_OP_CONV2D ? n->filters : 1);
-                }
-                float limit = (float)sqrt(6.0 / (fan_in + fan_out));
-                for (int64_t j = 0; j < sz; j++)
-                    p[j] = limit * (2.0f * rb_rng_uniform(seed, (uint64_t)i, (uint64_t)k,
-                                                          (uint64_t)j) - 1.0f);
-            } else {
-                float val = (n->op == RB_OP_BATCHNORM && (k == 0 || k == 3)) ? 1.0f : 0.0f;
-                for (int64_t j = 0; j < sz; j++)
-                    p[j] = val;
-            }
-        }
+    for (int v = 0; v < m->nviews; v++) {
+        const rb_param_view *pv = &m->views[v];
+        init_fill(pv->data, pv->ndim, pv->shape, init_default_for(pv->weight), seed,
+                  init_tensor_id(pv->layer, pv->weight));
     }
 }
 
@@ -447,4 +427,39 @@ double rb_model_flops(const rb_model *m)
         }
     }
     return f;
+}
+
+int rb_model_ranges(const rb_model *m, int kind, optim_range *out, int max)
+{
+    int k = 0;
+    int64_t lo = -1, hi = -1;
+    for (int i = 0; i < m->nnodes; i++) {
+        const rb_node *n = &m->nodes[i];
+        if (!n->trainable)
+            continue;
+        for (int w = 0; w < n->nweights; w++) {
+            if (n->is_state[w])
+                continue;
+            if (kind == RB_RANGES_KERNELS &&
+                !(w == 0 && (n->op == RB_OP_CONV2D || n->op == RB_OP_DENSE)))
+                continue;
+            int64_t a = n->woff[w], b = a + n->wsize[w];
+            if (lo >= 0 && a <= align_up(hi)) { /* adjacent (padding between is zero) */
+                hi = b;
+                continue;
+            }
+            if (lo >= 0) {
+                if (k < max)
+                    out[k] = (optim_range){lo, hi - lo};
+                k++;
+            }
+            lo = a, hi = b;
+        }
+    }
+    if (lo >= 0) {
+        if (k < max)
+            out[k] = (optim_range){lo, hi - lo};
+        k++;
+    }
+    return k;
 }

@@ -36,6 +36,7 @@
 
 #include "layers.h"
 #include "model_params.h"
+#include "optim.h"
 #include "rb_error.h"
 
 #define RB_NAME_MAX 64
@@ -153,8 +154,9 @@ int rb_model_from_desc(rb_model **out, const char *text, rb_error *err);
 char *rb_model_desc(const rb_model *m);
 void rb_model_free(rb_model *m);
 
-/* Keras default initialization: kernels Glorot uniform, biases/beta/moving_mean zeros,
- * gamma/moving_variance ones; values a pure function of (seed, layer, weight, element). */
+/* Keras default initialization (init.h): kernels Glorot uniform, biases/beta/moving_mean
+ * zeros, gamma/moving_variance ones; values a pure function of (seed, "layer/weight",
+ * element), the same on every rank. */
 void rb_model_init(rb_model *m, uint64_t seed);
 
 /* Node index by Keras layer name, or -1. */
@@ -181,6 +183,12 @@ void rb_model_count(const rb_model *m, int64_t *total, int64_t *trainable, int64
 /* Smallest [off, off+len) of m->grads holding every trainable weight (an allreduce or an
  * optimizer may restrict itself to it; everything outside stays zero). */
 void rb_model_trainable_span(const rb_model *m, int64_t *off, int64_t *len);
+/* Runs of m->params for optim_step / optim_l2_*: RB_RANGES_TRAINABLE = every trainable
+ * weight (not moving statistics); RB_RANGES_KERNELS = kernels of trainable Conv2D/Dense
+ * layers (Keras kernel_regularizer). Adjacent tensors merge (the alignment padding between
+ * them is zero and stays zero). Returns how many runs there are; writes at most max. */
+enum { RB_RANGES_TRAINABLE = 0, RB_RANGES_KERNELS = 1 };
+int rb_model_ranges(const rb_model *m, int kind, optim_range *out, int max);
 /* Mask of m->params: 1 where the float belongs to a trainable weight (n = m->nparams). */
 void rb_model_trainable_mask(const rb_model *m, uint8_t *mask);
 void rb_model_zero_grads(rb_model *m);
@@ -234,6 +242,10 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
 void rb_workspace_free(rb_workspace *ws);
 size_t rb_workspace_bytes(const rb_workspace *ws);
 int rb_workspace_batch(const rb_workspace *ws);
+/* Pre-activation of the output node (n x output size) when the output ends in softmax or
+ * sigmoid (fused in Dense, or a Softmax/Activation layer): the logits for the stable
+ * loss_*_logits functions, as Keras' model.fit uses them. NULL otherwise. */
+const float *rb_workspace_logits(const rb_workspace *ws);
 /* Output of node i after the last forward (n x size floats), or NULL when its memory was
  * reused or folded (always available with RB_WS_KEEP_ALL, and for the output node). */
 const float *rb_workspace_output(const rb_workspace *ws, int node);

@@ -46,6 +46,7 @@ struct rb_workspace {
     int *zstart; /* zeroing plan: before node i's backward zero zptr/zlen[zstart[i]..zstart[i+1]) */
     float **zptr;
     int64_t *zlen;
+    float *logits; /* pre-activation of a softmax/sigmoid output */
     int last_n, last_training, have_forward;
     size_t bytes;
 };
@@ -289,6 +290,7 @@ void rb_workspace_free(rb_workspace *ws)
     free(ws->zstart);
     free(ws->zptr);
     free(ws->zlen);
+    free(ws->logits);
     free(ws);
 }
 
@@ -300,6 +302,11 @@ size_t rb_workspace_bytes(const rb_workspace *ws)
 int rb_workspace_batch(const rb_workspace *ws)
 {
     return ws->batch;
+}
+
+const float *rb_workspace_logits(const rb_workspace *ws)
+{
+    return ws->have_forward ? ws->logits : NULL;
 }
 
 const float *rb_workspace_output(const rb_workspace *ws, int node)
@@ -563,6 +570,11 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             ws->bytes += (size_t)(n->size * batch);
         }
     }
+    {
+        const rb_node *o = &m->nodes[m->output];
+        if (o->act == RB_ACT_SOFTMAX || o->act == RB_ACT_SIGMOID)
+            OOM(ws->logits = malloc((size_t)(o->size * batch) * sizeof(float)));
+    }
     ws->scratch_floats = scratch;
     OOM(ws->scratch = aligned_alloc(64, (size_t)align16((int64_t)scratch + 16) * sizeof(float)));
     ws->bytes += (size_t)align16((int64_t)scratch + 16) * sizeof(float);
@@ -694,6 +706,11 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
                 conv2d_forward(out, in, w, NULL, &s, ws->scratch);
             else
                 depthwise_forward(out, in, w, NULL, &s);
+            if (i == m->output && ws->logits) {
+                bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
+                memcpy(ws->logits, out, (size_t)(rows * nd->c) * sizeof(float));
+                b = NULL;
+            }
             bias_act(out, b, rows, nd->c, act);
             break;
         }
@@ -736,6 +753,8 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
             break;
         case RB_OP_ACTIVATION:
         case RB_OP_SOFTMAX:
+            if (i == m->output && ws->logits)
+                memcpy(ws->logits, in, (size_t)(rows * nd->c) * sizeof(float));
             if (out != in)
                 memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
             bias_act(out, NULL, rows, nd->c, nd->act);
@@ -775,6 +794,8 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
         case RB_OP_DENSE:
             dense_forward(out, in, m->params + nd->woff[0],
                           nd->use_bias ? m->params + nd->woff[1] : NULL, n, nd->in_c, nd->units);
+            if (i == m->output && ws->logits)
+                memcpy(ws->logits, out, (size_t)(rows * nd->c) * sizeof(float));
             bias_act(out, NULL, n, nd->c, nd->act);
             break;
         case RB_OP_DROPOUT:

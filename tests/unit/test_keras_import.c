@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <hdf5.h>
+#include <zip.h>
 
 #include <math.h>
 #include <stdint.h>
@@ -334,6 +335,92 @@ static void golden_index(const char *dir)
     }
 }
 
+/* ---------------------------------------------------------------- damaged files */
+
+static void write_prefix(const char *src, const char *dst, double frac)
+{
+    FILE *f = fopen(src, "rb"), *g = fopen(dst, "wb");
+    if (!f || !g) {
+        if (f)
+            fclose(f);
+        if (g)
+            fclose(g);
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    long keep = (long)(n * frac);
+    char *buf = malloc((size_t)n);
+    if (fread(buf, 1, (size_t)n, f) == (size_t)n)
+        fwrite(buf, 1, (size_t)keep, g);
+    free(buf);
+    fclose(f);
+    fclose(g);
+}
+
+static void zip_with(const char *path, const char *member, const char *data, size_t len)
+{
+    int e;
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &e);
+    if (!z)
+        return;
+    zip_source_t *s = zip_source_buffer(z, data, len, 0);
+    if (s && zip_file_add(z, member, s, ZIP_FL_OVERWRITE) < 0)
+        zip_source_free(s);
+    zip_close(z);
+}
+
+/* Truncated and malformed inputs: an error naming the file, never a crash. */
+static void damaged_files(model *m, const char *dir)
+{
+    const char *tmp = test_tmpdir("keras_import");
+    const char *srcs[] = {"keras3_mnv2mini_full.h5", "tfkeras_mnv2mini_weights.h5",
+                          "keras3_mnv2mini.keras", "keras3_cnn.weights.h5"};
+    const double fracs[] = {0.1, 0.5, 0.9};
+    int refused = 0, tried = 0;
+    for (int s = 0; s < 4; s++)
+        for (int f = 0; f < 3; f++) {
+            char src[4200], dst[4200];
+            snprintf(src, sizeof src, "%s/%s", dir, srcs[s]);
+            snprintf(dst, sizeof dst, "%s/cut%d_%s", tmp, f, srcs[s]);
+            write_prefix(src, dst, fracs[f]);
+            rb_error err = {0};
+            keras_import_report rep;
+            int rc = keras_import_load(dst, m->v, m->n, NULL, 0, 0, &rep, &err);
+            keras_import_report_free(&rep);
+            tried++;
+            refused += rc < 0;
+            CHECK(rc < 0 ? strstr(err.msg, dst) != NULL : 1, "%s: error names the file: %s", dst,
+                  err.msg);
+        }
+    /* HDF5 keeps its metadata at the end; every cut file is refused */
+    CHECK(refused == tried, "%d of %d truncated files refused", refused, tried);
+
+    char zp[4200];
+    rb_error err = {0};
+    keras_import_report rep;
+    snprintf(zp, sizeof zp, "%s/noweights.keras", tmp);
+    zip_with(zp, "config.json", "{}", 2);
+    CHECK(keras_import_load(zp, m->v, m->n, NULL, 0, 0, &rep, &err) < 0 &&
+              contains(err.msg, "no model.weights.h5 in the archive"),
+          "archive without weights");
+    keras_import_report_free(&rep);
+    snprintf(zp, sizeof zp, "%s/garbage.keras", tmp);
+    zip_with(zp, "model.weights.h5", "not hdf5 at all", 15);
+    CHECK(keras_import_load(zp, m->v, m->n, NULL, 0, 0, &rep, &err) < 0 &&
+              contains(err.msg, "model.weights.h5 in the archive is not a readable HDF5 file"),
+          "archive with a broken weight file");
+    keras_import_report_free(&rep);
+    snprintf(zp, sizeof zp, "%s/sharded.keras", tmp);
+    zip_with(zp, "model.weights.json", "{}", 2);
+    CHECK(keras_import_load(zp, m->v, m->n, NULL, 0, 0, &rep, &err) < 0 &&
+              contains(err.msg, "sharded weights"),
+          "sharded archive");
+    keras_import_report_free(&rep);
+    printf("ok damaged files\n");
+}
+
 /* ---------------------------------------------------------------- the fixture */
 
 static const char *fixture_dir(void)
@@ -556,6 +643,7 @@ int main(void)
             golden_file(cnn, dir, "tfkeras_cnn_full.h5", KERAS_FORMAT_H5_MODEL, k2);
             golden_index(dir);
             golden_errors(mini, dir);
+            damaged_files(mini, dir);
         }
         if (mini)
             model_free(mini);

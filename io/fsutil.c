@@ -325,7 +325,8 @@ static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *o
         } else if (S_ISREG(st.st_mode)) {
             if (list_push(out, crel) < 0)
                 rc = rb_fail(err, NULL, "out of memory");
-        }
+        } else if (on_error)
+            on_error(user, cabs, "not a regular file (device, FIFO or socket), skipped");
         free(crel);
         free(cabs);
     }

@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -611,7 +612,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
         for (int s = 0; s < SPLIT_COUNT; s++)
             if (x->pl.split_count[s])
                 rb_info("%-5s: %lld records", split_name(s), (long long)x->pl.split_count[s]);
-        rb_info("%d shards of about %.0f MiB; %lld groups of identical files%s", x->pl.nshards,
+        rb_info("%d shard(s) of about %g MiB; %lld group(s) of identical files%s", x->pl.nshards,
                 job_float(&x->cfg, "shard_size_mb"), (long long)x->pl.ndup_groups,
                 x->pl.ndropped ? " (extra copies dropped)" : " (see duplicates.csv)");
         clean_out_dir(x, 0);
@@ -627,9 +628,15 @@ static int convert_main(convert_ctx *x, rb_error *err)
     rb_progress_start(&prog, "converting (rank 0's shards)", mine);
     rb_buf stats = {0};
     ok = 1;
+    /* Test hook for the resume test: die by SIGKILL after this many shards (per rank). */
+    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_SHARDS");
+    int written = 0;
     for (int k = 0; k < x->pl.nshards && ok; k++)
-        if (x->pl.shards[k].rank == rank)
+        if (x->pl.shards[k].rank == rank) {
             ok = write_one_shard(x, &x->pl.shards[k], &stats, &prog, &done, err) == 0;
+            if (kill_after && ++written >= atoi(kill_after))
+                raise(SIGKILL);
+        }
     if (ok)
         rb_progress_finish(&prog, done);
     if (!rb_mpi_agree_ok(ok)) {

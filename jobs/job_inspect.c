@@ -21,6 +21,7 @@ static const opt_spec inspect_opts[] = {
     {"verify", OPT_BOOL, "false", NULL,
      "shards: recompute every record's CRC-32 and compare with the shard and index.json"},
     {"export_image", OPT_INT, "-1", NULL, "write record N as PNG (a shard, or the split's shards of a folder in order)"},
+    {"list", OPT_BOOL, "false", NULL, "print every record: split, shard, row, label, path"},
     {"split", OPT_STRING, "train", NULL, "split used by export_image on a shards folder"},
     {"image_out", OPT_STRING, "record.png", NULL, "where export_image writes the PNG"},
     {NULL, 0, NULL, NULL, NULL},
@@ -48,6 +49,24 @@ static int export_record(shard_reader *r, int64_t i, const char *out, rb_error *
                label >= 0 && label < r->nclasses ? r->class_names[label] : "unlabelled", out);
     free(path);
     free(px);
+    return rc;
+}
+
+/* one line per record: split shard row label path */
+static int list_records(shard_reader *r, const char *name, rb_error *err)
+{
+    int32_t *labels = malloc((size_t)(r->n + 1) * sizeof *labels);
+    if (!labels)
+        return rb_fail(err, NULL, "out of memory");
+    int rc = shard_read_labels(r, labels, err);
+    for (int64_t i = 0; rc == 0 && i < r->n; i++) {
+        char *p = NULL;
+        rc = shard_read_path(r, i, &p, err);
+        if (rc == 0)
+            printf("record\t%s\t%s\t%lld\t%d\t%s\n", r->split, name, (long long)i, labels[i], p);
+        free(p);
+    }
+    free(labels);
     return rc;
 }
 
@@ -104,7 +123,9 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
         rc = shard_open(&r, p, err);
         if (rc == 0) {
             print_shard(&r, idx.shards[k].file);
-            if (job_bool(c, "verify"))
+            if (job_bool(c, "list"))
+                rc = list_records(&r, idx.shards[k].file, err);
+            if (rc == 0 && job_bool(c, "verify"))
                 rc = verify_shard(&r, &idx.shards[k], &bad, err);
             if (rc == 0 && want >= 0 && idx.shards[k].split == export_split) {
                 if (want < r.n) {
@@ -144,7 +165,9 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     printf("\n  plan hash %s, %lld images per chunk\n", r.plan_hash, (long long)r.chunk_rows);
     int rc = 0;
     int64_t bad = 0;
-    if (job_bool(c, "verify")) {
+    if (job_bool(c, "list"))
+        rc = list_records(&r, path, err);
+    if (rc == 0 && job_bool(c, "verify")) {
         rc = verify_shard(&r, NULL, &bad, err);
         if (rc == 0 && bad)
             rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %lld record(s) with a wrong checksum",

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what radbatch needs from Debian 12's packages and build it (Release, ./build).
+#   bash tests/setup.sh            install + build
+#   RADBATCH_BUILD=dir BUILD_TYPE=... RADBATCH_SANITIZE=ON bash tests/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake pkg-config git
+          libopenmpi-dev openmpi-bin libopenblas-dev
+          libhdf5-dev hdf5-tools
+          libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libtiff-dev
+          libinih-dev libcjson-dev libxxhash-dev libzip-dev zlib1g-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+
+BUILD=${RADBATCH_BUILD:-build}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
+      -DRADBATCH_SANITIZE="${RADBATCH_SANITIZE:-OFF}" > /dev/null
+cmake --build "$BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
+test -x "$BUILD/radbatch" || { echo "build failed" >&2; exit 1; }
+echo "built $BUILD/radbatch"

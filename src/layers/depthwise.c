@@ -17,31 +17,46 @@ static inline void tap_range(int i0, int k, int n, int *k0, int *k1)
 
 /* One output row segment of the interior, 3x3 kernel:
  * o: (nx, C) output pixels; r0, r1, r2: the three input rows at the first pixel's window
- * origin (pixel x reads r?[x*step + kx*C + c]); w: (3,3,C); b: (C) or NULL. */
+ * origin (pixel x reads r?[x*step + kx*C + c]); w: (3,3,C); b: (C) or NULL.
+ * The bias test is hoisted out of the loops by hand (a branch inside stops vectorization). */
+static inline __attribute__((always_inline)) void
+dw3x3_fwd_row_impl(float *restrict o, const float *restrict r0, const float *restrict r1,
+                   const float *restrict r2, const float *restrict w, const float *restrict b,
+                   int C, int nx, int step, int has_bias)
+{
+    const float *restrict w0 = w, *restrict w1 = w + C, *restrict w2 = w + 2 * C;
+    const float *restrict w3 = w + 3 * C, *restrict w4 = w + 4 * C, *restrict w5 = w + 5 * C;
+    const float *restrict w6 = w + 6 * C, *restrict w7 = w + 7 * C, *restrict w8 = w + 8 * C;
+    for (int x = 0; x < nx; x++) {
+        const int64_t off = (int64_t)x * step;
+        const float *restrict a0 = r0 + off, *restrict a1 = a0 + C, *restrict a2 = a0 + 2 * C;
+        const float *restrict p0 = r1 + off, *restrict p1 = p0 + C, *restrict p2 = p0 + 2 * C;
+        const float *restrict q0 = r2 + off, *restrict q1 = q0 + C, *restrict q2 = q0 + 2 * C;
+        float *restrict oo = o + (int64_t)x * C;
+        for (int c = 0; c < C; c++) {
+            float acc = a0[c] * w0[c];
+            acc += a1[c] * w1[c];
+            acc += a2[c] * w2[c];
+            acc += p0[c] * w3[c];
+            acc += p1[c] * w4[c];
+            acc += p2[c] * w5[c];
+            acc += q0[c] * w6[c];
+            acc += q1[c] * w7[c];
+            acc += q2[c] * w8[c];
+            oo[c] = has_bias ? acc + b[c] : acc;
+        }
+    }
+}
+
 RB_HOT static void dw3x3_fwd_row(float *restrict o, const float *restrict r0,
                                  const float *restrict r1, const float *restrict r2,
                                  const float *restrict w, const float *restrict b, int C,
                                  int nx, int step)
 {
-    const float *w0 = w, *w1 = w + C, *w2 = w + 2 * C, *w3 = w + 3 * C, *w4 = w + 4 * C,
-                *w5 = w + 5 * C, *w6 = w + 6 * C, *w7 = w + 7 * C, *w8 = w + 8 * C;
-    for (int x = 0; x < nx; x++) {
-        const float *a = r0 + (int64_t)x * step, *p = r1 + (int64_t)x * step,
-                    *q = r2 + (int64_t)x * step;
-        float *oo = o + (int64_t)x * C;
-        for (int c = 0; c < C; c++) {
-            float acc = a[c] * w0[c];
-            acc += a[c + C] * w1[c];
-            acc += a[c + 2 * C] * w2[c];
-            acc += p[c] * w3[c];
-            acc += p[c + C] * w4[c];
-            acc += p[c + 2 * C] * w5[c];
-            acc += q[c] * w6[c];
-            acc += q[c + C] * w7[c];
-            acc += q[c + 2 * C] * w8[c];
-            oo[c] = b ? acc + b[c] : acc;
-        }
-    }
+    if (b)
+        dw3x3_fwd_row_impl(o, r0, r1, r2, w, b, C, nx, step, 1);
+    else
+        dw3x3_fwd_row_impl(o, r0, r1, r2, w, NULL, C, nx, step, 0);
 }
 
 /* generic pixel: o: (C) = b + sum over taps [ky0,ky1) x [kx0,kx1) of input * w
@@ -102,47 +117,53 @@ void depthwise_forward(float *out, const float *in, const float *w, const float 
     }
 }
 
+/* e_k[c] += g[c] * a_k[c] for the 9 taps k (dw of one output pixel) */
+static inline __attribute__((always_inline)) void
+dw_taps9(float *restrict e0, float *restrict e1, float *restrict e2, float *restrict e3,
+         float *restrict e4, float *restrict e5, float *restrict e6, float *restrict e7,
+         float *restrict e8, const float *restrict g, const float *restrict a0,
+         const float *restrict a1, const float *restrict a2, const float *restrict a3,
+         const float *restrict a4, const float *restrict a5, const float *restrict a6,
+         const float *restrict a7, const float *restrict a8, int C)
+{
+    for (int c = 0; c < C; c++) {
+        float gc = g[c];
+        e0[c] += gc * a0[c];
+        e1[c] += gc * a1[c];
+        e2[c] += gc * a2[c];
+        e3[c] += gc * a3[c];
+        e4[c] += gc * a4[c];
+        e5[c] += gc * a5[c];
+        e6[c] += gc * a6[c];
+        e7[c] += gc * a7[c];
+        e8[c] += gc * a8[c];
+    }
+}
+
 /* Backward of one output row segment of the interior, 3x3:
  * d0, d1, d2: din rows at the first pixel's window origin (+=); g: (nx, C) dout;
- * r0, r1, r2: the input rows likewise; dw: (3,3,C) +=, either of din/dw may be NULL. */
-RB_HOT static void dw3x3_bwd_row(float *restrict d0, float *restrict d1, float *restrict d2,
-                                 float *restrict dw, const float *restrict g,
-                                 const float *restrict r0, const float *restrict r1,
-                                 const float *restrict r2, const float *restrict w, int C,
-                                 int nx, int step)
+ * r0, r1, r2: the input rows likewise; dw: (3,3,C) +=, either of din/dw may be NULL.
+ * The taps go through dw_taps9 with one restrict pointer each: with a single pointer and
+ * offsets k*C the compiler must assume taps overlap (C could be smaller than a vector). */
+RB_HOT static void dw3x3_bwd_row(float *d0, float *d1, float *d2, float *dw,
+                                 const float *g, const float *r0, const float *r1,
+                                 const float *r2, const float *w, int C, int nx, int step)
 {
+    const int64_t C2 = 2 * (int64_t)C;
     for (int x = 0; x < nx; x++) {
         const float *gg = g + (int64_t)x * C;
-        int64_t off = (int64_t)x * step;
+        const int64_t off = (int64_t)x * step;
         if (dw) {
             const float *a = r0 + off, *p = r1 + off, *q = r2 + off;
-            for (int c = 0; c < C; c++) {
-                float gc = gg[c];
-                dw[c] += gc * a[c];
-                dw[C + c] += gc * a[C + c];
-                dw[2 * C + c] += gc * a[2 * C + c];
-                dw[3 * C + c] += gc * p[c];
-                dw[4 * C + c] += gc * p[C + c];
-                dw[5 * C + c] += gc * p[2 * C + c];
-                dw[6 * C + c] += gc * q[c];
-                dw[7 * C + c] += gc * q[C + c];
-                dw[8 * C + c] += gc * q[2 * C + c];
-            }
+            dw_taps9(dw, dw + C, dw + C2, dw + 3 * C, dw + 4 * C, dw + 5 * C, dw + 6 * C,
+                     dw + 7 * C, dw + 8 * C, gg, a, a + C, a + C2, p, p + C, p + C2, q, q + C,
+                     q + C2, C);
         }
         if (d0) {
             float *a = d0 + off, *p = d1 + off, *q = d2 + off;
-            for (int c = 0; c < C; c++) {
-                float gc = gg[c];
-                a[c] += gc * w[c];
-                a[C + c] += gc * w[C + c];
-                a[2 * C + c] += gc * w[2 * C + c];
-                p[c] += gc * w[3 * C + c];
-                p[C + c] += gc * w[4 * C + c];
-                p[2 * C + c] += gc * w[5 * C + c];
-                q[c] += gc * w[6 * C + c];
-                q[C + c] += gc * w[7 * C + c];
-                q[2 * C + c] += gc * w[8 * C + c];
-            }
+            /* din taps += g * w taps: the same pattern with the roles of a and e swapped */
+            dw_taps9(a, a + C, a + C2, p, p + C, p + C2, q, q + C, q + C2, gg, w, w + C, w + C2,
+                     w + 3 * C, w + 4 * C, w + 5 * C, w + 6 * C, w + 7 * C, w + 8 * C, C);
         }
     }
 }

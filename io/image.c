@@ -4,8 +4,53 @@
 #include "image.h"
 #include "image_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Per-thread decode buffer of image_load_resized, freed when the thread ends. Buffers above
+ * SCRATCH_KEEP are not kept, so one huge image does not pin its memory. */
+#define SCRATCH_KEEP ((size_t)32 << 20)
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *p)
+{
+    image_scratch *s = p;
+    if (s) {
+        free(s->buf);
+        free(s);
+    }
+}
+
+static void scratch_key_make(void)
+{
+    pthread_key_create(&scratch_key, scratch_destroy);
+}
+
+static image_scratch *scratch_get(void)
+{
+    pthread_once(&scratch_once, scratch_key_make);
+    image_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (s && pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
+    }
+    return s;
+}
+
+/* Give a decoded buffer back to the scratch (or free it). */
+static void scratch_return(image_scratch *s, image_u8 *im)
+{
+    if (s && !s->buf && im->data && s->cap <= SCRATCH_KEEP) {
+        s->buf = im->data;
+        im->data = NULL;
+    }
+    image_u8_free(im);
+}
 
 const char *image_format_name(image_format f)
 {
@@ -108,11 +153,23 @@ int image_check_size(int64_t width, int64_t height, const image_limits *lim, con
     return 0;
 }
 
-int image_u8_alloc(image_u8 *out, int height, int width, int channels, const char *path,
-                   rb_error *err)
+int image_u8_alloc(image_u8 *out, int height, int width, int channels, image_scratch *scratch,
+                   const char *path, rb_error *err)
 {
     size_t n = (size_t)height * (size_t)width * (size_t)channels;
-    out->data = malloc(n ? n : 1);
+    if (n == 0)
+        n = 1;
+    if (scratch && scratch->buf && scratch->cap >= n) {
+        out->data = scratch->buf;
+        scratch->buf = NULL;
+    } else {
+        if (scratch) {
+            free(scratch->buf);
+            scratch->buf = NULL;
+            scratch->cap = n;
+        }
+        out->data = malloc(n);
+    }
     if (!out->data)
         return rb_fail(err, "free some memory or lower the image size limits",
                        "%s: out of memory for a %dx%dx%d image", path, height, width, channels);
@@ -243,7 +300,8 @@ int image_load_resized(const uint8_t *buf, size_t len, int out_h, int out_w, int
         return rb_fail(err, NULL, "%s: invalid output size %dx%d", path, out_h, out_w);
     /* channels 3: gray sources come back with 1 channel, are resized in gray and replicated
      * at the end (a third of the decode and resize work). */
-    image_request req = {.channels = channels == 3 ? 0 : 1};
+    image_scratch *scratch = scratch_get();
+    image_request req = {.channels = channels == 3 ? 0 : 1, .scratch = scratch};
     if (dct_scaling) {
         req.fit_height = out_h;
         req.fit_width = out_w;
@@ -259,7 +317,7 @@ int image_load_resized(const uint8_t *buf, size_t len, int out_h, int out_w, int
     rc = image_resize(&im, out_h, out_w, mode, out, err);
     if (rc == 0 && im.channels == 1 && channels == 3)
         image_gray_to_rgb_inplace(out, (size_t)out_h * (size_t)out_w);
-    image_u8_free(&im);
+    scratch_return(scratch, &im);
     if (rc < 0)
         return rb_error_prefix(err, "%s: ", path);
     return 0;

@@ -7,6 +7,14 @@
 
 #include <stdint.h>
 
+/* A pixel buffer kept between calls on one thread (image_load_resized): decoders take it
+ * for their output when it is large enough, the caller gives it back after use. Reusing it
+ * avoids a fresh large allocation, and the page faults that come with it, per image. */
+typedef struct image_scratch {
+    uint8_t *buf; /* NULL while lent out */
+    size_t cap;   /* capacity of buf (or of the buffer lent out) */
+} image_scratch;
+
 /* What a decoder is asked for.
  * channels: 1 or 3, or 0 = "native": 1 for a gray source, else 3 (the caller replicates
  *           gray later, which is cheaper than decoding or resizing three equal planes).
@@ -18,6 +26,7 @@ typedef struct image_request {
     int min_height, min_width;
     int fit_height, fit_width;
     resize_mode fit_mode;
+    image_scratch *scratch; /* NULL: plain malloc */
 } image_request;
 
 /* Each fills info (always, as far as the header was read) and, for decode, out. */
@@ -41,9 +50,10 @@ int image_tiff_decode(const uint8_t *buf, size_t len, const image_request *req,
 int image_check_size(int64_t width, int64_t height, const image_limits *lim, const char *what,
                      const char *path, rb_error *err);
 
-/* Allocate out->data for h x w x c (sizes already checked). */
-int image_u8_alloc(image_u8 *out, int height, int width, int channels, const char *path,
-                   rb_error *err);
+/* Allocate out->data for h x w x c (sizes already checked), from the scratch buffer when
+ * one is given and large enough. out->data is always freeable with free(). */
+int image_u8_alloc(image_u8 *out, int height, int width, int channels, image_scratch *scratch,
+                   const char *path, rb_error *err);
 
 /* 16-bit sample to 8 bits, rounding: (v*255 + 32767) / 65535 (exact for every v). */
 static inline uint8_t image_u16_to_u8(uint32_t v)

@@ -212,7 +212,7 @@ int image_png_decode(const uint8_t *buf, size_t len, const image_request *req,
                        bits);
     }
     int channels = req->channels ? req->channels : nch;
-    if (image_u8_alloc(out, h, w, channels, path, err) < 0) {
+    if (image_u8_alloc(out, h, w, channels, req->scratch, path, err) < 0) {
         png_destroy_read_struct(&png, &pinfo, NULL);
         return -1;
     }

@@ -18,69 +18,123 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weights of one axis: output i reads taps start[i] .. start[i]+ksize-1 (all inside the
- * source) with weights w[i*ksize + k]; unused taps have weight 0. */
+/* Weights of one axis, two views of the same numbers:
+ *  - fixed window (horizontal pass): output i reads the ksize taps start[i] ..
+ *    start[i]+ksize-1 (always inside the source) with weights w[i*ksize + k], zero where
+ *    the filter is zero; ksize is the largest number of non-zero taps of any output;
+ *  - exact run (vertical pass): first[i] .. first[i]+count[i]-1 are the non-zero taps, their
+ *    weights at w[i*ksize + first[i]-start[i]] onwards. */
 typedef struct resize_axis {
     int in, out, ksize;
-    int *start;
+    int *start, *first, *count;
     float *w;
+    float *w4; /* w with each weight repeated 4 times (16-byte aligned), for 3-channel rows */
 } resize_axis;
 
 static void axis_free(resize_axis *a)
 {
     free(a->start);
+    free(a->first);
+    free(a->count);
     free(a->w);
+    free(a->w4);
     memset(a, 0, sizeof *a);
+}
+
+/* Non-zero taps [*lo, *hi) of output i and their weights (normalised) into tmp. */
+static void axis_taps(int in, int out, int i, double *tmp, int *lo, int *hi)
+{
+    double scale = (double)in / out, fs = scale > 1.0 ? scale : 1.0, support = fs;
+    double centre = (i + 0.5) * scale;
+    int a = (int)floor(centre - support + 0.5), b = (int)floor(centre + support + 0.5);
+    if (a < 0)
+        a = 0;
+    if (b > in)
+        b = in;
+    /* drop taps where the triangle is zero */
+    while (a < b && 1.0 - fabs((a + 0.5 - centre) / fs) <= 0.0)
+        a++;
+    while (b > a && 1.0 - fabs((b - 1 + 0.5 - centre) / fs) <= 0.0)
+        b--;
+    if (a >= b) { /* cannot happen for in, out >= 1; nearest pixel as a safe fallback */
+        a = (int)floor(centre);
+        a = a < 0 ? 0 : a >= in ? in - 1 : a;
+        b = a + 1;
+        tmp[0] = 1.0;
+        *lo = a;
+        *hi = b;
+        return;
+    }
+    double sum = 0.0;
+    for (int j = a; j < b; j++) {
+        tmp[j - a] = 1.0 - fabs((j + 0.5 - centre) / fs);
+        sum += tmp[j - a];
+    }
+    for (int j = a; j < b; j++)
+        tmp[j - a] /= sum;
+    *lo = a;
+    *hi = b;
 }
 
 static int axis_build(resize_axis *a, int in, int out)
 {
-    double scale = (double)in / out, fs = scale > 1.0 ? scale : 1.0, support = fs;
-    int ksize = (int)ceil(support) * 2 + 1;
-    if (in == out)
-        ksize = 1;
-    if (ksize > in)
-        ksize = in;
+    memset(a, 0, sizeof *a);
+    double scale = (double)in / out, fs = scale > 1.0 ? scale : 1.0;
+    size_t maxtaps = (size_t)(2.0 * fs) + 4;
+    double *tmp = malloc(sizeof(double) * maxtaps);
+    a->start = malloc(sizeof(int) * (size_t)out);
+    a->first = malloc(sizeof(int) * (size_t)out);
+    a->count = malloc(sizeof(int) * (size_t)out);
+    if (!tmp || !a->start || !a->first || !a->count)
+        goto fail;
+    int ksize = 1;
+    for (int i = 0; i < out; i++) {
+        int lo, hi;
+        if (in == out) {
+            lo = i;
+            hi = i + 1;
+        } else {
+            axis_taps(in, out, i, tmp, &lo, &hi);
+        }
+        a->first[i] = lo;
+        a->count[i] = hi - lo;
+        if (hi - lo > ksize)
+            ksize = hi - lo;
+    }
     a->in = in;
     a->out = out;
     a->ksize = ksize;
-    a->start = malloc(sizeof(int) * (size_t)out);
     a->w = calloc((size_t)out * ksize, sizeof(float));
-    double *tmp = malloc(sizeof(double) * (size_t)(2 * ceil(support) + 3));
-    if (!a->start || !a->w || !tmp) {
-        free(tmp);
-        axis_free(a);
-        return -1;
-    }
+    if (!a->w)
+        goto fail;
     for (int i = 0; i < out; i++) {
-        float *wi = a->w + (size_t)i * ksize;
-        if (in == out) {
-            a->start[i] = i;
-            wi[0] = 1.0f;
-            continue;
-        }
-        double centre = (i + 0.5) * scale;
-        int lo = (int)floor(centre - support + 0.5), hi = (int)floor(centre + support + 0.5);
-        if (lo < 0)
-            lo = 0;
-        if (hi > in)
-            hi = in;
-        double sum = 0.0;
-        for (int j = lo; j < hi; j++) {
-            double x = (j + 0.5 - centre) / fs;
-            double t = 1.0 - fabs(x);
-            tmp[j - lo] = t > 0.0 ? t : 0.0;
-            sum += tmp[j - lo];
-        }
-        int st = lo;
+        int lo = a->first[i], st = lo;
         if (st + ksize > in)
             st = in - ksize;
         a->start[i] = st;
-        for (int j = lo; j < hi; j++)
-            wi[j - st] = sum > 0.0 ? (float)(tmp[j - lo] / sum) : 0.0f;
+        float *wi = a->w + (size_t)i * ksize + (lo - st);
+        if (in == out) {
+            wi[0] = 1.0f;
+            continue;
+        }
+        int l2, h2;
+        axis_taps(in, out, i, tmp, &l2, &h2);
+        for (int j = 0; j < h2 - l2; j++)
+            wi[j] = (float)tmp[j];
     }
+    if (posix_memalign((void **)&a->w4, 16, sizeof(float) * 4 * (size_t)out * ksize) != 0) {
+        a->w4 = NULL;
+        goto fail;
+    }
+    for (size_t i = 0; i < (size_t)out * ksize; i++)
+        for (int k = 0; k < 4; k++)
+            a->w4[4 * i + k] = a->w[i];
     free(tmp);
     return 0;
+fail:
+    free(tmp);
+    axis_free(a);
+    return -1;
 }
 
 /* Per-thread cache of axis weights, freed when the thread ends. */
@@ -88,7 +142,7 @@ static int axis_build(resize_axis *a, int in, int out)
 typedef struct resize_cache {
     resize_axis axes[AXIS_CACHE];
     int next;
-    float *row; /* vertical-pass accumulator */
+    float *row; /* vertical-pass accumulator (+1 float of slack for 4-wide loads) */
     size_t row_cap;
 } resize_cache;
 
@@ -136,51 +190,154 @@ static const resize_axis *cache_axis(resize_cache *c, int in, int out)
     return axis_build(a, in, out) == 0 ? a : NULL;
 }
 
-static inline uint8_t clamp_round(float v)
+/* The passes are plain streaming arithmetic: compiled twice on x86-64, 8-wide for CPUs with
+ * AVX2 and for the baseline, picked at load time. No FMA, no reassociation: both give the
+ * same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define RESIZE_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RESIZE_CLONES
+#endif
+
+/* Weights are >= 0 and sum to 1, so sums stay within [0, 255] up to float rounding; the
+ * clamp only guards that rounding. */
+static inline uint8_t round_u8(float v)
 {
     v += 0.5f;
-    return v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+    v = v > 0.0f ? v : 0.0f;
+    v = v < 255.0f ? v : 255.0f;
+    return (uint8_t)v;
 }
 
-/* Vertical pass: acc[0..n) = sum_k w[k] * src rows (start+k). */
-static void vpass(float *restrict acc, const uint8_t *src, size_t stride, int start,
-                  const float *w, int ksize, size_t n)
+/* Vertical pass: acc[0..n) = sum over the count taps of w[k] * row(first + k), rows fused
+ * (one pass over acc for up to four taps; the compiler vectorises each loop). */
+RESIZE_CLONES static void vpass(float *restrict acc, const uint8_t *src, size_t stride, int first,
+                  const float *w, int count, size_t n)
 {
-    const uint8_t *r0 = src + (size_t)start * stride;
-    float w0 = w[0];
-    for (size_t i = 0; i < n; i++)
-        acc[i] = w0 * (float)r0[i];
-    for (int k = 1; k < ksize; k++) {
-        float wk = w[k];
-        if (wk == 0.0f)
-            continue;
-        const uint8_t *restrict r = src + (size_t)(start + k) * stride;
+    const uint8_t *r0 = src + (size_t)first * stride;
+    const uint8_t *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+    switch (count) {
+    case 1: {
+        float w0 = w[0];
         for (size_t i = 0; i < n; i++)
-            acc[i] += wk * (float)r[i];
+            acc[i] = w0 * (float)r0[i];
+        return;
+    }
+    case 2: {
+        float w0 = w[0], w1 = w[1];
+        for (size_t i = 0; i < n; i++)
+            acc[i] = w0 * (float)r0[i] + w1 * (float)r1[i];
+        return;
+    }
+    case 3: {
+        float w0 = w[0], w1 = w[1], w2 = w[2];
+        for (size_t i = 0; i < n; i++)
+            acc[i] = w0 * (float)r0[i] + w1 * (float)r1[i] + w2 * (float)r2[i];
+        return;
+    }
+    default: {
+        float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        for (size_t i = 0; i < n; i++)
+            acc[i] = w0 * (float)r0[i] + w1 * (float)r1[i] + w2 * (float)r2[i] +
+                     w3 * (float)r3[i];
+        int k = 4;
+        for (; k + 2 <= count; k += 2) {
+            const uint8_t *a = src + (size_t)(first + k) * stride, *b = a + stride;
+            float wa = w[k], wb = w[k + 1];
+            for (size_t i = 0; i < n; i++)
+                acc[i] += wa * (float)a[i] + wb * (float)b[i];
+        }
+        if (k < count) {
+            const uint8_t *a = src + (size_t)(first + k) * stride;
+            float wa = w[k];
+            for (size_t i = 0; i < n; i++)
+                acc[i] += wa * (float)a[i];
+        }
+        return;
+    }
     }
 }
 
-/* Horizontal pass on one accumulated row, C channels known at compile time. */
-#define HPASS(C)                                                                           \
-    static void hpass_##C(uint8_t *restrict dst, const float *restrict acc,                \
-                          const resize_axis *ax)                                           \
-    {                                                                                      \
-        const int ks = ax->ksize;                                                          \
-        for (int x = 0; x < ax->out; x++) {                                                \
-            const float *w = ax->w + (size_t)x * ks;                                       \
-            const float *p = acc + (size_t)ax->start[x] * C;                               \
-            float s[C];                                                                    \
-            for (int c = 0; c < C; c++)                                                    \
-                s[c] = 0.0f;                                                               \
-            for (int k = 0; k < ks; k++)                                                   \
-                for (int c = 0; c < C; c++)                                                \
-                    s[c] += w[k] * p[k * C + c];                                           \
-            for (int c = 0; c < C; c++)                                                    \
-                dst[x * C + c] = clamp_round(s[c]);                                        \
-        }                                                                                  \
+/* Horizontal pass, 3 channels: each pixel is summed as one 4-float vector (the 4th lane
+ * reads the next pixel's first value and is thrown away; acc has one float of slack), then
+ * converted and written as 4 bytes, the 4th overwritten by the next pixel. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef uint8_t v16b __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) v4f hsum3(const float *p, const v4f *w,
+                                                        const int ks)
+{
+    v4f s = load4(p) * w[0];
+    for (int k = 1; k < ks; k++)
+        s += load4(p + 3 * k) * w[k];
+    return s;
+}
+
+static inline __attribute__((always_inline)) void
+hpass3_k(uint8_t *restrict dst, const float *restrict acc, const resize_axis *ax, const int ks)
+{
+    const int out = ax->out;
+    const v4f *w = (const v4f *)ax->w4;
+    const int *start = ax->start;
+    const v16b pick = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
+    int x = 0;
+    for (; x + 1 < out; x++, w += ks) {
+        v4f s = hsum3(acc + (size_t)start[x] * 3, w, ks) + 0.5f;
+        v4i iv = __builtin_convertvector(s, v4i); /* in [0, 255]: weights are convex */
+        v16b b = __builtin_shuffle((v16b)iv, pick);
+        uint32_t word = (uint32_t)((v4i)b)[0];
+        memcpy(dst + 3 * (size_t)x, &word, 4);
     }
-HPASS(1)
-HPASS(3)
+    v4f s = hsum3(acc + (size_t)start[x] * 3, w, ks);
+    for (int c = 0; c < 3; c++)
+        dst[3 * (size_t)x + c] = round_u8(s[c]);
+}
+
+RESIZE_CLONES static void hpass_3(uint8_t *dst, const float *acc, const resize_axis *ax)
+{
+    switch (ax->ksize) {
+    case 1: hpass3_k(dst, acc, ax, 1); break;
+    case 2: hpass3_k(dst, acc, ax, 2); break;
+    case 3: hpass3_k(dst, acc, ax, 3); break;
+    case 4: hpass3_k(dst, acc, ax, 4); break;
+    case 5: hpass3_k(dst, acc, ax, 5); break;
+    case 6: hpass3_k(dst, acc, ax, 6); break;
+    default: hpass3_k(dst, acc, ax, ax->ksize); break;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+hpass1_k(uint8_t *restrict dst, const float *restrict acc, const resize_axis *ax, const int ks)
+{
+    const float *w = ax->w;
+    for (int x = 0; x < ax->out; x++, w += ks) {
+        const float *p = acc + ax->start[x];
+        float s = 0.0f;
+        for (int k = 0; k < ks; k++)
+            s += w[k] * p[k];
+        dst[x] = round_u8(s);
+    }
+}
+
+static void hpass_1(uint8_t *dst, const float *acc, const resize_axis *ax)
+{
+    switch (ax->ksize) {
+    case 1: hpass1_k(dst, acc, ax, 1); break;
+    case 2: hpass1_k(dst, acc, ax, 2); break;
+    case 3: hpass1_k(dst, acc, ax, 3); break;
+    case 4: hpass1_k(dst, acc, ax, 4); break;
+    case 5: hpass1_k(dst, acc, ax, 5); break;
+    default: hpass1_k(dst, acc, ax, ax->ksize); break;
+    }
+}
 
 static void hpass_n(uint8_t *dst, const float *acc, const resize_axis *ax, int C)
 {
@@ -191,7 +348,7 @@ static void hpass_n(uint8_t *dst, const float *acc, const resize_axis *ax, int C
             float s = 0.0f;
             for (int k = 0; k < ax->ksize; k++)
                 s += w[k] * p[k * C + c];
-            dst[x * C + c] = clamp_round(s);
+            dst[x * C + c] = round_u8(s);
         }
     }
 }
@@ -215,16 +372,18 @@ static int resample(const uint8_t *src, int sh, int sw, size_t sstride, uint8_t 
         return rb_fail(err, NULL, "out of memory for resize weights (%dx%d -> %dx%d)", sh, sw,
                        dh, dw);
     size_t n = (size_t)sw * C;
-    if (c->row_cap < n) {
+    if (c->row_cap < n + 1) {
         free(c->row);
-        c->row = malloc(n * sizeof(float));
-        c->row_cap = c->row ? n : 0;
+        c->row = malloc((n + 1) * sizeof(float));
+        c->row_cap = c->row ? n + 1 : 0;
         if (!c->row)
             return rb_fail(err, NULL, "out of memory for a resize row");
     }
     float *acc = c->row;
+    acc[n] = 0.0f;
     for (int y = 0; y < dh; y++) {
-        vpass(acc, src, sstride, ay->start[y], ay->w + (size_t)y * ay->ksize, ay->ksize, n);
+        const float *wy = ay->w + (size_t)y * ay->ksize + (ay->first[y] - ay->start[y]);
+        vpass(acc, src, sstride, ay->first[y], wy, ay->count[y], n);
         uint8_t *d = dst + (size_t)y * dstride;
         if (C == 3)
             hpass_3(d, acc, ax);

@@ -357,7 +357,7 @@ int image_tiff_decode(const uint8_t *buf, size_t len, const image_request *req,
     uint8_t *img = NULL;
     int rc;
     if (need == channels) {
-        rc = image_u8_alloc(out, (int)f.h, (int)f.w, channels, path, err);
+        rc = image_u8_alloc(out, (int)f.h, (int)f.w, channels, req->scratch, path, err);
         img = out->data;
     } else {
         img = malloc((size_t)f.w * f.h * need);
@@ -368,7 +368,7 @@ int image_tiff_decode(const uint8_t *buf, size_t len, const image_request *req,
                  : read_rgba(tif, &c, &f, img, path, err);
     TIFFClose(tif);
     if (rc == 0 && need != channels) {
-        rc = image_u8_alloc(out, (int)f.h, (int)f.w, channels, path, err);
+        rc = image_u8_alloc(out, (int)f.h, (int)f.w, channels, req->scratch, path, err);
         if (rc == 0) {
             size_t n = (size_t)f.w * f.h;
             if (channels == 3)

@@ -4,7 +4,18 @@
  * (libjpeg-turbo, libpng, libtiff); nothing here is a hand-written codec. Every limit is
  * checked before any large allocation, so hostile files (zero bytes, truncated data, huge
  * headers, decompression bombs, broken TIFF tags) give an error naming the file and reason,
- * never a crash, a hang or a huge allocation. */
+ * never a crash, a hang or a huge allocation.
+ *
+ * In short (details in docs/images.md): JPEG through libjpeg-turbo's libjpeg API with its
+ * defaults (islow IDCT, fancy upsampling: the pixels of Pillow and djpeg), gray/YCbCr/RGB/
+ * CMYK/YCCK (Adobe inverted CMYK), baseline and progressive; a libjpeg warning about damaged
+ * data (premature end of file, bad Huffman code, ...) is an error, never a gray-filled image.
+ * PNG through libpng: every bit depth and colour type, interlaced or not. TIFF through libtiff
+ * from memory: 8/16-bit gray and RGB (strips, tiles, planar) read directly, other layouts via
+ * TIFFRGBAImage; first page only. Output is 1 or 3 channels: gray -> RGB replicates, RGB ->
+ * gray is BT.601 luma, alpha is dropped; 16-bit samples become (v*255 + 32767) / 65535.
+ * Orientation tags (EXIF, TIFF) are not applied. Resize: separable triangle filter whose
+ * support grows with the shrink factor (Pillow's BILINEAR), float sums rounded once. */
 #ifndef IMAGE_H
 #define IMAGE_H
 
@@ -26,11 +37,13 @@ const char *image_format_name(image_format f); /* "jpeg", "png", "tiff", "unknow
 image_format image_sniff(const uint8_t *buf, size_t len);
 
 typedef struct image_limits {
-    int64_t max_pixels;    /* width*height of the source, default 100e6 */
-    int max_side;          /* default 32768 */
+    int64_t max_pixels;    /* width*height of the source, default 50e6 */
+    int max_side;          /* largest width or height, default 30000 */
     size_t max_file_bytes; /* default 512 MiB */
 } image_limits;
 
+/* max_pixels 50e6, max_side 30000, max_file_bytes 512 MiB. A NULL limits pointer anywhere
+ * below means these defaults. */
 void image_limits_default(image_limits *l);
 
 typedef struct image_info {
@@ -41,7 +54,8 @@ typedef struct image_info {
 } image_info;
 
 /* Read the header only (cheap): format, size, channels. Fails on non-image, truncated
- * header, zero size, or sizes above the limits. */
+ * header, zero size, or sizes above the limits; info holds what the header declared as far
+ * as it could be read, also on failure (to log the size of a rejected file). */
 int image_probe(const uint8_t *buf, size_t len, const image_limits *lim, image_info *info,
                 const char *path, rb_error *err);
 
@@ -57,7 +71,8 @@ void image_u8_free(image_u8 *im);
  *  alpha is dropped (not composited); CMYK/YCCK JPEG converted to RGB;
  *  16-bit samples scaled to 8 bits by rounding v*255/65535 (i.e. (v*255+32767)/65535).
  * min_height/min_width > 0 let a JPEG be decoded with libjpeg-turbo's DCT-domain scaling
- * (scale M/8, M = 1..8) to the smallest size that is still >= min_height x min_width;
+ * (scale M/8, M = 1, 2, 4 or 8: the scales with SIMD inverse DCTs; 3/8, 5/8, 6/8 and 7/8 are
+ * slower than full size) to the smallest size that is still >= min_height x min_width;
  * 0 means full size. Other formats always decode at full size. */
 int image_decode(const uint8_t *buf, size_t len, int channels, int min_height, int min_width,
                  const image_limits *lim, image_u8 *out, const char *path, rb_error *err);

@@ -287,14 +287,27 @@ hpass3_k(uint8_t *restrict dst, const float *restrict acc, const resize_axis *ax
     const int out = ax->out;
     const v4f *w = (const v4f *)ax->w4;
     const int *start = ax->start;
-    const v16b pick = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
     int x = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     for (; x + 1 < out; x++, w += ks) {
         v4f s = hsum3(acc + (size_t)start[x] * 3, w, ks) + 0.5f;
         v4i iv = __builtin_convertvector(s, v4i); /* in [0, 255]: weights are convex */
+        /* the low byte of each 32-bit lane, packed into the first 4 bytes */
+#if defined(__clang__)
+        v16b b = __builtin_shufflevector((v16b)iv, (v16b)iv, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8,
+                                         12, 0, 4, 8, 12);
+#else
+        const v16b pick = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
         v16b b = __builtin_shuffle((v16b)iv, pick);
+#endif
         uint32_t word = (uint32_t)((v4i)b)[0];
         memcpy(dst + 3 * (size_t)x, &word, 4);
+    }
+#endif
+    for (; x + 1 < out; x++, w += ks) {
+        v4f s = hsum3(acc + (size_t)start[x] * 3, w, ks);
+        for (int c = 0; c < 3; c++)
+            dst[3 * (size_t)x + c] = round_u8(s[c]);
     }
     v4f s = hsum3(acc + (size_t)start[x] * 3, w, ks);
     for (int c = 0; c < 3; c++)

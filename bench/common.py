@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -116,6 +117,62 @@ def warm_page_cache(paths):
                     break
                 n += len(b)
     return n
+
+
+def _proc_stat_busy():
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return (total - idle) / hz, total / hz
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime + s.ru_utime + s.ru_stime
+
+
+class NoiseMeter:
+    """Share of the machine's CPU used by processes other than this one and its (reaped)
+    children while a measurement ran: 0.0 = the bench had the cores to itself. The machine
+    is shared; runs with a large share are flagged in the output."""
+
+    def start(self):
+        self.s0, self.c0, self.t0 = _proc_stat_busy(), _children_cpu(), time.perf_counter()
+        return self
+
+    def stop(self):
+        s1, c1, t1 = _proc_stat_busy(), _children_cpu(), time.perf_counter()
+        if not self.s0 or not s1:
+            return None
+        busy = s1[0] - self.s0[0]
+        ours = c1 - self.c0
+        cap = (t1 - self.t0) * (os.cpu_count() or 1)
+        return max(0.0, min(1.0, (busy - ours) / cap)) if cap > 0 else None
+
+
+def wait_for_idle(max_wait=60.0, threshold=0.10, window=0.5):
+    """Wait (up to max_wait s) until other processes use less than `threshold` of the
+    machine over a `window` s sample. Returns the seconds waited (or -1 on timeout)."""
+    t0 = time.perf_counter()
+    while True:
+        a = _proc_stat_busy()
+        time.sleep(window)
+        b = _proc_stat_busy()
+        if not a or not b:
+            return 0.0
+        share = (b[0] - a[0]) / (window * (os.cpu_count() or 1))
+        waited = time.perf_counter() - t0
+        if share < threshold:
+            return waited
+        if waited >= max_wait:
+            return -1.0
 
 
 def summary(values):

@@ -345,7 +345,8 @@ static void mem_flush(png_structp png)
 static unsigned png_sample(int x, int y, int c, int depth)
 {
     unsigned maxv = (1u << depth) - 1;
-    return (unsigned)(x * 7 + y * 13 + c * 101 + (x * y) % 17) * (depth == 16 ? 257u : 1u) % (maxv + 1);
+    unsigned v = (unsigned)(x * 7 + y * 13 + c * 101 + (x * y) % 17);
+    return v * (depth == 16 ? 257u : 1u) % (maxv + 1);
 }
 
 static uint8_t *png_encode(int h, int w, int color_type, int depth, int interlace,
@@ -513,7 +514,8 @@ static int tiff_write(const char *path, const tiff_spec *s)
         TIFFSetField(t, TIFFTAG_PHOTOMETRIC, photo);
         TIFFSetField(t, TIFFTAG_PLANARCONFIG, s->planar);
         TIFFSetField(t, TIFFTAG_COMPRESSION, s->compression);
-        if ((photo == PHOTOMETRIC_MINISBLACK && spp == 2) || (photo == PHOTOMETRIC_RGB && spp == 4)) {
+        if ((photo == PHOTOMETRIC_MINISBLACK && spp == 2) ||
+            (photo == PHOTOMETRIC_RGB && spp == 4)) {
             uint16_t extra = EXTRASAMPLE_UNASSALPHA;
             TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &extra);
         }

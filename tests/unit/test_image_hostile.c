@@ -1,9 +1,10 @@
 /* Hostile inputs: every one must give an error naming the file and the reason, never a
  * crash, a hang, a huge allocation or a line on stderr. Zero-byte, tiny and text files;
  * unsupported formats; JPEG and PNG truncated at many points; a JPEG SOF of 65535x65535;
- * declared sizes a tiny file cannot hold; a PNG decompression bomb (20000x20000 IHDR) and a
- * PNG with corrupted IDAT; hand-built TIFFs with broken tags; the limits; and ~200 random
- * mutations of each of nine generated files (run this under the sanitizer build too). */
+ * declared sizes a tiny file cannot hold; a progressive JPEG of 636 scans; a PNG
+ * decompression bomb (20000x20000 IHDR) and a PNG with corrupted IDAT; hand-built TIFFs with
+ * broken tags; the limits; and ~200 random mutations of each of nine generated files (run
+ * this under the sanitizer build too). */
 #include "image.h"
 #include "test_util.h"
 
@@ -222,7 +223,8 @@ static void test_not_images(void)
     expect_fail(NULL, 0, "empty.jpeg", "empty file");
     expect_fail(&one, 1, "one.jpeg", "not an image");
     const char *text = "name,label\nperson1_virus_6.jpeg,1\nperson2_virus_7.jpeg,1\n";
-    expect_fail((const uint8_t *)text, strlen(text), "labels.jpeg", "not an image (looks like text");
+    expect_fail((const uint8_t *)text, strlen(text), "labels.jpeg",
+                "not an image (looks like text");
     uint8_t gif[64] = "GIF89a";
     gif[6] = 10;
     expect_fail(gif, sizeof gif, "anim.gif", "unsupported image format gif");
@@ -354,6 +356,57 @@ static void test_jpeg(void)
         free(m);
         free(j);
     }
+}
+
+/* A valid progressive gray JPEG with 636 scans: every AC coefficient sent on its own, one
+ * bit at a time (a known way to make a small file decode very slowly). */
+static uint8_t *jpeg_many_scans(size_t *len)
+{
+    static jpeg_scan_info scans[700];
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){1, {0}, 0, 0, 0, 5};
+    for (int a = 5; a > 0; a--)
+        scans[n++] = (jpeg_scan_info){1, {0}, 0, 0, a, a - 1};
+    for (int k = 1; k < 64; k++) {
+        scans[n++] = (jpeg_scan_info){1, {0}, k, k, 0, 9};
+        for (int a = 9; a > 0; a--)
+            scans[n++] = (jpeg_scan_info){1, {0}, k, k, a, a - 1};
+    }
+    uint8_t px[16 * 16];
+    for (int i = 0; i < 256; i++)
+        px[i] = (uint8_t)rnd();
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    unsigned char *out = NULL;
+    unsigned long outlen = 0;
+    jpeg_mem_dest(&c, &out, &outlen);
+    c.image_width = 16;
+    c.image_height = 16;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    c.scan_info = scans;
+    c.num_scans = n;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = px + c.next_scanline * 16;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    *len = outlen;
+    return out;
+}
+
+static void test_jpeg_scans(void)
+{
+    size_t len;
+    uint8_t *j = jpeg_many_scans(&len);
+    expect_fail(j, len, "scans.jpeg", "more than 500 scans");
+    free(j);
 }
 
 /* ---------- PNG ---------- */
@@ -807,6 +860,7 @@ int main(void)
     test_not_images();
     test_limits();
     test_jpeg();
+    test_jpeg_scans();
     test_png();
     test_tiff();
     test_fuzz();

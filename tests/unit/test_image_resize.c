@@ -50,7 +50,8 @@ static int ref_weights(int in, int out, int i, double *w, int *lo)
 static void ref_resize_d(const uint8_t *src, int sh, int sw, size_t sst, int C, double *dst,
                          int dh, int dw)
 {
-    int maxy = (int)(2 * fmax((double)sh / dh, 1) + 4), maxx = (int)(2 * fmax((double)sw / dw, 1) + 4);
+    int maxy = (int)(2 * fmax((double)sh / dh, 1) + 4);
+    int maxx = (int)(2 * fmax((double)sw / dw, 1) + 4);
     double *wy = malloc(sizeof(double) * maxy), *wx = malloc(sizeof(double) * maxx);
     for (int y = 0; y < dh; y++) {
         int ylo, ny = sh == dh ? 1 : ref_weights(sh, dh, y, wy, &ylo);
@@ -68,7 +69,8 @@ static void ref_resize_d(const uint8_t *src, int sh, int sw, size_t sst, int C, 
                 double v = 0;
                 for (int j = 0; j < ny; j++)
                     for (int i = 0; i < nx; i++)
-                        v += wy[j] * wx[i] * src[(size_t)(ylo + j) * sst + (size_t)(xlo + i) * C + c];
+                        v += wy[j] * wx[i] *
+                             src[(size_t)(ylo + j) * sst + (size_t)(xlo + i) * C + c];
                 dst[((size_t)y * dw + x) * C + c] = v;
             }
         }

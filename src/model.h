@@ -240,6 +240,10 @@ typedef struct rb_workspace rb_workspace;
 /* Allocate everything a batch of up to `batch` samples needs. */
 rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_error *err);
 void rb_workspace_free(rb_workspace *ws);
+/* Run forward/backward on `threads` threads (default 1), each on its own samples of the
+ * batch with single-threaded BLAS (OpenBLAS is set to 1 thread during the call and
+ * restored after). Use the cores given to the rank; then leave OpenBLAS at 1 thread. */
+int rb_workspace_set_threads(rb_workspace *ws, int threads, rb_error *err);
 size_t rb_workspace_bytes(const rb_workspace *ws);
 int rb_workspace_batch(const rb_workspace *ws);
 /* Pre-activation of the output node (n x output size) when the output ends in softmax or
@@ -278,6 +282,10 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
  * cross-entropy shortcut p - y). Accumulates (+=) into m->grads. */
 int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout_is_preact,
                       rb_error *err);
+
+/* With RADBATCH_PROFILE=1 in the environment when the workspace is made, forward and
+ * backward time every layer; this prints the totals per layer class and the slowest. */
+void rb_workspace_profile_print(const rb_workspace *ws, FILE *f);
 
 /* FLOPs of one forward of one sample (multiply-add = 2), for benchmarks. */
 double rb_model_flops(const rb_model *m);

@@ -19,8 +19,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
 #include "model.h"
+#include "model_fused.h"
 #include "rb_rng.h"
+
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 enum { FUSE_NONE = 0, FUSE_SKIP, FUSE_CONV_BN };
 
@@ -33,6 +47,8 @@ struct rb_workspace {
     int8_t *fuse_act;
     int *fuse_bn;
     float **fold_w, **fold_b;
+    int *src;            /* fused depthwise: node it reads (a skipped ZeroPadding2D's input) */
+    conv2d_shape *fshape; /* fused depthwise: geometry on that input (padding absorbed) */
     int32_t **argmax;
     uint8_t **mask;
     float **bn_mean, **bn_invstd;
@@ -47,6 +63,25 @@ struct rb_workspace {
     float **zptr;
     int64_t *zlen;
     float *logits; /* pre-activation of a softmax/sigmoid output */
+    double *prof;  /* RADBATCH_PROFILE=1: seconds per node, [0,N) forward, [N,2N) backward */
+    int64_t *zrow; /* floats per sample of each zeroed gradient group */
+    double *bnpart; /* thread 0's partial BN sums */
+    int cmax;
+    optim_range *ranges; /* trainable runs of m->params */
+    int nranges;
+    /* threads (rb_workspace_set_threads) */
+    int nthreads;
+    pthread_t *th;
+    struct worker *workers;
+    float **tscratch, **tsave, **tgrads;
+    double **tbn;
+    pthread_mutex_t mu;
+    pthread_cond_t cv, cv_done;
+    atomic_int bcount, bsense;
+    int tsense[64];
+    unsigned gen;
+    int done, quit;
+    struct job *job;
     int last_n, last_training, have_forward;
     size_t bytes;
 };
@@ -252,10 +287,13 @@ static int64_t align16(int64_t x)
     return (x + 15) / 16 * 16;
 }
 
+static void pool_stop(rb_workspace *ws);
+
 void rb_workspace_free(rb_workspace *ws)
 {
     if (!ws)
         return;
+    pool_stop(ws);
     for (int i = 0; i < ws->nn; i++) {
         if (ws->fold_w)
             free(ws->fold_w[i]);
@@ -278,6 +316,8 @@ void rb_workspace_free(rb_workspace *ws)
     free(ws->fuse_bn);
     free(ws->fold_w);
     free(ws->fold_b);
+    free(ws->src);
+    free(ws->fshape);
     free(ws->argmax);
     free(ws->mask);
     free(ws->bn_mean);
@@ -291,6 +331,10 @@ void rb_workspace_free(rb_workspace *ws)
     free(ws->zptr);
     free(ws->zlen);
     free(ws->logits);
+    free(ws->prof);
+    free(ws->zrow);
+    free(ws->bnpart);
+    free(ws->ranges);
     free(ws);
 }
 
@@ -335,7 +379,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     const int TRAIN = (flags & RB_WS_TRAIN) != 0, KEEP = (flags & RB_WS_KEEP_ALL) != 0;
     const int INF = 2 * N + 1;
     rb_workspace *ws = calloc(1, sizeof *ws);
-    int *ncons = NULL, *maxcons = NULL, *uf = NULL, *gid = NULL;
+    int *ncons = NULL, *maxcons = NULL, *uf = NULL, *gid = NULL, *extra_end = NULL;
     plan_buf *bufs = NULL;
     if (!ws)
         goto oom;
@@ -359,6 +403,14 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     OOM(ws->bn_count = calloc((size_t)N, sizeof(double)));
     OOM(ws->bn_batch = calloc((size_t)N, 1));
     OOM(ncons = calloc((size_t)N, sizeof(int)));
+    OOM(extra_end = malloc((size_t)N * sizeof(int)));
+    OOM(ws->src = malloc((size_t)N * sizeof(int)));
+    OOM(ws->fshape = calloc((size_t)N, sizeof(conv2d_shape)));
+    for (int i = 0; i < N; i++) {
+        extra_end[i] = -1;
+        ws->src[i] = m->nodes[i].ninputs ? m->nodes[i].inputs[0] : -1;
+        ws->fshape[i] = m->nodes[i].cs;
+    }
     OOM(maxcons = calloc((size_t)N, sizeof(int)));
     OOM(uf = malloc((size_t)2 * N * sizeof(int)));
     OOM(gid = malloc((size_t)2 * N * sizeof(int)));
@@ -426,6 +478,28 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         OOM(ws->fold_b[i] = aligned_alloc(64, (size_t)align16(n->c) * sizeof(float)));
         ws->bytes += (size_t)(align16(wsz) + align16(n->c)) * sizeof(float);
     }
+    /* a ZeroPadding2D feeding only a folded depthwise: the depthwise reads the unpadded
+     * input with the padding as implicit zeros */
+    for (int i = 0; i < N && !KEEP && !(flags & RB_WS_NO_FUSE); i++) {
+        const rb_node *n = &m->nodes[i];
+        if (ws->fuse[i] != FUSE_CONV_BN || n->op != RB_OP_DEPTHWISE)
+            continue;
+        int p = n->inputs[0];
+        const rb_node *pn = &m->nodes[p];
+        if (pn->op != RB_OP_ZEROPAD || ncons[p] != 1 || ws->bw[p] || p == 0)
+            continue;
+        int q = pn->inputs[0];
+        ws->fuse[p] = FUSE_SKIP;
+        ws->src[i] = q;
+        extra_end[q] = i > extra_end[q] ? i : extra_end[q];
+        conv2d_shape *fs = &ws->fshape[i];
+        fs->h = pn->in_h;
+        fs->w = pn->in_w;
+        fs->pad_top += pn->pad_t;
+        fs->pad_left += pn->pad_l;
+        fs->pad_bottom += pn->pad_b;
+        fs->pad_right += pn->pad_r;
+    }
     /* gradient groups: Flatten shares its input's gradient */
     for (int i = 1; i < N && TRAIN; i++)
         if (m->nodes[i].op == RB_OP_FLATTEN && ws->bw[i])
@@ -452,6 +526,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             int t = 2 * N - 1 - i;
             end = t > end ? t : end;
         }
+        end = extra_end[i] > end ? extra_end[i] : end;
         if (i == m->output || KEEP) {
             end = INF;
             if (KEEP)
@@ -504,6 +579,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     OOM(ws->zstart = calloc((size_t)N + 1, sizeof(int)));
     OOM(ws->zptr = calloc((size_t)N + 1, sizeof(float *)));
     OOM(ws->zlen = calloc((size_t)N + 1, sizeof(int64_t)));
+    OOM(ws->zrow = calloc((size_t)N + 1, sizeof(int64_t)));
     {
         /* count per node, then fill */
         int *cnt = calloc((size_t)N + 1, sizeof(int));
@@ -539,6 +615,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             int slot = ws->zstart[node] + cnt[node]++;
             ws->zptr[slot] = ws->arena + bufs[gid[r]].off;
             ws->zlen[slot] = bufs[gid[r]].size;
+            ws->zrow[slot] = m->nodes[i].size;
         }
         free(cnt);
         free(seen);
@@ -575,17 +652,32 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         if (o->act == RB_ACT_SOFTMAX || o->act == RB_ACT_SIGMOID)
             OOM(ws->logits = malloc((size_t)(o->size * batch) * sizeof(float)));
     }
+    {
+        const char *pe = getenv("RADBATCH_PROFILE");
+        if (pe && *pe && strcmp(pe, "0"))
+            OOM(ws->prof = calloc((size_t)2 * N, sizeof(double)));
+    }
     ws->scratch_floats = scratch;
     OOM(ws->scratch = aligned_alloc(64, (size_t)align16((int64_t)scratch + 16) * sizeof(float)));
     ws->bytes += (size_t)align16((int64_t)scratch + 16) * sizeof(float);
     OOM(ws->bnbuf = calloc((size_t)(2 * cmax + 1), sizeof(double)));
+    OOM(ws->bnpart = calloc((size_t)(2 * cmax + 1), sizeof(double)));
+    ws->cmax = cmax;
+    ws->nthreads = 1;
+    if (TRAIN) {
+        ws->nranges = rb_model_ranges(m, RB_RANGES_TRAINABLE, NULL, 0);
+        OOM(ws->ranges = calloc((size_t)(ws->nranges + 1), sizeof(optim_range)));
+        rb_model_ranges(m, RB_RANGES_TRAINABLE, ws->ranges, ws->nranges);
+    }
     free(ncons);
     free(maxcons);
     free(uf);
     free(gid);
     free(bufs);
+    free(extra_end);
     return ws;
 oom:
+    free(extra_end);
     free(ncons);
     free(maxcons);
     free(uf);
@@ -597,20 +689,234 @@ oom:
     return NULL;
 }
 
+/* ---- threads ------------------------------------------------------------------------- */
+/* With T threads (rb_workspace_set_threads) a forward or backward runs as T parts over
+ * row ranges of the batch (sample-parallel): every layer is computed by all threads on
+ * their own samples with single-threaded BLAS, so loop kernels (depthwise, BN, pooling)
+ * use every core and nothing waits per layer. Batch-coupled steps synchronize: training
+ * BatchNorm sums its statistics over the threads (two barriers per layer), and weight
+ * gradients of threads > 0 go to private buffers added to m->grads at the end. */
+
+typedef struct job {
+    rb_model *m;
+    rb_workspace *ws;
+    const rb_forward_args *a;
+    const float *dout;
+    int preact;
+    int backward;
+    int T, n;
+} job;
+
+static void run_part(job *j, int t);
+
+typedef struct worker {
+    rb_workspace *ws;
+    int t;
+} worker;
+
+/* sense-reversing spin barrier: the threads run on their own cores and reach each layer
+ * within microseconds of each other */
+static void barrier_t(rb_workspace *ws, int T, int t)
+{
+    if (T <= 1)
+        return;
+    int s = !ws->tsense[t];
+    ws->tsense[t] = s;
+    if (atomic_fetch_add(&ws->bcount, 1) == T - 1) {
+        atomic_store(&ws->bcount, 0);
+        atomic_store(&ws->bsense, s);
+    } else {
+        int spins = 0;
+        while (atomic_load_explicit(&ws->bsense, memory_order_acquire) != s) {
+            if (++spins > 2000)
+                sched_yield();
+            else
+                __builtin_ia32_pause();
+        }
+    }
+}
+#define barrier(ws, T) barrier_t(ws, T, t)
+
+static void *worker_main(void *p)
+{
+    worker *w = p;
+    rb_workspace *ws = w->ws;
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&ws->mu);
+        while (ws->gen == seen && !ws->quit)
+            pthread_cond_wait(&ws->cv, &ws->mu);
+        if (ws->quit) {
+            pthread_mutex_unlock(&ws->mu);
+            return NULL;
+        }
+        seen = ws->gen;
+        job *j = ws->job;
+        pthread_mutex_unlock(&ws->mu);
+        if (w->t < j->T)
+            run_part(j, w->t);
+        pthread_mutex_lock(&ws->mu);
+        ws->done++;
+        pthread_cond_broadcast(&ws->cv_done);
+        pthread_mutex_unlock(&ws->mu);
+    }
+}
+
+static void pool_stop(rb_workspace *ws)
+{
+    if (ws->nthreads <= 1)
+        return;
+    pthread_mutex_lock(&ws->mu);
+    ws->quit = 1;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
+    for (int t = 1; t < ws->nthreads; t++)
+        pthread_join(ws->th[t], NULL);
+    pthread_mutex_destroy(&ws->mu);
+    pthread_cond_destroy(&ws->cv);
+    pthread_cond_destroy(&ws->cv_done);
+    for (int t = 1; t < ws->nthreads; t++) {
+        free(ws->tscratch[t]);
+        free(ws->tbn[t]);
+        free(ws->tsave[t]);
+        free(ws->tgrads[t]);
+    }
+    free(ws->tscratch);
+    free(ws->tbn);
+    free(ws->tsave);
+    free(ws->tgrads);
+    free(ws->th);
+    free(ws->workers);
+    ws->tscratch = NULL;
+    ws->tbn = NULL;
+    ws->tsave = NULL;
+    ws->tgrads = NULL;
+    ws->th = NULL;
+    ws->workers = NULL;
+    ws->nthreads = 1;
+    ws->quit = 0;
+}
+
+int rb_workspace_set_threads(rb_workspace *ws, int threads, rb_error *err)
+{
+    if (threads < 1)
+        threads = 1;
+    if (threads > 64)
+        threads = 64;
+    if (threads == ws->nthreads)
+        return 0;
+    pool_stop(ws);
+    if (threads == 1)
+        return 0;
+    const rb_model *m = ws->m;
+    int T = threads;
+    ws->tscratch = calloc((size_t)T, sizeof(float *));
+    ws->tbn = calloc((size_t)T, sizeof(double *));
+    ws->tsave = calloc((size_t)T, sizeof(float *));
+    ws->tgrads = calloc((size_t)T, sizeof(float *));
+    ws->th = calloc((size_t)T, sizeof(pthread_t));
+    ws->workers = calloc((size_t)T, sizeof(worker));
+    if (!ws->tscratch || !ws->tbn || !ws->tsave || !ws->tgrads || !ws->th || !ws->workers)
+        goto oom;
+    ws->tscratch[0] = ws->scratch;
+    ws->tbn[0] = ws->bnpart;
+    ws->tsave[0] = NULL;
+    ws->tgrads[0] = m->grads;
+    for (int t = 1; t < T; t++) {
+        ws->tscratch[t] = aligned_alloc(64, (size_t)align16((int64_t)ws->scratch_floats + 16) *
+                                                sizeof(float));
+        ws->tbn[t] = calloc((size_t)(2 * ws->cmax + 1), sizeof(double));
+        ws->tsave[t] = malloc((size_t)(2 * ws->cmax) * sizeof(float));
+        if (!ws->tscratch[t] || !ws->tbn[t] || !ws->tsave[t])
+            goto oom;
+        if (ws->flags & RB_WS_TRAIN) {
+            ws->tgrads[t] = aligned_alloc(64, (size_t)align16(m->nparams + 16) * sizeof(float));
+            if (!ws->tgrads[t])
+                goto oom;
+            memset(ws->tgrads[t], 0, (size_t)align16(m->nparams + 16) * sizeof(float));
+        }
+    }
+    pthread_mutex_init(&ws->mu, NULL);
+    pthread_cond_init(&ws->cv, NULL);
+    pthread_cond_init(&ws->cv_done, NULL);
+    ws->nthreads = T;
+    for (int t = 1; t < T; t++) {
+        ws->workers[t].ws = ws;
+        ws->workers[t].t = t;
+        if (pthread_create(&ws->th[t], NULL, worker_main, &ws->workers[t]) != 0) {
+            ws->nthreads = t; /* stop the ones started */
+            pool_stop(ws);
+            return rb_fail(err, "run with fewer threads", "cannot start model thread %d", t);
+        }
+    }
+    return 0;
+oom:
+    ws->nthreads = T;
+    for (int t = 1; t < T; t++)
+        if (ws->tscratch) {
+            free(ws->tscratch[t]);
+            free(ws->tbn[t]);
+            free(ws->tsave[t]);
+            free(ws->tgrads[t]);
+        }
+    free(ws->tscratch);
+    free(ws->tbn);
+    free(ws->tsave);
+    free(ws->tgrads);
+    free(ws->th);
+    free(ws->workers);
+    ws->tscratch = NULL;
+    ws->tbn = NULL;
+    ws->tsave = NULL;
+    ws->tgrads = NULL;
+    ws->th = NULL;
+    ws->workers = NULL;
+    ws->nthreads = 1;
+    return rb_fail(err, NULL, "out of memory for %d model threads", threads);
+}
+
+static void run_job(rb_workspace *ws, job *j)
+{
+    int T = ws->nthreads < j->n ? ws->nthreads : j->n;
+    j->T = T;
+    if (T <= 1) {
+        run_part(j, 0);
+        return;
+    }
+    atomic_store(&ws->bcount, 0);
+    atomic_store(&ws->bsense, 0);
+    for (int t = 0; t < T; t++)
+        ws->tsense[t] = 0;
+    int blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    pthread_mutex_lock(&ws->mu);
+    ws->job = j;
+    ws->done = 0;
+    ws->gen++;
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
+    run_part(j, 0);
+    pthread_mutex_lock(&ws->mu);
+    while (ws->done < ws->nthreads - 1)
+        pthread_cond_wait(&ws->cv_done, &ws->mu);
+    pthread_mutex_unlock(&ws->mu);
+    openblas_set_num_threads(blas);
+}
+
 /* ---- forward ------------------------------------------------------------------------- */
 
-static void input_forward(float *out, const rb_node *n, const rb_forward_args *a)
+static void input_forward(float *out, const rb_node *n, const rb_forward_args *a, int r0, int nt)
 {
-    int64_t per = n->size, total = per * a->n;
+    int64_t per = n->size, total = per * nt;
     if (a->type == RB_INPUT_F32) {
-        memcpy(out, a->input, (size_t)total * sizeof(float));
+        memcpy(out, (const float *)a->input + r0 * per, (size_t)total * sizeof(float));
         return;
     }
     if (a->type == RB_INPUT_U8) {
-        rescale_forward(out, (const uint8_t *)a->input, a->n, per, n->preprocess);
+        rescale_forward(out, (const uint8_t *)a->input + r0 * per, nt, per, n->preprocess);
         return;
     }
-    const float *in = (const float *)a->input;
+    const float *in = (const float *)a->input + r0 * per;
     switch (n->preprocess) {
     case RESCALE_MINUS1_1:
         for (int64_t i = 0; i < total; i++)
@@ -621,7 +927,7 @@ static void input_forward(float *out, const rb_node *n, const rb_forward_args *a
             out[i] = in[i] / 255.0f;
         break;
     case RESCALE_MINMAX:
-        for (int s = 0; s < a->n; s++) {
+        for (int s = 0; s < nt; s++) {
             const float *x = in + s * per;
             float lo = x[0], hi = x[0];
             for (int64_t i = 1; i < per; i++) {
@@ -665,29 +971,31 @@ static int bn_uses_batch(const rb_model *m, const rb_node *n, int training)
     return training && n->trainable && !(n->in_base && !m->base_training);
 }
 
-int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb_error *err)
+static void forward_part(job *j, int t)
 {
-    if (ws->m != m)
-        return rb_fail(err, NULL, "workspace belongs to another model");
-    if (ws->generation != m->generation)
-        return rb_fail(err, "create a new workspace after changing trainable layers",
-                       "model %s: trainable layers changed since the workspace was made", m->name);
-    if (a->n < 1 || a->n > ws->batch)
-        return rb_fail(err, NULL, "forward of %d samples on a workspace for %d", a->n, ws->batch);
-    if (a->training && !(ws->flags & RB_WS_TRAIN))
-        return rb_fail(err, "create the workspace with RB_WS_TRAIN",
-                       "training forward on an inference workspace");
-    const int n = a->n;
+    rb_model *m = j->m;
+    rb_workspace *ws = j->ws;
+    const rb_forward_args *a = j->a;
+    const int T = j->T;
+    const int r0 = (int)((int64_t)j->n * t / T), r1 = (int)((int64_t)j->n * (t + 1) / T);
+    const int n = r1 - r0; /* rows of this thread */
+    float *scratch = t ? ws->tscratch[t] : ws->scratch;
     for (int i = 0; i < m->nnodes; i++) {
         const rb_node *nd = &m->nodes[i];
         if (ws->fuse[i] == FUSE_SKIP)
             continue;
-        float *out = ws->act[i];
-        const float *in = nd->ninputs ? ws->act[nd->inputs[0]] : NULL;
+        /* buffers are reused across layers with other row sizes: a thread may only
+         * start a layer when every thread is done with the previous one */
+        barrier(ws, T);
+        float *out = ws->act[i] + (int64_t)r0 * nd->size;
+        const float *in = NULL;
+        if (nd->ninputs)
+            in = ws->act[nd->inputs[0]] + (int64_t)r0 * m->nodes[nd->inputs[0]].size;
         const int64_t rows = (int64_t)n * nd->h * nd->w;
+        double t0 = ws->prof && t == 0 ? prof_now() : 0;
         switch (nd->op) {
         case RB_OP_INPUT:
-            input_forward(out, nd, a);
+            input_forward(out, nd, a, r0, n);
             break;
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE: {
@@ -697,21 +1005,36 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
             const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
             rb_act act = nd->act;
             if (ws->fuse[i] == FUSE_CONV_BN) {
-                fold_bn(m, ws, i);
                 w = ws->fold_w[i];
                 b = ws->fold_b[i];
                 act = (rb_act)ws->fuse_act[i];
+                if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
+                    nd->sw == 1 && i != m->output) {
+                    rb_fused_conv1x1(out, in, w, b, rows, nd->in_c, nd->c, act);
+                    break;
+                }
+                if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
+                    s = ws->fshape[i];
+                    s.n = n;
+                    int q = ws->src[i];
+                    depthwise_forward(out, ws->act[q] + (int64_t)r0 * m->nodes[q].size, w, NULL, &s);
+                    rb_fused_bias_act(out, b, rows, nd->c, act);
+                    break;
+                }
             }
             if (nd->op == RB_OP_CONV2D)
-                conv2d_forward(out, in, w, NULL, &s, ws->scratch);
+                conv2d_forward(out, in, w, NULL, &s, scratch);
             else
                 depthwise_forward(out, in, w, NULL, &s);
             if (i == m->output && ws->logits) {
                 bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
-                memcpy(ws->logits, out, (size_t)(rows * nd->c) * sizeof(float));
+                memcpy(ws->logits + (int64_t)r0 * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
                 b = NULL;
             }
-            bias_act(out, b, rows, nd->c, act);
+            if (b && (act == RB_ACT_LINEAR || act == RB_ACT_RELU || act == RB_ACT_RELU6))
+                rb_fused_bias_act(out, b, rows, nd->c, act);
+            else
+                bias_act(out, b, rows, nd->c, act);
             break;
         }
         case RB_OP_ZEROPAD: {
@@ -725,23 +1048,33 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
             float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
             int c = nd->c;
             if (bn_uses_batch(m, nd, a->training)) {
-                double *sum = ws->bnbuf, *sumsq = ws->bnbuf + c;
-                batchnorm_stats(sum, sumsq, in, rows, c);
-                double count = (double)rows;
-                if (m->bn_reduce) {
-                    ws->bnbuf[2 * c] = count;
-                    m->bn_reduce(ws->bnbuf, 2 * c + 1, m->bn_reduce_ctx);
-                    count = ws->bnbuf[2 * c];
+                double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
+                batchnorm_stats(part, part + c, in, rows, c);
+                part[2 * c] = (double)rows;
+                barrier(ws, T);
+                double *sum = ws->bnbuf;
+                if (t == 0) {
+                    for (int u = 1; u < T; u++)
+                        for (int k = 0; k <= 2 * c; k++)
+                            sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
+                    if (m->bn_reduce)
+                        m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
+                    ws->bn_count[i] = sum[2 * c];
                 }
-                ws->bn_count[i] = count;
-                batchnorm_forward_train(out, ws->bn_mean[i], ws->bn_invstd[i], in, gamma, beta,
-                                        sum, sumsq, count, nd->eps, rows, c);
-                if (!a->no_stat_update)
-                    batchnorm_update_moving(mm, mv, sum, sumsq, count, nd->momentum, c);
-                ws->bn_batch[i] = 1;
+                barrier(ws, T);
+                float *smean = t ? ws->tsave[t] : ws->bn_mean[i];
+                float *sinv = t ? ws->tsave[t] + c : ws->bn_invstd[i];
+                batchnorm_forward_train(out, smean, sinv, in, gamma, beta, sum, sum + c, sum[2 * c],
+                                        nd->eps, rows, c);
+                if (t == 0) {
+                    if (!a->no_stat_update)
+                        batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
+                    ws->bn_batch[i] = 1;
+                }
             } else {
                 batchnorm_forward_infer(out, in, gamma, beta, mm, mv, nd->eps, rows, c);
-                ws->bn_batch[i] = 0;
+                if (t == 0)
+                    ws->bn_batch[i] = 0;
             }
             break;
         }
@@ -754,22 +1087,27 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
         case RB_OP_ACTIVATION:
         case RB_OP_SOFTMAX:
             if (i == m->output && ws->logits)
-                memcpy(ws->logits, in, (size_t)(rows * nd->c) * sizeof(float));
+                memcpy(ws->logits + (int64_t)r0 * nd->c, in, (size_t)(rows * nd->c) * sizeof(float));
             if (out != in)
                 memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
             bias_act(out, NULL, rows, nd->c, nd->act);
             break;
-        case RB_OP_ADD:
-            add_forward(out, in, ws->act[nd->inputs[1]], rows * nd->c);
+        case RB_OP_ADD: {
+            const rb_node *b1 = &m->nodes[nd->inputs[1]];
+            add_forward(out, in, ws->act[nd->inputs[1]] + (int64_t)r0 * b1->size, rows * nd->c);
             for (int k = 2; k < nd->ninputs; k++)
-                add_forward(out, out, ws->act[nd->inputs[k]], rows * nd->c);
+                add_forward(out, out,
+                            ws->act[nd->inputs[k]] + (int64_t)r0 * m->nodes[nd->inputs[k]].size,
+                            rows * nd->c);
             break;
+        }
         case RB_OP_CONCAT: {
             const float *ins[RB_MAX_INPUTS];
             int cs[RB_MAX_INPUTS];
             for (int k = 0; k < nd->ninputs; k++) {
-                ins[k] = ws->act[nd->inputs[k]];
-                cs[k] = m->nodes[nd->inputs[k]].c;
+                const rb_node *src = &m->nodes[nd->inputs[k]];
+                ins[k] = ws->act[nd->inputs[k]] + (int64_t)r0 * src->size;
+                cs[k] = src->c;
             }
             concat_forward(out, ins, cs, nd->ninputs, rows);
             break;
@@ -777,7 +1115,7 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
         case RB_OP_MAXPOOL: {
             conv2d_shape s = nd->cs;
             s.n = n;
-            maxpool_forward(out, ws->argmax[i], in, &s);
+            maxpool_forward(out, ws->argmax[i] + (int64_t)r0 * nd->size, in, &s);
             break;
         }
         case RB_OP_AVGPOOL: {
@@ -795,14 +1133,14 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
             dense_forward(out, in, m->params + nd->woff[0],
                           nd->use_bias ? m->params + nd->woff[1] : NULL, n, nd->in_c, nd->units);
             if (i == m->output && ws->logits)
-                memcpy(ws->logits, out, (size_t)(rows * nd->c) * sizeof(float));
+                memcpy(ws->logits + (int64_t)r0 * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
             bias_act(out, NULL, n, nd->c, nd->act);
             break;
         case RB_OP_DROPOUT:
             if (a->training && nd->rate > 0) {
                 uint64_t key = rb_mix64(a->rng_key) ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL);
-                dropout_forward(out, ws->mask[i], in, nd->rate, n, nd->size, m->seed, key,
-                                a->sample_base);
+                dropout_forward(out, ws->mask[i] + (int64_t)r0 * nd->size, in, nd->rate, n,
+                                nd->size, m->seed, key, a->sample_base + r0);
             } else if (out != in) {
                 memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
             }
@@ -810,8 +1148,29 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
         default:
             break;
         }
+        if (ws->prof && t == 0)
+            ws->prof[i] += prof_now() - t0;
     }
-    ws->last_n = n;
+}
+
+int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb_error *err)
+{
+    if (ws->m != m)
+        return rb_fail(err, NULL, "workspace belongs to another model");
+    if (ws->generation != m->generation)
+        return rb_fail(err, "create a new workspace after changing trainable layers",
+                       "model %s: trainable layers changed since the workspace was made", m->name);
+    if (a->n < 1 || a->n > ws->batch)
+        return rb_fail(err, NULL, "forward of %d samples on a workspace for %d", a->n, ws->batch);
+    if (a->training && !(ws->flags & RB_WS_TRAIN))
+        return rb_fail(err, "create the workspace with RB_WS_TRAIN",
+                       "training forward on an inference workspace");
+    for (int i = 0; i < m->nnodes; i++)
+        if (ws->fuse[i] == FUSE_CONV_BN)
+            fold_bn(m, ws, i);
+    job j = {.m = m, .ws = ws, .a = a, .n = a->n};
+    run_job(ws, &j);
+    ws->last_n = a->n;
     ws->last_training = a->training;
     ws->have_forward = 1;
     return 0;
@@ -819,41 +1178,46 @@ int rb_model_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, rb
 
 /* ---- backward ------------------------------------------------------------------------ */
 
-int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout_is_preact,
-                      rb_error *err)
+static void backward_part(job *j, int t)
 {
-    if (!(ws->flags & RB_WS_TRAIN))
-        return rb_fail(err, "create the workspace with RB_WS_TRAIN", "backward on an inference workspace");
-    if (!ws->have_forward)
-        return rb_fail(err, NULL, "backward before forward");
-    if (ws->generation != m->generation)
-        return rb_fail(err, "create a new workspace after changing trainable layers",
-                       "model %s: trainable layers changed since the workspace was made", m->name);
-    const int n = ws->last_n;
+    rb_model *m = j->m;
+    rb_workspace *ws = j->ws;
+    const int T = j->T;
+    const int r0 = (int)((int64_t)j->n * t / T), r1 = (int)((int64_t)j->n * (t + 1) / T);
+    const int n = r1 - r0;
+    float *scratch = t ? ws->tscratch[t] : ws->scratch;
+    float *grads = t ? ws->tgrads[t] : m->grads;
+    if (t)
+        for (int k = 0; k < ws->nranges; k++)
+            memset(grads + ws->ranges[k].offset, 0, (size_t)ws->ranges[k].count * sizeof(float));
     for (int i = m->nnodes - 1; i >= 0; i--) {
         if (!ws->bw[i])
             continue;
+        barrier(ws, T);
         for (int z = ws->zstart[i]; z < ws->zstart[i + 1]; z++)
-            memset(ws->zptr[z], 0, (size_t)ws->zlen[z] * sizeof(float));
+            memset(ws->zptr[z] + (int64_t)r0 * ws->zrow[z], 0,
+                   (size_t)((int64_t)n * ws->zrow[z]) * sizeof(float));
         const rb_node *nd = &m->nodes[i];
         const int64_t rows = (int64_t)n * nd->h * nd->w;
-        float *dy = ws->dact[i];
+        float *dy = ws->dact[i] + (int64_t)r0 * nd->size;
         if (i == m->output)
-            axpy1(dy, dout, rows * nd->c);
-        const float *y = ws->act[i];
+            axpy1(dy, j->dout + (int64_t)r0 * nd->size, rows * nd->c);
+        const float *y = ws->act[i] + (int64_t)r0 * nd->size;
         int p = nd->ninputs ? nd->inputs[0] : -1;
-        float *din = (p >= 0 && ws->bw[p]) ? ws->dact[p] : NULL;
-        const float *x = p >= 0 ? ws->act[p] : NULL;
+        int64_t psz = p >= 0 ? m->nodes[p].size : 0;
+        float *din = (p >= 0 && ws->bw[p]) ? ws->dact[p] + (int64_t)r0 * psz : NULL;
+        const float *x = p >= 0 ? ws->act[p] + (int64_t)r0 * psz : NULL;
         int tr = nd->trainable;
-        int skip_act = i == m->output && dout_is_preact;
+        int skip_act = i == m->output && j->preact;
+        double t0 = ws->prof && t == 0 ? prof_now() : 0;
         switch (nd->op) {
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE:
         case RB_OP_DENSE: {
             if (nd->act != RB_ACT_LINEAR && !skip_act)
                 act_backward_inplace(dy, y, rows, nd->c, nd->act);
-            float *dw = tr ? m->grads + nd->woff[0] : NULL;
-            float *db = tr && nd->use_bias ? m->grads + nd->woff[1] : NULL;
+            float *dw = tr ? grads + nd->woff[0] : NULL;
+            float *db = tr && nd->use_bias ? grads + nd->woff[1] : NULL;
             const float *w = m->params + nd->woff[0];
             if (!din && !dw)
                 break;
@@ -863,7 +1227,7 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
                 conv2d_shape s = nd->cs;
                 s.n = n;
                 if (nd->op == RB_OP_CONV2D)
-                    conv2d_backward(din, dw, db, dy, x, w, &s, ws->scratch);
+                    conv2d_backward(din, dw, db, dy, x, w, &s, scratch);
                 else
                     depthwise_backward(din, dw, db, dy, x, w, &s);
             }
@@ -879,25 +1243,36 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
         case RB_OP_BATCHNORM: {
             int c = nd->c;
             const float *gamma = m->params + nd->woff[0];
-            float *dg = tr ? m->grads + nd->woff[0] : NULL;
-            float *dbt = tr ? m->grads + nd->woff[1] : NULL;
             if (ws->bn_batch[i]) {
-                double *sdy = ws->bnbuf, *sdyx = ws->bnbuf + c;
-                batchnorm_backward_sums(sdy, sdyx, dy, x, ws->bn_mean[i], ws->bn_invstd[i], rows, c);
-                /* local sums into the gradients (the gradient allreduce adds the ranks) */
-                if (dg)
-                    for (int j = 0; j < c; j++) {
-                        dg[j] += (float)sdyx[j];
-                        dbt[j] += (float)sdy[j];
+                double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
+                batchnorm_backward_sums(part, part + c, dy, x, ws->bn_mean[i], ws->bn_invstd[i],
+                                        rows, c);
+                barrier(ws, T);
+                double *sum = ws->bnbuf;
+                if (t == 0) {
+                    for (int u = 1; u < T; u++)
+                        for (int k = 0; k < 2 * c; k++)
+                            sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
+                    /* this rank's sums into the gradients (the gradient allreduce adds
+                     * the ranks); then, for sync BN, the global sums for din */
+                    if (tr) {
+                        float *dg = m->grads + nd->woff[0], *dbt = m->grads + nd->woff[1];
+                        for (int k = 0; k < c; k++) {
+                            dg[k] += (float)sum[c + k];
+                            dbt[k] += (float)sum[k];
+                        }
                     }
-                if (din) {
-                    if (m->bn_reduce)
-                        m->bn_reduce(ws->bnbuf, 2 * c, m->bn_reduce_ctx);
-                    batchnorm_backward_train(din, NULL, NULL, dy, x, gamma, ws->bn_mean[i],
-                                             ws->bn_invstd[i], sdy, sdyx, ws->bn_count[i], rows,
-                                             c);
+                    if (din && m->bn_reduce)
+                        m->bn_reduce(sum, 2 * c, m->bn_reduce_ctx);
                 }
+                barrier(ws, T);
+                if (din)
+                    batchnorm_backward_train(din, NULL, NULL, dy, x, gamma, ws->bn_mean[i],
+                                             ws->bn_invstd[i], sum, sum + c, ws->bn_count[i], rows,
+                                             c);
             } else {
+                float *dg = tr ? grads + nd->woff[0] : NULL;
+                float *dbt = tr ? grads + nd->woff[1] : NULL;
                 if (din || dg)
                     batchnorm_backward_infer(din, dg, dbt, dy, x, gamma, m->state + nd->woff[2],
                                              m->state + nd->woff[3], nd->eps, rows, c);
@@ -916,24 +1291,23 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
         case RB_OP_SOFTMAX:
             if (!din)
                 break;
-            if (skip_act || nd->act == RB_ACT_LINEAR) {
+            if (skip_act || nd->act == RB_ACT_LINEAR)
                 axpy1(din, dy, rows * nd->c);
-            } else if (nd->act == RB_ACT_RELU) {
+            else if (nd->act == RB_ACT_RELU)
                 relu_backward(din, dy, y, rows * nd->c);
-            } else if (nd->act == RB_ACT_RELU6) {
+            else if (nd->act == RB_ACT_RELU6)
                 relu6_backward(din, dy, y, rows * nd->c);
-            } else if (nd->act == RB_ACT_SIGMOID) {
+            else if (nd->act == RB_ACT_SIGMOID)
                 sigmoid_backward(din, dy, y, rows * nd->c);
-            } else {
+            else
                 softmax_backward(din, dy, y, rows, nd->c);
-            }
             break;
         case RB_OP_ADD:
             for (int k = 0; k < nd->ninputs; k += 2) {
-                float *da = ws->bw[nd->inputs[k]] ? ws->dact[nd->inputs[k]] : NULL;
-                float *dbb = (k + 1 < nd->ninputs && ws->bw[nd->inputs[k + 1]])
-                                 ? ws->dact[nd->inputs[k + 1]]
-                                 : NULL;
+                int ia = nd->inputs[k], ib = k + 1 < nd->ninputs ? nd->inputs[k + 1] : -1;
+                float *da = ws->bw[ia] ? ws->dact[ia] + (int64_t)r0 * m->nodes[ia].size : NULL;
+                float *dbb = ib >= 0 && ws->bw[ib] ? ws->dact[ib] + (int64_t)r0 * m->nodes[ib].size
+                                                   : NULL;
                 add_backward(da, dbb, dy, rows * nd->c);
             }
             break;
@@ -941,8 +1315,9 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
             float *dins[RB_MAX_INPUTS];
             int cs[RB_MAX_INPUTS];
             for (int k = 0; k < nd->ninputs; k++) {
-                dins[k] = ws->bw[nd->inputs[k]] ? ws->dact[nd->inputs[k]] : NULL;
-                cs[k] = m->nodes[nd->inputs[k]].c;
+                int ik = nd->inputs[k];
+                dins[k] = ws->bw[ik] ? ws->dact[ik] + (int64_t)r0 * m->nodes[ik].size : NULL;
+                cs[k] = m->nodes[ik].c;
             }
             concat_backward(dins, dy, cs, nd->ninputs, rows);
             break;
@@ -951,7 +1326,7 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
             if (din) {
                 conv2d_shape s = nd->cs;
                 s.n = n;
-                maxpool_backward(din, dy, ws->argmax[i], &s);
+                maxpool_backward(din, dy, ws->argmax[i] + (int64_t)r0 * nd->size, &s);
             }
             break;
         case RB_OP_AVGPOOL:
@@ -968,7 +1343,8 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
         case RB_OP_DROPOUT:
             if (din) {
                 if (ws->last_training && nd->rate > 0)
-                    dropout_backward(din, dy, ws->mask[i], nd->rate, rows * nd->c);
+                    dropout_backward(din, dy, ws->mask[i] + (int64_t)r0 * nd->size, nd->rate,
+                                     rows * nd->c);
                 else
                     axpy1(din, dy, rows * nd->c);
             }
@@ -976,6 +1352,77 @@ int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout
         default:
             break; /* InputLayer; Flatten shares its input's gradient buffer */
         }
+        if (ws->prof && t == 0)
+            ws->prof[m->nnodes + i] += prof_now() - t0;
     }
+}
+
+static void run_part(job *j, int t)
+{
+    if (j->backward)
+        backward_part(j, t);
+    else
+        forward_part(j, t);
+}
+
+int rb_model_backward(rb_model *m, rb_workspace *ws, const float *dout, int dout_is_preact,
+                      rb_error *err)
+{
+    if (!(ws->flags & RB_WS_TRAIN))
+        return rb_fail(err, "create the workspace with RB_WS_TRAIN", "backward on an inference workspace");
+    if (!ws->have_forward)
+        return rb_fail(err, NULL, "backward before forward");
+    if (ws->generation != m->generation)
+        return rb_fail(err, "create a new workspace after changing trainable layers",
+                       "model %s: trainable layers changed since the workspace was made", m->name);
+    job j = {.m = m, .ws = ws, .dout = dout, .preact = dout_is_preact, .backward = 1,
+             .n = ws->last_n};
+    run_job(ws, &j);
+    /* weight gradients of the other threads */
+    for (int t = 1; t < j.T; t++)
+        for (int k = 0; k < ws->nranges; k++)
+            axpy1(m->grads + ws->ranges[k].offset, ws->tgrads[t] + ws->ranges[k].offset,
+                  ws->ranges[k].count);
     return 0;
+}
+
+void rb_workspace_profile_print(const rb_workspace *ws, FILE *f)
+{
+    if (!ws->prof) {
+        fprintf(f, "profile: set RADBATCH_PROFILE=1 before creating the workspace\n");
+        return;
+    }
+    const rb_model *m = ws->m;
+    double by_op[2][RB_OP__COUNT] = {{0}}, total = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int d = 0; d < 2; d++) {
+            by_op[d][m->nodes[i].op] += ws->prof[d * m->nnodes + i];
+            total += ws->prof[d * m->nnodes + i];
+        }
+    fprintf(f, "profile by layer class (forward / backward seconds, share of %.3f s):\n", total);
+    for (int o = 0; o < RB_OP__COUNT; o++)
+        if (by_op[0][o] + by_op[1][o] > 0)
+            fprintf(f, "  %-24s %9.4f %9.4f  %5.1f%%\n", rb_op_class((rb_op)o), by_op[0][o],
+                    by_op[1][o], 100.0 * (by_op[0][o] + by_op[1][o]) / total);
+    fprintf(f, "slowest layers:\n");
+    for (int k = 0; k < 12; k++) {
+        int best = -1;
+        double bt = 0;
+        for (int i = 0; i < 2 * m->nnodes; i++)
+            if (ws->prof[i] > bt) {
+                int seen = 0;
+                (void)seen;
+                bt = ws->prof[i];
+                best = i;
+            }
+        if (best < 0)
+            break;
+        int node = best % m->nnodes;
+        fprintf(f, "  %-28s %-10s %s %9.4f s\n", m->nodes[node].name, rb_op_class(m->nodes[node].op),
+                best < m->nnodes ? "fwd" : "bwd", bt);
+        ((double *)ws->prof)[best] = -ws->prof[best] - 1e-30; /* mark; restored below */
+    }
+    for (int i = 0; i < 2 * m->nnodes; i++)
+        if (ws->prof[i] < 0)
+            ((double *)ws->prof)[i] = -ws->prof[i] - 1e-30;
 }

@@ -112,7 +112,8 @@ static rb_model *build_load(const char *desc, const char *weights)
     return m;
 }
 
-static rb_workspace *run(rb_model *m, int flags, const void *input, rb_input_type type)
+static rb_workspace *run_t(rb_model *m, int flags, const void *input, rb_input_type type,
+                           int threads)
 {
     rb_error err = {0};
     rb_workspace *ws = rb_workspace_create(m, 6, flags, &err);
@@ -121,12 +122,19 @@ static rb_workspace *run(rb_model *m, int flags, const void *input, rb_input_typ
         CHECK(0, "workspace");
         return NULL;
     }
+    if (threads > 1)
+        CHECK(rb_workspace_set_threads(ws, threads, &err) == 0, "threads");
     rb_forward_args a = {.input = input, .type = type, .n = 6};
     if (rb_model_forward(m, ws, &a, &err)) {
         rb_error_print(&err, "fixture");
         CHECK(0, "forward");
     }
     return ws;
+}
+
+static rb_workspace *run(rb_model *m, int flags, const void *input, rb_input_type type)
+{
+    return run_t(m, flags, input, type, 1);
 }
 
 static const float *node_out(rb_model *m, rb_workspace *ws, const char *name)
@@ -205,6 +213,21 @@ static void test_224(const float *in_f, const uint8_t *in_u8)
     if (ws) {
         compare("global_average_pooling2d (fused)", rb_workspace_output(ws, m->output),
                 "global_average_pooling2d");
+        rb_workspace_free(ws);
+    }
+    ws = run_t(m, 0, in_u8, RB_INPUT_U8, 2);
+    if (ws) {
+        compare("global_average_pooling2d (fused, 2 threads)", rb_workspace_output(ws, m->output),
+                "global_average_pooling2d");
+        rb_workspace_free(ws);
+    }
+    ws = run_t(m, RB_WS_KEEP_ALL, in_f, RB_INPUT_F32, 3);
+    if (ws) {
+        for (int k = 0; k < 5; k++) {
+            char label[96];
+            snprintf(label, sizeof label, "%s (3 threads)", layers[k]);
+            compare(label, node_out(m, ws, layers[k]), layers[k]);
+        }
         rb_workspace_free(ws);
     }
     /* training workspace, inference forward (frozen base) */

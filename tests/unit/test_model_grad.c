@@ -123,13 +123,14 @@ static void make_input(float *x, int64_t n, uint64_t salt)
 }
 
 /* analytic gradients of m (from a fresh zero) with a workspace made with flags */
-static float *analytic(rb_model *m, int flags, const float *x, const objective *o)
+static float *analytic_t(rb_model *m, int flags, const float *x, const objective *o, int threads)
 {
     rb_error err = {0};
     rb_workspace *ws = rb_workspace_create(m, B, RB_WS_TRAIN | flags, &err);
     CHECK(ws != NULL, "workspace");
     if (!ws)
         return NULL;
+    CHECK(rb_workspace_set_threads(ws, threads, &err) == 0, "threads");
     float dout[64];
     rb_model_zero_grads(m);
     loss_of(m, ws, x, o, dout);
@@ -138,6 +139,11 @@ static float *analytic(rb_model *m, int flags, const float *x, const objective *
     memcpy(g, m->grads, (size_t)m->nparams * sizeof(float));
     rb_workspace_free(ws);
     return g;
+}
+
+static float *analytic(rb_model *m, int flags, const float *x, const objective *o)
+{
+    return analytic_t(m, flags, x, o, 1);
 }
 
 /* finite differences of every trainable weight; returns checked count */
@@ -164,6 +170,15 @@ static int fd_check(rb_model *m, const float *x, const objective *o, const char 
     }
     CHECK(fmd <= 1e-5 * fgmax, "%s: folded-path gradients differ by %g", what, fmd);
     free(g_fused);
+    /* sample-parallel threads (2 and 3: uneven row splits, one row each) */
+    for (int th = 2; th <= 3; th++) {
+        float *g_t = analytic_t(m, 0, x, o, th);
+        double tmd = 0;
+        for (int64_t j = 0; g_t && j < m->nparams; j++)
+            tmd = fmax(tmd, fabs((double)g[j] - g_t[j]));
+        CHECK(g_t && tmd <= 1e-5 * fgmax, "%s: %d threads: gradients differ by %g", what, th, tmd);
+        free(g_t);
+    }
     rb_workspace *ws = rb_workspace_create(m, B, RB_WS_TRAIN, &err);
     int checked = 0, kinks = 0, bad = 0;
     double gmax = 0;

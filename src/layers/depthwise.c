@@ -34,15 +34,16 @@ dw3x3_fwd_row_impl(float *restrict o, const float *restrict r0, const float *res
         const float *restrict q0 = r2 + off, *restrict q1 = q0 + C, *restrict q2 = q0 + 2 * C;
         float *restrict oo = o + (int64_t)x * C;
         for (int c = 0; c < C; c++) {
-            float acc = a0[c] * w0[c];
-            acc += a1[c] * w1[c];
-            acc += a2[c] * w2[c];
-            acc += p0[c] * w3[c];
-            acc += p1[c] * w4[c];
-            acc += p2[c] * w5[c];
-            acc += q0[c] * w6[c];
-            acc += q1[c] * w7[c];
-            acc += q2[c] * w8[c];
+            /* three independent chains, one per kernel row: one chain of nine dependent
+             * multiply-adds would be bound by their latency */
+            float va = a0[c] * w0[c], vp = p0[c] * w3[c], vq = q0[c] * w6[c];
+            va += a1[c] * w1[c];
+            vp += p1[c] * w4[c];
+            vq += q1[c] * w7[c];
+            va += a2[c] * w2[c];
+            vp += p2[c] * w5[c];
+            vq += q2[c] * w8[c];
+            float acc = va + vp + vq;
             oo[c] = has_bias ? acc + b[c] : acc;
         }
     }

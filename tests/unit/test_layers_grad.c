@@ -232,7 +232,10 @@ static void test_conv_grads(void)
     run_conv_grad(1, 2, 8, 6, 13, 3, 3, 2, 2, 1, 0, 1);  /* 3x3/2 same even */
     run_conv_grad(1, 2, 9, 9, 6, 3, 3, 2, 2, 0, 0, 0);   /* MobileNetV2 3x3/2 valid */
     run_conv_grad(1, 1, 9, 10, 37, 3, 3, 1, 1, 1, 0, 0); /* interior path, c % 8 != 0 */
+    run_conv_grad(1, 2, 8, 9, 32, 3, 3, 1, 1, 0, 0, 1);  /* valid: din gather pads 2 */
+    run_conv_grad(1, 1, 8, 7, 48, 3, 3, 2, 2, 1, 0, 0);  /* channel tiles, stride 2 */
     run_conv_grad(1, 2, 7, 8, 3, 5, 5, 1, 1, 1, 0, 1);   /* 5x5 generic path */
+    run_conv_grad(1, 2, 7, 8, 3, 5, 5, 1, 1, 0, 0, 1);
     run_conv_grad(1, 2, 2, 3, 4, 3, 3, 2, 2, 1, 0, 1);   /* tiny: every pixel is a border */
 }
 

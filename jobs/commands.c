@@ -5,5 +5,6 @@
 const command_spec *const job_commands[] = {
     &command_convert,
     &command_inspect,
+    &command_train,
     NULL,
 };

@@ -6,5 +6,6 @@
 
 extern const command_spec command_convert;
 extern const command_spec command_inspect;
+extern const command_spec command_train;
 
 #endif

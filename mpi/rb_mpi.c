@@ -71,6 +71,8 @@ void rb_mpi_sum_f32(float *v, int64_t n)
     }
 }
 
+void rb_mpi_bcast_f64(double *v, int n) { MPI_Bcast(v, n, MPI_DOUBLE, 0, MPI_COMM_WORLD); }
+
 int rb_mpi_bcast_bytes(void **buf, size_t *len, rb_error *err)
 {
     int rank;

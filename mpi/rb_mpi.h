@@ -35,6 +35,9 @@ void rb_mpi_max_i64(int64_t *v, int n);
 void rb_mpi_sum_f64(double *v, int n);
 void rb_mpi_sum_f32(float *v, int64_t n);
 
+/* Broadcast doubles from rank 0. */
+void rb_mpi_bcast_f64(double *v, int n);
+
 /* Broadcast a byte buffer from rank 0. On other ranks *buf is replaced by a malloc'd copy
  * (any previous pointer there is ignored). */
 int rb_mpi_bcast_bytes(void **buf, size_t *len, rb_error *err);

@@ -1,0 +1,1179 @@
+/* radbatch train: synchronous data-parallel training over MPI ranks (docs/train.md).
+ *
+ * Every rank holds the whole model. Each step, rank r computes the gradient sum of its
+ * slice of the global batch (loss normalised by the global batch size), one allreduce
+ * (SUM) over the single contiguous gradient span gives the mean gradient everywhere, and
+ * every rank applies the same optimizer step. Randomness (shuffle, augmentation, dropout)
+ * is keyed by (seed, epoch, epoch position), so the run does not depend on the number of
+ * ranks beyond float summation order. Rank 0 prints, validates, writes history.csv,
+ * checkpoints and model files. */
+#include "commands.h"
+#include "fsutil.h"
+#include "keras_import.h"
+#include "loss.h"
+#include "metrics.h"
+#include "model.h"
+#include "model_file.h"
+#include "optim.h"
+#include "rb_buf.h"
+#include "rb_log.h"
+#include "rb_mpi.h"
+#include "shard_dataset.h"
+#include "train_checkpoint.h"
+#include "train_data.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define EXIT_PREEMPTED 75 /* SIGTERM: checkpoint written, run incomplete (EX_TEMPFAIL) */
+
+static const opt_spec train_opts[] = {
+    /* data */
+    {"shards", OPT_STRING, "", NULL, "shards folder written by radbatch convert"},
+    {"train_split", OPT_STRING, "train", NULL, "split to train on"},
+    {"val_split", OPT_STRING, "val", NULL, "split to validate on every epoch (empty: none)"},
+    {"run_dir", OPT_STRING, "", NULL, "output folder: model.h5, best.h5, history.csv, checkpoints/"},
+    {"cache_mb", OPT_INT, "4096", NULL, "keep a split in memory when its pixels fit in this many MiB per rank"},
+    /* model */
+    {"backbone", OPT_CHOICE, "mobilenetv2", "mobilenetv2|cnn", "base network (cnn = the seed-001 CNN)"},
+    {"weights", OPT_STRING, "", NULL,
+     "pretrained Keras weights for the base (.h5, .weights.h5 or .keras), matched by layer name"},
+    {"init_model", OPT_STRING, "", NULL, "start from this radbatch model file instead (same architecture)"},
+    {"head_pooling", OPT_CHOICE, "auto", "auto|gap|flatten", "after the base (auto: gap for mobilenetv2, flatten for cnn)"},
+    {"head_dropout", OPT_FLOAT, "-1", NULL, "dropout after pooling (-1: 0.3 for mobilenetv2, 0 for cnn)"},
+    {"head_units", OPT_STRING, "auto", NULL, "hidden Dense units, comma-separated (auto: 128 for mobilenetv2, 512 for cnn)"},
+    {"head_activation", OPT_CHOICE, "relu", "relu|relu6|linear", "activation of the hidden Dense layers"},
+    {"head_dense_dropout", OPT_FLOAT, "0", NULL, "dropout after each hidden Dense layer"},
+    {"output", OPT_CHOICE, "softmax", "softmax|sigmoid", "softmax over the classes, or one sigmoid unit (two classes)"},
+    {"freeze_base", OPT_BOOL, "true", NULL, "train only the head in the first stage (mobilenetv2)"},
+    {"base_training", OPT_BOOL, "false", NULL,
+     "base BatchNorms use batch statistics when trainable (Keras base_model(x, training=True))"},
+    /* optimisation */
+    {"epochs", OPT_INT, "3", NULL, "epochs of the first stage"},
+    {"batch_size", OPT_INT, "32", NULL, "global batch size (split over the ranks)"},
+    {"optimizer", OPT_CHOICE, "adam", "adam|sgd|rmsprop", "optimizer with Keras' defaults"},
+    {"learning_rate", OPT_FLOAT, "1e-4", NULL, "learning rate of the first stage"},
+    {"momentum", OPT_FLOAT, "0", NULL, "SGD/RMSprop momentum"},
+    {"nesterov", OPT_BOOL, "false", NULL, "SGD Nesterov momentum"},
+    {"loss", OPT_CHOICE, "auto", "auto|sparse_categorical_crossentropy|binary_crossentropy",
+     "auto: sparse categorical CE for softmax, binary CE for sigmoid"},
+    {"class_weight", OPT_STRING, "none", NULL, "none, balanced (n/(k*n_c) as sklearn), or one weight per class, comma-separated"},
+    {"label_smoothing", OPT_FLOAT, "0", NULL, "label smoothing of the loss"},
+    {"l2", OPT_FLOAT, "0", NULL, "L2 on trainable Conv2D/Dense kernels (loss += l2*sum(w^2))"},
+    {"seed", OPT_INT, "123", NULL, "seed of initialisation, shuffle, augmentation and dropout"},
+    {"shuffle", OPT_BOOL, "true", NULL, "shuffle the training records every epoch"},
+    /* augmentation (docs/augment.md) */
+    {"rotation", OPT_FLOAT, "0", NULL, "random rotation range, degrees"},
+    {"width_shift", OPT_FLOAT, "0", NULL, "random horizontal shift range, fraction of the width"},
+    {"height_shift", OPT_FLOAT, "0", NULL, "random vertical shift range, fraction of the height"},
+    {"shear", OPT_FLOAT, "0", NULL, "random shear range, degrees"},
+    {"zoom", OPT_FLOAT, "0", NULL, "random zoom range z: scale in [1-z, 1+z]"},
+    {"horizontal_flip", OPT_BOOL, "false", NULL, "random horizontal flips"},
+    {"vertical_flip", OPT_BOOL, "false", NULL, "random vertical flips"},
+    {"rot90", OPT_BOOL, "false", NULL, "random multiples of 90 degrees"},
+    {"crop", OPT_FLOAT, "0", NULL, "random crop keeping this share of each side, resized back (0: none)"},
+    {"brightness", OPT_FLOAT, "0", NULL, "random brightness change range (fraction)"},
+    {"contrast", OPT_FLOAT, "0", NULL, "random contrast change range (fraction)"},
+    {"fill_mode", OPT_CHOICE, "nearest", "nearest|constant|reflect", "how pixels outside the image are filled"},
+    /* callbacks */
+    {"best_metric", OPT_CHOICE, "val_loss", "val_loss|val_accuracy|val_auc|loss",
+     "metric that picks the best model (min for losses, max otherwise)"},
+    {"early_stopping_patience", OPT_INT, "0", NULL, "stop after this many epochs without improvement (0: off)"},
+    {"restore_best", OPT_BOOL, "true", NULL, "the final model gets the best epoch's weights"},
+    {"reduce_lr_patience", OPT_INT, "0", NULL, "reduce the learning rate after this many epochs without improvement (0: off)"},
+    {"reduce_lr_factor", OPT_FLOAT, "0.2", NULL, "factor of the reduction"},
+    {"min_lr", OPT_FLOAT, "0", NULL, "learning rate floor of the reduction"},
+    /* fine-tuning stage (seed 003) */
+    {"fine_tune_epochs", OPT_INT, "0", NULL, "epochs of a second stage with the top of the base unfrozen (0: none)"},
+    {"fine_tune_fraction", OPT_FLOAT, "0.3", NULL, "share of the base's layers (from the top) trained in the second stage"},
+    {"fine_tune_learning_rate", OPT_FLOAT, "1e-5", NULL, "learning rate of the second stage (fresh optimizer state)"},
+    /* distributed, checkpoints */
+    {"sync_bn", OPT_BOOL, "false", NULL, "trainable BatchNorm uses statistics of the global batch (sum over ranks)"},
+    {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
+    {"checkpoint_every_steps", OPT_INT, "0", NULL, "also checkpoint every N steps (0: only at epoch ends)"},
+    {"resume", OPT_BOOL, "false", NULL, "continue from the newest complete checkpoint in run_dir"},
+    {"feature_cache", OPT_CHOICE, "auto", "auto|true|false",
+     "with a frozen base and no augmentation, compute base features once and train the head on them"},
+    {"positive_class", OPT_STRING, "", NULL, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)"},
+    {"max_steps", OPT_INT, "0", NULL, "stop after this many steps in total (0: no limit; for tests and smoke runs)"},
+    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static volatile sig_atomic_t g_term = 0;
+static void on_term(int sig) { (void)sig; g_term = 1; }
+
+enum { M_LOSS, M_ACC, M_VLOSS, M_VACC, M_VSENS, M_VSPEC, M_VAUC, M_COUNT };
+static const char *metric_names[M_COUNT] = {"loss", "accuracy", "val_loss", "val_accuracy",
+                                            "val_sensitivity", "val_specificity", "val_auc"};
+
+typedef struct train_ctx {
+    job_config cfg;
+    rb_world w;
+    const char *run_dir;
+    shard_dataset tr, va;
+    int have_val;
+    int nclasses;
+    char **class_names;
+    int positive;
+    rb_model *m;
+    rb_workspace *ws;      /* training, local batch */
+    rb_workspace *ws_eval; /* inference */
+    unsigned ws_generation;
+    optim opt;
+    optim_config ocfg;
+    optim_range *ranges, *kernels;
+    int nranges, nkernels;
+    float *class_weight;   /* [nclasses] or NULL */
+    float *dlogits;
+    int sigmoid;
+    float *targets;        /* binary targets for sigmoid */
+    int64_t span_off, span_len;
+    /* progress */
+    int stage;             /* 1 or 2 */
+    int64_t epoch;         /* current epoch (0-based, over both stages) */
+    int64_t step;          /* optimizer steps taken */
+    int64_t next_batch;    /* first batch of the epoch still to do (resume) */
+    float lr;
+    double best;
+    int64_t best_epoch;
+    int wait_es, wait_lr;
+    double metrics[M_COUNT];
+    double best_metrics[M_COUNT];
+    float *best_params, *best_state; /* restore_best copy */
+    rb_buf history;        /* CSV rows so far (without header) */
+    double t_epoch;
+    /* epoch accumulators (this rank) */
+    double loss_sum, correct, seen;
+    char index_checksum[17];
+    char *job_text;
+    float *val_scores;     /* rank 0: positive-class probability of every val record */
+    int32_t *val_labels;   /* rank 0: label of every val record */
+    int64_t nval;
+} train_ctx;
+
+static int metric_is_loss(const char *name) { return strstr(name, "loss") != NULL; }
+
+static int metric_id(const char *name)
+{
+    for (int i = 0; i < M_COUNT; i++)
+        if (strcmp(metric_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static int parse_head(train_ctx *x, rb_head_opts *h, rb_error *err)
+{
+    const job_config *c = &x->cfg;
+    int cnn = strcmp(job_str(c, "backbone"), "cnn") == 0;
+    *h = cnn ? rb_head_seed001(x->nclasses) : rb_head_seed000(x->nclasses);
+    const char *pool = job_str(c, "head_pooling");
+    if (!strcmp(pool, "gap"))
+        h->pooling = RB_POOL_GAP;
+    else if (!strcmp(pool, "flatten"))
+        h->pooling = RB_POOL_FLATTEN;
+    if (job_float(c, "head_dropout") >= 0)
+        h->dropout = (float)job_float(c, "head_dropout");
+    const char *units = job_str(c, "head_units");
+    if (strcmp(units, "auto") != 0) {
+        h->nunits = 0;
+        char *s = strdup(units), *save = NULL;
+        for (char *t = strtok_r(s, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (h->nunits == RB_HEAD_MAX_UNITS || atoi(t) <= 0) {
+                free(s);
+                return rb_fail(err, "head_units is a comma-separated list of positive integers (at most 8), or none",
+                               "train: bad head_units '%s'", units);
+            }
+            h->units[h->nunits++] = atoi(t);
+        }
+        free(s);
+    }
+    const char *act = job_str(c, "head_activation");
+    h->activation = !strcmp(act, "relu6") ? RB_ACT_RELU6 : !strcmp(act, "linear") ? RB_ACT_LINEAR : RB_ACT_RELU;
+    h->dense_dropout = (float)job_float(c, "head_dense_dropout");
+    h->sigmoid = strcmp(job_str(c, "output"), "sigmoid") == 0;
+    if (h->sigmoid && x->nclasses != 2)
+        return rb_fail(err, "use output = softmax for more than two classes", "train: sigmoid output needs 2 classes, the shards have %d",
+                       x->nclasses);
+    x->sigmoid = h->sigmoid;
+    return 0;
+}
+
+static int parse_class_weight(train_ctx *x, rb_error *err)
+{
+    const char *cw = job_str(&x->cfg, "class_weight");
+    if (!strcmp(cw, "none") || !*cw)
+        return 0;
+    x->class_weight = calloc((size_t)x->nclasses, sizeof *x->class_weight);
+    if (!strcmp(cw, "balanced")) {
+        /* sklearn compute_class_weight('balanced'): n / (k * n_c) */
+        for (int c = 0; c < x->nclasses; c++)
+            x->class_weight[c] = x->tr.per_class[c] ? (float)((double)x->tr.n / ((double)x->nclasses * (double)x->tr.per_class[c])) : 0.0f;
+    } else {
+        char *s = strdup(cw), *save = NULL;
+        int k = 0;
+        for (char *t = strtok_r(s, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            char *end;
+            double v = strtod(t, &end);
+            if (*end || v < 0 || k >= x->nclasses) {
+                free(s);
+                return rb_fail(err, "class_weight is none, balanced, or one non-negative number per class",
+                               "train: bad class_weight '%s'", cw);
+            }
+            x->class_weight[k++] = (float)v;
+        }
+        free(s);
+        if (k != x->nclasses)
+            return rb_fail(err, "give one weight per class, in class order", "train: class_weight has %d values for %d classes",
+                           k, x->nclasses);
+    }
+    char line[512];
+    int l = snprintf(line, sizeof line, "class weights:");
+    for (int c = 0; c < x->nclasses && l < 480; c++)
+        l += snprintf(line + l, sizeof line - (size_t)l, " %s %.4f", x->class_names[c], x->class_weight[c]);
+    rb_info("%s", line);
+    return 0;
+}
+
+static void bn_reduce(double *buf, int64_t len, void *ctx)
+{
+    (void)ctx;
+    rb_mpi_sum_f64(buf, (int)len);
+}
+
+/* Optimizer for the current stage (fresh state, as Keras' compile()). */
+static int setup_stage_optim(train_ctx *x, float lr, rb_error *err)
+{
+    optim_free(&x->opt);
+    optim_kind k;
+    optim_kind_parse(job_str(&x->cfg, "optimizer"), &k);
+    optim_config_default(&x->ocfg, k);
+    x->ocfg.learning_rate = lr;
+    x->ocfg.momentum = (float)job_float(&x->cfg, "momentum");
+    x->ocfg.nesterov = job_bool(&x->cfg, "nesterov");
+    x->lr = lr;
+    if (optim_init(&x->opt, &x->ocfg, x->m->nparams, err) < 0)
+        return -1;
+    free(x->ranges);
+    free(x->kernels);
+    int n1 = rb_model_ranges(x->m, RB_RANGES_TRAINABLE, NULL, 0);
+    int n2 = rb_model_ranges(x->m, RB_RANGES_KERNELS, NULL, 0);
+    x->ranges = malloc(((size_t)n1 + 1) * sizeof *x->ranges);
+    x->kernels = malloc(((size_t)n2 + 1) * sizeof *x->kernels);
+    if (!x->ranges || !x->kernels)
+        return rb_fail(err, NULL, "out of memory");
+    x->nranges = rb_model_ranges(x->m, RB_RANGES_TRAINABLE, x->ranges, n1);
+    x->nkernels = rb_model_ranges(x->m, RB_RANGES_KERNELS, x->kernels, n2);
+    rb_model_trainable_span(x->m, &x->span_off, &x->span_len);
+    return 0;
+}
+
+/* (Re)make the workspaces after the trainable flags changed. */
+static int setup_workspaces(train_ctx *x, rb_error *err)
+{
+    rb_workspace_free(x->ws);
+    rb_workspace_free(x->ws_eval);
+    x->ws = x->ws_eval = NULL;
+    int B = (int)job_int(&x->cfg, "batch_size");
+    int local = (B + x->w.size - 1) / x->w.size;
+    x->ws = rb_workspace_create(x->m, local, RB_WS_TRAIN, err);
+    if (!x->ws)
+        return -1;
+    x->ws_eval = rb_workspace_create(x->m, local > 8 ? local : 8, 0, err);
+    if (!x->ws_eval)
+        return -1;
+    int threads = (int)job_int(&x->cfg, "threads");
+    if (threads <= 0)
+        threads = x->w.threads;
+    if (rb_workspace_set_threads(x->ws, threads, err) < 0 || rb_workspace_set_threads(x->ws_eval, threads, err) < 0)
+        return -1;
+    x->ws_generation = x->m->generation;
+    return 0;
+}
+
+static int setup_stage(train_ctx *x, int stage, rb_error *err)
+{
+    x->stage = stage;
+    if (stage == 2) {
+        int first = rb_model_unfreeze_top(x->m, job_float(&x->cfg, "fine_tune_fraction"));
+        rb_info("fine-tuning: base layers from index %d (%s) on are trainable", first,
+                first < x->m->nnodes ? x->m->nodes[first].name : "-");
+    }
+    int64_t total, trainable, frozen;
+    rb_model_count(x->m, &total, &trainable, &frozen);
+    rb_info("stage %d: %lld params, %lld trainable, %lld non-trainable", stage, (long long)total,
+            (long long)trainable, (long long)frozen);
+    float lr = (float)job_float(&x->cfg, stage == 1 ? "learning_rate" : "fine_tune_learning_rate");
+    if (setup_stage_optim(x, lr, err) < 0)
+        return -1;
+    return setup_workspaces(x, err);
+}
+
+static int build_model(train_ctx *x, rb_error *err)
+{
+    rb_head_opts head;
+    if (parse_head(x, &head, err) < 0)
+        return -1;
+    const char *bb = job_str(&x->cfg, "backbone");
+    if (strcmp(bb, "mobilenetv2") == 0 && x->tr.channels != 3)
+        return rb_fail(err, "convert with channels = 3", "train: mobilenetv2 needs 3-channel images, the shards have %d",
+                       x->tr.channels);
+    if (rb_model_build(&x->m, bb, x->tr.height, x->tr.width, x->tr.channels, &head, err) < 0)
+        return -1;
+    x->m->base_training = job_bool(&x->cfg, "base_training");
+    uint64_t seed = (uint64_t)job_int(&x->cfg, "seed");
+    rb_model_init(x->m, seed);
+    x->m->seed = seed;
+    if (strcmp(bb, "mobilenetv2") == 0) {
+        if (job_bool(&x->cfg, "freeze_base"))
+            rb_model_freeze_base(x->m);
+        else
+            rb_model_set_all_trainable(x->m, 1);
+    } else
+        rb_model_set_all_trainable(x->m, 1);
+    int nv, nl;
+    const rb_param_view *views = rb_model_params(x->m, &nv);
+    const rb_layer_view *layers = rb_model_layers(x->m, &nl);
+    const char *init_model = job_str(&x->cfg, "init_model");
+    const char *weights = job_str(&x->cfg, "weights");
+    if (*init_model) {
+        if (model_file_load_weights(init_model, views, nv, err) < 0)
+            return rb_error_prefix(err, "init_model: ");
+        rb_info("weights from %s", init_model);
+    } else if (*weights) {
+        keras_import_report rep;
+        memset(&rep, 0, sizeof rep);
+        if (keras_import_load(weights, views, nv, layers, nl, KERAS_IMPORT_SKIP_MISSING | KERAS_IMPORT_SKIP_MISMATCH,
+                              &rep, err) < 0)
+            return rb_error_prefix(err, "weights: ");
+        rb_info("pretrained weights from %s", weights);
+        keras_import_report_free(&rep);
+    } else if (strcmp(bb, "mobilenetv2") == 0)
+        rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
+    if (job_bool(&x->cfg, "sync_bn"))
+        rb_model_set_bn_reduce(x->m, bn_reduce, NULL);
+    return 0;
+}
+
+/* ---- one training step ------------------------------------------------------------ */
+static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
+{
+    rb_model_zero_grads(x->m);
+    double loss_sum = 0, correct = 0;
+    int k = x->sigmoid ? 1 : x->nclasses;
+    if (b->n > 0) {
+        rb_forward_args a = {b->images, RB_INPUT_U8, b->n, 1, 0, (uint64_t)x->epoch, b->sample_base};
+        if (rb_model_forward(x->m, x->ws, &a, err) < 0)
+            return -1;
+        const float *logits = rb_workspace_logits(x->ws);
+        const float *out = rb_workspace_output(x->ws, x->m->output);
+        loss_spec ls = {b->n, k, b->global_n, x->class_weight, (float)job_float(&x->cfg, "label_smoothing")};
+        int rc;
+        if (x->sigmoid) {
+            for (int i = 0; i < b->n; i++)
+                x->targets[i] = b->labels[i] == x->positive ? 1.0f : 0.0f;
+            rc = loss_bce_logits(&ls, logits, x->targets, &loss_sum, x->dlogits, err);
+        } else
+            rc = loss_sparse_ce_logits(&ls, logits, b->labels, &loss_sum, x->dlogits, err);
+        if (rc < 0)
+            return -1;
+        for (int i = 0; i < b->n; i++) {
+            int pred;
+            if (x->sigmoid)
+                pred = out[i] >= 0.5f ? x->positive : 1 - x->positive;
+            else {
+                pred = 0;
+                for (int c = 1; c < k; c++)
+                    if (out[(size_t)i * k + c] > out[(size_t)i * k + pred])
+                        pred = c;
+            }
+            correct += pred == b->labels[i];
+        }
+        if (rb_model_backward(x->m, x->ws, x->dlogits, 1, err) < 0)
+            return -1;
+    } else if (job_bool(&x->cfg, "sync_bn")) {
+        /* a rank without rows must still join the BatchNorm reductions: not supported */
+        return rb_fail(err, "use a global batch of at least the number of ranks", "train: a batch with fewer rows than ranks and sync_bn");
+    }
+    /* the one allreduce of the step: mean gradient (losses are already divided by the
+     * global batch) over the span holding every trainable weight */
+    rb_mpi_sum_f32(x->m->grads + x->span_off, x->span_len);
+    double l2 = job_float(&x->cfg, "l2");
+    double stats[4] = {loss_sum, correct, (double)b->n, (double)g_term};
+    rb_mpi_sum_f64(stats, 4);
+    if (l2 > 0) {
+        optim_l2_grad(x->m->grads, x->m->params, x->kernels, x->nkernels, (float)l2);
+        stats[0] += (double)b->global_n * optim_l2_penalty(x->m->params, x->kernels, x->nkernels, (float)l2);
+    }
+    if (!isfinite(stats[0]))
+        return rb_fail(err, "lower the learning rate; the last good checkpoint is kept in run_dir/checkpoints",
+                       "train: the loss became %f at epoch %lld step %lld", stats[0], (long long)x->epoch + 1,
+                       (long long)x->step + 1);
+    optim_step(&x->opt, x->m->params, x->m->grads, x->ranges, x->nranges, x->lr);
+    x->step++;
+    x->loss_sum += stats[0];
+    x->correct += stats[1];
+    x->seen += stats[2];
+    if (stats[3] > 0)
+        g_term = 1; /* any rank got SIGTERM: all stop at the same step */
+    return 0;
+}
+
+/* ---- validation ---------------------------------------------------------------------- */
+static int validate(train_ctx *x, rb_error *err)
+{
+    for (int i = M_VLOSS; i < M_COUNT; i++)
+        x->metrics[i] = NAN;
+    if (!x->have_val)
+        return 0;
+    shard_dataset *d = &x->va;
+    int P = x->w.size, r = x->w.rank;
+    int64_t lo = d->n * r / P, hi = d->n * (r + 1) / P;
+    int k = x->sigmoid ? 1 : x->nclasses;
+    int bs = rb_workspace_batch(x->ws_eval);
+    uint8_t *img = malloc((size_t)bs * d->record_bytes + 1);
+    int64_t *idx = malloc((size_t)bs * sizeof *idx);
+    int32_t *lab = malloc((size_t)bs * sizeof *lab);
+    float *scores = malloc((size_t)(hi - lo + 1) * sizeof *scores); /* positive-class prob */
+    int32_t *labels = malloc((size_t)(hi - lo + 1) * sizeof *labels);
+    float *prob = malloc((size_t)bs * (size_t)x->nclasses * sizeof *prob);
+    float *dummy = malloc((size_t)bs * (size_t)x->nclasses * sizeof *dummy);
+    int rc = 0;
+    double loss_sum = 0;
+    int64_t *cm = calloc((size_t)x->nclasses * (size_t)x->nclasses, sizeof *cm);
+    if (!img || !idx || !lab || !scores || !labels || !prob || !dummy || !cm)
+        rc = rb_fail(err, NULL, "out of memory in validation");
+    for (int64_t s = lo; rc == 0 && s < hi; s += bs) {
+        int n = (int)(hi - s < bs ? hi - s : bs);
+        for (int i = 0; i < n; i++)
+            idx[i] = s + i;
+        if ((rc = shard_dataset_read(d, idx, n, img, lab, err)) < 0)
+            break;
+        rb_forward_args a = {img, RB_INPUT_U8, n, 0, 0, 0, s};
+        if ((rc = rb_model_forward(x->m, x->ws_eval, &a, err)) < 0)
+            break;
+        const float *out = rb_workspace_output(x->ws_eval, x->m->output);
+        const float *logits = rb_workspace_logits(x->ws_eval);
+        double part = 0;
+        loss_spec ls = {n, k, n, NULL, 0}; /* only the sum is used */
+        if (x->sigmoid) {
+            for (int i = 0; i < n; i++)
+                x->targets[i] = lab[i] == x->positive ? 1.0f : 0.0f;
+            rc = loss_bce_logits(&ls, logits, x->targets, &part, dummy, err);
+        } else
+            rc = loss_sparse_ce_logits(&ls, logits, lab, &part, dummy, err);
+        loss_sum += part;
+        for (int i = 0; i < n; i++) {
+            if (x->sigmoid) {
+                float p1 = out[i];
+                prob[(size_t)i * 2 + x->positive] = p1;
+                prob[(size_t)i * 2 + 1 - x->positive] = 1 - p1;
+            } else
+                memcpy(prob + (size_t)i * k, out + (size_t)i * k, (size_t)k * sizeof *prob);
+            const float *p = prob + (size_t)i * x->nclasses;
+            int pred = 0;
+            for (int c = 1; c < x->nclasses; c++)
+                if (p[c] > p[pred])
+                    pred = c;
+            if (lab[i] >= 0 && lab[i] < x->nclasses)
+                cm[lab[i] * x->nclasses + pred]++;
+            scores[s - lo + i] = p[x->positive];
+            labels[s - lo + i] = lab[i];
+        }
+    }
+    if (!rb_mpi_agree_ok(rc == 0)) {
+        free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(cm);
+        return rc == 0 ? rb_fail(err, NULL, "validation failed on another rank") : -1;
+    }
+    /* counts reduce; scores gather to rank 0 for the AUC */
+    double tot[2] = {loss_sum, (double)(hi - lo)};
+    rb_mpi_sum_f64(tot, 2);
+    rb_mpi_sum_i64(cm, x->nclasses * x->nclasses);
+    void *all_s = NULL, *all_l = NULL;
+    size_t ls1, ls2;
+    rc = rb_mpi_gather_bytes(scores, (size_t)(hi - lo) * sizeof *scores, &all_s, &ls1, err);
+    if (rc == 0)
+        rc = rb_mpi_gather_bytes(labels, (size_t)(hi - lo) * sizeof *labels, &all_l, &ls2, err);
+    double v[M_COUNT];
+    for (int i = 0; i < M_COUNT; i++)
+        v[i] = NAN;
+    if (rc == 0 && x->w.rank == 0) {
+        int64_t n = (int64_t)(ls1 / sizeof(float)), right = 0, total = 0;
+        for (int c = 0; c < x->nclasses; c++)
+            for (int q = 0; q < x->nclasses; q++) {
+                total += cm[c * x->nclasses + q];
+                right += c == q ? cm[c * x->nclasses + q] : 0;
+            }
+        v[M_VLOSS] = tot[0] / (tot[1] > 0 ? tot[1] : 1);
+        v[M_VACC] = total ? (double)right / (double)total : NAN;
+        /* positive class vs the rest, at the argmax decision */
+        int64_t tp = 0, fn = 0, tn = 0, fp = 0;
+        for (int c = 0; c < x->nclasses; c++)
+            for (int q = 0; q < x->nclasses; q++) {
+                int64_t cnt = cm[c * x->nclasses + q];
+                if (c == x->positive && q == x->positive)
+                    tp += cnt;
+                else if (c == x->positive)
+                    fn += cnt;
+                else if (q == x->positive)
+                    fp += cnt;
+                else
+                    tn += cnt;
+            }
+        v[M_VSENS] = tp + fn ? (double)tp / (double)(tp + fn) : NAN;
+        v[M_VSPEC] = tn + fp ? (double)tn / (double)(tn + fp) : NAN;
+        rb_error aerr;
+        if (metrics_auc(&v[M_VAUC], (const int32_t *)all_l, (const float *)all_s, 1, n, x->nclasses, x->positive,
+                        &aerr) < 0)
+            v[M_VAUC] = NAN;
+        free(x->val_scores);
+        free(x->val_labels);
+        x->val_scores = all_s;
+        x->val_labels = all_l;
+        x->nval = n;
+        all_s = all_l = NULL;
+    }
+    free(all_s);
+    free(all_l);
+    rb_mpi_bcast_f64(v, M_COUNT); /* callbacks decide alike on every rank */
+    for (int i = M_VLOSS; i < M_COUNT; i++)
+        x->metrics[i] = v[i];
+    free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(cm);
+    return rc;
+}
+
+/* ---- files ---------------------------------------------------------------------------- */
+static void history_add(train_ctx *x, double seconds)
+{
+    rb_buf_printf(&x->history, "%lld,%d", (long long)x->epoch + 1, x->stage);
+    for (int i = 0; i < M_COUNT; i++) {
+        if (isnan(x->metrics[i]))
+            rb_buf_printf(&x->history, ",");
+        else
+            rb_buf_printf(&x->history, ",%.6f", x->metrics[i]);
+    }
+    rb_buf_printf(&x->history, ",%.3g,%.1f\n", x->lr, seconds);
+}
+
+static int history_write(train_ctx *x, rb_error *err)
+{
+    rb_buf b = {0};
+    rb_buf_printf(&b, "epoch,stage");
+    for (int i = 0; i < M_COUNT; i++)
+        rb_buf_printf(&b, ",%s", metric_names[i]);
+    rb_buf_printf(&b, ",lr,seconds\n");
+    rb_buf_put(&b, x->history.data, x->history.len);
+    char *p = fs_join(x->run_dir, "history.csv");
+    int rc = fs_write_file_atomic(p, b.data, b.len, err);
+    free(p);
+    rb_buf_free(&b);
+    return rc;
+}
+
+static cJSON *metrics_json(const double *v)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < M_COUNT; i++)
+        if (!isnan(v[i]))
+            cJSON_AddNumberToObject(o, metric_names[i], v[i]);
+    return o;
+}
+
+/* The model card (JSON): what a model file says about how it was made. */
+static char *model_card(train_ctx *x, int final, double threshold)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "radbatch_version", RADBATCH_VERSION " (" RADBATCH_GIT ")");
+    char when[64];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(c, "created", when);
+    cJSON_AddStringToObject(c, "backbone", job_str(&x->cfg, "backbone"));
+    cJSON *data = cJSON_AddObjectToObject(c, "data");
+    cJSON_AddStringToObject(data, "shards", job_str(&x->cfg, "shards"));
+    cJSON_AddStringToObject(data, "index_checksum", x->index_checksum);
+    cJSON_AddStringToObject(data, "train_split", job_str(&x->cfg, "train_split"));
+    cJSON_AddNumberToObject(data, "train_records", (double)x->tr.n);
+    if (x->have_val) {
+        cJSON_AddStringToObject(data, "val_split", job_str(&x->cfg, "val_split"));
+        cJSON_AddNumberToObject(data, "val_records", (double)x->va.n);
+    }
+    cJSON_AddNumberToObject(data, "split_seed", (double)x->tr.index.seed);
+    cJSON_AddNumberToObject(data, "val_fraction", x->tr.index.val_fraction);
+    cJSON_AddStringToObject(data, "group_regex", x->tr.index.group_regex ? x->tr.index.group_regex : "");
+    cJSON_AddItemToObject(c, "class_names", cJSON_CreateStringArray((const char *const *)x->class_names, x->nclasses));
+    cJSON_AddStringToObject(c, "positive_class", x->class_names[x->positive]);
+    cJSON *pre = cJSON_AddObjectToObject(c, "preprocessing");
+    cJSON_AddNumberToObject(pre, "height", x->tr.height);
+    cJSON_AddNumberToObject(pre, "width", x->tr.width);
+    cJSON_AddNumberToObject(pre, "channels", x->tr.channels);
+    cJSON_AddStringToObject(pre, "resize", x->tr.index.resize);
+    cJSON_AddBoolToObject(pre, "dct_scaling", x->tr.index.dct_scaling);
+    cJSON_AddStringToObject(pre, "rescale", x->m->nodes[0].preprocess == RESCALE_MINUS1_1 ? "x/127.5-1" :
+                                            x->m->nodes[0].preprocess == RESCALE_0_1 ? "x/255" : "none");
+    cJSON_AddNumberToObject(c, "seed", (double)job_int(&x->cfg, "seed"));
+    cJSON_AddNumberToObject(c, "epochs_run", (double)x->epoch);
+    cJSON_AddNumberToObject(c, "steps", (double)x->step);
+    cJSON_AddNumberToObject(c, "ranks", x->w.size);
+    cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
+    cJSON *best = cJSON_AddObjectToObject(c, "best");
+    cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
+    cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
+    cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
+    if (final && !isnan(threshold)) {
+        cJSON *th = cJSON_AddObjectToObject(c, "threshold");
+        cJSON_AddNumberToObject(th, "value", threshold);
+        cJSON_AddStringToObject(th, "method", "youden (max sensitivity + specificity - 1 on the val split)");
+        cJSON_AddStringToObject(th, "applies_to", "probability of positive_class");
+    }
+    cJSON_AddStringToObject(c, "job", x->job_text ? x->job_text : "");
+    char *s = cJSON_Print(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+/* Resume state of the training loop, stored in a checkpoint's card under "resume". */
+static char *checkpoint_card(train_ctx *x)
+{
+    char *card = model_card(x, 0, NAN);
+    cJSON *c = cJSON_Parse(card);
+    free(card);
+    cJSON *r = cJSON_AddObjectToObject(c, "resume");
+    cJSON_AddNumberToObject(r, "stage", x->stage);
+    cJSON_AddNumberToObject(r, "lr", x->lr);
+    cJSON_AddNumberToObject(r, "best", x->best);
+    cJSON_AddNumberToObject(r, "best_epoch", (double)x->best_epoch);
+    cJSON_AddNumberToObject(r, "wait_es", x->wait_es);
+    cJSON_AddNumberToObject(r, "wait_lr", x->wait_lr);
+    /* the epoch's running sums, as exact doubles (hex) so the epoch line repeats */
+    char hx[3][40];
+    snprintf(hx[0], 40, "%a", x->loss_sum);
+    snprintf(hx[1], 40, "%a", x->correct);
+    snprintf(hx[2], 40, "%a", x->seen);
+    cJSON_AddStringToObject(r, "loss_sum", hx[0]);
+    cJSON_AddStringToObject(r, "correct", hx[1]);
+    cJSON_AddStringToObject(r, "seen", hx[2]);
+    cJSON_AddItemToObject(r, "best_metrics", metrics_json(x->best_metrics));
+    rb_buf_put(&x->history, "", 1);
+    cJSON_AddStringToObject(r, "history", (const char *)x->history.data);
+    x->history.len--;
+    char *s = cJSON_Print(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+static int save_model(train_ctx *x, const char *path, const char *card, int with_optim, rb_error *err)
+{
+    int nv;
+    const rb_param_view *views = rb_model_params(x->m, &nv);
+    char *arch = rb_model_desc(x->m);
+    model_file_optimizer mo = {"", x->opt.step, NULL, optim_state_size(&x->ocfg, x->m->nparams), x->opt.state};
+    snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->ocfg.kind));
+    model_file_train_state ts = {x->epoch, x->step, x->next_batch * job_int(&x->cfg, "batch_size"),
+                                 (uint64_t)job_int(&x->cfg, "seed"), x->best, ""};
+    snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", job_str(&x->cfg, "best_metric"));
+    model_file_contents mc = {arch, card, (const char *const *)x->class_names, x->nclasses, views, nv,
+                              with_optim ? &mo : NULL, with_optim ? &ts : NULL};
+    int rc = arch ? model_file_save(path, &mc, err) : rb_fail(err, NULL, "out of memory");
+    free(arch);
+    return rc;
+}
+
+/* Rank 0 writes a checkpoint at the current position; everyone agrees it worked. */
+static int save_checkpoint(train_ctx *x, rb_error *err)
+{
+    int ok = 1;
+    if (x->w.rank == 0) {
+        char *path = checkpoint_path(x->run_dir, x->step);
+        char *dir = fs_join(x->run_dir, "checkpoints");
+        char *card = checkpoint_card(x);
+        ok = path && dir && card && fs_mkdirs(dir, err) == 0 && save_model(x, path, card, 1, err) == 0 &&
+             checkpoint_commit(x->run_dir, path, 2, err) == 0;
+        free(path);
+        free(dir);
+        free(card);
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? rb_fail(err, NULL, "checkpoint failed on rank 0") : -1;
+    return 0;
+}
+
+static double hex_double(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? strtod(v->valuestring, NULL) : 0.0;
+}
+
+static int load_checkpoint(train_ctx *x, const char *path, rb_error *err)
+{
+    model_file_header h;
+    if (model_file_read_header(path, &h, err) < 0)
+        return -1;
+    int rc = 0;
+    char *arch = rb_model_desc(x->m);
+    cJSON *card = h.model_card ? cJSON_Parse(h.model_card) : NULL;
+    const cJSON *r = card ? cJSON_GetObjectItemCaseSensitive(card, "resume") : NULL;
+    if (!h.has_optimizer || !h.has_train_state || !r)
+        rc = rb_fail(err, "pick another run_dir, or resume = false", "%s: not a radbatch training checkpoint", path);
+    int stage = r ? (int)cJSON_GetObjectItemCaseSensitive(r, "stage")->valuedouble : 1;
+    if (rc == 0 && stage == 2 && x->stage != 2)
+        rc = setup_stage(x, 2, err);
+    /* the architecture text also carries the trainable flags of the stage */
+    if (rc == 0 && strcmp(arch, h.architecture) != 0) {
+        free(arch);
+        arch = rb_model_desc(x->m);
+        if (strcmp(arch, h.architecture) != 0)
+            rc = rb_fail(err, "resume with the job file of the run that wrote it",
+                         "%s: the checkpoint's model differs from the one this job builds", path);
+    }
+    int nv;
+    const rb_param_view *views = rb_model_params(x->m, &nv);
+    if (rc == 0)
+        rc = model_file_load_weights(path, views, nv, err);
+    if (rc == 0 && (h.optimizer_state_len != optim_state_size(&x->ocfg, x->m->nparams) ||
+                    strcmp(h.optimizer_kind, optim_kind_name(x->ocfg.kind)) != 0))
+        rc = rb_fail(err, "resume with the job file of the run that wrote it", "%s: optimizer %s does not match this job's %s",
+                     path, h.optimizer_kind, optim_kind_name(x->ocfg.kind));
+    if (rc == 0)
+        rc = model_file_load_optimizer(path, x->opt.state, h.optimizer_state_len, err);
+    if (rc == 0) {
+        x->opt.step = h.optimizer_step;
+        x->epoch = h.train_state.epoch;
+        x->step = h.train_state.step;
+        x->next_batch = h.train_state.data_position / job_int(&x->cfg, "batch_size");
+        x->best = h.train_state.best_metric;
+        x->lr = (float)cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble;
+        x->best_epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(r, "best_epoch")->valuedouble;
+        x->wait_es = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_es")->valuedouble;
+        x->wait_lr = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_lr")->valuedouble;
+        x->loss_sum = hex_double(r, "loss_sum");
+        x->correct = hex_double(r, "correct");
+        x->seen = hex_double(r, "seen");
+        const cJSON *bm = cJSON_GetObjectItemCaseSensitive(r, "best_metrics");
+        for (int i = 0; i < M_COUNT; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(bm, metric_names[i]);
+            x->best_metrics[i] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        }
+        const cJSON *hist = cJSON_GetObjectItemCaseSensitive(r, "history");
+        x->history.len = 0;
+        if (cJSON_IsString(hist))
+            rb_buf_put(&x->history, hist->valuestring, strlen(hist->valuestring));
+    }
+    cJSON_Delete(card);
+    free(arch);
+    model_file_header_free(&h);
+    return rc;
+}
+
+/* Compare a checksum of the weights across ranks: every rank must hold the same model. */
+static int check_consistency(train_ctx *x, rb_error *err)
+{
+    uint64_t mine = XXH3_64bits(x->m->params, (size_t)x->m->nparams * sizeof(float)) ^
+                    XXH3_64bits(x->m->state, (size_t)x->m->nstate * sizeof(float));
+    void *all = NULL;
+    size_t len;
+    if (rb_mpi_allgather_bytes(&mine, sizeof mine, &all, &len, err) < 0)
+        return -1;
+    int bad = -1;
+    for (int r = 0; r < x->w.size; r++)
+        if (((uint64_t *)all)[r] != ((uint64_t *)all)[0])
+            bad = r;
+    free(all);
+    if (bad >= 0)
+        return rb_fail(err, "a rank computed differently (hardware fault, or different library builds on different nodes)",
+                       "train: the weights of rank %d differ from rank 0's after epoch %lld", bad, (long long)x->epoch + 1);
+    return 0;
+}
+
+/* ---- callbacks ------------------------------------------------------------------------ */
+static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
+{
+    const char *bm = job_str(&x->cfg, "best_metric");
+    int id = metric_id(bm);
+    double v = x->metrics[id];
+    if (isnan(v) && id >= M_VLOSS) {
+        id = M_LOSS; /* no validation split: the training loss decides */
+        v = x->metrics[M_LOSS];
+    }
+    int minimize = metric_is_loss(metric_names[id]);
+    int improved = isnan(x->best) || (minimize ? v < x->best : v > x->best);
+    if (improved) {
+        x->best = v;
+        x->best_epoch = x->epoch;
+        memcpy(x->best_metrics, x->metrics, sizeof x->metrics);
+        x->wait_es = x->wait_lr = 0;
+        memcpy(x->best_params, x->m->params, (size_t)x->m->nparams * sizeof(float));
+        memcpy(x->best_state, x->m->state, (size_t)x->m->nstate * sizeof(float));
+        int ok = 1;
+        if (x->w.rank == 0) {
+            char *p = fs_join(x->run_dir, "best.h5");
+            char *card = model_card(x, 0, NAN);
+            ok = p && card && save_model(x, p, card, 0, err) == 0;
+            free(p);
+            free(card);
+        }
+        if (!rb_mpi_agree_ok(ok))
+            return -1;
+    } else {
+        x->wait_es++;
+        x->wait_lr++;
+    }
+    int64_t pat = job_int(&x->cfg, "reduce_lr_patience");
+    if (pat > 0 && x->wait_lr >= pat) {
+        float nlr = (float)(x->lr * job_float(&x->cfg, "reduce_lr_factor"));
+        float minlr = (float)job_float(&x->cfg, "min_lr");
+        if (nlr < minlr)
+            nlr = minlr;
+        if (nlr < x->lr)
+            rb_info("reducing the learning rate to %.3g (%s did not improve for %lld epochs)", nlr, metric_names[id],
+                    (long long)pat);
+        x->lr = nlr;
+        x->wait_lr = 0;
+    }
+    int64_t es = job_int(&x->cfg, "early_stopping_patience");
+    *stop_stage = es > 0 && x->wait_es >= es;
+    if (*stop_stage)
+        rb_info("early stopping: %s did not improve for %lld epochs (best %.4f at epoch %lld)", metric_names[id],
+                (long long)es, x->best, (long long)x->best_epoch + 1);
+    return 0;
+}
+
+static void print_epoch(train_ctx *x, int64_t nb, double secs)
+{
+    char line[1024];
+    int l = snprintf(line, sizeof line, "%lld/%lld - %.0fs - %.0f img/s", (long long)nb, (long long)nb, secs,
+                     secs > 0 ? x->seen / secs : 0.0);
+    for (int i = 0; i < M_COUNT; i++)
+        if (!isnan(x->metrics[i]))
+            l += snprintf(line + l, sizeof line - (size_t)l, " - %s: %.4f", metric_names[i], x->metrics[i]);
+    snprintf(line + l, sizeof line - (size_t)l, " - lr: %.3g", x->lr);
+    rb_info("%s", line);
+}
+
+/* ---- the run ------------------------------------------------------------------------- */
+static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
+{
+    int B = (int)job_int(&x->cfg, "batch_size");
+    int64_t nb = train_batches(x->tr.n, B);
+    if (x->next_batch == 0)
+        x->loss_sum = x->correct = x->seen = 0;
+    train_epoch_order(perm, x->tr.n, (uint64_t)job_int(&x->cfg, "seed"), x->epoch, job_bool(&x->cfg, "shuffle"));
+    augment_config aug;
+    memset(&aug, 0, sizeof aug);
+    aug.rotation_deg = (float)job_float(&x->cfg, "rotation");
+    aug.width_shift = (float)job_float(&x->cfg, "width_shift");
+    aug.height_shift = (float)job_float(&x->cfg, "height_shift");
+    aug.shear_deg = (float)job_float(&x->cfg, "shear");
+    aug.zoom = (float)job_float(&x->cfg, "zoom");
+    aug.hflip = job_bool(&x->cfg, "horizontal_flip");
+    aug.vflip = job_bool(&x->cfg, "vertical_flip");
+    aug.rot90 = job_bool(&x->cfg, "rot90");
+    aug.crop_fraction = (float)job_float(&x->cfg, "crop");
+    aug.brightness = (float)job_float(&x->cfg, "brightness");
+    aug.contrast = (float)job_float(&x->cfg, "contrast");
+    augment_fill_mode_parse(job_str(&x->cfg, "fill_mode"), &aug.fill_mode);
+    train_loader ld;
+    if (train_loader_start(&ld, &x->tr, perm, x->next_batch, B, x->w.rank, x->w.size, &aug,
+                           (uint64_t)job_int(&x->cfg, "seed"), x->epoch, err) < 0)
+        return -1;
+    rb_progress prog;
+    rb_progress_start(&prog, "  batches", nb);
+    int rc = 0;
+    int64_t every = job_int(&x->cfg, "checkpoint_every_steps"), max_steps = job_int(&x->cfg, "max_steps");
+    for (;;) {
+        train_batch *b = train_loader_next(&ld, err);
+        int ok = b != NULL || !ld.failed;
+        if (!rb_mpi_agree_ok(ok)) {
+            rc = ok ? rb_fail(err, NULL, "reading training data failed on another rank") : -1;
+            break;
+        }
+        if (!b)
+            break;
+        rc = train_step(x, b, err);
+        int64_t done_batch = b->index + 1;
+        train_loader_release(&ld, b);
+        if (!rb_mpi_agree_ok(rc == 0)) {
+            if (rc == 0)
+                rc = rb_fail(err, NULL, "a training step failed on another rank");
+            break;
+        }
+        x->next_batch = done_batch;
+        rb_progress_update(&prog, done_batch);
+        int at_end = done_batch == nb;
+        if (g_term) {
+            rb_info("SIGTERM: writing a checkpoint at epoch %lld, batch %lld/%lld", (long long)x->epoch + 1,
+                    (long long)done_batch, (long long)nb);
+            rc = at_end ? 0 : save_checkpoint(x, err);
+            break;
+        }
+        if (!at_end && every > 0 && x->step % every == 0 && (rc = save_checkpoint(x, err)) < 0)
+            break;
+        if (max_steps > 0 && x->step >= max_steps)
+            break;
+    }
+    train_loader_stop(&ld);
+    return rc;
+}
+
+static int train_main(train_ctx *x, rb_error *err)
+{
+    job_config *c = &x->cfg;
+    x->run_dir = job_str(c, "run_dir");
+    if (!*job_str(c, "shards"))
+        return rb_fail(err, "set shards = <folder written by radbatch convert>", "train: no shards folder");
+    if (!*x->run_dir)
+        return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
+    if (job_int(c, "batch_size") < 1 || job_int(c, "epochs") < 0 || job_int(c, "fine_tune_epochs") < 0)
+        return rb_fail(err, NULL, "train: batch_size must be >= 1 and epochs >= 0");
+    int ok = 1;
+    if (x->w.rank == 0)
+        ok = fs_mkdirs(x->run_dir, err) == 0 && shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0;
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+    int64_t cache = job_int(c, "cache_mb") * 1048576;
+    ok = shard_dataset_open(&x->tr, job_str(c, "shards"), job_str(c, "train_split"), cache, err) == 0;
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+    x->have_val = *job_str(c, "val_split") != 0;
+    if (x->have_val) {
+        ok = shard_dataset_open(&x->va, job_str(c, "shards"), job_str(c, "val_split"), cache, err) == 0;
+        if (!rb_mpi_agree_ok(ok))
+            return ok ? -2 : -1;
+    }
+    x->nclasses = x->tr.index.nclasses;
+    x->class_names = x->tr.index.class_names;
+    if (x->nclasses < 2)
+        return rb_fail(err, "convert labelled class folders", "train: the shards have %d class(es)", x->nclasses);
+    x->positive = x->nclasses - 1;
+    const char *pc = job_str(c, "positive_class");
+    if (*pc) {
+        x->positive = -1;
+        for (int i = 0; i < x->nclasses; i++)
+            if (!strcmp(x->class_names[i], pc))
+                x->positive = i;
+        if (x->positive < 0)
+            return rb_fail(err, "name one of the shards' classes", "train: positive_class '%s' is not a class", pc);
+    }
+    rb_info("train: %lld records, val: %lld records, %d classes, %d rank(s) x %d thread(s)", (long long)x->tr.n,
+            (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, x->w.threads);
+    if (parse_class_weight(x, err) < 0 || build_model(x, err) < 0)
+        return -1;
+    int B = (int)job_int(c, "batch_size");
+    int local = (B + x->w.size - 1) / x->w.size;
+    x->dlogits = malloc((size_t)local * (size_t)x->nclasses * sizeof(float) + 4);
+    x->targets = malloc((size_t)(local > 64 ? local : 64) * sizeof(float) + 4);
+    x->best_params = malloc((size_t)x->m->nparams * sizeof(float) + 4);
+    x->best_state = malloc((size_t)x->m->nstate * sizeof(float) + 4);
+    int64_t *perm = malloc((size_t)x->tr.n * sizeof *perm + 8);
+    if (!x->dlogits || !x->targets || !x->best_params || !x->best_state || !perm) {
+        free(perm);
+        return rb_fail(err, "lower batch_size", "out of memory");
+    }
+    x->best = NAN;
+    for (int i = 0; i < M_COUNT; i++)
+        x->best_metrics[i] = x->metrics[i] = NAN;
+    if (setup_stage(x, 1, err) < 0) {
+        free(perm);
+        return -1;
+    }
+    if (x->w.rank == 0)
+        rb_model_summary(x->m, stdout);
+
+    int64_t e1 = job_int(c, "epochs"), e2 = job_int(c, "fine_tune_epochs");
+    if (job_bool(c, "resume")) {
+        char *ck = checkpoint_find_latest(x->run_dir);
+        if (ck) {
+            rb_info("resuming from %s", ck);
+            ok = load_checkpoint(x, ck, err) == 0;
+            free(ck);
+            if (!rb_mpi_agree_ok(ok)) {
+                free(perm);
+                return ok ? -2 : -1;
+            }
+            /* the best model so far, for restore_best */
+            char *bp = fs_join(x->run_dir, "best.h5");
+            int nv;
+            const rb_param_view *views = rb_model_params(x->m, &nv);
+            float *saved_p = malloc((size_t)x->m->nparams * sizeof(float) + 4);
+            float *saved_s = malloc((size_t)x->m->nstate * sizeof(float) + 4);
+            if (bp && saved_p && saved_s && fs_is_file(bp)) {
+                memcpy(saved_p, x->m->params, (size_t)x->m->nparams * sizeof(float));
+                memcpy(saved_s, x->m->state, (size_t)x->m->nstate * sizeof(float));
+                if (model_file_load_weights(bp, views, nv, err) == 0) {
+                    memcpy(x->best_params, x->m->params, (size_t)x->m->nparams * sizeof(float));
+                    memcpy(x->best_state, x->m->state, (size_t)x->m->nstate * sizeof(float));
+                }
+                memcpy(x->m->params, saved_p, (size_t)x->m->nparams * sizeof(float));
+                memcpy(x->m->state, saved_s, (size_t)x->m->nstate * sizeof(float));
+            }
+            free(saved_p);
+            free(saved_s);
+            free(bp);
+        } else
+            rb_info("resume: no complete checkpoint in %s, starting fresh", x->run_dir);
+    }
+    /* initial weights identical everywhere (same seed and files; checked, not assumed) */
+    if (check_consistency(x, err) < 0) {
+        free(perm);
+        return -1;
+    }
+
+    int rc = 0, preempted = 0;
+    int64_t max_steps = job_int(c, "max_steps");
+    int skip_stage1 = 0;
+    while (rc == 0 && x->epoch < e1 + e2) {
+        if (x->epoch >= e1 && x->stage == 1) {
+            if ((rc = setup_stage(x, 2, err)) < 0)
+                break;
+            x->wait_es = x->wait_lr = 0;
+        }
+        if (skip_stage1 && x->stage == 1) {
+            x->epoch = e1;
+            continue;
+        }
+        rb_info("Epoch %lld/%lld%s", (long long)x->epoch + 1, (long long)(e1 + e2), x->stage == 2 ? " (fine-tuning)" : "");
+        double t0 = rb_now();
+        if ((rc = train_epoch(x, perm, err)) < 0)
+            break;
+        if (g_term) {
+            preempted = 1;
+            break;
+        }
+        int64_t nb = train_batches(x->tr.n, (int)job_int(c, "batch_size"));
+        int partial = x->next_batch < nb; /* max_steps hit mid-epoch */
+        x->metrics[M_LOSS] = x->seen > 0 ? x->loss_sum / x->seen : NAN;
+        x->metrics[M_ACC] = x->seen > 0 ? x->correct / x->seen : NAN;
+        if ((rc = validate(x, err)) < 0)
+            break;
+        double secs = rb_now() - t0;
+        print_epoch(x, x->next_batch, secs);
+        int stop_stage = 0;
+        if ((rc = end_of_epoch(x, &stop_stage, err)) < 0)
+            break;
+        history_add(x, secs);
+        x->epoch++;
+        x->next_batch = 0;
+        x->loss_sum = x->correct = x->seen = 0;
+        if ((rc = check_consistency(x, err)) < 0)
+            break;
+        int hok = x->w.rank != 0 || history_write(x, err) == 0;
+        if (!rb_mpi_agree_ok(hok)) {
+            rc = -1;
+            break;
+        }
+        if ((rc = save_checkpoint(x, err)) < 0)
+            break;
+        if (partial || (max_steps > 0 && x->step >= max_steps))
+            break;
+        if (stop_stage && x->stage == 1 && e2 > 0)
+            skip_stage1 = 1;
+        else if (stop_stage)
+            break;
+    }
+    free(perm);
+    if (rc < 0)
+        return -1;
+    if (preempted)
+        return EXIT_PREEMPTED;
+
+    /* final model: the best epoch's weights (restore_best), threshold from val */
+    if (job_bool(c, "restore_best") && !isnan(x->best)) {
+        memcpy(x->m->params, x->best_params, (size_t)x->m->nparams * sizeof(float));
+        memcpy(x->m->state, x->best_state, (size_t)x->m->nstate * sizeof(float));
+        memcpy(x->metrics, x->best_metrics, sizeof x->metrics);
+        rb_info("final model: weights of epoch %lld (best %s %.4f)", (long long)x->best_epoch + 1,
+                job_str(c, "best_metric"), x->best);
+    }
+    double threshold = NAN;
+    if (x->have_val) {
+        if (validate(x, err) < 0)
+            return -1;
+        rb_error terr;
+        if (x->w.rank == 0 && x->nval > 0 &&
+            metrics_threshold_choose(&threshold, METRICS_THRESHOLD_YOUDEN, 0, x->val_labels, x->val_scores, 1,
+                                     x->nval, x->nclasses, x->positive, &terr) < 0)
+            threshold = NAN;
+    }
+    ok = 1;
+    if (x->w.rank == 0) {
+        char *p = fs_join(x->run_dir, "model.h5");
+        char *card = model_card(x, 1, threshold);
+        ok = p && card && save_model(x, p, card, 0, err) == 0;
+        if (ok)
+            rb_info("model: %s%s", p, isnan(threshold) ? "" : "");
+        if (ok && !isnan(threshold))
+            rb_info("decision threshold for %s (Youden on val): %.4f", x->class_names[x->positive], threshold);
+        free(p);
+        free(card);
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+    return 0;
+}
+
+static int run_train(int argc, char **argv)
+{
+    train_ctx x;
+    memset(&x, 0, sizeof x);
+    rb_mpi_init(&argc, &argv, &x.w);
+    signal(SIGTERM, on_term);
+    rb_error err;
+    rb_error_clear(&err);
+    int code = 0;
+    int rc = job_config_parse(&x.cfg, &command_train, argc, argv, &err);
+    if (rc == 0 && x.cfg.help) {
+        if (x.w.rank == 0)
+            job_config_print_help(&command_train);
+    } else if (rc < 0) {
+        if (x.w.rank == 0)
+            rb_error_print(&err, "");
+        code = 2;
+    } else {
+        rb_log_set_quiet(job_bool(&x.cfg, "quiet"));
+        x.job_text = job_config_dump(&x.cfg);
+        rc = train_main(&x, &err);
+        if (rc == -1)
+            rb_error_print(&err, "");
+        code = rc == 0 ? 0 : rc == EXIT_PREEMPTED ? EXIT_PREEMPTED : 1;
+    }
+    rb_workspace_free(x.ws);
+    rb_workspace_free(x.ws_eval);
+    optim_free(&x.opt);
+    if (x.m)
+        rb_model_free(x.m);
+    if (x.have_val)
+        shard_dataset_close(&x.va);
+    if (x.tr.dir)
+        shard_dataset_close(&x.tr);
+    free(x.ranges);
+    free(x.kernels);
+    free(x.class_weight);
+    free(x.dlogits);
+    free(x.targets);
+    free(x.best_params);
+    free(x.best_state);
+    free(x.val_scores);
+    free(x.val_labels);
+    free(x.job_text);
+    rb_buf_free(&x.history);
+    job_config_free(&x.cfg);
+    rb_mpi_finalize();
+    return code;
+}
+
+const command_spec command_train = {
+    "train",
+    "synchronous data-parallel training on HDF5 shards (MobileNetV2 transfer learning, the seed-001 CNN)",
+    "usage: radbatch train [job.ini] [--key value ...]      (mpirun -n N / srun for N ranks)",
+    train_opts,
+    run_train,
+};

@@ -1,0 +1,98 @@
+#include "train_checkpoint.h"
+#include "fsutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *checkpoint_path(const char *run_dir, int64_t step)
+{
+    char name[64];
+    snprintf(name, sizeof name, "checkpoints/ckpt-%010lld.h5", (long long)step);
+    return fs_join(run_dir, name);
+}
+
+/* steps of complete checkpoints, ascending */
+static int64_t *list_complete(const char *run_dir, int *n)
+{
+    *n = 0;
+    char *dir = fs_join(run_dir, "checkpoints");
+    DIR *d = dir ? opendir(dir) : NULL;
+    int64_t *steps = NULL;
+    int cap = 0;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            long long s;
+            char tail[16];
+            if (sscanf(e->d_name, "ckpt-%lld.%15s", &s, tail) != 2 || strcmp(tail, "DONE") != 0)
+                continue;
+            char *h5 = checkpoint_path(run_dir, s);
+            int have = h5 && fs_is_file(h5);
+            free(h5);
+            if (!have)
+                continue;
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                int64_t *t = realloc(steps, (size_t)cap * sizeof *t);
+                if (!t)
+                    break;
+                steps = t;
+            }
+            steps[(*n)++] = s;
+        }
+        closedir(d);
+    }
+    free(dir);
+    for (int i = 1; i < *n; i++)
+        for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+            int64_t t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    return steps;
+}
+
+char *checkpoint_find_latest(const char *run_dir)
+{
+    int n;
+    int64_t *steps = list_complete(run_dir, &n);
+    char *p = n ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
+    free(steps);
+    return p;
+}
+
+int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error *err)
+{
+    size_t l = strlen(path);
+    char *done = malloc(l + 8);
+    if (!done)
+        return rb_fail(err, NULL, "out of memory");
+    memcpy(done, path, l - 3); /* strip ".h5" */
+    strcpy(done + l - 3, ".DONE");
+    int rc = fs_write_file_atomic(done, "complete\n", 9, err);
+    free(done);
+    if (rc < 0)
+        return -1;
+    int n;
+    int64_t *steps = list_complete(run_dir, &n);
+    for (int i = 0; i + keep < n; i++) {
+        char *h5 = checkpoint_path(run_dir, steps[i]);
+        if (h5) {
+            size_t hl = strlen(h5);
+            char *dn = malloc(hl + 8);
+            if (dn) {
+                memcpy(dn, h5, hl - 3);
+                strcpy(dn + hl - 3, ".DONE");
+                unlink(dn); /* marker first: a half-deleted checkpoint is never "complete" */
+                free(dn);
+            }
+            unlink(h5);
+        }
+        free(h5);
+    }
+    free(steps);
+    return 0;
+}

@@ -1,0 +1,20 @@
+/* Training checkpoints (GUIDE §5, §7): <run>/checkpoints/ckpt-<step>.h5 holds weights, BN
+ * statistics, optimizer state and the train state; <run>/checkpoints/ckpt-<step>.DONE is
+ * written after it, so only checkpoints with a DONE marker count. Rank 0 writes them (temp
+ * name, then rename); the two newest complete ones are kept. */
+#ifndef TRAIN_CHECKPOINT_H
+#define TRAIN_CHECKPOINT_H
+
+#include "rb_error.h"
+
+#include <stdint.h>
+
+/* Path of the newest complete checkpoint in run_dir (malloc'd), or NULL when none. */
+char *checkpoint_find_latest(const char *run_dir);
+/* Path for step (malloc'd). */
+char *checkpoint_path(const char *run_dir, int64_t step);
+/* Write the DONE marker of `path` and delete complete checkpoints older than the newest
+ * `keep` ones. */
+int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error *err);
+
+#endif

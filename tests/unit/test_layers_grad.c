@@ -350,8 +350,61 @@ static void run_bn_grad(int train, int64_t m, int c, double xshift)
     free(sumsq), free(sdy), free(sdyx), free(smean), free(sinv), free(y);
 }
 
+/* Sync BN as the API intends it: each "rank" holds part of the rows; the statistics and
+ * the backward sums are added over ranks (the allreduce) and count is the global row
+ * count. The input gradient of each part must equal the corresponding rows of the
+ * single-process gradient (the sums differ only by rounding order: 1e-5 relative). */
+static void test_bn_sync_split(void)
+{
+    const int64_t m = 26, m0 = 11; /* rank 0 rows [0, 11), rank 1 rows [11, 26) */
+    const int c = 19;
+    const float eps = 1e-3f;
+    float *x = falloc(m * c), *r = falloc(m * c), *gamma = falloc(c), *beta = falloc(c);
+    float *y = falloc(m * c), *din_full = falloc(m * c), *din_split = falloc(m * c);
+    float *sm = falloc(c), *si = falloc(c);
+    ref_fill(x, m * c, -1, 3), ref_fill(r, m * c, -1, 1);
+    ref_fill(gamma, c, 0.5, 2), ref_fill(beta, c, -1, 1);
+    double s[19], q[19], a[19], b[19], s1[19], q1[19], a1[19], b1[19];
+    memset(din_full, 0, sizeof(float) * m * c);
+    memset(din_split, 0, sizeof(float) * m * c);
+    batchnorm_stats(s, q, x, m, c);
+    batchnorm_forward_train(y, sm, si, x, gamma, beta, s, q, (double)m, eps, m, c);
+    batchnorm_backward_sums(a, b, r, x, sm, si, m, c);
+    batchnorm_backward_train(din_full, NULL, NULL, r, x, gamma, sm, si, a, b, (double)m, m, c);
+
+    const int64_t lo[2] = {0, m0}, n[2] = {m0, m - m0};
+    for (int j = 0; j < c; j++)
+        s[j] = q[j] = a[j] = b[j] = 0.0;
+    for (int k = 0; k < 2; k++) { /* statistics, then "allreduce" */
+        batchnorm_stats(s1, q1, x + lo[k] * c, n[k], c);
+        for (int j = 0; j < c; j++)
+            s[j] += s1[j], q[j] += q1[j];
+    }
+    for (int k = 0; k < 2; k++)
+        batchnorm_forward_train(y + lo[k] * c, sm, si, x + lo[k] * c, gamma, beta, s, q,
+                                (double)m, eps, n[k], c);
+    for (int k = 0; k < 2; k++) { /* backward sums, then "allreduce" */
+        batchnorm_backward_sums(a1, b1, r + lo[k] * c, x + lo[k] * c, sm, si, n[k], c);
+        for (int j = 0; j < c; j++)
+            a[j] += a1[j], b[j] += b1[j];
+    }
+    for (int k = 0; k < 2; k++)
+        batchnorm_backward_train(din_split + lo[k] * c, NULL, NULL, r + lo[k] * c,
+                                 x + lo[k] * c, gamma, sm, si, a, b, (double)m, n[k], c);
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < m * c; i++) {
+        scale = fabs(din_full[i]) > scale ? fabs(din_full[i]) : scale;
+        double d = fabs(din_full[i] - din_split[i]);
+        worst = d > worst ? d : worst;
+    }
+    CHECK(worst <= 1e-5 * scale, "sync-BN split din differs by %.3g (scale %.3g)", worst, scale);
+    free(x), free(r), free(gamma), free(beta), free(y), free(din_full), free(din_split);
+    free(sm), free(si);
+}
+
 static void test_bn_grads(void)
 {
+    test_bn_sync_split();
     run_bn_grad(0, 30, 13, 0.0);
     run_bn_grad(1, 30, 13, 0.0);
     run_bn_grad(1, 2 * 3 * 3, 11, 5.0); /* mean far from 0: (x - mean) form matters */

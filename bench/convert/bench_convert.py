@@ -18,6 +18,9 @@ Timing
             imported and warmed -- the peers' best case. Their whole-command wall time is
             printed too.
   images/s = images written / seconds; min and median seconds over the repetitions.
+  Before each run the driver waits (up to 30 s) for the machine to be idle, and prints the
+  share of the CPUs other processes used during the run ("other load"): the machine is
+  shared, so compare only figures of one run.
 """
 
 import argparse
@@ -41,6 +44,8 @@ DEFAULT_TOOLS = {
     "large": ["radbatch", "pil", "pil-draft", "tf-jpeg", "tf-raw"],
 }
 
+
+IDLE_WAIT = [30.0]
 
 # ---------------------------------------------------------------- large input, made once
 
@@ -121,9 +126,12 @@ def run_tool(tool, root, out, size, np_, log):
     cmd = tool_command(tool, root, out, size, np_)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OPENBLAS_NUM_THREADS="1",
                HDF5_USE_FILE_LOCKING="FALSE")
+    common.wait_for_idle(max_wait=IDLE_WAIT[0])
+    meter = common.NoiseMeter().start()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     wall = time.perf_counter() - t0
+    noise = meter.stop() or 0.0
     log.write("$ %s\n[exit %d, %.3f s]\n%s\n%s\n" % (" ".join(cmd), p.returncode, wall,
                                                      p.stdout[-4000:], p.stderr[-4000:]))
     if p.returncode != 0:
@@ -132,13 +140,13 @@ def run_tool(tool, root, out, size, np_, log):
                                                                        "mpirun", "Per user"))]
         return {"ok": False, "error": "exit %d: %s" % (p.returncode, (lines or ["(no message)"])[0][:160])}
     if tool == "radbatch":
-        return {"ok": True, "seconds": wall, "wall": wall, "images": count_h5_records(out)}
+        return {"ok": True, "seconds": wall, "wall": wall, "images": count_h5_records(out), "noise": noise}
     res = common.last_json_line(p.stdout)
     if not res:
         return {"ok": False, "error": "no result line"}
     if tool.startswith("pil"):
         res["images"] = count_h5_records(out)  # what is really on disk
-    return {"ok": True, "seconds": res["seconds"], "wall": wall, "images": res["images"]}
+    return {"ok": True, "seconds": res["seconds"], "wall": wall, "images": res["images"], "noise": noise}
 
 
 # ---------------------------------------------------------------- same work?
@@ -180,8 +188,11 @@ def main():
     p.add_argument("--large_count", type=int, default=300)
     p.add_argument("--large_side", type=int, default=2000)
     p.add_argument("--large_quality", type=int, default=90)
+    p.add_argument("--idle_wait", type=float, default=30.0,
+                   help="before each run, wait up to this many s for the machine to be idle")
     p.add_argument("--keep", action="store_true", help="keep the last outputs")
     a = p.parse_args()
+    IDLE_WAIT[0] = a.idle_wait
 
     tmp = common.bench_tmp()
     log_path = os.path.join(tmp, "convert-bench.log")
@@ -230,8 +241,9 @@ def main():
                 if r["images"] != len(records):
                     print("  %-10s rep %d: wrote %d of %d images" % (t, rep + 1, r["images"], len(records)))
                 runs[t].append(r)
-                print("  %-10s rep %d: %6.2f s  %7.0f images/s  (command wall %.2f s)" % (
-                    t, rep + 1, r["seconds"], r["images"] / r["seconds"], r["wall"]), flush=True)
+                print("  %-10s rep %d: %6.2f s  %7.0f images/s  (command wall %.2f s, other load %.0f%%)" % (
+                    t, rep + 1, r["seconds"], r["images"] / r["seconds"], r["wall"], 100 * r["noise"]),
+                    flush=True)
 
         rows = []
         best = {}

@@ -36,6 +36,8 @@ import flops  # noqa: E402
 TORCH_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 
 # (model, size, mode, timed iterations, warm-up iterations)
+IDLE_WAIT = [30.0]
+
 ROWS = [
     ("mobilenetv2", 224, "infer", 10, 3),
     ("mobilenetv2", 160, "train-frozen", 10, 3),
@@ -87,7 +89,7 @@ def command(fw, engine, model, size, mode, iters, warmup, threads, batch, bn):
 
 
 def run_one(cmd, env, batch, log):
-    waited = common.wait_for_idle(max_wait=30.0)
+    waited = common.wait_for_idle(max_wait=IDLE_WAIT[0])
     meter = common.NoiseMeter().start()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -114,9 +116,12 @@ def main():
     p.add_argument("--rows", default="", help="comma list of row keys (default: all four)")
     p.add_argument("--frameworks", default="radbatch,tensorflow,torch")
     p.add_argument("--iters_scale", type=float, default=1.0, help="multiply every row's K")
+    p.add_argument("--idle_wait", type=float, default=30.0,
+                   help="before each run, wait up to this many s for the machine to be idle")
     p.add_argument("--full_bn", choices=("batch", "moving"), default="batch",
                    help="train-full: BatchNormalization with batch statistics or moving ones")
     a = p.parse_args()
+    IDLE_WAIT[0] = a.idle_wait
 
     tmp = common.bench_tmp()
     log_path = os.path.join(tmp, "engine-bench.log")
@@ -131,7 +136,7 @@ def main():
         os.path.join(HERE, "sgemm_peak.c"), sg), shell=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     if cc.returncode == 0:
-        common.wait_for_idle(max_wait=30.0)
+        common.wait_for_idle(max_wait=IDLE_WAIT[0])
         out = subprocess.run([sg, "1", str(a.threads)], stdout=subprocess.PIPE, text=True).stdout
         sys.stdout.write(out)
         peak = {int(k): v for k, v in (common.last_json_line(out) or {}).items()}

@@ -15,10 +15,14 @@
 #include <cblas.h>
 #include <string.h>
 
-/* Target size of one im2col block in floats (256 Ki floats = 1 MiB): measured with
- * bench/kernels.c, blocks from 0.5 to 4 MiB run within a few percent of each other; smaller
- * blocks make the many small sgemm calls dominate. */
+/* Target size of one im2col block in floats (256 Ki floats = 1 MiB, about one L2): measured
+ * with bench/kernels.c at 1 thread, blocks of 0.25 and 1 MiB run within 2 % of each other;
+ * 4 MiB blocks are 3-15 % slower and 16 MiB blocks up to 35 % slower (the seed-001 CNN's
+ * 74x74x32 -> 64 conv: 87 vs 57 GFLOP/s), as the block no longer stays in cache between
+ * being written and being packed by sgemm. Override with -DCONV2D_BLOCK_FLOATS=... */
+#ifndef CONV2D_BLOCK_FLOATS
 #define CONV2D_BLOCK_FLOATS (1 << 18)
+#endif
 #define CONV2D_MIN_BLOCK_ROWS 256
 
 int conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int cin, int kh, int kw, int sh,

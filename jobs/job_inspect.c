@@ -13,6 +13,7 @@
 #include "shard_index.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ static const opt_spec inspect_opts[] = {
      "shards: recompute every record's CRC-32 and compare with the shard and index.json"},
     {"export_image", OPT_INT, "-1", NULL, "write record N as PNG (a shard, or the split's shards of a folder in order)"},
     {"list", OPT_BOOL, "false", NULL, "print every record: split, shard, row, label, path"},
+    {"diff", OPT_STRING, "", NULL,
+     "model files: compare every weight with this second model file (max absolute and relative difference)"},
     {"split", OPT_STRING, "train", NULL, "split used by export_image on a shards folder"},
     {"image_out", OPT_STRING, "record.png", NULL, "where export_image writes the PNG"},
     {NULL, 0, NULL, NULL, NULL},
@@ -186,6 +189,55 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     return rc;
 }
 
+/* Largest differences between the tensors of two model files of the same architecture. */
+static int diff_models(const char *a, const char *b, rb_error *err)
+{
+    model_file_header h;
+    if (model_file_read_header(a, &h, err) < 0)
+        return -1;
+    rb_model *ma = NULL, *mb = NULL;
+    int rc = rb_model_from_desc(&ma, h.architecture, err);
+    if (rc == 0)
+        rc = rb_model_from_desc(&mb, h.architecture, err);
+    model_file_header_free(&h);
+    int na, nb;
+    const rb_param_view *va = rc == 0 ? rb_model_params(ma, &na) : NULL;
+    const rb_param_view *vb = rc == 0 ? rb_model_params(mb, &nb) : NULL;
+    if (rc == 0)
+        rc = model_file_load_weights(a, va, na, err);
+    if (rc == 0 && (rc = model_file_load_weights(b, vb, nb, err)) < 0)
+        rb_error_prefix(err, "diff: ");
+    if (rc == 0) {
+        double max_abs = 0, max_ref = 0;
+        int64_t differ = 0, total = 0;
+        const char *worst = "";
+        for (int i = 0; i < na; i++) {
+            int64_t n = 1;
+            for (int d = 0; d < va[i].ndim; d++)
+                n *= va[i].shape[d];
+            for (int64_t j = 0; j < n; j++) {
+                double d = fabs((double)va[i].data[j] - (double)vb[i].data[j]);
+                if (fabs(va[i].data[j]) > max_ref)
+                    max_ref = fabs(va[i].data[j]);
+                differ += va[i].data[j] != vb[i].data[j];
+                if (d > max_abs) {
+                    max_abs = d;
+                    worst = va[i].layer;
+                }
+            }
+            total += n;
+        }
+        printf("diff: %lld of %lld values differ; max |a-b| %.3g (in %s); max |a| %.3g; relative %.3g\n",
+               (long long)differ, (long long)total, max_abs, worst[0] ? worst : "-", max_ref,
+               max_ref > 0 ? max_abs / max_ref : 0.0);
+    }
+    if (ma)
+        rb_model_free(ma);
+    if (mb)
+        rb_model_free(mb);
+    return rc;
+}
+
 static int inspect_model(const char *path, rb_error *err)
 {
     model_file_header h;
@@ -283,7 +335,7 @@ static int inspect_one(const job_config *c, const char *path, rb_error *err)
     if (strcmp(fmt, SHARD_FORMAT) == 0)
         return inspect_shard(c, path, err);
     if (strcmp(fmt, "radbatch-model") == 0)
-        return inspect_model(path, err);
+        return *job_str(c, "diff") ? diff_models(path, job_str(c, "diff"), err) : inspect_model(path, err);
     return inspect_keras(path, err);
 }
 

@@ -157,6 +157,7 @@ typedef struct train_ctx {
     float *val_scores;     /* rank 0: positive-class probability of every val record */
     int32_t *val_labels;   /* rank 0: label of every val record */
     int64_t nval;
+    int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
 } train_ctx;
 
 static int metric_is_loss(const char *name) { return strstr(name, "loss") != NULL; }
@@ -364,6 +365,29 @@ static int build_model(train_ctx *x, rb_error *err)
     return 0;
 }
 
+/* Without sync_bn each rank's trainable BatchNorms update their moving statistics from
+ * their own rows, so ranks would drift apart; averaging them after every step (a few
+ * hundred floats) keeps one model on every rank, so a checkpoint written by rank 0 holds
+ * the whole state and a resumed run continues exactly. */
+static void average_bn_statistics(train_ctx *x)
+{
+    if (x->w.size < 2 || job_bool(&x->cfg, "sync_bn"))
+        return;
+    for (int i = 0; i < x->m->nnodes; i++) {
+        const rb_node *nd = &x->m->nodes[i];
+        if (nd->op != RB_OP_BATCHNORM || !nd->trainable || (nd->in_base && !x->m->base_training))
+            continue; /* moving statistics unchanged by training: identical everywhere */
+        for (int k = 0; k < nd->nweights; k++) {
+            if (!nd->is_state[k])
+                continue;
+            float *v = x->m->state + nd->woff[k];
+            rb_mpi_sum_f32(v, nd->wsize[k]);
+            for (int64_t j = 0; j < nd->wsize[k]; j++)
+                v[j] /= (float)x->w.size;
+        }
+    }
+}
+
 /* ---- one training step ------------------------------------------------------------ */
 static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
 {
@@ -419,12 +443,13 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
                        "train: the loss became %f at epoch %lld step %lld", stats[0], (long long)x->epoch + 1,
                        (long long)x->step + 1);
     optim_step(&x->opt, x->m->params, x->m->grads, x->ranges, x->nranges, x->lr);
+    average_bn_statistics(x);
     x->step++;
     x->loss_sum += stats[0];
     x->correct += stats[1];
     x->seen += stats[2];
     if (stats[3] > 0)
-        g_term = 1; /* any rank got SIGTERM: all stop at the same step */
+        x->stop_requested = 1; /* some rank got SIGTERM: all stop after the same step */
     return 0;
 }
 
@@ -790,7 +815,8 @@ static int check_consistency(train_ctx *x, rb_error *err)
     free(all);
     if (bad >= 0)
         return rb_fail(err, "a rank computed differently (hardware fault, or different library builds on different nodes)",
-                       "train: the weights of rank %d differ from rank 0's after epoch %lld", bad, (long long)x->epoch + 1);
+                       "train: the weights of rank %d differ from rank 0's (epoch %lld, step %lld)", bad, (long long)x->epoch,
+                       (long long)x->step);
     return 0;
 }
 
@@ -908,8 +934,16 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
         }
         x->next_batch = done_batch;
         rb_progress_update(&prog, done_batch);
+        /* test hook for the resume test: SIGKILL after this many steps in total */
+        const char *kill_at = getenv("RADBATCH_TEST_KILL_AFTER_STEPS");
+        if (kill_at && x->step == atoll(kill_at))
+            raise(SIGKILL);
+        /* ... and a SIGTERM as Slurm sends it before the time limit (seen next step) */
+        const char *term_at = getenv("RADBATCH_TEST_TERM_AFTER_STEPS");
+        if (term_at && x->step == atoll(term_at) && x->w.rank == 0)
+            raise(SIGTERM);
         int at_end = done_batch == nb;
-        if (g_term) {
+        if (x->stop_requested) {
             rb_info("SIGTERM: writing a checkpoint at epoch %lld, batch %lld/%lld", (long long)x->epoch + 1,
                     (long long)done_batch, (long long)nb);
             rc = at_end ? 0 : save_checkpoint(x, err);
@@ -985,7 +1019,7 @@ static int train_main(train_ctx *x, rb_error *err)
         free(perm);
         return -1;
     }
-    if (x->w.rank == 0)
+    if (x->w.rank == 0 && !job_bool(c, "quiet"))
         rb_model_summary(x->m, stdout);
 
     int64_t e1 = job_int(c, "epochs"), e2 = job_int(c, "fine_tune_epochs");
@@ -1044,7 +1078,7 @@ static int train_main(train_ctx *x, rb_error *err)
         double t0 = rb_now();
         if ((rc = train_epoch(x, perm, err)) < 0)
             break;
-        if (g_term) {
+        if (x->stop_requested) {
             preempted = 1;
             break;
         }

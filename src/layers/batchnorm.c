@@ -252,8 +252,9 @@ RB_HOT static void bn_bwd_train_din(float *restrict din, const float *restrict d
 
 /* din: (m,c) +=  dgamma, dbeta: (c) +=  dout, in: (m,c)  gamma, save_mean, save_invstd: (c)
  * sum_dy, sum_dy_xhat: (c) from batchnorm_backward_sums over `count` rows. dgamma/dbeta
- * receive the sums given: with sync BN pass this rank's own sums there (or divide), or the
- * later gradient allreduce counts them once per rank. */
+ * receive the sums given. With sync BN those are the allreduced (global) sums, which the
+ * later gradient allreduce would count once per rank: there pass dgamma = dbeta = NULL and
+ * add this rank's own sums (kept from before the allreduce) to dgamma/dbeta instead. */
 void batchnorm_backward_train(float *din, float *dgamma, float *dbeta, const float *dout,
                               const float *in, const float *gamma, const float *save_mean,
                               const float *save_invstd, const double *sum_dy,

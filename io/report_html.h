@@ -1,0 +1,34 @@
+/* Self-contained HTML reports: one file, inline CSS and SVG, no script, nothing fetched, so
+ * it opens offline in any browser and can be mailed or archived with the run. Used by
+ * evaluate (metrics, confusion matrix, ROC, training curves, model card, errors) and infer
+ * (class counts, probability histogram, flagged images, errors). Text is HTML-escaped. */
+#ifndef REPORT_HTML_H
+#define REPORT_HTML_H
+
+#include "rb_error.h"
+
+#include <stdint.h>
+
+typedef struct html_doc html_doc;
+
+html_doc *html_begin(const char *title);               /* NULL on out of memory */
+void html_h2(html_doc *d, const char *text);
+void html_para(html_doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void html_pre(html_doc *d, const char *text);            /* preformatted (reports, cards) */
+/* A table: header[ncols], cells[nrows * ncols] (row-major); NULL cells print empty. */
+void html_table(html_doc *d, int ncols, const char *const *header, int nrows, const char *const *cells);
+/* Confusion-matrix heatmap (rows true, columns predicted) with counts in the cells. */
+void html_svg_confusion(html_doc *d, const int64_t *cm, int k, const char *const *names);
+/* ROC curve with the diagonal, AUC in the legend; optional operating point (NaN = none). */
+void html_svg_roc(html_doc *d, const double *fpr, const double *tpr, int64_t n, double auc, double op_fpr,
+                  double op_tpr);
+/* Line chart of nseries series over x[n] (training curves: loss/val_loss, accuracy/...). */
+void html_svg_lines(html_doc *d, const char *title, const char *xlabel, int nseries,
+                    const char *const *names, const double *x, const double *const *y, int64_t n);
+/* Histogram of nbins counts over [lo, hi], optional vertical marker (NaN = none). */
+void html_svg_histogram(html_doc *d, const char *title, const char *xlabel, const int64_t *counts, int nbins,
+                        double lo, double hi, double marker);
+/* Finish and write to path (temp + rename); frees d in every case. */
+int html_end_write(html_doc *d, const char *path, rb_error *err);
+
+#endif

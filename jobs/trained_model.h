@@ -1,0 +1,54 @@
+/* A trained radbatch model ready for inference: the network, its class names and the
+ * preprocessing it was trained with (from the model card), the decision threshold chosen
+ * on validation data, and a workspace. Used by evaluate, predict and infer, so all three
+ * preprocess and decide exactly as training did. Several files form an ensemble whose
+ * probabilities are averaged; test-time augmentation (TTA) averages over flips/shifts. */
+#ifndef TRAINED_MODEL_H
+#define TRAINED_MODEL_H
+
+#include "image.h"
+#include "model.h"
+#include "rb_error.h"
+
+#include <stdint.h>
+
+#define TRAINED_MAX_MEMBERS 16
+
+typedef struct trained_model {
+    int nmembers;
+    rb_model *m[TRAINED_MAX_MEMBERS];
+    rb_workspace *ws[TRAINED_MAX_MEMBERS];
+    char *path[TRAINED_MAX_MEMBERS];
+    char *card;            /* first member's model card (JSON text), may be NULL */
+    int nclasses;
+    char **class_names;
+    int positive;          /* index of the positive class (binary screening) */
+    double threshold;      /* on the positive-class probability; 0.5 when none stored */
+    int has_threshold;
+    int height, width, channels;
+    resize_mode resize;
+    int dct_scaling;
+    int batch;             /* workspace batch */
+    int tta;               /* 0 none, else number of views (1 + flips/shifts) */
+    float *acc;            /* [batch * nclasses] accumulator */
+    uint8_t *tmp;          /* [batch * H*W*C] augmented views */
+} trained_model;
+
+/* Load one or more comma-separated model files (same classes and input size). */
+int trained_model_load(trained_model *t, const char *paths, int batch, int threads, rb_error *err);
+void trained_model_free(trained_model *t);
+/* tta: 0 = off; 1 = flip; 2 = flip + 4 small shifts (views are averaged). */
+void trained_model_set_tta(trained_model *t, int tta);
+
+/* Class probabilities probs[n * nclasses] of n preprocessed images [n, H, W, C] (n <= batch). */
+int trained_model_predict(trained_model *t, const uint8_t *images, int n, float *probs, rb_error *err);
+
+/* Decision for one probability vector: argmax, or for two classes the threshold on the
+ * positive class. */
+int trained_model_decide(const trained_model *t, const float *probs);
+
+/* Read an image file and preprocess it as the model's training data was. */
+int trained_model_load_image(const trained_model *t, const char *path, uint8_t *out, image_info *info,
+                             rb_error *err);
+
+#endif

@@ -24,6 +24,7 @@
 #define CONV2D_BLOCK_FLOATS (1 << 18)
 #endif
 #define CONV2D_MIN_BLOCK_ROWS 256
+#define CONV2D_DWT_MAX 16384 /* floats of the transposed weight gradient kept on the stack */
 
 int conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int cin, int kh, int kw, int sh,
                       int sw, padding_mode pad, int cout)
@@ -170,9 +171,21 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
         return;
     if (conv2d_is_direct(s)) {
         /* dw (cin, cout) += in^T (cin, m) @ dout (m, cout); din (m, cin) += dout @ w^T */
-        if (dw)
+        if (dw && N < K && K * N <= CONV2D_DWT_MAX) {
+            /* Projection layers (cout < cin): OpenBLAS (0.3.21, Cooperlake kernels) runs
+             * this long-inner-dimension product 15-18 % faster as dw^T = dout^T @ in, e.g.
+             * 56x56x144->24: 49 vs 42 GFLOP/s; the other way round it is 13 % slower.
+             * The small transpose goes through the stack. */
+            float dwt[CONV2D_DWT_MAX];
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, (int)m, 1.0f, dout, N,
+                        in, K, 0.0f, dwt, K);
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < N; j++)
+                    dw[(int64_t)k * N + j] += dwt[(int64_t)j * K + k];
+        } else if (dw) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, N, (int)m, 1.0f, in, K,
                         dout, N, 1.0f, dw, N);
+        }
         if (din)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, K, N, 1.0f, dout, N,
                         w, N, 1.0f, din, K);

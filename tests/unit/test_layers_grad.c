@@ -215,7 +215,8 @@ static void run_conv_grad(int depthwise, int n, int h, int w, int cin, int kh, i
 static void test_conv_grads(void)
 {
     /*            dw n  h  w  ci kh kw sh sw same co bias */
-    run_conv_grad(0, 2, 5, 7, 13, 1, 1, 1, 1, 1, 11, 1); /* 1x1 direct GEMM */
+    run_conv_grad(0, 2, 5, 7, 13, 1, 1, 1, 1, 1, 11, 1); /* 1x1 direct GEMM, dw^T path */
+    run_conv_grad(0, 2, 4, 5, 6, 1, 1, 1, 1, 0, 20, 1);  /* 1x1 direct, cout > cin */
     run_conv_grad(0, 2, 6, 5, 7, 1, 1, 2, 2, 1, 5, 0);   /* 1x1 stride 2 */
     run_conv_grad(0, 2, 7, 7, 3, 3, 3, 2, 2, 1, 5, 1);   /* 3x3/2 same odd: 1 top, 1 bottom */
     run_conv_grad(0, 2, 8, 6, 3, 3, 3, 2, 2, 1, 5, 0);   /* 3x3/2 same even: 0 top, 1 bottom */

@@ -29,10 +29,11 @@
 #include "model_fused.h"
 #include "rb_rng.h"
 
+/* thread CPU time: layer costs stay meaningful on a machine shared with other jobs */
 static double prof_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -47,6 +48,8 @@ struct rb_workspace {
     int8_t *fuse_act;
     int *fuse_bn;
     float **fold_w, **fold_b;
+    int *bnact;          /* training BN whose single ReLU consumer runs inside it, or -1 */
+    float **tfz;         /* per thread: 6*cmax floats for fused BN coefficients */
     int *src;            /* fused depthwise: node it reads (a skipped ZeroPadding2D's input) */
     conv2d_shape *fshape; /* fused depthwise: geometry on that input (padding absorbed) */
     int32_t **argmax;
@@ -318,6 +321,11 @@ void rb_workspace_free(rb_workspace *ws)
     free(ws->fold_b);
     free(ws->src);
     free(ws->fshape);
+    free(ws->bnact);
+    if (ws->tfz)
+        for (int t = 0; t < 64; t++)
+            free(ws->tfz[t]);
+    free(ws->tfz);
     free(ws->argmax);
     free(ws->mask);
     free(ws->bn_mean);
@@ -406,7 +414,10 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     OOM(extra_end = malloc((size_t)N * sizeof(int)));
     OOM(ws->src = malloc((size_t)N * sizeof(int)));
     OOM(ws->fshape = calloc((size_t)N, sizeof(conv2d_shape)));
+    OOM(ws->bnact = malloc((size_t)N * sizeof(int)));
+    OOM(ws->tfz = calloc(64, sizeof(float *)));
     for (int i = 0; i < N; i++) {
+        ws->bnact[i] = -1;
         extra_end[i] = -1;
         ws->src[i] = m->nodes[i].ninputs ? m->nodes[i].inputs[0] : -1;
         ws->fshape[i] = m->nodes[i].cs;
@@ -500,6 +511,22 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         fs->pad_bottom += pn->pad_b;
         fs->pad_right += pn->pad_r;
     }
+    /* training: a trainable BatchNorm whose only consumer is an in-place ReLU/ReLU6 runs
+     * both in one pass forward and backward (no BN output gradient buffer at all) */
+    for (int b = 0; b < N && TRAIN && !KEEP && !(flags & RB_WS_NO_FUSE); b++) {
+        const rb_node *bn = &m->nodes[b];
+        if (bn->op != RB_OP_BATCHNORM || !ws->bw[b] || !bn->trainable || ncons[b] != 1 ||
+            ws->fuse[b] != FUSE_NONE)
+            continue;
+        int r = maxcons[b];
+        const rb_node *rn = &m->nodes[r];
+        int relu = rn->op == RB_OP_RELU ||
+                   (rn->op == RB_OP_ACTIVATION && (rn->act == RB_ACT_RELU || rn->act == RB_ACT_RELU6));
+        if (!relu || r == m->output || uf_find(uf, r) != uf_find(uf, b))
+            continue;
+        ws->bnact[b] = r;
+        ws->fuse[r] = FUSE_SKIP;
+    }
     /* gradient groups: Flatten shares its input's gradient */
     for (int i = 1; i < N && TRAIN; i++)
         if (m->nodes[i].op == RB_OP_FLATTEN && ws->bw[i])
@@ -527,6 +554,10 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             end = t > end ? t : end;
         }
         end = extra_end[i] > end ? extra_end[i] : end;
+        if (TRAIN && ws->bnact[i] >= 0) { /* the fused BN's backward reads y */
+            int t = 2 * N - 1 - i;
+            end = t > end ? t : end;
+        }
         if (i == m->output || KEEP) {
             end = INF;
             if (KEEP)
@@ -545,11 +576,13 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         b->size = sz > b->size ? sz : b->size;
     }
     for (int i = 0; i < N && TRAIN; i++) {
-        if (!ws->bw[i])
+        if (!ws->bw[i] || ws->bnact[i] >= 0)
             continue;
         const rb_node *n = &m->nodes[i];
         int start = i == m->output ? N : 2 * N - 1 - maxcons[i];
         int end = 2 * N - 1 - i;
+        if (ws->fuse[i] == FUSE_SKIP && n->ninputs && ws->bnact[n->inputs[0]] == i)
+            end = 2 * N - 1 - n->inputs[0]; /* read by the fused BN's backward */
         int r = uf_find(uf, N + i);
         if (gid[r] < 0) {
             gid[r] = ng++;
@@ -572,7 +605,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     ws->bytes += ws->arena_floats * sizeof(float);
     for (int i = 0; i < N; i++) {
         ws->act[i] = ws->arena + bufs[gid[uf_find(uf, i)]].off;
-        if (TRAIN && ws->bw[i])
+        if (TRAIN && ws->bw[i] && ws->bnact[i] < 0)
             ws->dact[i] = ws->arena + bufs[gid[uf_find(uf, N + i)]].off;
     }
     /* zeroing plan: each gradient group at its start */
@@ -590,7 +623,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             goto oom;
         }
         for (int i = 0; i < N && TRAIN; i++) {
-            if (!ws->bw[i])
+            if (!ws->bw[i] || ws->bnact[i] >= 0)
                 continue;
             int r = uf_find(uf, N + i);
             if (seen[r])
@@ -605,7 +638,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         memset(cnt, 0, (size_t)(N + 1) * sizeof(int));
         memset(seen, 0, (size_t)2 * N);
         for (int i = 0; i < N && TRAIN; i++) {
-            if (!ws->bw[i])
+            if (!ws->bw[i] || ws->bnact[i] >= 0)
                 continue;
             int r = uf_find(uf, N + i);
             if (seen[r])
@@ -664,6 +697,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     OOM(ws->bnpart = calloc((size_t)(2 * cmax + 1), sizeof(double)));
     ws->cmax = cmax;
     ws->nthreads = 1;
+    OOM(ws->tfz[0] = malloc((size_t)(6 * cmax) * sizeof(float)));
     if (TRAIN) {
         ws->nranges = rb_model_ranges(m, RB_RANGES_TRAINABLE, NULL, 0);
         OOM(ws->ranges = calloc((size_t)(ws->nranges + 1), sizeof(optim_range)));
@@ -827,7 +861,9 @@ int rb_workspace_set_threads(rb_workspace *ws, int threads, rb_error *err)
                                                 sizeof(float));
         ws->tbn[t] = calloc((size_t)(2 * ws->cmax + 1), sizeof(double));
         ws->tsave[t] = malloc((size_t)(2 * ws->cmax) * sizeof(float));
-        if (!ws->tscratch[t] || !ws->tbn[t] || !ws->tsave[t])
+        if (!ws->tfz[t])
+            ws->tfz[t] = malloc((size_t)(6 * ws->cmax) * sizeof(float));
+        if (!ws->tscratch[t] || !ws->tbn[t] || !ws->tsave[t] || !ws->tfz[t])
             goto oom;
         if (ws->flags & RB_WS_TRAIN) {
             ws->tgrads[t] = aligned_alloc(64, (size_t)align16(m->nparams + 16) * sizeof(float));
@@ -971,6 +1007,136 @@ static int bn_uses_batch(const rb_model *m, const rb_node *n, int training)
     return training && n->trainable && !(n->in_base && !m->base_training);
 }
 
+/* ---- BatchNormalization + ReLU fused (training workspaces) ---------------------------- */
+
+/* coefficients of channel j: mean, invstd from batch sums or moving statistics */
+static void bn_coeffs(const rb_node *nd, const double *sum, double count, const float *mm,
+                      const float *mv, float *mean, float *invstd)
+{
+    for (int j = 0; j < nd->c; j++) {
+        if (sum) {
+            double mu = sum[j] / count, v = sum[nd->c + j] / count - mu * mu;
+            v = v > 0.0 ? v : 0.0;
+            mean[j] = (float)mu;
+            invstd[j] = (float)(1.0 / sqrt(v + (double)nd->eps));
+        } else {
+            mean[j] = mm[j];
+            invstd[j] = 1.0f / sqrtf(mv[j] + nd->eps);
+        }
+    }
+}
+
+static void bn_act_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, int i, int t,
+                           int T, float *out, const float *in, int64_t rows)
+{
+    const rb_node *nd = &m->nodes[i];
+    const int c = nd->c;
+    const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
+    float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
+    float *fz = ws->tfz[t], *ca = fz, *cb = fz + c;
+    float *mean = t ? fz + 2 * c : ws->bn_mean[i], *invstd = t ? fz + 3 * c : ws->bn_invstd[i];
+    if (bn_uses_batch(m, nd, a->training)) {
+        double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
+        batchnorm_stats(part, part + c, in, rows, c);
+        part[2 * c] = (double)rows;
+        barrier_t(ws, T, t);
+        double *sum = ws->bnbuf;
+        if (t == 0) {
+            for (int u = 1; u < T; u++)
+                for (int k = 0; k <= 2 * c; k++)
+                    sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
+            if (m->bn_reduce)
+                m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
+            ws->bn_count[i] = sum[2 * c];
+        }
+        barrier_t(ws, T, t);
+        bn_coeffs(nd, sum, sum[2 * c], NULL, NULL, mean, invstd);
+        if (t == 0) {
+            if (!a->no_stat_update)
+                batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
+            ws->bn_batch[i] = 1;
+        }
+    } else {
+        bn_coeffs(nd, NULL, 0, mm, mv, mean, invstd);
+        if (t == 0)
+            ws->bn_batch[i] = 0;
+    }
+    for (int j = 0; j < c; j++) {
+        ca[j] = invstd[j] * gamma[j];
+        cb[j] = beta[j] - mean[j] * ca[j];
+    }
+    rb_fused_bn_act_forward(out, in, ca, cb, rows, c, m->nodes[ws->bnact[i]].act);
+}
+
+static void bn_act_backward(rb_model *m, rb_workspace *ws, int i, int t, int T, int r0, int n,
+                            float *grads)
+{
+    const rb_node *nd = &m->nodes[i];
+    const int c = nd->c, r = ws->bnact[i], p = nd->inputs[0];
+    const int act = m->nodes[r].act;
+    const int64_t rows = (int64_t)n * nd->h * nd->w;
+    const float *dout = ws->dact[r] + (int64_t)r0 * nd->size;
+    const float *y = ws->act[r] + (int64_t)r0 * nd->size;
+    const float *x = ws->act[p] + (int64_t)r0 * m->nodes[p].size;
+    float *din = ws->bw[p] ? ws->dact[p] + (int64_t)r0 * m->nodes[p].size : NULL;
+    const float *gamma = m->params + nd->woff[0];
+    float *fz = ws->tfz[t], *A = fz, *B = fz + c, *C = fz + 2 * c;
+    const float *mean, *invstd;
+    if (ws->bn_batch[i]) {
+        mean = ws->bn_mean[i];
+        invstd = ws->bn_invstd[i];
+    } else {
+        float *mw = fz + 3 * c, *iw = fz + 4 * c;
+        bn_coeffs(nd, NULL, 0, m->state + nd->woff[2], m->state + nd->woff[3], mw, iw);
+        mean = mw;
+        invstd = iw;
+    }
+    double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
+    memset(part, 0, (size_t)(2 * c) * sizeof(double));
+    rb_fused_bn_act_sums(part, part + c, dout, y, x, mean, rows, c, act);
+    for (int j = 0; j < c; j++)
+        part[c + j] *= invstd[j]; /* sum dy * xhat */
+    if (!ws->bn_batch[i]) {
+        /* moving statistics: per-thread gradients, din = gamma*invstd*dy */
+        float *dg = grads + nd->woff[0], *dbt = grads + nd->woff[1];
+        for (int j = 0; j < c; j++) {
+            dg[j] += (float)part[c + j];
+            dbt[j] += (float)part[j];
+            A[j] = gamma[j] * invstd[j];
+            B[j] = 0.0f;
+            C[j] = 0.0f;
+        }
+        if (din)
+            rb_fused_bn_act_din(din, dout, y, x, mean, A, B, C, rows, c, act);
+        return;
+    }
+    barrier_t(ws, T, t);
+    double *sum = ws->bnbuf;
+    if (t == 0) {
+        for (int u = 1; u < T; u++)
+            for (int k = 0; k < 2 * c; k++)
+                sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
+        float *dg = m->grads + nd->woff[0], *dbt = m->grads + nd->woff[1];
+        for (int j = 0; j < c; j++) {
+            dg[j] += (float)sum[c + j];
+            dbt[j] += (float)sum[j];
+        }
+        if (din && m->bn_reduce)
+            m->bn_reduce(sum, 2 * c, m->bn_reduce_ctx);
+    }
+    barrier_t(ws, T, t);
+    if (!din)
+        return;
+    double count = ws->bn_count[i];
+    for (int j = 0; j < c; j++) {
+        double is = invstd[j], aa = (double)gamma[j] * is;
+        A[j] = (float)aa;
+        B[j] = (float)(-aa * is * (sum[c + j] / count));
+        C[j] = (float)(-aa * (sum[j] / count));
+    }
+    rb_fused_bn_act_din(din, dout, y, x, mean, A, B, C, rows, c, act);
+}
+
 static void forward_part(job *j, int t)
 {
     rb_model *m = j->m;
@@ -1047,6 +1213,10 @@ static void forward_part(job *j, int t)
             const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
             float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
             int c = nd->c;
+            if (ws->bnact[i] >= 0) {
+                bn_act_forward(m, ws, a, i, t, T, out, in, rows);
+                break;
+            }
             if (bn_uses_batch(m, nd, a->training)) {
                 double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
                 batchnorm_stats(part, part + c, in, rows, c);
@@ -1138,7 +1308,12 @@ static void forward_part(job *j, int t)
             break;
         case RB_OP_DROPOUT:
             if (a->training && nd->rate > 0) {
-                uint64_t key = rb_mix64(a->rng_key) ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ULL);
+                /* keyed by the layer's name, not its index, so the same layer draws the same
+                 * mask in a model cut out of this one (the training feature cache) */
+                uint64_t name_key = 0xcbf29ce484222325ULL; /* FNV-1a */
+                for (const char *c = nd->name; *c; c++)
+                    name_key = (name_key ^ (uint8_t)*c) * 0x100000001b3ULL;
+                uint64_t key = rb_mix64(a->rng_key) ^ rb_mix64(name_key);
                 dropout_forward(out, ws->mask[i] + (int64_t)r0 * nd->size, in, nd->rate, n,
                                 nd->size, m->seed, key, a->sample_base + r0);
             } else if (out != in) {
@@ -1197,8 +1372,17 @@ static void backward_part(job *j, int t)
         for (int z = ws->zstart[i]; z < ws->zstart[i + 1]; z++)
             memset(ws->zptr[z] + (int64_t)r0 * ws->zrow[z], 0,
                    (size_t)((int64_t)n * ws->zrow[z]) * sizeof(float));
+        if (ws->fuse[i] == FUSE_SKIP)
+            continue; /* computed inside the fused BatchNorm */
         const rb_node *nd = &m->nodes[i];
         const int64_t rows = (int64_t)n * nd->h * nd->w;
+        if (ws->bnact[i] >= 0) {
+            double t0 = ws->prof && t == 0 ? prof_now() : 0;
+            bn_act_backward(m, ws, i, t, T, r0, n, grads);
+            if (ws->prof && t == 0)
+                ws->prof[m->nnodes + i] += prof_now() - t0;
+            continue;
+        }
         float *dy = ws->dact[i] + (int64_t)r0 * nd->size;
         if (i == m->output)
             axpy1(dy, j->dout + (int64_t)r0 * nd->size, rows * nd->c);
@@ -1399,7 +1583,8 @@ void rb_workspace_profile_print(const rb_workspace *ws, FILE *f)
             by_op[d][m->nodes[i].op] += ws->prof[d * m->nnodes + i];
             total += ws->prof[d * m->nnodes + i];
         }
-    fprintf(f, "profile by layer class (forward / backward seconds, share of %.3f s):\n", total);
+    fprintf(f, "profile by layer class (thread-0 CPU seconds forward / backward, share of %.3f s):\n",
+            total);
     for (int o = 0; o < RB_OP__COUNT; o++)
         if (by_op[0][o] + by_op[1][o] > 0)
             fprintf(f, "  %-24s %9.4f %9.4f  %5.1f%%\n", rb_op_class((rb_op)o), by_op[0][o],

@@ -11,4 +11,15 @@ void rb_fused_bias_act(float *x, const float *b, int64_t rows, int c, int act);
 /* out (rows, N) = act(in (rows, K) @ w (K, N) + b), GEMM in row blocks */
 void rb_fused_conv1x1(float *out, const float *in, const float *w, const float *b, int64_t rows,
                       int K, int N, int act);
+/* BatchNormalization + ReLU/ReLU6 (act) in one pass: y = act(x*a + b) */
+void rb_fused_bn_act_forward(float *y, const float *x, const float *a, const float *b,
+                             int64_t rows, int c, int act);
+/* s_dy += sum dy, s_dyx += sum dy*(x - mu), dy = dout * act'(y) */
+void rb_fused_bn_act_sums(double *s_dy, double *s_dyx, const float *dout, const float *y,
+                          const float *x, const float *mu, int64_t rows, int c, int act);
+/* din += A*dy + B*(x - mu) + C, dy = dout * act'(y) */
+void rb_fused_bn_act_din(float *din, const float *dout, const float *y, const float *x,
+                         const float *mu, const float *A, const float *B, const float *C,
+                         int64_t rows, int c, int act);
+
 #endif

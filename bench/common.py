@@ -175,6 +175,16 @@ def wait_for_idle(max_wait=60.0, threshold=0.10, window=0.5):
             return -1.0
 
 
+CLEAN_LOAD = 0.20  # a run during which other processes used less than this share is "clean"
+
+
+def clean_runs(runs, key="noise"):
+    """The runs measured while the machine was (nearly) ours, if there are any; else all.
+    Returns (runs, all_clean_flag)."""
+    clean = [r for r in runs if r.get(key) is not None and r[key] < CLEAN_LOAD]
+    return (clean, True) if clean else (list(runs), False)
+
+
 def summary(values):
     """(min, median) of a list of numbers."""
     return min(values), statistics.median(values)

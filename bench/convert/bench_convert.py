@@ -247,28 +247,35 @@ def main():
 
         rows = []
         best = {}
+        used = {}
         for t in tools:
             if not runs[t]:
                 continue
-            tmin, tmed = common.summary([r["seconds"] for r in runs[t]])
-            n = runs[t][0]["images"]
+            rs, clean = common.clean_runs(runs[t])
+            used[t] = "%d/%d" % (len(rs), len(runs[t])) if clean else "0/%d!" % len(runs[t])
+            tmin, tmed = common.summary([r["seconds"] for r in rs])
+            n = rs[0]["images"]
             best[t] = (n / tmin, n / tmed)
         peers = [t for t in tools if t != "radbatch" and t in best]
+        n_images = lambda t: runs[t][0]["images"]  # noqa: E731
         fastest = max(peers, key=lambda t: best[t][1]) if peers else None
         for t in tools:
             if t in best:
                 ips_best, ips_med = best[t]
                 rb = best.get("radbatch")
-                rows.append([t, "%.0f" % ips_med, "%.0f" % ips_best,
-                             "%.2f" % min(r["seconds"] for r in runs[t]),
+                rows.append([t, used[t], "%.0f" % ips_med, "%.0f" % ips_best,
+                             "%.2f" % (n_images(t) / ips_best),
                              "%.2f" % common.summary([r["wall"] for r in runs[t]])[1],
                              "-" if t == "radbatch" or not rb else common.fmt_ratio(rb[1], ips_med),
                              "-" if t == "radbatch" or not rb else common.fmt_ratio(rb[0], ips_best)])
             else:
-                rows.append([t, "-", "-", "-", "-", "-", "-"])
+                rows.append([t, "-", "-", "-", "-", "-", "-", "-"])
         print("\n%s, %d processes each, %d reps" % (label, a.np, a.reps))
-        common.print_table(["tool", "img/s med", "img/s best", "s min", "wall med",
+        common.print_table(["tool", "clean runs", "img/s med", "img/s best", "s min", "wall med",
                             "radbatch/x med", "radbatch/x best"], rows)
+        print("  clean runs: runs during which other processes used < %d%% of the CPUs; the figures"
+              " use only those when there are any ('0/N!': none was clean, all N used)"
+              % (100 * common.CLEAN_LOAD))
         for t, e in errors.items():
             print("  %s: %s" % (t, e))
         if fastest:

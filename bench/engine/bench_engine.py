@@ -184,14 +184,17 @@ def main():
             key = row_key(model, size, mode)
             fpi = flops.flops_per_image(model, size, mode)
             v = {}
+            clean_all = True
             for fw in fws:
-                xs = [r["ips"] for r in runs[(key, fw)]]
+                rs, clean = common.clean_runs(runs[(key, fw)])
+                clean_all = clean_all and (clean or not rs)
+                xs = [r["ips"] for r in rs]
                 v[fw] = (statistics.median(xs) if which == "median" else max(xs)) if xs else None
             results.setdefault(key, {})[which] = v
             results[key]["gflop_per_image"] = fpi / 1e9
             rb, tf_, th = v.get("radbatch"), v.get("tensorflow"), v.get("torch")
             gf = lambda x: None if x is None else x * fpi / 1e9  # noqa: E731
-            table.append([key,
+            table.append([key + ("" if clean_all else " !"),
                           common.fmt_num(rb) if rb is not None else (
                               "not built" if "radbatch" in fws and not engine else "-"),
                           common.fmt_num(tf_), common.fmt_num(th),
@@ -200,10 +203,13 @@ def main():
                           common.fmt_num(gf(rb)),
                           "-" if rb is None or not peak2 else "%.0f%%" % (100 * gf(rb) / peak2),
                           common.fmt_num(gf(tf_)), common.fmt_num(gf(th))])
-        print("\nimages/s, %s over %d reps (batch %d, %d threads); sgemm peak %s GFLOP/s at %d threads"
+        print("\nimages/s, %s over the clean runs of %d reps (batch %d, %d threads); sgemm peak %s GFLOP/s at %d threads"
               % (which, a.reps, a.batch, a.threads, common.fmt_num(peak2), a.threads))
         common.print_table(["row", "radbatch", "TF", "torch", "rb/TF", "rb/torch", "GFLOP/img",
                             "rb GFLOP/s", "rb %peak", "TF GFLOP/s", "torch GFLOP/s"], table)
+    print("clean runs: other processes used < %d%% of the CPUs during the run; the figures use"
+          " only those when a framework has any; '!' marks a row where one framework had none"
+          % (100 * common.CLEAN_LOAD))
     for (key, fw), e in sorted(errors.items()):
         if fw != "radbatch" or engine:
             print("  %s %s: %s" % (key, fw, e))

@@ -46,7 +46,10 @@ static int node_shape(rb_model *m, int i, rb_error *err)
 {
     rb_node *n = &m->nodes[i];
     if (n->op == RB_OP_INPUT) {
-        set_rank3(n, n->h, n->w, n->c);
+        if (n->rank == 1) /* shape=C: a feature vector */
+            set_rank1(n, n->c);
+        else
+            set_rank3(n, n->h, n->w, n->c);
         return 0;
     }
     const rb_node *a = &m->nodes[n->inputs[0]];

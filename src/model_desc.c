@@ -127,7 +127,10 @@ char *rb_model_desc(const rb_model *m)
         sb_printf(&b, "[%s] name=%s", rb_op_class(n->op), n->name);
         switch (n->op) {
         case RB_OP_INPUT:
-            sb_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
+            if (n->rank == 1)
+                sb_printf(&b, " shape=%d preprocess=%s", n->c, PRE_NAME[n->preprocess]);
+            else
+                sb_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
                       PRE_NAME[n->preprocess]);
             break;
         case RB_OP_CONV2D:
@@ -393,8 +396,13 @@ static int node_key(parser *ps, rb_node *n, int *pool_strides_set, const char *k
     case RB_OP_INPUT:
         if (!strcmp(key, "shape")) {
             int x[3];
-            if (parse_ints(v, x, 3) != 3 || x[0] < 1 || x[1] < 1 || x[2] < 1)
-                return bad_value(ps, cls, key, v, "shape=H,W,C, e.g. shape=224,224,3");
+            int cnt = parse_ints(v, x, 3);
+            if (cnt == 1 && x[0] >= 1) { /* a feature vector (a head trained on cached features) */
+                n->h = 1, n->w = 1, n->c = x[0], n->rank = 1;
+                return 0;
+            }
+            if (cnt != 3 || x[0] < 1 || x[1] < 1 || x[2] < 1)
+                return bad_value(ps, cls, key, v, "shape=H,W,C, e.g. shape=224,224,3 (or shape=C for a vector)");
             n->h = x[0], n->w = x[1], n->c = x[2];
             return 0;
         }

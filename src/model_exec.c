@@ -388,6 +388,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     const int INF = 2 * N + 1;
     rb_workspace *ws = calloc(1, sizeof *ws);
     int *ncons = NULL, *maxcons = NULL, *uf = NULL, *gid = NULL, *extra_end = NULL;
+    int *extra_cons = NULL;
     plan_buf *bufs = NULL;
     if (!ws)
         goto oom;
@@ -412,6 +413,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     OOM(ws->bn_batch = calloc((size_t)N, 1));
     OOM(ncons = calloc((size_t)N, sizeof(int)));
     OOM(extra_end = malloc((size_t)N * sizeof(int)));
+    OOM(extra_cons = malloc((size_t)N * sizeof(int)));
     OOM(ws->src = malloc((size_t)N * sizeof(int)));
     OOM(ws->fshape = calloc((size_t)N, sizeof(conv2d_shape)));
     OOM(ws->bnact = malloc((size_t)N * sizeof(int)));
@@ -419,6 +421,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     for (int i = 0; i < N; i++) {
         ws->bnact[i] = -1;
         extra_end[i] = -1;
+        extra_cons[i] = -1;
         ws->src[i] = m->nodes[i].ninputs ? m->nodes[i].inputs[0] : -1;
         ws->fshape[i] = m->nodes[i].cs;
     }
@@ -489,20 +492,25 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         OOM(ws->fold_b[i] = aligned_alloc(64, (size_t)align16(n->c) * sizeof(float)));
         ws->bytes += (size_t)(align16(wsz) + align16(n->c)) * sizeof(float);
     }
-    /* a ZeroPadding2D feeding only a folded depthwise: the depthwise reads the unpadded
-     * input with the padding as implicit zeros */
+    /* a ZeroPadding2D feeding only a depthwise: the depthwise reads (and in backward
+     * writes the gradient of) the unpadded input, the padding being implicit zeros */
     for (int i = 0; i < N && !KEEP && !(flags & RB_WS_NO_FUSE); i++) {
         const rb_node *n = &m->nodes[i];
-        if (ws->fuse[i] != FUSE_CONV_BN || n->op != RB_OP_DEPTHWISE)
+        if (n->op != RB_OP_DEPTHWISE)
             continue;
         int p = n->inputs[0];
         const rb_node *pn = &m->nodes[p];
-        if (pn->op != RB_OP_ZEROPAD || ncons[p] != 1 || ws->bw[p] || p == 0)
+        if (pn->op != RB_OP_ZEROPAD || ncons[p] != 1 || p == 0)
             continue;
         int q = pn->inputs[0];
         ws->fuse[p] = FUSE_SKIP;
         ws->src[i] = q;
-        extra_end[q] = i > extra_end[q] ? i : extra_end[q];
+        int end = i;
+        if (TRAIN && ws->bw[i] && needs_in_bw(n))
+            end = 2 * N - 1 - i;
+        extra_end[q] = end > extra_end[q] ? end : extra_end[q];
+        if (TRAIN && ws->bw[i])
+            extra_cons[q] = i > extra_cons[q] ? i : extra_cons[q];
         conv2d_shape *fs = &ws->fshape[i];
         fs->h = pn->in_h;
         fs->w = pn->in_w;
@@ -576,10 +584,12 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         b->size = sz > b->size ? sz : b->size;
     }
     for (int i = 0; i < N && TRAIN; i++) {
-        if (!ws->bw[i] || ws->bnact[i] >= 0)
+        if (!ws->bw[i] || ws->bnact[i] >= 0 ||
+            (ws->fuse[i] == FUSE_SKIP && m->nodes[i].op == RB_OP_ZEROPAD))
             continue;
         const rb_node *n = &m->nodes[i];
-        int start = i == m->output ? N : 2 * N - 1 - maxcons[i];
+        int lastw = maxcons[i] > extra_cons[i] ? maxcons[i] : extra_cons[i];
+        int start = i == m->output ? N : 2 * N - 1 - lastw;
         int end = 2 * N - 1 - i;
         if (ws->fuse[i] == FUSE_SKIP && n->ninputs && ws->bnact[n->inputs[0]] == i)
             end = 2 * N - 1 - n->inputs[0]; /* read by the fused BN's backward */
@@ -605,7 +615,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     ws->bytes += ws->arena_floats * sizeof(float);
     for (int i = 0; i < N; i++) {
         ws->act[i] = ws->arena + bufs[gid[uf_find(uf, i)]].off;
-        if (TRAIN && ws->bw[i] && ws->bnact[i] < 0)
+        if (TRAIN && ws->bw[i] && ws->bnact[i] < 0 &&
+            !(ws->fuse[i] == FUSE_SKIP && m->nodes[i].op == RB_OP_ZEROPAD))
             ws->dact[i] = ws->arena + bufs[gid[uf_find(uf, N + i)]].off;
     }
     /* zeroing plan: each gradient group at its start */
@@ -623,7 +634,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
             goto oom;
         }
         for (int i = 0; i < N && TRAIN; i++) {
-            if (!ws->bw[i] || ws->bnact[i] >= 0)
+            if (!ws->bw[i] || ws->bnact[i] >= 0 ||
+                (ws->fuse[i] == FUSE_SKIP && m->nodes[i].op == RB_OP_ZEROPAD))
                 continue;
             int r = uf_find(uf, N + i);
             if (seen[r])
@@ -638,7 +650,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         memset(cnt, 0, (size_t)(N + 1) * sizeof(int));
         memset(seen, 0, (size_t)2 * N);
         for (int i = 0; i < N && TRAIN; i++) {
-            if (!ws->bw[i] || ws->bnact[i] >= 0)
+            if (!ws->bw[i] || ws->bnact[i] >= 0 ||
+                (ws->fuse[i] == FUSE_SKIP && m->nodes[i].op == RB_OP_ZEROPAD))
                 continue;
             int r = uf_find(uf, N + i);
             if (seen[r])
@@ -709,9 +722,11 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     free(gid);
     free(bufs);
     free(extra_end);
+    free(extra_cons);
     return ws;
 oom:
     free(extra_end);
+    free(extra_cons);
     free(ncons);
     free(maxcons);
     free(uf);
@@ -1155,8 +1170,8 @@ static void forward_part(job *j, int t)
         barrier(ws, T);
         float *out = ws->act[i] + (int64_t)r0 * nd->size;
         const float *in = NULL;
-        if (nd->ninputs)
-            in = ws->act[nd->inputs[0]] + (int64_t)r0 * m->nodes[nd->inputs[0]].size;
+        if (nd->ninputs) /* src: input 0, or a skipped ZeroPadding2D's input */
+            in = ws->act[ws->src[i]] + (int64_t)r0 * m->nodes[ws->src[i]].size;
         const int64_t rows = (int64_t)n * nd->h * nd->w;
         double t0 = ws->prof && t == 0 ? prof_now() : 0;
         switch (nd->op) {
@@ -1165,7 +1180,7 @@ static void forward_part(job *j, int t)
             break;
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE: {
-            conv2d_shape s = nd->cs;
+            conv2d_shape s = ws->fshape[i];
             s.n = n;
             const float *w = m->params + nd->woff[0];
             const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
@@ -1180,10 +1195,7 @@ static void forward_part(job *j, int t)
                     break;
                 }
                 if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
-                    s = ws->fshape[i];
-                    s.n = n;
-                    int q = ws->src[i];
-                    depthwise_forward(out, ws->act[q] + (int64_t)r0 * m->nodes[q].size, w, NULL, &s);
+                    depthwise_forward(out, in, w, NULL, &s);
                     rb_fused_bias_act(out, b, rows, nd->c, act);
                     break;
                 }
@@ -1387,7 +1399,7 @@ static void backward_part(job *j, int t)
         if (i == m->output)
             axpy1(dy, j->dout + (int64_t)r0 * nd->size, rows * nd->c);
         const float *y = ws->act[i] + (int64_t)r0 * nd->size;
-        int p = nd->ninputs ? nd->inputs[0] : -1;
+        int p = nd->ninputs ? ws->src[i] : -1;
         int64_t psz = p >= 0 ? m->nodes[p].size : 0;
         float *din = (p >= 0 && ws->bw[p]) ? ws->dact[p] + (int64_t)r0 * psz : NULL;
         const float *x = p >= 0 ? ws->act[p] + (int64_t)r0 * psz : NULL;
@@ -1408,7 +1420,7 @@ static void backward_part(job *j, int t)
             if (nd->op == RB_OP_DENSE) {
                 dense_backward(din, dw, db, dy, x, w, n, nd->in_c, nd->units);
             } else {
-                conv2d_shape s = nd->cs;
+                conv2d_shape s = ws->fshape[i];
                 s.n = n;
                 if (nd->op == RB_OP_CONV2D)
                     conv2d_backward(din, dw, db, dy, x, w, &s, scratch);

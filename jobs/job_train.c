@@ -82,6 +82,7 @@ static const opt_spec train_opts[] = {
     {"brightness", OPT_FLOAT, "0", NULL, "random brightness change range (fraction)"},
     {"contrast", OPT_FLOAT, "0", NULL, "random contrast change range (fraction)"},
     {"fill_mode", OPT_CHOICE, "nearest", "nearest|constant|reflect", "how pixels outside the image are filled"},
+    {"fill_value", OPT_FLOAT, "0", NULL, "pixel value for fill_mode = constant (Keras cval)"},
     /* callbacks */
     {"best_metric", OPT_CHOICE, "val_loss", "val_loss|val_accuracy|val_auc|loss",
      "metric that picks the best model (min for losses, max otherwise)"},
@@ -114,6 +115,18 @@ enum { M_LOSS, M_ACC, M_VLOSS, M_VACC, M_VSENS, M_VSPEC, M_VAUC, M_COUNT };
 static const char *metric_names[M_COUNT] = {"loss", "accuracy", "val_loss", "val_accuracy",
                                             "val_sensitivity", "val_specificity", "val_auc"};
 
+/* A model with what training it needs: workspaces, optimizer, trainable ranges. */
+typedef struct train_net {
+    rb_model *m;
+    rb_workspace *ws;      /* training, local batch */
+    rb_workspace *ws_eval; /* inference */
+    optim opt;
+    optim_config ocfg;
+    optim_range *ranges, *kernels;
+    int nranges, nkernels;
+    int64_t span_off, span_len;
+} train_net;
+
 typedef struct train_ctx {
     job_config cfg;
     rb_world w;
@@ -123,19 +136,16 @@ typedef struct train_ctx {
     int nclasses;
     char **class_names;
     int positive;
-    rb_model *m;
-    rb_workspace *ws;      /* training, local batch */
-    rb_workspace *ws_eval; /* inference */
-    unsigned ws_generation;
-    optim opt;
-    optim_config ocfg;
-    optim_range *ranges, *kernels;
-    int nranges, nkernels;
+    train_net net;         /* the whole model */
+    train_net head;        /* the head alone, during a feature-cached stage */
+    train_net *a;          /* the one being trained: &net, or &head with the cache */
+    int cached;            /* this stage trains the head on cached base features */
+    float *feat_train, *feat_val; /* [n, feat_dim] base features of every record */
+    int64_t feat_dim;
     float *class_weight;   /* [nclasses] or NULL */
     float *dlogits;
     int sigmoid;
     float *targets;        /* binary targets for sigmoid */
-    int64_t span_off, span_len;
     /* progress */
     int stage;             /* 1 or 2 */
     int64_t epoch;         /* current epoch (0-based, over both stages) */
@@ -159,6 +169,18 @@ typedef struct train_ctx {
     int64_t nval;
     int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
 } train_ctx;
+
+static void net_free(train_net *n)
+{
+    rb_workspace_free(n->ws);
+    rb_workspace_free(n->ws_eval);
+    optim_free(&n->opt);
+    if (n->m)
+        rb_model_free(n->m);
+    free(n->ranges);
+    free(n->kernels);
+    memset(n, 0, sizeof *n);
+}
 
 static int metric_is_loss(const char *name) { return strstr(name, "loss") != NULL; }
 
@@ -254,50 +276,49 @@ static void bn_reduce(double *buf, int64_t len, void *ctx)
 /* Optimizer for the current stage (fresh state, as Keras' compile()). */
 static int setup_stage_optim(train_ctx *x, float lr, rb_error *err)
 {
-    optim_free(&x->opt);
+    optim_free(&x->a->opt);
     optim_kind k;
     optim_kind_parse(job_str(&x->cfg, "optimizer"), &k);
-    optim_config_default(&x->ocfg, k);
-    x->ocfg.learning_rate = lr;
-    x->ocfg.momentum = (float)job_float(&x->cfg, "momentum");
-    x->ocfg.nesterov = job_bool(&x->cfg, "nesterov");
+    optim_config_default(&x->a->ocfg, k);
+    x->a->ocfg.learning_rate = lr;
+    x->a->ocfg.momentum = (float)job_float(&x->cfg, "momentum");
+    x->a->ocfg.nesterov = job_bool(&x->cfg, "nesterov");
     x->lr = lr;
-    if (optim_init(&x->opt, &x->ocfg, x->m->nparams, err) < 0)
+    if (optim_init(&x->a->opt, &x->a->ocfg, x->a->m->nparams, err) < 0)
         return -1;
-    free(x->ranges);
-    free(x->kernels);
-    int n1 = rb_model_ranges(x->m, RB_RANGES_TRAINABLE, NULL, 0);
-    int n2 = rb_model_ranges(x->m, RB_RANGES_KERNELS, NULL, 0);
-    x->ranges = malloc(((size_t)n1 + 1) * sizeof *x->ranges);
-    x->kernels = malloc(((size_t)n2 + 1) * sizeof *x->kernels);
-    if (!x->ranges || !x->kernels)
+    free(x->a->ranges);
+    free(x->a->kernels);
+    int n1 = rb_model_ranges(x->a->m, RB_RANGES_TRAINABLE, NULL, 0);
+    int n2 = rb_model_ranges(x->a->m, RB_RANGES_KERNELS, NULL, 0);
+    x->a->ranges = malloc(((size_t)n1 + 1) * sizeof *x->a->ranges);
+    x->a->kernels = malloc(((size_t)n2 + 1) * sizeof *x->a->kernels);
+    if (!x->a->ranges || !x->a->kernels)
         return rb_fail(err, NULL, "out of memory");
-    x->nranges = rb_model_ranges(x->m, RB_RANGES_TRAINABLE, x->ranges, n1);
-    x->nkernels = rb_model_ranges(x->m, RB_RANGES_KERNELS, x->kernels, n2);
-    rb_model_trainable_span(x->m, &x->span_off, &x->span_len);
+    x->a->nranges = rb_model_ranges(x->a->m, RB_RANGES_TRAINABLE, x->a->ranges, n1);
+    x->a->nkernels = rb_model_ranges(x->a->m, RB_RANGES_KERNELS, x->a->kernels, n2);
+    rb_model_trainable_span(x->a->m, &x->a->span_off, &x->a->span_len);
     return 0;
 }
 
 /* (Re)make the workspaces after the trainable flags changed. */
 static int setup_workspaces(train_ctx *x, rb_error *err)
 {
-    rb_workspace_free(x->ws);
-    rb_workspace_free(x->ws_eval);
-    x->ws = x->ws_eval = NULL;
+    rb_workspace_free(x->a->ws);
+    rb_workspace_free(x->a->ws_eval);
+    x->a->ws = x->a->ws_eval = NULL;
     int B = (int)job_int(&x->cfg, "batch_size");
     int local = (B + x->w.size - 1) / x->w.size;
-    x->ws = rb_workspace_create(x->m, local, RB_WS_TRAIN, err);
-    if (!x->ws)
+    x->a->ws = rb_workspace_create(x->a->m, local, RB_WS_TRAIN, err);
+    if (!x->a->ws)
         return -1;
-    x->ws_eval = rb_workspace_create(x->m, local > 8 ? local : 8, 0, err);
-    if (!x->ws_eval)
+    x->a->ws_eval = rb_workspace_create(x->a->m, local > 8 ? local : 8, 0, err);
+    if (!x->a->ws_eval)
         return -1;
     int threads = (int)job_int(&x->cfg, "threads");
     if (threads <= 0)
         threads = x->w.threads;
-    if (rb_workspace_set_threads(x->ws, threads, err) < 0 || rb_workspace_set_threads(x->ws_eval, threads, err) < 0)
+    if (rb_workspace_set_threads(x->a->ws, threads, err) < 0 || rb_workspace_set_threads(x->a->ws_eval, threads, err) < 0)
         return -1;
-    x->ws_generation = x->m->generation;
     return 0;
 }
 
@@ -305,12 +326,12 @@ static int setup_stage(train_ctx *x, int stage, rb_error *err)
 {
     x->stage = stage;
     if (stage == 2) {
-        int first = rb_model_unfreeze_top(x->m, job_float(&x->cfg, "fine_tune_fraction"));
+        int first = rb_model_unfreeze_top(x->a->m, job_float(&x->cfg, "fine_tune_fraction"));
         rb_info("fine-tuning: base layers from index %d (%s) on are trainable", first,
-                first < x->m->nnodes ? x->m->nodes[first].name : "-");
+                first < x->a->m->nnodes ? x->a->m->nodes[first].name : "-");
     }
     int64_t total, trainable, frozen;
-    rb_model_count(x->m, &total, &trainable, &frozen);
+    rb_model_count(x->a->m, &total, &trainable, &frozen);
     rb_info("stage %d: %lld params, %lld trainable, %lld non-trainable", stage, (long long)total,
             (long long)trainable, (long long)frozen);
     float lr = (float)job_float(&x->cfg, stage == 1 ? "learning_rate" : "fine_tune_learning_rate");
@@ -328,22 +349,22 @@ static int build_model(train_ctx *x, rb_error *err)
     if (strcmp(bb, "mobilenetv2") == 0 && x->tr.channels != 3)
         return rb_fail(err, "convert with channels = 3", "train: mobilenetv2 needs 3-channel images, the shards have %d",
                        x->tr.channels);
-    if (rb_model_build(&x->m, bb, x->tr.height, x->tr.width, x->tr.channels, &head, err) < 0)
+    if (rb_model_build(&x->a->m, bb, x->tr.height, x->tr.width, x->tr.channels, &head, err) < 0)
         return -1;
-    x->m->base_training = job_bool(&x->cfg, "base_training");
+    x->a->m->base_training = job_bool(&x->cfg, "base_training");
     uint64_t seed = (uint64_t)job_int(&x->cfg, "seed");
-    rb_model_init(x->m, seed);
-    x->m->seed = seed;
+    rb_model_init(x->a->m, seed);
+    x->a->m->seed = seed;
     if (strcmp(bb, "mobilenetv2") == 0) {
         if (job_bool(&x->cfg, "freeze_base"))
-            rb_model_freeze_base(x->m);
+            rb_model_freeze_base(x->a->m);
         else
-            rb_model_set_all_trainable(x->m, 1);
+            rb_model_set_all_trainable(x->a->m, 1);
     } else
-        rb_model_set_all_trainable(x->m, 1);
+        rb_model_set_all_trainable(x->a->m, 1);
     int nv, nl;
-    const rb_param_view *views = rb_model_params(x->m, &nv);
-    const rb_layer_view *layers = rb_model_layers(x->m, &nl);
+    const rb_param_view *views = rb_model_params(x->a->m, &nv);
+    const rb_layer_view *layers = rb_model_layers(x->a->m, &nl);
     const char *init_model = job_str(&x->cfg, "init_model");
     const char *weights = job_str(&x->cfg, "weights");
     if (*init_model) {
@@ -361,7 +382,7 @@ static int build_model(train_ctx *x, rb_error *err)
     } else if (strcmp(bb, "mobilenetv2") == 0)
         rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
     if (job_bool(&x->cfg, "sync_bn"))
-        rb_model_set_bn_reduce(x->m, bn_reduce, NULL);
+        rb_model_set_bn_reduce(x->a->m, bn_reduce, NULL);
     return 0;
 }
 
@@ -373,14 +394,14 @@ static void average_bn_statistics(train_ctx *x)
 {
     if (x->w.size < 2 || job_bool(&x->cfg, "sync_bn"))
         return;
-    for (int i = 0; i < x->m->nnodes; i++) {
-        const rb_node *nd = &x->m->nodes[i];
-        if (nd->op != RB_OP_BATCHNORM || !nd->trainable || (nd->in_base && !x->m->base_training))
+    for (int i = 0; i < x->a->m->nnodes; i++) {
+        const rb_node *nd = &x->a->m->nodes[i];
+        if (nd->op != RB_OP_BATCHNORM || !nd->trainable || (nd->in_base && !x->a->m->base_training))
             continue; /* moving statistics unchanged by training: identical everywhere */
         for (int k = 0; k < nd->nweights; k++) {
             if (!nd->is_state[k])
                 continue;
-            float *v = x->m->state + nd->woff[k];
+            float *v = x->a->m->state + nd->woff[k];
             rb_mpi_sum_f32(v, nd->wsize[k]);
             for (int64_t j = 0; j < nd->wsize[k]; j++)
                 v[j] /= (float)x->w.size;
@@ -391,15 +412,17 @@ static void average_bn_statistics(train_ctx *x)
 /* ---- one training step ------------------------------------------------------------ */
 static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
 {
-    rb_model_zero_grads(x->m);
+    rb_model_zero_grads(x->a->m);
     double loss_sum = 0, correct = 0;
     int k = x->sigmoid ? 1 : x->nclasses;
     if (b->n > 0) {
-        rb_forward_args a = {b->images, RB_INPUT_U8, b->n, 1, 0, (uint64_t)x->epoch, b->sample_base};
-        if (rb_model_forward(x->m, x->ws, &a, err) < 0)
+        rb_forward_args a = {b->features ? (const void *)b->features : (const void *)b->images,
+                             b->features ? RB_INPUT_F32 : RB_INPUT_U8, b->n, 1, 0, (uint64_t)x->epoch,
+                             b->sample_base};
+        if (rb_model_forward(x->a->m, x->a->ws, &a, err) < 0)
             return -1;
-        const float *logits = rb_workspace_logits(x->ws);
-        const float *out = rb_workspace_output(x->ws, x->m->output);
+        const float *logits = rb_workspace_logits(x->a->ws);
+        const float *out = rb_workspace_output(x->a->ws, x->a->m->output);
         loss_spec ls = {b->n, k, b->global_n, x->class_weight, (float)job_float(&x->cfg, "label_smoothing")};
         int rc;
         if (x->sigmoid) {
@@ -422,7 +445,7 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
             }
             correct += pred == b->labels[i];
         }
-        if (rb_model_backward(x->m, x->ws, x->dlogits, 1, err) < 0)
+        if (rb_model_backward(x->a->m, x->a->ws, x->dlogits, 1, err) < 0)
             return -1;
     } else if (job_bool(&x->cfg, "sync_bn")) {
         /* a rank without rows must still join the BatchNorm reductions: not supported */
@@ -430,19 +453,19 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
     }
     /* the one allreduce of the step: mean gradient (losses are already divided by the
      * global batch) over the span holding every trainable weight */
-    rb_mpi_sum_f32(x->m->grads + x->span_off, x->span_len);
+    rb_mpi_sum_f32(x->a->m->grads + x->a->span_off, x->a->span_len);
     double l2 = job_float(&x->cfg, "l2");
     double stats[4] = {loss_sum, correct, (double)b->n, (double)g_term};
     rb_mpi_sum_f64(stats, 4);
     if (l2 > 0) {
-        optim_l2_grad(x->m->grads, x->m->params, x->kernels, x->nkernels, (float)l2);
-        stats[0] += (double)b->global_n * optim_l2_penalty(x->m->params, x->kernels, x->nkernels, (float)l2);
+        optim_l2_grad(x->a->m->grads, x->a->m->params, x->a->kernels, x->a->nkernels, (float)l2);
+        stats[0] += (double)b->global_n * optim_l2_penalty(x->a->m->params, x->a->kernels, x->a->nkernels, (float)l2);
     }
     if (!isfinite(stats[0]))
         return rb_fail(err, "lower the learning rate; the last good checkpoint is kept in run_dir/checkpoints",
                        "train: the loss became %f at epoch %lld step %lld", stats[0], (long long)x->epoch + 1,
                        (long long)x->step + 1);
-    optim_step(&x->opt, x->m->params, x->m->grads, x->ranges, x->nranges, x->lr);
+    optim_step(&x->a->opt, x->a->m->params, x->a->m->grads, x->a->ranges, x->a->nranges, x->lr);
     average_bn_statistics(x);
     x->step++;
     x->loss_sum += stats[0];
@@ -464,7 +487,7 @@ static int validate(train_ctx *x, rb_error *err)
     int P = x->w.size, r = x->w.rank;
     int64_t lo = d->n * r / P, hi = d->n * (r + 1) / P;
     int k = x->sigmoid ? 1 : x->nclasses;
-    int bs = rb_workspace_batch(x->ws_eval);
+    int bs = rb_workspace_batch(x->a->ws_eval);
     uint8_t *img = malloc((size_t)bs * d->record_bytes + 1);
     int64_t *idx = malloc((size_t)bs * sizeof *idx);
     int32_t *lab = malloc((size_t)bs * sizeof *lab);
@@ -481,13 +504,17 @@ static int validate(train_ctx *x, rb_error *err)
         int n = (int)(hi - s < bs ? hi - s : bs);
         for (int i = 0; i < n; i++)
             idx[i] = s + i;
-        if ((rc = shard_dataset_read(d, idx, n, img, lab, err)) < 0)
-            break;
         rb_forward_args a = {img, RB_INPUT_U8, n, 0, 0, 0, s};
-        if ((rc = rb_model_forward(x->m, x->ws_eval, &a, err)) < 0)
+        if (x->cached) { /* base features computed once: run the head alone */
+            memcpy(lab, d->labels + s, (size_t)n * sizeof *lab);
+            a.input = x->feat_val + s * x->feat_dim;
+            a.type = RB_INPUT_F32;
+        } else if ((rc = shard_dataset_read(d, idx, n, img, lab, err)) < 0)
             break;
-        const float *out = rb_workspace_output(x->ws_eval, x->m->output);
-        const float *logits = rb_workspace_logits(x->ws_eval);
+        if ((rc = rb_model_forward(x->a->m, x->a->ws_eval, &a, err)) < 0)
+            break;
+        const float *out = rb_workspace_output(x->a->ws_eval, x->a->m->output);
+        const float *logits = rb_workspace_logits(x->a->ws_eval);
         double part = 0;
         loss_spec ls = {n, k, n, NULL, 0}; /* only the sum is used */
         if (x->sigmoid) {
@@ -643,8 +670,8 @@ static char *model_card(train_ctx *x, int final, double threshold)
     cJSON_AddNumberToObject(pre, "channels", x->tr.channels);
     cJSON_AddStringToObject(pre, "resize", x->tr.index.resize);
     cJSON_AddBoolToObject(pre, "dct_scaling", x->tr.index.dct_scaling);
-    cJSON_AddStringToObject(pre, "rescale", x->m->nodes[0].preprocess == RESCALE_MINUS1_1 ? "x/127.5-1" :
-                                            x->m->nodes[0].preprocess == RESCALE_0_1 ? "x/255" : "none");
+    cJSON_AddStringToObject(pre, "rescale", x->a->m->nodes[0].preprocess == RESCALE_MINUS1_1 ? "x/127.5-1" :
+                                            x->a->m->nodes[0].preprocess == RESCALE_0_1 ? "x/255" : "none");
     cJSON_AddNumberToObject(c, "seed", (double)job_int(&x->cfg, "seed"));
     cJSON_AddNumberToObject(c, "epochs_run", (double)x->epoch);
     cJSON_AddNumberToObject(c, "steps", (double)x->step);
@@ -699,10 +726,10 @@ static char *checkpoint_card(train_ctx *x)
 static int save_model(train_ctx *x, const char *path, const char *card, int with_optim, rb_error *err)
 {
     int nv;
-    const rb_param_view *views = rb_model_params(x->m, &nv);
-    char *arch = rb_model_desc(x->m);
-    model_file_optimizer mo = {"", x->opt.step, NULL, optim_state_size(&x->ocfg, x->m->nparams), x->opt.state};
-    snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->ocfg.kind));
+    const rb_param_view *views = rb_model_params(x->a->m, &nv);
+    char *arch = rb_model_desc(x->a->m);
+    model_file_optimizer mo = {"", x->a->opt.step, NULL, optim_state_size(&x->a->ocfg, x->a->m->nparams), x->a->opt.state};
+    snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->a->ocfg.kind));
     model_file_train_state ts = {x->epoch, x->step, x->next_batch * job_int(&x->cfg, "batch_size"),
                                  (uint64_t)job_int(&x->cfg, "seed"), x->best, ""};
     snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", job_str(&x->cfg, "best_metric"));
@@ -744,7 +771,7 @@ static int load_checkpoint(train_ctx *x, const char *path, rb_error *err)
     if (model_file_read_header(path, &h, err) < 0)
         return -1;
     int rc = 0;
-    char *arch = rb_model_desc(x->m);
+    char *arch = rb_model_desc(x->a->m);
     cJSON *card = h.model_card ? cJSON_Parse(h.model_card) : NULL;
     const cJSON *r = card ? cJSON_GetObjectItemCaseSensitive(card, "resume") : NULL;
     if (!h.has_optimizer || !h.has_train_state || !r)
@@ -755,23 +782,23 @@ static int load_checkpoint(train_ctx *x, const char *path, rb_error *err)
     /* the architecture text also carries the trainable flags of the stage */
     if (rc == 0 && strcmp(arch, h.architecture) != 0) {
         free(arch);
-        arch = rb_model_desc(x->m);
+        arch = rb_model_desc(x->a->m);
         if (strcmp(arch, h.architecture) != 0)
             rc = rb_fail(err, "resume with the job file of the run that wrote it",
                          "%s: the checkpoint's model differs from the one this job builds", path);
     }
     int nv;
-    const rb_param_view *views = rb_model_params(x->m, &nv);
+    const rb_param_view *views = rb_model_params(x->a->m, &nv);
     if (rc == 0)
         rc = model_file_load_weights(path, views, nv, err);
-    if (rc == 0 && (h.optimizer_state_len != optim_state_size(&x->ocfg, x->m->nparams) ||
-                    strcmp(h.optimizer_kind, optim_kind_name(x->ocfg.kind)) != 0))
+    if (rc == 0 && (h.optimizer_state_len != optim_state_size(&x->a->ocfg, x->a->m->nparams) ||
+                    strcmp(h.optimizer_kind, optim_kind_name(x->a->ocfg.kind)) != 0))
         rc = rb_fail(err, "resume with the job file of the run that wrote it", "%s: optimizer %s does not match this job's %s",
-                     path, h.optimizer_kind, optim_kind_name(x->ocfg.kind));
+                     path, h.optimizer_kind, optim_kind_name(x->a->ocfg.kind));
     if (rc == 0)
-        rc = model_file_load_optimizer(path, x->opt.state, h.optimizer_state_len, err);
+        rc = model_file_load_optimizer(path, x->a->opt.state, h.optimizer_state_len, err);
     if (rc == 0) {
-        x->opt.step = h.optimizer_step;
+        x->a->opt.step = h.optimizer_step;
         x->epoch = h.train_state.epoch;
         x->step = h.train_state.step;
         x->next_batch = h.train_state.data_position / job_int(&x->cfg, "batch_size");
@@ -802,8 +829,8 @@ static int load_checkpoint(train_ctx *x, const char *path, rb_error *err)
 /* Compare a checksum of the weights across ranks: every rank must hold the same model. */
 static int check_consistency(train_ctx *x, rb_error *err)
 {
-    uint64_t mine = XXH3_64bits(x->m->params, (size_t)x->m->nparams * sizeof(float)) ^
-                    XXH3_64bits(x->m->state, (size_t)x->m->nstate * sizeof(float));
+    uint64_t mine = XXH3_64bits(x->a->m->params, (size_t)x->a->m->nparams * sizeof(float)) ^
+                    XXH3_64bits(x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
     void *all = NULL;
     size_t len;
     if (rb_mpi_allgather_bytes(&mine, sizeof mine, &all, &len, err) < 0)
@@ -837,8 +864,8 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
         x->best_epoch = x->epoch;
         memcpy(x->best_metrics, x->metrics, sizeof x->metrics);
         x->wait_es = x->wait_lr = 0;
-        memcpy(x->best_params, x->m->params, (size_t)x->m->nparams * sizeof(float));
-        memcpy(x->best_state, x->m->state, (size_t)x->m->nstate * sizeof(float));
+        memcpy(x->best_params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
+        memcpy(x->best_state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
         int ok = 1;
         if (x->w.rank == 0) {
             char *p = fs_join(x->run_dir, "best.h5");
@@ -885,7 +912,278 @@ static void print_epoch(train_ctx *x, int64_t nb, double secs)
     rb_info("%s", line);
 }
 
+static void aug_from_config(train_ctx *x, augment_config *out)
+{
+    augment_config_default(out);
+    out->rotation_deg = (float)job_float(&x->cfg, "rotation");
+    out->width_shift = (float)job_float(&x->cfg, "width_shift");
+    out->height_shift = (float)job_float(&x->cfg, "height_shift");
+    out->shear_deg = (float)job_float(&x->cfg, "shear");
+    out->zoom = (float)job_float(&x->cfg, "zoom");
+    out->hflip = job_bool(&x->cfg, "horizontal_flip");
+    out->vflip = job_bool(&x->cfg, "vertical_flip");
+    out->rot90 = job_bool(&x->cfg, "rot90");
+    out->crop_fraction = (float)job_float(&x->cfg, "crop");
+    out->brightness = (float)job_float(&x->cfg, "brightness");
+    out->contrast = (float)job_float(&x->cfg, "contrast");
+    augment_fill_mode_parse(job_str(&x->cfg, "fill_mode"), &out->fill_mode);
+    out->fill_value = (float)job_float(&x->cfg, "fill_value");
+}
+
+/* ---- frozen-base feature cache --------------------------------------------------------
+ * When nothing before some node f trains or draws random numbers (a frozen base in
+ * inference mode, no augmentation), the output of node f-1 is a fixed function of each
+ * record. It is computed once (each rank a slice, then allgathered) and the stage trains
+ * the head (nodes f..) alone on it: the same computation minus the base's forward pass in
+ * every step. The head is a model of its own whose input layer carries node f-1's name;
+ * weights and optimizer state move between it and the whole model by layer name before
+ * every checkpoint or best-model save and at the end of the stage, so those files always
+ * hold the whole model. */
+
+/* First node of the head, or -1 when there is no clean cut. */
+static int cache_cut(const rb_model *m)
+{
+    int f = -1;
+    for (int i = 1; i < m->nnodes && f < 0; i++) {
+        const rb_node *nd = &m->nodes[i];
+        if ((nd->nweights > 0 && nd->trainable) || nd->op == RB_OP_DROPOUT)
+            f = i;
+    }
+    if (f < 2)
+        return -1;
+    for (int j = f; j < m->nnodes; j++)
+        for (int q = 0; q < m->nodes[j].ninputs; q++)
+            if (m->nodes[j].inputs[q] < f - 1)
+                return -1; /* the head reads more than one base tensor */
+    return f;
+}
+
+/* Description of nodes [lo, hi) as a model of its own (lo > 0: input = node lo-1). */
+static char *sub_desc(const rb_model *m, int lo, int hi)
+{
+    char *full = rb_model_desc(m);
+    if (!full)
+        return NULL;
+    rb_buf b = {0};
+    const rb_node *cut = lo > 0 ? &m->nodes[lo - 1] : NULL;
+    rb_buf_printf(&b, "[model] name=%s_%s backbone=custom base_layers=%d\n", m->name, lo ? "head" : "base",
+                  lo ? 1 : hi);
+    if (cut && cut->rank == 3)
+        rb_buf_printf(&b, "[InputLayer] name=%s shape=%d,%d,%d preprocess=none\n", cut->name, cut->h, cut->w, cut->c);
+    else if (cut)
+        rb_buf_printf(&b, "[InputLayer] name=%s shape=%d preprocess=none\n", cut->name, cut->c);
+    int node = -1;
+    char *save = NULL;
+    for (char *line = strtok_r(full, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] != '[' || strncmp(line, "[model]", 7) == 0)
+            continue;
+        node++;
+        if (node >= lo && node < hi)
+            rb_buf_printf(&b, "%s\n", line);
+    }
+    free(full);
+    rb_buf_put(&b, "", 1);
+    if (b.failed) {
+        rb_buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.data;
+}
+
+/* Pairs (dst view, src view) with the same layer and weight name. */
+static void copy_weights(rb_model *dst, const rb_model *src)
+{
+    int nd, ns;
+    const rb_param_view *vd = rb_model_params(dst, &nd), *vs = rb_model_params(src, &ns);
+    for (int i = 0; i < nd; i++)
+        for (int j = 0; j < ns; j++)
+            if (!strcmp(vd[i].layer, vs[j].layer) && !strcmp(vd[i].weight, vs[j].weight)) {
+                int64_t n = 1;
+                for (int d = 0; d < vd[i].ndim; d++)
+                    n *= vd[i].shape[d];
+                memcpy(vd[i].data, vs[j].data, (size_t)n * sizeof(float));
+                break;
+            }
+}
+
+/* Optimizer state is blocks of nparams floats laid out like the parameters (src/optim.c):
+ * move each weight's slice of every block. */
+static void copy_optim(train_net *dst, const train_net *src)
+{
+    int64_t blocks = dst->m->nparams ? optim_state_size(&dst->ocfg, dst->m->nparams) / dst->m->nparams : 0;
+    int nd, ns;
+    const rb_param_view *vd = rb_model_params(dst->m, &nd), *vs = rb_model_params(src->m, &ns);
+    for (int i = 0; i < nd; i++) {
+        if (vd[i].is_state)
+            continue;
+        for (int j = 0; j < ns; j++) {
+            if (strcmp(vd[i].layer, vs[j].layer) || strcmp(vd[i].weight, vs[j].weight))
+                continue;
+            int64_t n = 1;
+            for (int d = 0; d < vd[i].ndim; d++)
+                n *= vd[i].shape[d];
+            for (int64_t k = 0; k < blocks; k++)
+                memcpy(dst->opt.state + k * dst->m->nparams + vd[i].offset,
+                       src->opt.state + k * src->m->nparams + vs[j].offset, (size_t)n * sizeof(float));
+            break;
+        }
+    }
+    dst->opt.step = src->opt.step;
+}
+
+/* Head -> whole model (weights, optimizer state). */
+static void cache_push(train_ctx *x)
+{
+    if (!x->cached)
+        return;
+    copy_weights(x->net.m, x->head.m);
+    copy_optim(&x->net, &x->head);
+}
+
+/* Base features of records [lo, hi) of d on this rank, all gathered into *out. */
+static int cache_features(train_ctx *x, rb_model *base, rb_workspace *ws, shard_dataset *d, float **out,
+                          rb_error *err)
+{
+    int P = x->w.size, r = x->w.rank;
+    int64_t lo = d->n * r / P, hi = d->n * (r + 1) / P, dim = x->feat_dim;
+    int bs = rb_workspace_batch(ws);
+    float *mine = malloc((size_t)(hi - lo + 1) * (size_t)dim * sizeof(float));
+    uint8_t *img = malloc((size_t)bs * d->record_bytes + 1);
+    int64_t *idx = malloc((size_t)bs * sizeof *idx);
+    int rc = mine && img && idx ? 0 : rb_fail(err, NULL, "out of memory for cached features");
+    for (int64_t s = lo; rc == 0 && s < hi; s += bs) {
+        int n = (int)(hi - s < bs ? hi - s : bs);
+        for (int i = 0; i < n; i++)
+            idx[i] = s + i;
+        rb_forward_args a = {img, RB_INPUT_U8, n, 0, 0, 0, s};
+        if ((rc = shard_dataset_read(d, idx, n, img, NULL, err)) == 0 && (rc = rb_model_forward(base, ws, &a, err)) == 0)
+            memcpy(mine + (s - lo) * dim, rb_workspace_output(ws, base->output), (size_t)n * (size_t)dim * sizeof(float));
+    }
+    free(img);
+    free(idx);
+    if (!rb_mpi_agree_ok(rc == 0)) {
+        free(mine);
+        return rc == 0 ? rb_fail(err, NULL, "computing cached features failed on another rank") : -1;
+    }
+    size_t len;
+    rc = rb_mpi_allgather_bytes(mine, (size_t)(hi - lo) * (size_t)dim * sizeof(float), (void **)out, &len, err);
+    free(mine);
+    return rc;
+}
+
+/* Start a feature-cached stage when the current one allows it. */
+static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *err)
+{
+    const char *mode = job_str(&x->cfg, "feature_cache");
+    if (x->cached || !strcmp(mode, "false"))
+        return 0;
+    int f = cache_cut(x->net.m);
+    if (f < 0 || augment_config_active(aug)) {
+        if (!strcmp(mode, "true"))
+            rb_warn("feature_cache: not possible in this stage (%s)",
+                    f < 0 ? "no frozen base before the trainable layers" : "augmentation is on");
+        return 0;
+    }
+    double t0 = rb_now();
+    const rb_node *cut = &x->net.m->nodes[f - 1];
+    x->feat_dim = cut->size;
+    char *bd = sub_desc(x->net.m, 0, f), *hd = sub_desc(x->net.m, f, x->net.m->nnodes);
+    rb_model *base = NULL;
+    int rc = bd && hd ? 0 : rb_fail(err, NULL, "out of memory");
+    if (rc == 0)
+        rc = rb_model_from_desc(&base, bd, err);
+    if (rc == 0)
+        rc = rb_model_from_desc(&x->head.m, hd, err);
+    free(bd);
+    free(hd);
+    rb_workspace *ws = NULL;
+    if (rc == 0) {
+        copy_weights(base, x->net.m);
+        copy_weights(x->head.m, x->net.m);
+        x->head.m->seed = x->net.m->seed;
+        int threads = (int)job_int(&x->cfg, "threads");
+        ws = rb_workspace_create(base, 32, 0, err);
+        rc = ws && rb_workspace_set_threads(ws, threads > 0 ? threads : x->w.threads, err) == 0 ? 0 : -1;
+    }
+    free(x->feat_train);
+    free(x->feat_val);
+    x->feat_train = x->feat_val = NULL;
+    if (rc == 0)
+        rc = cache_features(x, base, ws, &x->tr, &x->feat_train, err);
+    if (rc == 0 && x->have_val)
+        rc = cache_features(x, base, ws, &x->va, &x->feat_val, err);
+    rb_workspace_free(ws);
+    if (base)
+        rb_model_free(base);
+    if (rc == 0) {
+        /* the head trains with the whole model's optimizer settings and state */
+        x->a = &x->head;
+        rc = setup_stage_optim(x, x->lr, err);
+        if (rc == 0)
+            rc = setup_workspaces(x, err);
+        if (rc == 0) {
+            copy_optim(&x->head, &x->net);
+            x->cached = 1;
+            rb_info("feature cache: %lld base features per image computed once for %lld records in %.1f s; "
+                    "training %s onwards", (long long)x->feat_dim,
+                    (long long)(x->tr.n + (x->have_val ? x->va.n : 0)), rb_now() - t0, x->net.m->nodes[f].name);
+        }
+    }
+    if (rc < 0) {
+        x->a = &x->net;
+        net_free(&x->head);
+    }
+    return rc;
+}
+
+static void cache_end(train_ctx *x)
+{
+    if (!x->cached)
+        return;
+    cache_push(x);
+    x->a = &x->net;
+    x->cached = 0;
+    net_free(&x->head);
+    free(x->feat_train);
+    free(x->feat_val);
+    x->feat_train = x->feat_val = NULL;
+}
+
+/* Checkpoints and best-model files always hold the whole model. */
+static int save_checkpoint_full(train_ctx *x, rb_error *err)
+{
+    train_net *keep = x->a;
+    cache_push(x);
+    x->a = &x->net;
+    int rc = save_checkpoint(x, err);
+    x->a = keep;
+    return rc;
+}
+
+
 /* ---- the run ------------------------------------------------------------------------- */
+/* Feature-cached stage: batches of cached base features instead of images. */
+static train_batch *cached_next(train_ctx *x, train_batch *tb, float *feat, int64_t b, int64_t nb,
+                                const int64_t *perm)
+{
+    if (b >= nb)
+        return NULL;
+    int64_t lo, hi;
+    int gn;
+    train_batch_slice(x->tr.n, (int)job_int(&x->cfg, "batch_size"), b, x->w.rank, x->w.size, &lo, &hi, &gn);
+    tb->n = (int)(hi - lo);
+    tb->global_n = gn;
+    tb->index = b;
+    tb->sample_base = lo;
+    for (int i = 0; i < tb->n; i++) {
+        memcpy(feat + (size_t)i * x->feat_dim, x->feat_train + perm[lo + i] * x->feat_dim,
+               (size_t)x->feat_dim * sizeof(float));
+        tb->labels[i] = x->tr.labels[perm[lo + i]];
+    }
+    tb->features = feat;
+    return tb;
+}
+
 static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
 {
     int B = (int)job_int(&x->cfg, "batch_size");
@@ -894,29 +1192,30 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
         x->loss_sum = x->correct = x->seen = 0;
     train_epoch_order(perm, x->tr.n, (uint64_t)job_int(&x->cfg, "seed"), x->epoch, job_bool(&x->cfg, "shuffle"));
     augment_config aug;
-    memset(&aug, 0, sizeof aug);
-    aug.rotation_deg = (float)job_float(&x->cfg, "rotation");
-    aug.width_shift = (float)job_float(&x->cfg, "width_shift");
-    aug.height_shift = (float)job_float(&x->cfg, "height_shift");
-    aug.shear_deg = (float)job_float(&x->cfg, "shear");
-    aug.zoom = (float)job_float(&x->cfg, "zoom");
-    aug.hflip = job_bool(&x->cfg, "horizontal_flip");
-    aug.vflip = job_bool(&x->cfg, "vertical_flip");
-    aug.rot90 = job_bool(&x->cfg, "rot90");
-    aug.crop_fraction = (float)job_float(&x->cfg, "crop");
-    aug.brightness = (float)job_float(&x->cfg, "brightness");
-    aug.contrast = (float)job_float(&x->cfg, "contrast");
-    augment_fill_mode_parse(job_str(&x->cfg, "fill_mode"), &aug.fill_mode);
+    aug_from_config(x, &aug);
     train_loader ld;
-    if (train_loader_start(&ld, &x->tr, perm, x->next_batch, B, x->w.rank, x->w.size, &aug,
-                           (uint64_t)job_int(&x->cfg, "seed"), x->epoch, err) < 0)
+    memset(&ld, 0, sizeof ld);
+    train_batch cb;
+    memset(&cb, 0, sizeof cb);
+    float *feat = NULL;
+    int local = (B + x->w.size - 1) / x->w.size;
+    if (x->cached) {
+        feat = malloc((size_t)local * (size_t)x->feat_dim * sizeof(float) + 4);
+        cb.labels = malloc((size_t)local * sizeof(int32_t) + 4);
+        if (!feat || !cb.labels) {
+            free(feat);
+            free(cb.labels);
+            return rb_fail(err, NULL, "out of memory");
+        }
+    } else if (train_loader_start(&ld, &x->tr, perm, x->next_batch, B, x->w.rank, x->w.size, &aug,
+                                  (uint64_t)job_int(&x->cfg, "seed"), x->epoch, err) < 0)
         return -1;
     rb_progress prog;
     rb_progress_start(&prog, "  batches", nb);
     int rc = 0;
     int64_t every = job_int(&x->cfg, "checkpoint_every_steps"), max_steps = job_int(&x->cfg, "max_steps");
-    for (;;) {
-        train_batch *b = train_loader_next(&ld, err);
+    for (int64_t next = x->next_batch;; next++) {
+        train_batch *b = x->cached ? cached_next(x, &cb, feat, next, nb, perm) : train_loader_next(&ld, err);
         int ok = b != NULL || !ld.failed;
         if (!rb_mpi_agree_ok(ok)) {
             rc = ok ? rb_fail(err, NULL, "reading training data failed on another rank") : -1;
@@ -926,7 +1225,8 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
             break;
         rc = train_step(x, b, err);
         int64_t done_batch = b->index + 1;
-        train_loader_release(&ld, b);
+        if (!x->cached)
+            train_loader_release(&ld, b);
         if (!rb_mpi_agree_ok(rc == 0)) {
             if (rc == 0)
                 rc = rb_fail(err, NULL, "a training step failed on another rank");
@@ -946,15 +1246,18 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
         if (x->stop_requested) {
             rb_info("SIGTERM: writing a checkpoint at epoch %lld, batch %lld/%lld", (long long)x->epoch + 1,
                     (long long)done_batch, (long long)nb);
-            rc = at_end ? 0 : save_checkpoint(x, err);
+            rc = at_end ? 0 : save_checkpoint_full(x, err);
             break;
         }
-        if (!at_end && every > 0 && x->step % every == 0 && (rc = save_checkpoint(x, err)) < 0)
+        if (!at_end && every > 0 && x->step % every == 0 && (rc = save_checkpoint_full(x, err)) < 0)
             break;
         if (max_steps > 0 && x->step >= max_steps)
             break;
     }
-    train_loader_stop(&ld);
+    if (!x->cached)
+        train_loader_stop(&ld);
+    free(feat);
+    free(cb.labels);
     return rc;
 }
 
@@ -999,14 +1302,18 @@ static int train_main(train_ctx *x, rb_error *err)
     }
     rb_info("train: %lld records, val: %lld records, %d classes, %d rank(s) x %d thread(s)", (long long)x->tr.n,
             (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, x->w.threads);
+    augment_config aug;
+    aug_from_config(x, &aug);
+    if (augment_config_check(&aug, err) < 0)
+        return rb_error_prefix(err, "train: ");
     if (parse_class_weight(x, err) < 0 || build_model(x, err) < 0)
         return -1;
     int B = (int)job_int(c, "batch_size");
     int local = (B + x->w.size - 1) / x->w.size;
     x->dlogits = malloc((size_t)local * (size_t)x->nclasses * sizeof(float) + 4);
     x->targets = malloc((size_t)(local > 64 ? local : 64) * sizeof(float) + 4);
-    x->best_params = malloc((size_t)x->m->nparams * sizeof(float) + 4);
-    x->best_state = malloc((size_t)x->m->nstate * sizeof(float) + 4);
+    x->best_params = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
+    x->best_state = malloc((size_t)x->a->m->nstate * sizeof(float) + 4);
     int64_t *perm = malloc((size_t)x->tr.n * sizeof *perm + 8);
     if (!x->dlogits || !x->targets || !x->best_params || !x->best_state || !perm) {
         free(perm);
@@ -1020,7 +1327,7 @@ static int train_main(train_ctx *x, rb_error *err)
         return -1;
     }
     if (x->w.rank == 0 && !job_bool(c, "quiet"))
-        rb_model_summary(x->m, stdout);
+        rb_model_summary(x->a->m, stdout);
 
     int64_t e1 = job_int(c, "epochs"), e2 = job_int(c, "fine_tune_epochs");
     if (job_bool(c, "resume")) {
@@ -1036,18 +1343,18 @@ static int train_main(train_ctx *x, rb_error *err)
             /* the best model so far, for restore_best */
             char *bp = fs_join(x->run_dir, "best.h5");
             int nv;
-            const rb_param_view *views = rb_model_params(x->m, &nv);
-            float *saved_p = malloc((size_t)x->m->nparams * sizeof(float) + 4);
-            float *saved_s = malloc((size_t)x->m->nstate * sizeof(float) + 4);
+            const rb_param_view *views = rb_model_params(x->a->m, &nv);
+            float *saved_p = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
+            float *saved_s = malloc((size_t)x->a->m->nstate * sizeof(float) + 4);
             if (bp && saved_p && saved_s && fs_is_file(bp)) {
-                memcpy(saved_p, x->m->params, (size_t)x->m->nparams * sizeof(float));
-                memcpy(saved_s, x->m->state, (size_t)x->m->nstate * sizeof(float));
+                memcpy(saved_p, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
+                memcpy(saved_s, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
                 if (model_file_load_weights(bp, views, nv, err) == 0) {
-                    memcpy(x->best_params, x->m->params, (size_t)x->m->nparams * sizeof(float));
-                    memcpy(x->best_state, x->m->state, (size_t)x->m->nstate * sizeof(float));
+                    memcpy(x->best_params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
+                    memcpy(x->best_state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
                 }
-                memcpy(x->m->params, saved_p, (size_t)x->m->nparams * sizeof(float));
-                memcpy(x->m->state, saved_s, (size_t)x->m->nstate * sizeof(float));
+                memcpy(x->a->m->params, saved_p, (size_t)x->a->m->nparams * sizeof(float));
+                memcpy(x->a->m->state, saved_s, (size_t)x->a->m->nstate * sizeof(float));
             }
             free(saved_p);
             free(saved_s);
@@ -1066,6 +1373,7 @@ static int train_main(train_ctx *x, rb_error *err)
     int skip_stage1 = 0;
     while (rc == 0 && x->epoch < e1 + e2) {
         if (x->epoch >= e1 && x->stage == 1) {
+            cache_end(x);
             if ((rc = setup_stage(x, 2, err)) < 0)
                 break;
             x->wait_es = x->wait_lr = 0;
@@ -1074,6 +1382,10 @@ static int train_main(train_ctx *x, rb_error *err)
             x->epoch = e1;
             continue;
         }
+        augment_config aug;
+        aug_from_config(x, &aug);
+        if ((rc = cache_maybe_begin(x, &aug, err)) < 0)
+            break;
         rb_info("Epoch %lld/%lld%s", (long long)x->epoch + 1, (long long)(e1 + e2), x->stage == 2 ? " (fine-tuning)" : "");
         double t0 = rb_now();
         if ((rc = train_epoch(x, perm, err)) < 0)
@@ -1090,6 +1402,10 @@ static int train_main(train_ctx *x, rb_error *err)
             break;
         double secs = rb_now() - t0;
         print_epoch(x, x->next_batch, secs);
+        /* epoch-end decisions and files concern the whole model */
+        train_net *active = x->a;
+        cache_push(x);
+        x->a = &x->net;
         int stop_stage = 0;
         if ((rc = end_of_epoch(x, &stop_stage, err)) < 0)
             break;
@@ -1106,6 +1422,7 @@ static int train_main(train_ctx *x, rb_error *err)
         }
         if ((rc = save_checkpoint(x, err)) < 0)
             break;
+        x->a = active;
         if (partial || (max_steps > 0 && x->step >= max_steps))
             break;
         if (stop_stage && x->stage == 1 && e2 > 0)
@@ -1114,6 +1431,7 @@ static int train_main(train_ctx *x, rb_error *err)
             break;
     }
     free(perm);
+    cache_end(x);
     if (rc < 0)
         return -1;
     if (preempted)
@@ -1121,8 +1439,8 @@ static int train_main(train_ctx *x, rb_error *err)
 
     /* final model: the best epoch's weights (restore_best), threshold from val */
     if (job_bool(c, "restore_best") && !isnan(x->best)) {
-        memcpy(x->m->params, x->best_params, (size_t)x->m->nparams * sizeof(float));
-        memcpy(x->m->state, x->best_state, (size_t)x->m->nstate * sizeof(float));
+        memcpy(x->a->m->params, x->best_params, (size_t)x->a->m->nparams * sizeof(float));
+        memcpy(x->a->m->state, x->best_state, (size_t)x->a->m->nstate * sizeof(float));
         memcpy(x->metrics, x->best_metrics, sizeof x->metrics);
         rb_info("final model: weights of epoch %lld (best %s %.4f)", (long long)x->best_epoch + 1,
                 job_str(c, "best_metric"), x->best);
@@ -1158,6 +1476,7 @@ static int run_train(int argc, char **argv)
 {
     train_ctx x;
     memset(&x, 0, sizeof x);
+    x.a = &x.net;
     rb_mpi_init(&argc, &argv, &x.w);
     signal(SIGTERM, on_term);
     rb_error err;
@@ -1179,17 +1498,14 @@ static int run_train(int argc, char **argv)
             rb_error_print(&err, "");
         code = rc == 0 ? 0 : rc == EXIT_PREEMPTED ? EXIT_PREEMPTED : 1;
     }
-    rb_workspace_free(x.ws);
-    rb_workspace_free(x.ws_eval);
-    optim_free(&x.opt);
-    if (x.m)
-        rb_model_free(x.m);
+    net_free(&x.head);
+    net_free(&x.net);
+    free(x.feat_train);
+    free(x.feat_val);
     if (x.have_val)
         shard_dataset_close(&x.va);
     if (x.tr.dir)
         shard_dataset_close(&x.tr);
-    free(x.ranges);
-    free(x.kernels);
     free(x.class_weight);
     free(x.dlogits);
     free(x.targets);

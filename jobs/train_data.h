@@ -24,6 +24,7 @@ typedef struct train_batch {
     int global_n;        /* rows of the global batch */
     int64_t index;       /* batch number in the epoch */
     int64_t sample_base; /* epoch position of this rank's first row */
+    const float *features; /* feature-cached stage: [n, dim] base outputs instead of images */
     int ready;
 } train_batch;
 

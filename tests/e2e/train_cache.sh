@@ -1,0 +1,27 @@
+# labels: train mpi
+# The frozen-base feature cache gives the same model as running the base every step (the
+# head's dropout masks are keyed by layer name, so the cut-out head draws the same ones),
+# through a two-stage run (cached frozen stage, then fine-tuning), on 1 and 2 ranks; and a
+# SIGTERM in the middle of the cached stage resumes bit-identically.
+source "$(dirname "$0")/lib.sh"
+"$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null
+W="$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
+args=(train --shards "$T/s96" --weights "$W" --epochs 2 --fine_tune_epochs 1 --fine_tune_fraction 0.1
+      --batch_size 16 --checkpoint_every_steps 4 --quiet)
+for n in 1 2; do
+    rb_run $n "${args[@]}" --run_dir "$T/plain$n" --feature_cache false > "$T/plain$n.log" 2>&1 || { cat "$T/plain$n.log"; fail "no cache"; }
+    rb_run $n "${args[@]}" --run_dir "$T/cache$n" --feature_cache true > "$T/cache$n.log" 2>&1 || { cat "$T/cache$n.log"; fail "cache"; }
+    "$RADBATCH" inspect "$T/plain$n/model.h5" --diff "$T/cache$n/model.h5" > "$T/diff$n"
+    grep -q "^diff: 0 of" "$T/diff$n" || fail "feature cache changes the model on $n ranks: $(cat "$T/diff$n")"
+    cmp -s <(cut -d, -f1-10 "$T/plain$n/history.csv") <(cut -d, -f1-10 "$T/cache$n/history.csv") || fail "history differs with the cache"
+    set +e
+    RADBATCH_TEST_TERM_AFTER_STEPS=6 rb_run $n "${args[@]}" --run_dir "$T/term$n" > "$T/term$n.log" 2>&1
+    rc=$?
+    set -e
+    [ $rc -eq 75 ] || { cat "$T/term$n.log"; fail "SIGTERM in the cached stage: exit $rc"; }
+    rb_run $n "${args[@]}" --run_dir "$T/term$n" --resume true > "$T/resume$n.log" 2>&1 || { cat "$T/resume$n.log"; fail "resume"; }
+    "$RADBATCH" inspect "$T/plain$n/model.h5" --diff "$T/term$n/model.h5" > "$T/tdiff$n"
+    grep -q "^diff: 0 of" "$T/tdiff$n" || fail "resume in the cached stage differs: $(cat "$T/tdiff$n")"
+    echo "$n rank(s): cache = no cache, SIGTERM resume exact"
+done
+ok "feature cache"

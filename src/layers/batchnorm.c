@@ -27,6 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* for batchnorm_update_moving (clang: whole file) */
+#endif
+
 /* out (m,c) = x*a[j] + b[j] for the channel chunk [c0, c0+cc) */
 RB_HOT static void bn_affine(float *restrict out, const float *restrict in,
                              const float *restrict a, const float *restrict b, int64_t m,
@@ -205,7 +209,7 @@ static float keras_one_minus(float momentum)
 /* moving_mean, moving_var: (c) updated; sum, sumsq: (c) as for forward_train.
  * Float32 arithmetic as Keras: moving*momentum + batch*(1-momentum); no FMA contraction
  * (it would change the last bit under -march=native). */
-__attribute__((optimize("fp-contract=off"))) void
+RB_EXACT void
 batchnorm_update_moving(float *moving_mean, float *moving_var, const double *sum,
                         const double *sumsq, double count, float momentum, int c)
 {

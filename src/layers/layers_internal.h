@@ -18,6 +18,15 @@
 #define RB_HOT
 #endif
 
+/* Functions whose float arithmetic must round exactly as written (Keras-exact formulas):
+ * no contraction of a*b+c into FMA, which GCC does across statements under -march=native.
+ * Clang honours the standard pragma instead (put in the .c file). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RB_EXACT __attribute__((optimize("fp-contract=off")))
+#else
+#define RB_EXACT
+#endif
+
 /* Channel chunk for kernels that keep per-channel values on the stack: channels are
  * processed RB_CHUNK at a time so stack use is bounded for any c; rows of MobileNetV2
  * (c <= 1280) are then walked in 4 KiB contiguous pieces, still friendly to prefetching. */

@@ -12,9 +12,14 @@
  * Nothing here may be contracted to FMA or reassociated, hence no clones and the
  * fp-contract attribute. */
 #include "layers.h"
+#include "layers_internal.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 /* out: (n_images, per_image) float  in: (n_images, per_image) uint8 */
-__attribute__((optimize("fp-contract=off"))) void
+RB_EXACT void
 rescale_forward(float *out, const uint8_t *in, int64_t n_images, int64_t per_image,
                 rescale_mode mode)
 {

@@ -48,6 +48,10 @@ struct rb_workspace {
     int8_t *fuse_act;
     int *fuse_bn;
     float **fold_w, **fold_b;
+    int K, mb;           /* nodes [0, K) run mb samples at a time (micro-batched prefix) */
+    int64_t *moff;       /* offset of a node's output in the micro arena, or -1 */
+    float *tmicro[64];   /* per-thread micro arenas */
+    size_t micro_floats;
     int *bnact;          /* training BN whose single ReLU consumer runs inside it, or -1 */
     float **tfz;         /* per thread: 6*cmax floats for fused BN coefficients */
     int *src;            /* fused depthwise: node it reads (a skipped ZeroPadding2D's input) */
@@ -322,6 +326,9 @@ void rb_workspace_free(rb_workspace *ws)
     free(ws->src);
     free(ws->fshape);
     free(ws->bnact);
+    free(ws->moff);
+    for (int t = 0; t < 64; t++)
+        free(ws->tmicro[t]);
     if (ws->tfz)
         for (int t = 0; t < 64; t++)
             free(ws->tfz[t]);
@@ -540,6 +547,88 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         if (m->nodes[i].op == RB_OP_FLATTEN && ws->bw[i])
             uf_union(uf, N + m->nodes[i].inputs[0], N + i);
 
+    /* 2b. micro-batched prefix: the leading layers without backward whose outputs are
+     * large run a few samples at a time, their activations in a small per-thread arena
+     * that stays in cache (the early MobileNetV2 layers are memory-bound otherwise) */
+    OOM(ws->moff = malloc((size_t)N * sizeof(int64_t)));
+    for (int i = 0; i < N; i++)
+        ws->moff[i] = -1;
+    uint8_t *micro_ok = NULL;
+    OOM(micro_ok = malloc((size_t)2 * N));
+    memset(micro_ok, 0, (size_t)2 * N);
+    if (!KEEP && !(flags & RB_WS_NO_FUSE) && batch > 1) {
+        int lead = 0;
+        while (lead < N && !ws->bw[lead] && lead != m->output)
+            lead++;
+        int K = 0;
+        int64_t big = 0;
+        for (int i = 0; i < lead; i++)
+            if (m->nodes[i].size >= 100000)
+                K = i + 1;
+        for (int i = 0; i < K; i++)
+            big = m->nodes[i].size > big ? m->nodes[i].size : big;
+        if (K > 1) {
+            for (int i = 0; i < N; i++)
+                micro_ok[uf_find(uf, i)] = 1;
+            for (int i = 0; i < N; i++)
+                if (i >= K || maxcons[i] >= K || extra_end[i] >= K || i == m->output)
+                    micro_ok[uf_find(uf, i)] = 0;
+            ws->K = K;
+            ws->mb = (int)((1 << 19) / (big > 0 ? big : 1));
+            ws->mb = ws->mb < 1 ? 1 : ws->mb;
+        }
+    }
+    if (ws->K > 0) {
+        plan_buf *mbufs = calloc((size_t)N, sizeof *mbufs);
+        int *mg = malloc((size_t)N * sizeof(int));
+        if (!mbufs || !mg) {
+            free(mbufs);
+            free(mg);
+            free(micro_ok);
+            goto oom;
+        }
+        int nm = 0;
+        for (int i = 0; i < N; i++)
+            mg[i] = -1;
+        for (int i = 0; i < ws->K; i++) {
+            int r = uf_find(uf, i);
+            if (!micro_ok[r])
+                continue;
+            int end = maxcons[i] > i ? maxcons[i] : i;
+            end = extra_end[i] > end ? extra_end[i] : end;
+            if (mg[r] < 0) {
+                mg[r] = nm++;
+                mbufs[mg[r]].start = i;
+                mbufs[mg[r]].end = end;
+            }
+            plan_buf *b = &mbufs[mg[r]];
+            b->start = i < b->start ? i : b->start;
+            b->end = end > b->end ? end : b->end;
+            int64_t sz = align16(m->nodes[i].size * ws->mb);
+            b->size = sz > b->size ? sz : b->size;
+        }
+        int64_t mt = place_buffers(mbufs, nm);
+        for (int i = 0; i < ws->K && mt >= 0; i++) {
+            int r = uf_find(uf, i);
+            if (micro_ok[r])
+                ws->moff[i] = mbufs[mg[r]].off;
+        }
+        free(mbufs);
+        free(mg);
+        if (mt < 0) {
+            free(micro_ok);
+            goto oom;
+        }
+        ws->micro_floats = (size_t)mt + 16;
+        ws->tmicro[0] = aligned_alloc(64, ws->micro_floats * sizeof(float));
+        if (!ws->tmicro[0]) {
+            free(micro_ok);
+            goto oom;
+        }
+        memset(ws->tmicro[0], 0, ws->micro_floats * sizeof(float));
+        ws->bytes += ws->micro_floats * sizeof(float);
+    }
+
     /* 3. lifetimes per group */
     int ng = 0;
     for (int i = 0; i < 2 * N; i++)
@@ -572,6 +661,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
                 start = 0;
         }
         int r = uf_find(uf, i);
+        if (micro_ok[r])
+            continue; /* lives in the micro arenas */
         if (gid[r] < 0) {
             gid[r] = ng++;
             bufs[gid[r]].start = start;
@@ -614,7 +705,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     memset(ws->arena, 0, ws->arena_floats * sizeof(float));
     ws->bytes += ws->arena_floats * sizeof(float);
     for (int i = 0; i < N; i++) {
-        ws->act[i] = ws->arena + bufs[gid[uf_find(uf, i)]].off;
+        ws->act[i] = micro_ok[uf_find(uf, i)] ? NULL : ws->arena + bufs[gid[uf_find(uf, i)]].off;
         if (TRAIN && ws->bw[i] && ws->bnact[i] < 0 &&
             !(ws->fuse[i] == FUSE_SKIP && m->nodes[i].op == RB_OP_ZEROPAD))
             ws->dact[i] = ws->arena + bufs[gid[uf_find(uf, N + i)]].off;
@@ -723,6 +814,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
     free(bufs);
     free(extra_end);
     free(extra_cons);
+    free(micro_ok);
     return ws;
 oom:
     free(extra_end);
@@ -878,6 +970,12 @@ int rb_workspace_set_threads(rb_workspace *ws, int threads, rb_error *err)
         ws->tsave[t] = malloc((size_t)(2 * ws->cmax) * sizeof(float));
         if (!ws->tfz[t])
             ws->tfz[t] = malloc((size_t)(6 * ws->cmax) * sizeof(float));
+        if (ws->K > 0 && !ws->tmicro[t]) {
+            ws->tmicro[t] = aligned_alloc(64, ws->micro_floats * sizeof(float));
+            if (!ws->tmicro[t])
+                goto oom;
+            memset(ws->tmicro[t], 0, ws->micro_floats * sizeof(float));
+        }
         if (!ws->tscratch[t] || !ws->tbn[t] || !ws->tsave[t] || !ws->tfz[t])
             goto oom;
         if (ws->flags & RB_WS_TRAIN) {
@@ -1152,191 +1250,221 @@ static void bn_act_backward(rb_model *m, rb_workspace *ws, int i, int t, int T, 
     rb_fused_bn_act_din(din, dout, y, x, mean, A, B, C, rows, c, act);
 }
 
-static void forward_part(job *j, int t)
+/* pointer to row `rabs` of node x's output: the thread's micro-batch arena for nodes that
+ * live there during the micro-batched prefix, else the workspace arena */
+static inline float *fptr(rb_workspace *ws, int t, int x, int rabs, int micro)
+{
+    if (micro && ws->moff[x] >= 0)
+        return ws->tmicro[t] + ws->moff[x];
+    return ws->act[x] + (int64_t)rabs * ws->m->nodes[x].size;
+}
+#define FP(x) fptr(ws, t, (x), rabs, micro)
+
+/* forward of node i for rows [rabs, rabs + n) on thread t */
+static void forward_node(job *j, int t, int i, int rabs, int n, int micro)
 {
     rb_model *m = j->m;
     rb_workspace *ws = j->ws;
     const rb_forward_args *a = j->a;
     const int T = j->T;
-    const int r0 = (int)((int64_t)j->n * t / T), r1 = (int)((int64_t)j->n * (t + 1) / T);
-    const int n = r1 - r0; /* rows of this thread */
     float *scratch = t ? ws->tscratch[t] : ws->scratch;
-    for (int i = 0; i < m->nnodes; i++) {
-        const rb_node *nd = &m->nodes[i];
+    const rb_node *nd = &m->nodes[i];
+    float *out = FP(i);
+    const float *in = NULL;
+    if (nd->ninputs) /* src: input 0, or a skipped ZeroPadding2D's input */
+        in = FP(ws->src[i]);
+    const int64_t rows = (int64_t)n * nd->h * nd->w;
+    double t0 = ws->prof && t == 0 ? prof_now() : 0;
+    switch (nd->op) {
+    case RB_OP_INPUT:
+        input_forward(out, nd, a, rabs, n);
+        break;
+    case RB_OP_CONV2D:
+    case RB_OP_DEPTHWISE: {
+        conv2d_shape s = ws->fshape[i];
+        s.n = n;
+        const float *w = m->params + nd->woff[0];
+        const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
+        rb_act act = nd->act;
+        if (ws->fuse[i] == FUSE_CONV_BN) {
+            w = ws->fold_w[i];
+            b = ws->fold_b[i];
+            act = (rb_act)ws->fuse_act[i];
+            if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
+                nd->sw == 1 && i != m->output) {
+                rb_fused_conv1x1(out, in, w, b, rows, nd->in_c, nd->c, act);
+                break;
+            }
+            if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
+                depthwise_forward(out, in, w, NULL, &s);
+                rb_fused_bias_act(out, b, rows, nd->c, act);
+                break;
+            }
+        }
+        if (nd->op == RB_OP_CONV2D)
+            conv2d_forward(out, in, w, NULL, &s, scratch);
+        else
+            depthwise_forward(out, in, w, NULL, &s);
+        if (i == m->output && ws->logits) {
+            bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
+            memcpy(ws->logits + (int64_t)rabs * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
+            b = NULL;
+        }
+        if (b && (act == RB_ACT_LINEAR || act == RB_ACT_RELU || act == RB_ACT_RELU6))
+            rb_fused_bias_act(out, b, rows, nd->c, act);
+        else
+            bias_act(out, b, rows, nd->c, act);
+        break;
+    }
+    case RB_OP_ZEROPAD: {
+        pad_shape s = nd->ps;
+        s.n = n;
+        zeropad_forward(out, in, &s);
+        break;
+    }
+    case RB_OP_BATCHNORM: {
+        const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
+        float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
+        int c = nd->c;
+        if (ws->bnact[i] >= 0) {
+            bn_act_forward(m, ws, a, i, t, T, out, in, rows);
+            break;
+        }
+        if (bn_uses_batch(m, nd, a->training)) {
+            double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
+            batchnorm_stats(part, part + c, in, rows, c);
+            part[2 * c] = (double)rows;
+            barrier(ws, T);
+            double *sum = ws->bnbuf;
+            if (t == 0) {
+                for (int u = 1; u < T; u++)
+                    for (int k = 0; k <= 2 * c; k++)
+                        sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
+                if (m->bn_reduce)
+                    m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
+                ws->bn_count[i] = sum[2 * c];
+            }
+            barrier(ws, T);
+            float *smean = t ? ws->tsave[t] : ws->bn_mean[i];
+            float *sinv = t ? ws->tsave[t] + c : ws->bn_invstd[i];
+            batchnorm_forward_train(out, smean, sinv, in, gamma, beta, sum, sum + c, sum[2 * c],
+                                    nd->eps, rows, c);
+            if (t == 0) {
+                if (!a->no_stat_update)
+                    batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
+                ws->bn_batch[i] = 1;
+            }
+        } else {
+            batchnorm_forward_infer(out, in, gamma, beta, mm, mv, nd->eps, rows, c);
+            if (t == 0)
+                ws->bn_batch[i] = 0;
+        }
+        break;
+    }
+    case RB_OP_RELU:
+        if (nd->act == RB_ACT_RELU6)
+            relu6_forward(out, in, rows * nd->c);
+        else
+            relu_forward(out, in, rows * nd->c);
+        break;
+    case RB_OP_ACTIVATION:
+    case RB_OP_SOFTMAX:
+        if (i == m->output && ws->logits)
+            memcpy(ws->logits + (int64_t)rabs * nd->c, in, (size_t)(rows * nd->c) * sizeof(float));
+        if (out != in)
+            memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
+        bias_act(out, NULL, rows, nd->c, nd->act);
+        break;
+    case RB_OP_ADD: {
+        add_forward(out, in, FP(nd->inputs[1]), rows * nd->c);
+        for (int k = 2; k < nd->ninputs; k++)
+            add_forward(out, out,
+                        FP(nd->inputs[k]),
+                        rows * nd->c);
+        break;
+    }
+    case RB_OP_CONCAT: {
+        const float *ins[RB_MAX_INPUTS];
+        int cs[RB_MAX_INPUTS];
+        for (int k = 0; k < nd->ninputs; k++) {
+            const rb_node *src = &m->nodes[nd->inputs[k]];
+            ins[k] = FP(nd->inputs[k]);
+            cs[k] = src->c;
+        }
+        concat_forward(out, ins, cs, nd->ninputs, rows);
+        break;
+    }
+    case RB_OP_MAXPOOL: {
+        conv2d_shape s = nd->cs;
+        s.n = n;
+        maxpool_forward(out, ws->argmax[i] + (int64_t)rabs * nd->size, in, &s);
+        break;
+    }
+    case RB_OP_AVGPOOL: {
+        conv2d_shape s = nd->cs;
+        s.n = n;
+        avgpool_forward(out, in, &s);
+        break;
+    }
+    case RB_OP_GAP:
+        gap_forward(out, in, n, nd->in_h * nd->in_w, nd->c);
+        break;
+    case RB_OP_FLATTEN:
+        break; /* aliased */
+    case RB_OP_DENSE:
+        dense_forward(out, in, m->params + nd->woff[0],
+                      nd->use_bias ? m->params + nd->woff[1] : NULL, n, nd->in_c, nd->units);
+        if (i == m->output && ws->logits)
+            memcpy(ws->logits + (int64_t)rabs * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
+        bias_act(out, NULL, n, nd->c, nd->act);
+        break;
+    case RB_OP_DROPOUT:
+        if (a->training && nd->rate > 0) {
+            /* keyed by the layer's name, not its index, so the same layer draws the same
+             * mask in a model cut out of this one (the training feature cache) */
+            uint64_t name_key = 0xcbf29ce484222325ULL; /* FNV-1a */
+            for (const char *c = nd->name; *c; c++)
+                name_key = (name_key ^ (uint8_t)*c) * 0x100000001b3ULL;
+            uint64_t key = rb_mix64(a->rng_key) ^ rb_mix64(name_key);
+            dropout_forward(out, ws->mask[i] + (int64_t)rabs * nd->size, in, nd->rate, n,
+                            nd->size, m->seed, key, a->sample_base + rabs);
+        } else if (out != in) {
+            memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
+        }
+        break;
+    default:
+        break;
+    }
+    if (ws->prof && t == 0)
+        ws->prof[i] += prof_now() - t0;
+}
+#undef FP
+
+static void forward_part(job *j, int t)
+{
+    rb_model *m = j->m;
+    rb_workspace *ws = j->ws;
+    const int T = j->T;
+    const int r0 = (int)((int64_t)j->n * t / T), r1 = (int)((int64_t)j->n * (t + 1) / T);
+    int first = 0;
+    if (ws->K > 0) {
+        /* micro-batched prefix: a few samples at a time through the high-resolution
+         * layers, their activations in this thread's cache-sized arena */
+        for (int c0 = r0; c0 < r1; c0 += ws->mb) {
+            int cn = r1 - c0 < ws->mb ? r1 - c0 : ws->mb;
+            for (int i = 0; i < ws->K; i++)
+                if (ws->fuse[i] != FUSE_SKIP)
+                    forward_node(j, t, i, c0, cn, 1);
+        }
+        first = ws->K;
+    }
+    for (int i = first; i < m->nnodes; i++) {
         if (ws->fuse[i] == FUSE_SKIP)
             continue;
         /* buffers are reused across layers with other row sizes: a thread may only
          * start a layer when every thread is done with the previous one */
         barrier(ws, T);
-        float *out = ws->act[i] + (int64_t)r0 * nd->size;
-        const float *in = NULL;
-        if (nd->ninputs) /* src: input 0, or a skipped ZeroPadding2D's input */
-            in = ws->act[ws->src[i]] + (int64_t)r0 * m->nodes[ws->src[i]].size;
-        const int64_t rows = (int64_t)n * nd->h * nd->w;
-        double t0 = ws->prof && t == 0 ? prof_now() : 0;
-        switch (nd->op) {
-        case RB_OP_INPUT:
-            input_forward(out, nd, a, r0, n);
-            break;
-        case RB_OP_CONV2D:
-        case RB_OP_DEPTHWISE: {
-            conv2d_shape s = ws->fshape[i];
-            s.n = n;
-            const float *w = m->params + nd->woff[0];
-            const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
-            rb_act act = nd->act;
-            if (ws->fuse[i] == FUSE_CONV_BN) {
-                w = ws->fold_w[i];
-                b = ws->fold_b[i];
-                act = (rb_act)ws->fuse_act[i];
-                if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
-                    nd->sw == 1 && i != m->output) {
-                    rb_fused_conv1x1(out, in, w, b, rows, nd->in_c, nd->c, act);
-                    break;
-                }
-                if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
-                    depthwise_forward(out, in, w, NULL, &s);
-                    rb_fused_bias_act(out, b, rows, nd->c, act);
-                    break;
-                }
-            }
-            if (nd->op == RB_OP_CONV2D)
-                conv2d_forward(out, in, w, NULL, &s, scratch);
-            else
-                depthwise_forward(out, in, w, NULL, &s);
-            if (i == m->output && ws->logits) {
-                bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
-                memcpy(ws->logits + (int64_t)r0 * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
-                b = NULL;
-            }
-            if (b && (act == RB_ACT_LINEAR || act == RB_ACT_RELU || act == RB_ACT_RELU6))
-                rb_fused_bias_act(out, b, rows, nd->c, act);
-            else
-                bias_act(out, b, rows, nd->c, act);
-            break;
-        }
-        case RB_OP_ZEROPAD: {
-            pad_shape s = nd->ps;
-            s.n = n;
-            zeropad_forward(out, in, &s);
-            break;
-        }
-        case RB_OP_BATCHNORM: {
-            const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
-            float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
-            int c = nd->c;
-            if (ws->bnact[i] >= 0) {
-                bn_act_forward(m, ws, a, i, t, T, out, in, rows);
-                break;
-            }
-            if (bn_uses_batch(m, nd, a->training)) {
-                double *part = T > 1 ? ws->tbn[t] : ws->bnbuf;
-                batchnorm_stats(part, part + c, in, rows, c);
-                part[2 * c] = (double)rows;
-                barrier(ws, T);
-                double *sum = ws->bnbuf;
-                if (t == 0) {
-                    for (int u = 1; u < T; u++)
-                        for (int k = 0; k <= 2 * c; k++)
-                            sum[k] = (u == 1 ? ws->tbn[0][k] : sum[k]) + ws->tbn[u][k];
-                    if (m->bn_reduce)
-                        m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
-                    ws->bn_count[i] = sum[2 * c];
-                }
-                barrier(ws, T);
-                float *smean = t ? ws->tsave[t] : ws->bn_mean[i];
-                float *sinv = t ? ws->tsave[t] + c : ws->bn_invstd[i];
-                batchnorm_forward_train(out, smean, sinv, in, gamma, beta, sum, sum + c, sum[2 * c],
-                                        nd->eps, rows, c);
-                if (t == 0) {
-                    if (!a->no_stat_update)
-                        batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
-                    ws->bn_batch[i] = 1;
-                }
-            } else {
-                batchnorm_forward_infer(out, in, gamma, beta, mm, mv, nd->eps, rows, c);
-                if (t == 0)
-                    ws->bn_batch[i] = 0;
-            }
-            break;
-        }
-        case RB_OP_RELU:
-            if (nd->act == RB_ACT_RELU6)
-                relu6_forward(out, in, rows * nd->c);
-            else
-                relu_forward(out, in, rows * nd->c);
-            break;
-        case RB_OP_ACTIVATION:
-        case RB_OP_SOFTMAX:
-            if (i == m->output && ws->logits)
-                memcpy(ws->logits + (int64_t)r0 * nd->c, in, (size_t)(rows * nd->c) * sizeof(float));
-            if (out != in)
-                memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
-            bias_act(out, NULL, rows, nd->c, nd->act);
-            break;
-        case RB_OP_ADD: {
-            const rb_node *b1 = &m->nodes[nd->inputs[1]];
-            add_forward(out, in, ws->act[nd->inputs[1]] + (int64_t)r0 * b1->size, rows * nd->c);
-            for (int k = 2; k < nd->ninputs; k++)
-                add_forward(out, out,
-                            ws->act[nd->inputs[k]] + (int64_t)r0 * m->nodes[nd->inputs[k]].size,
-                            rows * nd->c);
-            break;
-        }
-        case RB_OP_CONCAT: {
-            const float *ins[RB_MAX_INPUTS];
-            int cs[RB_MAX_INPUTS];
-            for (int k = 0; k < nd->ninputs; k++) {
-                const rb_node *src = &m->nodes[nd->inputs[k]];
-                ins[k] = ws->act[nd->inputs[k]] + (int64_t)r0 * src->size;
-                cs[k] = src->c;
-            }
-            concat_forward(out, ins, cs, nd->ninputs, rows);
-            break;
-        }
-        case RB_OP_MAXPOOL: {
-            conv2d_shape s = nd->cs;
-            s.n = n;
-            maxpool_forward(out, ws->argmax[i] + (int64_t)r0 * nd->size, in, &s);
-            break;
-        }
-        case RB_OP_AVGPOOL: {
-            conv2d_shape s = nd->cs;
-            s.n = n;
-            avgpool_forward(out, in, &s);
-            break;
-        }
-        case RB_OP_GAP:
-            gap_forward(out, in, n, nd->in_h * nd->in_w, nd->c);
-            break;
-        case RB_OP_FLATTEN:
-            break; /* aliased */
-        case RB_OP_DENSE:
-            dense_forward(out, in, m->params + nd->woff[0],
-                          nd->use_bias ? m->params + nd->woff[1] : NULL, n, nd->in_c, nd->units);
-            if (i == m->output && ws->logits)
-                memcpy(ws->logits + (int64_t)r0 * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
-            bias_act(out, NULL, n, nd->c, nd->act);
-            break;
-        case RB_OP_DROPOUT:
-            if (a->training && nd->rate > 0) {
-                /* keyed by the layer's name, not its index, so the same layer draws the same
-                 * mask in a model cut out of this one (the training feature cache) */
-                uint64_t name_key = 0xcbf29ce484222325ULL; /* FNV-1a */
-                for (const char *c = nd->name; *c; c++)
-                    name_key = (name_key ^ (uint8_t)*c) * 0x100000001b3ULL;
-                uint64_t key = rb_mix64(a->rng_key) ^ rb_mix64(name_key);
-                dropout_forward(out, ws->mask[i] + (int64_t)r0 * nd->size, in, nd->rate, n,
-                                nd->size, m->seed, key, a->sample_base + r0);
-            } else if (out != in) {
-                memcpy(out, in, (size_t)(rows * nd->c) * sizeof(float));
-            }
-            break;
-        default:
-            break;
-        }
-        if (ws->prof && t == 0)
-            ws->prof[i] += prof_now() - t0;
+        forward_node(j, t, i, r0, r1 - r0, 0);
     }
 }
 

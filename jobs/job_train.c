@@ -168,6 +168,7 @@ typedef struct train_ctx {
     int32_t *val_labels;   /* rank 0: label of every val record */
     int64_t nval;
     int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
+    double t_allreduce;    /* seconds in the gradient allreduce this epoch (rank 0) */
 } train_ctx;
 
 static void net_free(train_net *n)
@@ -453,7 +454,9 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
     }
     /* the one allreduce of the step: mean gradient (losses are already divided by the
      * global batch) over the span holding every trainable weight */
+    double t_ar = rb_now();
     rb_mpi_sum_f32(x->a->m->grads + x->a->span_off, x->a->span_len);
+    x->t_allreduce += rb_now() - t_ar;
     double l2 = job_float(&x->cfg, "l2");
     double stats[4] = {loss_sum, correct, (double)b->n, (double)g_term};
     rb_mpi_sum_f64(stats, 4);
@@ -900,15 +903,17 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
     return 0;
 }
 
-static void print_epoch(train_ctx *x, int64_t nb, double secs)
+static void print_epoch(train_ctx *x, int64_t nb, double secs, double train_secs)
 {
     char line[1024];
     int l = snprintf(line, sizeof line, "%lld/%lld - %.0fs - %.0f img/s", (long long)nb, (long long)nb, secs,
-                     secs > 0 ? x->seen / secs : 0.0);
+                     train_secs > 0 ? x->seen / train_secs : 0.0);
     for (int i = 0; i < M_COUNT; i++)
         if (!isnan(x->metrics[i]))
             l += snprintf(line + l, sizeof line - (size_t)l, " - %s: %.4f", metric_names[i], x->metrics[i]);
-    snprintf(line + l, sizeof line - (size_t)l, " - lr: %.3g", x->lr);
+    l += snprintf(line + l, sizeof line - (size_t)l, " - lr: %.3g", x->lr);
+    if (x->w.size > 1 && train_secs > 0)
+        snprintf(line + l, sizeof line - (size_t)l, " - allreduce: %.1f%% of training time", 100.0 * x->t_allreduce / train_secs);
     rb_info("%s", line);
 }
 
@@ -966,8 +971,12 @@ static char *sub_desc(const rb_model *m, int lo, int hi)
         return NULL;
     rb_buf b = {0};
     const rb_node *cut = lo > 0 ? &m->nodes[lo - 1] : NULL;
-    rb_buf_printf(&b, "[model] name=%s_%s backbone=custom base_layers=%d\n", m->name, lo ? "head" : "base",
-                  lo ? 1 : hi);
+    /* base membership decides BatchNorm's mode (base_training): keep it for every node */
+    int base_layers = lo ? m->base_layers - lo + 1 : (hi < m->base_layers ? hi : m->base_layers);
+    if (base_layers < 1)
+        base_layers = 1;
+    rb_buf_printf(&b, "[model] name=%s_%s backbone=custom base_layers=%d base_training=%s\n", m->name,
+                  lo ? "head" : "base", base_layers, m->base_training ? "true" : "false");
     if (cut && cut->rank == 3)
         rb_buf_printf(&b, "[InputLayer] name=%s shape=%d,%d,%d preprocess=none\n", cut->name, cut->h, cut->w, cut->c);
     else if (cut)
@@ -1396,12 +1405,14 @@ static int train_main(train_ctx *x, rb_error *err)
         }
         int64_t nb = train_batches(x->tr.n, (int)job_int(c, "batch_size"));
         int partial = x->next_batch < nb; /* max_steps hit mid-epoch */
+        double t_train = rb_now() - t0; /* the training part of the epoch, for the allreduce share */
         x->metrics[M_LOSS] = x->seen > 0 ? x->loss_sum / x->seen : NAN;
         x->metrics[M_ACC] = x->seen > 0 ? x->correct / x->seen : NAN;
         if ((rc = validate(x, err)) < 0)
             break;
         double secs = rb_now() - t0;
-        print_epoch(x, x->next_batch, secs);
+        print_epoch(x, x->next_batch, secs, t_train);
+        x->t_allreduce = 0;
         /* epoch-end decisions and files concern the whole model */
         train_net *active = x->a;
         cache_push(x);

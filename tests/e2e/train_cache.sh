@@ -1,19 +1,22 @@
 # labels: train mpi
 # The frozen-base feature cache gives the same model as running the base every step (the
 # head's dropout masks are keyed by layer name, so the cut-out head draws the same ones),
-# through a two-stage run (cached frozen stage, then fine-tuning), on 1 and 2 ranks; and a
-# SIGTERM in the middle of the cached stage resumes bit-identically.
+# through a two-stage run, on 1 and 2 ranks: stage 1 caches the pooled features; stage 2
+# fine-tunes the top 30% of the base (from block_12_expand, whose BatchNorms must stay in
+# inference mode as base layers) and caches block_11_add. A SIGTERM in the middle of the
+# cached stage resumes bit-identically.
 source "$(dirname "$0")/lib.sh"
 "$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null
 W="$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
-args=(train --shards "$T/s96" --weights "$W" --epochs 2 --fine_tune_epochs 1 --fine_tune_fraction 0.1
-      --batch_size 16 --checkpoint_every_steps 4 --quiet)
+args=(train --shards "$T/s96" --weights "$W" --epochs 2 --fine_tune_epochs 1 --threads 1 --fine_tune_fraction 0.3
+      --batch_size 16 --checkpoint_every_steps 4)
 for n in 1 2; do
     rb_run $n "${args[@]}" --run_dir "$T/plain$n" --feature_cache false > "$T/plain$n.log" 2>&1 || { cat "$T/plain$n.log"; fail "no cache"; }
     rb_run $n "${args[@]}" --run_dir "$T/cache$n" --feature_cache true > "$T/cache$n.log" 2>&1 || { cat "$T/cache$n.log"; fail "cache"; }
     "$RADBATCH" inspect "$T/plain$n/model.h5" --diff "$T/cache$n/model.h5" > "$T/diff$n"
     grep -q "^diff: 0 of" "$T/diff$n" || fail "feature cache changes the model on $n ranks: $(cat "$T/diff$n")"
     cmp -s <(cut -d, -f1-10 "$T/plain$n/history.csv") <(cut -d, -f1-10 "$T/cache$n/history.csv") || fail "history differs with the cache"
+    [ "$(grep -c 'feature cache:' "$T/cache$n.log")" = 2 ] || fail "the cache was not used in both stages"
     set +e
     RADBATCH_TEST_TERM_AFTER_STEPS=6 rb_run $n "${args[@]}" --run_dir "$T/term$n" > "$T/term$n.log" 2>&1
     rc=$?

@@ -1371,6 +1371,8 @@ static int train_main(train_ctx *x, rb_error *err)
         } else
             rb_info("resume: no complete checkpoint in %s, starting fresh", x->run_dir);
     }
+    if (x->step == 0 && x->w.rank == 0)
+        checkpoint_clear(x->run_dir); /* a fresh start: older checkpoints would shadow the new ones */
     /* initial weights identical everywhere (same seed and files; checked, not assumed) */
     if (check_consistency(x, err) < 0) {
         free(perm);

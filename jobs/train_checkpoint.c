@@ -96,3 +96,22 @@ int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error 
     free(steps);
     return 0;
 }
+
+void checkpoint_clear(const char *run_dir)
+{
+    char *dir = fs_join(run_dir, "checkpoints");
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, "ckpt-", 5) != 0)
+                continue;
+            char *p = fs_join(dir, e->d_name);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    free(dir);
+}

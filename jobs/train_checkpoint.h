@@ -17,4 +17,7 @@ char *checkpoint_path(const char *run_dir, int64_t step);
  * `keep` ones. */
 int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error *err);
 
+/* Remove every checkpoint of an earlier run (a fresh start in an existing run_dir). */
+void checkpoint_clear(const char *run_dir);
+
 #endif

@@ -1,0 +1,243 @@
+# slurm/common.sh: shared by radbatch's sbatch scripts and submit tools (sourced, bash).
+#
+# What a job step gets from here (rb_step):
+#   - the radbatch binary: $RADBATCH, else <repo>/build/radbatch next to this folder,
+#     else radbatch on PATH
+#   - the MPI launcher: srun with the MPI plugin this Slurm and this MPI both support
+#     (srun --mpi=list; pmix, else pmi2), else mpirun inside the allocation;
+#     RADBATCH_MPI=pmix|pmi2|mpirun|<srun plugin> forces one
+#   - threads: OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = SLURM_CPUS_PER_TASK (default 1)
+#   - HDF5_USE_FILE_LOCKING=FALSE (cluster file systems)
+#   - SIGTERM before the time limit or on preemption: passed on to radbatch, which
+#     checkpoints and exits 75; the job then requeues itself and the requeued job resumes
+#     (RADBATCH_MAX_REQUEUES, default 20, bounds the loop)
+
+RB_SLURM_DIR=${RB_SLURM_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+RB_EXIT_REQUEUE=75
+
+rb_log() { echo "[$(date '+%F %T')] ${RB_NAME:-radbatch}: $*"; }
+rb_die() { echo "${RB_NAME:-radbatch}: error: $*" >&2; exit "${RB_DIE_CODE:-1}"; }
+
+# The radbatch binary, absolute.
+rb_binary() {
+    local b=${RADBATCH:-}
+    if [ -z "$b" ] && [ -x "$RB_SLURM_DIR/../build/radbatch" ]; then b=$RB_SLURM_DIR/../build/radbatch; fi
+    if [ -z "$b" ]; then b=$(command -v radbatch || true); fi
+    [ -n "$b" ] && [ -x "$b" ] ||
+        rb_die "radbatch binary not found: set RADBATCH=/path/to/radbatch, build <repo>/build/radbatch, or put radbatch on PATH"
+    case "$b" in /*) ;; *) b=$(cd "$(dirname "$b")" && pwd)/$(basename "$b") ;; esac
+    echo "$b"
+}
+
+# Value of KEY in an INI file: the [SECTION] value, else the top-level one, else "".
+rb_ini_get() {
+    local file=$1 section=$2 key=$3
+    [ -f "$file" ] || return 0
+    awk -v want="$section" -v key="$key" '
+        { sub(/\r$/, "") }
+        /^[ \t]*[#;]/ || /^[ \t]*$/ { next }
+        /^[ \t]*\[/ { s = $0; gsub(/^[ \t]*\[[ \t]*|[ \t]*\].*$/, "", s); next }
+        {
+            i = index($0, "="); if (i == 0) next
+            k = substr($0, 1, i - 1); v = substr($0, i + 1)
+            gsub(/^[ \t]+|[ \t]+$/, "", k); gsub(/^[ \t]+|[ \t]+$/, "", v)
+            sub(/[ \t]+[#;].*$/, "", v)
+            if (k != key) next
+            if (s == "") top = v; else if (s == want) { sec = v; has = 1 }
+        }
+        END { print (has ? sec : top) }' "$file"
+}
+
+# Value of --KEY in an argument list (--key value or --key=value), last one wins.
+rb_arg_get() {
+    local key=$1 v="" prev=""; shift
+    local a
+    for a in "$@"; do
+        if [ "$prev" = "--$key" ]; then v=$a; fi
+        case "$a" in --"$key"=*) v=${a#--"$key"=} ;; esac
+        prev=$a
+    done
+    echo "$v"
+}
+
+# The first argument if it is a job file (*.ini / existing file not starting with --).
+rb_job_file() {
+    case "${1:-}" in --*|"") ;; *.ini|*.conf) echo "$1" ;; *) if [ -f "$1" ]; then echo "$1"; fi ;; esac
+}
+
+# A command's key: --key argument, else the job file's [command] or top-level value.
+rb_key() {  # command key args...
+    local cmd=$1 key=$2 v jf; shift 2
+    v=$(rb_arg_get "$key" "$@")
+    if [ -z "$v" ]; then
+        jf=$(rb_job_file "$@")
+        if [ -n "$jf" ]; then v=$(rb_ini_get "$jf" "$cmd" "$key"); fi
+    fi
+    echo "$v"
+}
+
+# Expand %j %x %A %a in a path as sbatch does for --output.
+rb_expand() {
+    local p=$1
+    p=${p//%j/${SLURM_JOB_ID:-0}}
+    p=${p//%x/${SLURM_JOB_NAME:-radbatch}}
+    p=${p//%A/${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-0}}}
+    p=${p//%a/${SLURM_ARRAY_TASK_ID:-0}}
+    echo "$p"
+}
+
+# Run directory of this job: RUN_DIR (may hold %j %x %A %a), else
+# ${RADBATCH_RUNS:-runs}/<job name>-<job id> (array tasks: <name>-<array id>_<task>).
+rb_default_run_dir() {
+    if [ -n "${RUN_DIR:-}" ]; then rb_expand "$RUN_DIR"; return; fi
+    local id=${SLURM_JOB_ID:-$$}
+    if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then id=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}; fi
+    echo "${RADBATCH_RUNS:-runs}/${SLURM_JOB_NAME:-radbatch}-$id"
+}
+
+# Environment every step gets.
+rb_env() {
+    local c=${SLURM_CPUS_PER_TASK:-1}
+    export OPENBLAS_NUM_THREADS=${RADBATCH_THREADS:-$c} OMP_NUM_THREADS=${RADBATCH_THREADS:-$c}
+    export HDF5_USE_FILE_LOCKING=FALSE
+    # since Slurm 22.05 srun does not inherit --cpus-per-task from the batch job by itself
+    if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK; fi
+    if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+}
+
+# Which MPI plugins of srun the installed MPI library can use. Open MPI: pmix through its
+# PMIx components (ext2x/ext3x/pmix3x/...), pmi2 only when built with Slurm's PMI (s2).
+# Debian's Open MPI 4.1 has PMIx only: srun --mpi=pmi2 fails in MPI_Init there.
+rb_mpi_choice() {
+    local want=${RADBATCH_MPI:-auto} list ompi=""
+    if [ "$want" != auto ]; then echo "$want"; return; fi
+    if [ -z "${SLURM_JOB_ID:-}" ] || ! command -v srun >/dev/null; then echo single; return; fi
+    list=$(srun --mpi=list 2>&1 | awk '/^[ \t]/ { gsub(/[ \t]/, ""); print }' | tr '\n' ' ')
+    if command -v ompi_info >/dev/null; then ompi=$(ompi_info 2>/dev/null | awk '$1 == "MCA" && $2 == "pmix:" { print $3 }' | tr '\n' ' '); fi
+    if [[ " $list " == *" pmix "* ]] && { [ -z "$ompi" ] || [[ "$ompi" =~ (ext|pmix)[0-9] ]]; }; then echo pmix; return; fi
+    if [[ " $list " == *" pmi2 "* ]] && { [ -z "$ompi" ] || [[ " $ompi " == *" s2 "* ]]; }; then echo pmi2; return; fi
+    if command -v mpirun >/dev/null; then echo mpirun; return; fi
+    echo none
+}
+
+# Fill RB_LAUNCH with the launcher command.
+rb_launcher() {
+    RB_MPI=$(rb_mpi_choice)
+    case "$RB_MPI" in
+        single) RB_LAUNCH=() ;;
+        mpirun)
+            # mpirun reads the allocation from Slurm (task count, nodes). On SIGTERM it passes
+            # SIGTERM on and waits this long before SIGKILL, so radbatch can checkpoint.
+            export OMPI_MCA_odls_base_sigkill_timeout=${RADBATCH_TERM_GRACE:-120}
+            RB_LAUNCH=(mpirun) ;;
+        *) RB_LAUNCH=(srun "--mpi=$RB_MPI" ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}) ;;
+    esac
+}
+
+RB_GOT_TERM=0
+RB_CHILD=""
+rb_on_term() {
+    RB_GOT_TERM=1
+    [ -n "$RB_CHILD" ] || return 0
+    rb_log "SIGTERM (time limit near, preemption or scancel): asking radbatch to checkpoint and stop"
+    case "$RB_MPI" in
+        single|mpirun) kill -TERM "$RB_CHILD" 2>/dev/null || true ;;
+        # the tasks of the job's steps, not srun itself: srun answers SIGTERM with SIGKILL
+        *) scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null || kill -TERM "$RB_CHILD" 2>/dev/null || true ;;
+    esac
+}
+
+# rb_step COMMAND ARGS...: run radbatch COMMAND on all tasks of the job; return its code.
+rb_step() {
+    local cmd=$1 rc t0; shift
+    [ -n "${RB_LAUNCH+x}" ] || rb_launcher
+    t0=$(date +%s)
+    rb_log "radbatch $cmd on ${SLURM_NTASKS:-1} task(s) x ${OPENBLAS_NUM_THREADS:-1} thread(s), launcher: ${RB_LAUNCH[*]:-none (1 process)}"
+    rb_log "command: $RB_BIN $cmd $*"
+    trap rb_on_term TERM
+    "${RB_LAUNCH[@]}" "$RB_BIN" "$cmd" "$@" &
+    RB_CHILD=$!
+    while :; do
+        wait "$RB_CHILD"; rc=$?
+        # wait returns early (>128) when the trap ran; the step is still going
+        if [ $rc -gt 128 ] && kill -0 "$RB_CHILD" 2>/dev/null; then continue; fi
+        break
+    done
+    RB_CHILD=""
+    rb_log "radbatch $cmd exited with code $rc after $(( $(date +%s) - t0 )) s"
+    return $rc
+}
+
+# After a step ended with RC: requeue the job when radbatch stopped early (exit 75), or when
+# this job got SIGTERM and the step did not finish; otherwise exit with the step's code.
+rb_finish() {
+    local rc=$1 what=$2 n=${SLURM_RESTART_COUNT:-0} max=${RADBATCH_MAX_REQUEUES:-20} st
+    if [ "$rc" = 0 ]; then return 0; fi
+    if [ "$rc" = "$RB_EXIT_REQUEUE" ] || { [ "$RB_GOT_TERM" = 1 ] && [ "$rc" -gt 128 ]; }; then
+        if [ -z "${SLURM_JOB_ID:-}" ]; then
+            rb_log "$what stopped early (exit $rc); run the same command again to resume"; exit "$RB_EXIT_REQUEUE"
+        fi
+        if [ "$n" -ge "$max" ]; then
+            rb_log "$what stopped early (exit $rc) but the job was requeued $n times already (RADBATCH_MAX_REQUEUES=$max); resubmit to resume"
+            exit "$RB_EXIT_REQUEUE"
+        fi
+        # scontrol requeue also brings back a cancelled job: only a job still RUNNING (the
+        # warning before the time limit, preemption notice, scancel --signal) goes back;
+        # a cancelled one (and one already past its time limit) shows COMPLETING here
+        st=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+        case "$st" in
+            RUNNING) ;;
+            *) rb_log "$what stopped early (exit $rc); the job is ${st:-gone} (cancelled?), so it is not requeued; resubmit to resume"
+               exit "$RB_EXIT_REQUEUE" ;;
+        esac
+        rb_log "$what stopped early (exit $rc): requeueing job $SLURM_JOB_ID (restart $((n + 1))); it resumes where it stopped"
+        if scontrol requeue "$SLURM_JOB_ID"; then
+            # slurmctld ends this batch script now; the job returns to the queue
+            sleep 60 & wait $! 2>/dev/null || true
+            exit 0
+        fi
+        rb_log "scontrol requeue failed (job cancelled, --no-requeue, or JobRequeue=0 on this cluster); resubmit to resume"
+        exit "$RB_EXIT_REQUEUE"
+    fi
+    rb_log "$what FAILED (exit code $rc); see the messages above. Jobs that depend on this one (afterok) are cancelled."
+    exit "$rc"
+}
+
+# Common start of a batch script: name, binary, environment, launcher, a header in the log.
+rb_begin() {
+    RB_NAME=$1
+    RB_BIN=$(rb_binary)
+    rb_env
+    rb_launcher
+    rb_log "job ${SLURM_JOB_ID:-none} (${SLURM_JOB_NAME:-}) on ${SLURM_JOB_NODELIST:-$(hostname -s)}, restart ${SLURM_RESTART_COUNT:-0}, binary $RB_BIN"
+}
+
+# Output folder of COMMAND (its key OUTKEY: run_dir or out): --OUTKEY argument, else RUN_DIR,
+# else the job file's value, else the default run directory.
+rb_out_dir() {
+    local cmd=$1 key=$2 v jf; shift 2
+    v=$(rb_arg_get "$key" "$@")
+    if [ -z "$v" ] && [ -n "${RUN_DIR:-}" ]; then v=$(rb_expand "$RUN_DIR"); fi
+    if [ -z "$v" ]; then jf=$(rb_job_file "$@"); if [ -n "$jf" ]; then v=$(rb_ini_get "$jf" "$cmd" "$key"); fi; fi
+    if [ -z "$v" ]; then v=$(rb_default_run_dir); fi
+    echo "$v"
+}
+
+# The whole body of radbatch-<command>.sbatch: COMMAND OUTKEY ARGS...
+rb_main() {
+    local cmd=$1 key=$2 out extra=() rc; shift 2
+    rb_begin "radbatch-$cmd"
+    out=$(rb_out_dir "$cmd" "$key" "$@")
+    mkdir -p "$out" || rb_die "cannot create $out"
+    rb_log "output folder: $out"
+    # a requeued job continues: train from its newest checkpoint, infer and convert from
+    # what they finished (they resume when run again with the same output folder)
+    if [ "$cmd" = train ] && { [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] || [ "${RADBATCH_RESUME:-false}" = true ]; }; then
+        extra=(--resume true)
+    fi
+    if [ -z "$(rb_arg_get "$key" "$@")" ]; then extra=("--$key" "$out" "${extra[@]}"); fi
+    rb_step "$cmd" "$@" "${extra[@]}"
+    rc=$?
+    rb_finish "$rc" "radbatch $cmd"
+    rb_log "done: $out"
+}

@@ -31,7 +31,7 @@ static const char CSS[] =
     "td.num{text-align:right;font-variant-numeric:tabular-nums}\n"
     "tr:nth-child(even) td{background:#fafbfc}\n"
     "pre{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px 12px;"
-    "overflow:auto;font-size:0.85em;max-height:560px}\n"
+    "overflow:auto;font-size:0.85em;max-height:560px;tab-size:4;white-space:pre-wrap;overflow-wrap:anywhere}\n"
     "figure{display:inline-block;vertical-align:top;margin:8px 18px 12px 0}\n"
     "figure svg{max-width:100%;height:auto}\n"
     "figcaption{font-size:0.9em;color:#57606a;text-align:center}\n"

@@ -1,0 +1,233 @@
+/* radbatch predict: the seeds' single-image prediction for any number of image files
+ * (docs/evaluate.md). One process, no MPI: start-up must stay cheap, so a model load plus
+ * one MobileNetV2 image takes a fraction of a second. Each image is read and preprocessed
+ * as the model's training data was (model card), then: the decided class, its probability
+ * as a percentage (the seeds' confidence), every class's probability, and for two-class
+ * models the threshold decision. A file that cannot be read prints an error naming it and
+ * the others go on; the exit code is then 1. */
+#include "commands.h"
+#include "fsutil.h"
+#include "rb_log.h"
+#include "rb_mpi.h"
+#include "trained_model.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const opt_spec predict_opts[] = {
+    {"model", OPT_STRING, "", NULL,
+     "model file(s) written by radbatch train; several comma-separated files form an ensemble; the first "
+     "positional argument ending in .h5 is taken when this is empty"},
+    {"json", OPT_BOOL, "false", NULL, "print one JSON object per image (one per line) instead of text"},
+    {"tta", OPT_INT, "0", NULL,
+     "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
+    {"threads", OPT_INT, "0", NULL, "compute threads (0: SLURM_CPUS_PER_TASK or all cores)"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+#define PREDICT_BATCH 8
+
+/* Under mpirun/srun with several tasks only the first prints (this command is not split). */
+static int launched_rank(void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return atoi(v);
+    }
+    return 0;
+}
+
+static const char *reason_of(const char *msg, const char *path)
+{
+    size_t l = strlen(path);
+    if (strncmp(msg, path, l) == 0 && msg[l] == ':' && msg[l + 1] == ' ')
+        return msg + l + 2;
+    return msg;
+}
+
+static double round6(float v) { return round((double)v * 1e6) / 1e6; }
+
+static void print_error(const char *path, const char *reason, int json)
+{
+    fprintf(stderr, "error: %s: %s\n", path, reason);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", path);
+        cJSON_AddStringToObject(o, "error", reason);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    }
+}
+
+static void print_result(const trained_model *t, const char *path, const float *p, int json)
+{
+    int k = t->nclasses;
+    int cls = trained_model_decide(t, p);
+    int binary = k == 2;
+    const char *pos = t->class_names[t->positive];
+    const char *src = t->has_threshold ? "model card" : "default";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "file", path);
+        cJSON_AddStringToObject(o, "class", t->class_names[cls]);
+        cJSON_AddNumberToObject(o, "confidence", round6(p[cls]));
+        cJSON *pr = cJSON_AddObjectToObject(o, "probabilities");
+        for (int c = 0; c < k; c++)
+            cJSON_AddNumberToObject(pr, t->class_names[c], round6(p[c]));
+        if (binary) {
+            cJSON *th = cJSON_AddObjectToObject(o, "threshold");
+            cJSON_AddStringToObject(th, "positive_class", pos);
+            cJSON_AddNumberToObject(th, "value", t->threshold);
+            cJSON_AddStringToObject(th, "source", src);
+            cJSON_AddBoolToObject(th, "positive", cls == t->positive);
+        }
+        char *s = cJSON_PrintUnformatted(o);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+        return;
+    }
+    printf("%s: %s (%.2f%%)\n", path, t->class_names[cls], 100.0 * p[cls]);
+    int w = 0;
+    for (int c = 0; c < k; c++)
+        if ((int)strlen(t->class_names[c]) > w)
+            w = (int)strlen(t->class_names[c]);
+    for (int c = 0; c < k; c++)
+        printf("  %-*s %7.2f%%\n", w, t->class_names[c], 100.0 * p[c]);
+    if (binary)
+        printf("  decision: %s (probability of %s %.4f %s threshold %.4f, %s)\n", t->class_names[cls], pos,
+               (double)p[t->positive], p[t->positive] >= t->threshold ? ">=" : "<", t->threshold, src);
+}
+
+static int predict_main(job_config *cfg, rb_error *err)
+{
+    char *models = strdup(job_str(cfg, "model"));
+    const char **images = calloc((size_t)cfg->npositional + 1, sizeof *images);
+    int nimg = 0;
+    if (!models || !images) {
+        free(models);
+        free(images);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    for (int i = 0; i < cfg->npositional; i++) {
+        const char *p = cfg->positional[i];
+        size_t l = strlen(p);
+        if (!*models && l > 3 && strcmp(p + l - 3, ".h5") == 0) {
+            free(models);
+            models = strdup(p);
+        } else
+            images[nimg++] = p;
+    }
+    int64_t tta = job_int(cfg, "tta"), threads = job_int(cfg, "threads");
+    int rc = 0;
+    if (!models || !*models)
+        rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no model file given");
+    else if (nimg == 0)
+        rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no image given");
+    else if (tta < 0 || tta > 2)
+        rc = rb_fail(err, "accepted: 0 (none), 1 (flip), 2 (flip and shifts)", "predict: tta = %lld",
+                     (long long)tta);
+    else if (threads < 0)
+        rc = rb_fail(err, "0 (automatic) or a thread count", "predict: threads = %lld", (long long)threads);
+    if (rc < 0) {
+        free(models);
+        free(images);
+        return -3;
+    }
+    if (threads == 0) {
+        rb_world w = {0, 1, 0, 1, 0};
+        threads = rb_threads_per_rank(&w);
+    }
+    int json = job_bool(cfg, "json");
+    trained_model t;
+    int batch = nimg < PREDICT_BATCH ? nimg : PREDICT_BATCH;
+    if (trained_model_load(&t, models, batch, (int)threads, err) < 0) {
+        free(models);
+        free(images);
+        return -1;
+    }
+    trained_model_set_tta(&t, (int)tta);
+    size_t rec = (size_t)t.height * t.width * t.channels;
+    uint8_t *px = malloc((size_t)batch * rec);
+    float *probs = malloc((size_t)batch * t.nclasses * sizeof *probs);
+    int slot[PREDICT_BATCH];
+    int failed = 0;
+    if (!px || !probs)
+        rc = rb_fail(err, NULL, "out of memory");
+    for (int b0 = 0; rc == 0 && b0 < nimg; b0 += batch) {
+        int nb = nimg - b0 < batch ? nimg - b0 : batch, nok = 0;
+        char *why[PREDICT_BATCH] = {0};
+        for (int i = 0; i < nb; i++) {
+            rb_error fe;
+            image_info info;
+            if (trained_model_load_image(&t, images[b0 + i], px + (size_t)nok * rec, &info, &fe) < 0) {
+                slot[i] = -1;
+                why[i] = strdup(reason_of(fe.msg, images[b0 + i]));
+            } else
+                slot[i] = nok++;
+        }
+        if (nok > 0)
+            rc = trained_model_predict(&t, px, nok, probs, err);
+        for (int i = 0; i < nb; i++) {
+            if (rc == 0 && slot[i] >= 0)
+                print_result(&t, images[b0 + i], probs + (size_t)slot[i] * t.nclasses, json);
+            else if (rc == 0) {
+                print_error(images[b0 + i], why[i] ? why[i] : "cannot be read", json);
+                failed++;
+            }
+            free(why[i]);
+        }
+        fflush(stdout);
+    }
+    if (rc == 0 && failed && !json)
+        fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);
+    free(px);
+    free(probs);
+    trained_model_free(&t);
+    free(models);
+    free(images);
+    if (rc < 0)
+        return -1;
+    return failed ? -4 : 0;
+}
+
+static int run_predict(int argc, char **argv)
+{
+    job_config cfg;
+    rb_error err;
+    rb_error_clear(&err);
+    if (launched_rank() != 0)
+        return 0;
+    int code = 0;
+    int rc = job_config_parse(&cfg, &command_predict, argc, argv, &err);
+    if (rc == 0 && cfg.help)
+        job_config_print_help(&command_predict);
+    else if (rc < 0) {
+        rb_error_print(&err, "");
+        code = 2;
+    } else {
+        rc = predict_main(&cfg, &err);
+        if (rc == -1 || rc == -3)
+            rb_error_print(&err, "");
+        code = rc == 0 ? 0 : rc == -3 ? 2 : 1;
+    }
+    job_config_free(&cfg);
+    return code;
+}
+
+const command_spec command_predict = {
+    "predict",
+    "class, confidence and class probabilities of single image files (text or JSON lines)",
+    "usage: radbatch predict [job.ini] --model run/model.h5[,more.h5] image... [--json] [--tta 0|1|2]",
+    predict_opts,
+    run_predict,
+};

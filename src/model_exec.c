@@ -563,7 +563,7 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         int K = 0;
         int64_t big = 0;
         for (int i = 0; i < lead; i++)
-            if (m->nodes[i].size >= 100000)
+            if (m->nodes[i].size >= 20000) /* 80 KB per sample and more */
                 K = i + 1;
         for (int i = 0; i < K; i++)
             big = m->nodes[i].size > big ? m->nodes[i].size : big;

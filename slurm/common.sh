@@ -151,7 +151,7 @@ rb_on_term() {
 rb_step() {
     local cmd=$1 rc t0; shift
     [ -n "${RB_LAUNCH+x}" ] || rb_launcher
-    t0=$(date +%s)
+    t0=$(date +%s.%N)
     rb_log "radbatch $cmd on ${SLURM_NTASKS:-1} task(s) x ${OPENBLAS_NUM_THREADS:-1} thread(s), launcher: ${RB_LAUNCH[*]:-none (1 process)}"
     rb_log "command: $RB_BIN $cmd $*"
     trap rb_on_term TERM
@@ -164,7 +164,8 @@ rb_step() {
         break
     done
     RB_CHILD=""
-    rb_log "radbatch $cmd exited with code $rc after $(( $(date +%s) - t0 )) s"
+    RB_STEP_SECONDS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    rb_log "radbatch $cmd exited with code $rc after $RB_STEP_SECONDS s"
     return $rc
 }
 
@@ -240,4 +241,52 @@ rb_main() {
     rc=$?
     rb_finish "$rc" "radbatch $cmd"
     rb_log "done: $out"
+}
+
+# Flatten a JSON document (file or stdin) to "path<TAB>value" lines, e.g.
+# "screening.roc_auc	0.68", "class_names.0	NORMAL". Strings are unescaped for \" \\ \/ \t \n
+# only; enough for radbatch's reports and model cards. Plain awk, no jq needed.
+rb_json_flat() {
+    awk '
+    function emit(v) { print (depth ? path[depth] : "") "\t" v }
+    function setkey(k,   p) { p = depth > 1 ? path[depth - 1] "." : ""; path[depth] = p k }
+    BEGIN { RS = "\001" }
+    {
+        s = $0; n = length(s); depth = 0; expect_key = 0
+        for (i = 1; i <= n; i++) {
+            c = substr(s, i, 1)
+            if (c ~ /[ \t\r\n,:]/) {
+                if (c == "," && depth && kind[depth] == "a") { idx[depth]++; setkey(idx[depth]) }
+                if (c == "," && depth && kind[depth] == "o") expect_key = 1
+                continue
+            }
+            if (c == "{" || c == "[") {
+                depth++; kind[depth] = (c == "{") ? "o" : "a"
+                if (kind[depth] == "a") { idx[depth] = 0; setkey(0) } else expect_key = 1
+                continue
+            }
+            if (c == "}" || c == "]") { depth--; expect_key = 0; continue }
+            if (c == "\"") {
+                v = ""; i++
+                while (i <= n) {
+                    c = substr(s, i, 1)
+                    if (c == "\\") {
+                        i++; e = substr(s, i, 1)
+                        v = v (e == "n" ? " " : e == "t" ? " " : e)
+                    } else if (c == "\"") break
+                    else v = v c
+                    i++
+                }
+                if (expect_key && kind[depth] == "o") { setkey(v); expect_key = 0 } else emit(v)
+                continue
+            }
+            j = i; while (j <= n && substr(s, j, 1) !~ /[ \t\r\n,}\]]/) j++
+            emit(substr(s, i, j - i)); i = j - 1
+        }
+    }' "$@"
+}
+
+# Value of one flattened JSON path ("" when absent).
+rb_json_get() {  # file path
+    rb_json_flat "$1" 2>/dev/null | awk -F'\t' -v k="$2" '$1 == k { print $2; exit }'
 }

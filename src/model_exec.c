@@ -499,11 +499,11 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         OOM(ws->fold_b[i] = aligned_alloc(64, (size_t)align16(n->c) * sizeof(float)));
         ws->bytes += (size_t)(align16(wsz) + align16(n->c)) * sizeof(float);
     }
-    /* a ZeroPadding2D feeding only a depthwise: the depthwise reads (and in backward
+    /* a ZeroPadding2D feeding only a convolution: the convolution reads (and in backward
      * writes the gradient of) the unpadded input, the padding being implicit zeros */
     for (int i = 0; i < N && !KEEP && !(flags & RB_WS_NO_FUSE); i++) {
         const rb_node *n = &m->nodes[i];
-        if (n->op != RB_OP_DEPTHWISE)
+        if (n->op != RB_OP_DEPTHWISE && n->op != RB_OP_CONV2D)
             continue;
         int p = n->inputs[0];
         const rb_node *pn = &m->nodes[p];
@@ -1291,7 +1291,8 @@ static void forward_node(job *j, int t, int i, int rabs, int n, int micro)
             b = ws->fold_b[i];
             act = (rb_act)ws->fuse_act[i];
             if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
-                nd->sw == 1 && i != m->output) {
+                nd->sw == 1 && s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 &&
+                s.pad_right == 0 && i != m->output) {
                 rb_fused_conv1x1(out, in, w, b, rows, nd->in_c, nd->c, act);
                 break;
             }

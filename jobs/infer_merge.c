@@ -1,0 +1,631 @@
+#include "infer_merge.h"
+#include "csv.h"
+#include "fsutil.h"
+#include "infer_index.h"
+#include "infer_work.h"
+#include "rb_buf.h"
+#include "report_html.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- k-way merge of files sorted by their first field ---------------------------------- */
+typedef int (*merge_sink)(void *ctx, const char *rec, size_t len, rb_error *err);
+typedef char *(*level0_name)(const void *ctx, int64_t i); /* malloc'd path of input i */
+
+typedef struct mreader {
+    FILE *f;
+    rb_buf rec, key;
+    int live;
+} mreader;
+
+static int reader_next(mreader *r, rb_error *err)
+{
+    int rc = csvrec_read(r->f, &r->rec);
+    if (rc < 0)
+        return rb_fail(err, NULL, "out of memory");
+    r->live = rc == 1;
+    if (r->live && csvrec_key((const char *)r->rec.data, &r->key) < 0)
+        return rb_fail(err, NULL, "out of memory");
+    return 0;
+}
+
+/* Merge n sorted files (n <= FANIN) into sink; ties go to the lower input index. */
+static int merge_files(char **paths, int n, merge_sink sink, void *ctx, rb_error *err)
+{
+    mreader rd[INFER_MERGE_FANIN];
+    memset(rd, 0, sizeof rd);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        rd[i].f = fopen(paths[i], "r");
+        if (!rd[i].f)
+            rc = rb_fail(err, "rerun the same command to redo the missing chunk", "%s: cannot open: %s", paths[i],
+                         strerror(errno));
+        else
+            rc = reader_next(&rd[i], err);
+    }
+    while (rc == 0) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (rd[i].live && (best < 0 || strcmp((const char *)rd[i].key.data, (const char *)rd[best].key.data) < 0))
+                best = i;
+        if (best < 0)
+            break;
+        rc = sink(ctx, (const char *)rd[best].rec.data, rd[best].rec.len, err);
+        if (rc == 0)
+            rc = reader_next(&rd[best], err);
+    }
+    for (int i = 0; i < n; i++) {
+        if (rd[i].f)
+            fclose(rd[i].f);
+        rb_buf_free(&rd[i].rec);
+        rb_buf_free(&rd[i].key);
+    }
+    return rc;
+}
+
+static int sink_file(void *ctx, const char *rec, size_t len, rb_error *err)
+{
+    (void)err;
+    fwrite(rec, 1, len, (FILE *)ctx);
+    return 0;
+}
+
+typedef struct tree_names {
+    const char *work, *tag;
+    level0_name l0;
+    const void *l0ctx;
+} tree_names;
+
+static char *tree_name(const tree_names *t, int level, int64_t i)
+{
+    if (level == 0)
+        return t->l0(t->l0ctx, i);
+    size_t n = strlen(t->work) + strlen(t->tag) + 64;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/merge/%s-L%d-%06lld.csv", t->work, t->tag, level, (long long)i);
+    return s;
+}
+
+/* Merge n0 level-0 files in passes of FANIN into `final`. */
+static int merge_tree(const tree_names *t, int64_t n0, merge_sink final, void *ctx, rb_error *err)
+{
+    int level = 0;
+    int64_t n = n0;
+    char *paths[INFER_MERGE_FANIN];
+    int rc = 0;
+    while (rc == 0 && n > INFER_MERGE_FANIN) {
+        int64_t groups = (n + INFER_MERGE_FANIN - 1) / INFER_MERGE_FANIN;
+        for (int64_t g = 0; g < groups && rc == 0; g++) {
+            int m = 0;
+            for (int64_t i = g * INFER_MERGE_FANIN; i < n && m < INFER_MERGE_FANIN; i++)
+                paths[m++] = tree_name(t, level, i);
+            char *out = tree_name(t, level + 1, g);
+            FILE *f = out ? fopen(out, "w") : NULL;
+            if (!f)
+                rc = rb_fail(err, "is the disk full?", "%s: cannot create: %s", out ? out : "merge file",
+                             strerror(errno));
+            else {
+                rc = merge_files(paths, m, sink_file, f, err);
+                if (fclose(f) != 0 && rc == 0)
+                    rc = rb_fail(err, "is the disk full?", "%s: write failed", out);
+            }
+            for (int k = 0; k < m; k++) {
+                if (level > 0 && rc == 0)
+                    unlink(paths[k]);
+                free(paths[k]);
+            }
+            free(out);
+        }
+        level++;
+        n = groups;
+    }
+    if (rc == 0) {
+        for (int64_t i = 0; i < n; i++)
+            paths[i] = tree_name(t, level, i);
+        rc = merge_files(paths, (int)n, final, ctx, err);
+        for (int64_t i = 0; i < n; i++) {
+            if (level > 0 && rc == 0)
+                unlink(paths[i]);
+            free(paths[i]);
+        }
+    }
+    return rc;
+}
+
+static char *part_name(const void *ctx, int64_t i) { return infer_chunk_path((const char *)ctx, "part", i); }
+static char *error_name(const void *ctx, int64_t i)
+{
+    return i == 0 ? fs_join((const char *)ctx, "list-errors.csv") : infer_chunk_path((const char *)ctx, "errors", i - 1);
+}
+
+/* ---- the highest-probability flagged images, for the report ---------------------------- */
+typedef struct top_item {
+    double p;
+    char *path;
+} top_item;
+typedef struct top_list {
+    top_item *it;
+    int n, cap;
+} top_list;
+
+/* a is worse than b: lower probability, or equal and later path */
+static int top_worse(const top_item *a, const top_item *b)
+{
+    return a->p < b->p || (a->p == b->p && strcmp(a->path, b->path) > 0);
+}
+static void top_sift_down(top_list *t, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < t->n && top_worse(&t->it[l], &t->it[m]))
+            m = l;
+        if (r < t->n && top_worse(&t->it[r], &t->it[m]))
+            m = r;
+        if (m == i)
+            return;
+        top_item x = t->it[i];
+        t->it[i] = t->it[m];
+        t->it[m] = x;
+        i = m;
+    }
+}
+static void top_add(top_list *t, double p, const char *path)
+{
+    top_item c = {p, NULL};
+    if (t->n == t->cap) {
+        c.path = (char *)path;
+        if (!top_worse(&t->it[0], &c))
+            return;
+        free(t->it[0].path);
+        t->it[0].p = p;
+        t->it[0].path = strdup(path);
+        top_sift_down(t, 0);
+        return;
+    }
+    int i = t->n++;
+    t->it[i].p = p;
+    t->it[i].path = strdup(path);
+    while (i > 0) {
+        int par = (i - 1) / 2;
+        if (!top_worse(&t->it[i], &t->it[par]))
+            break;
+        top_item x = t->it[i];
+        t->it[i] = t->it[par];
+        t->it[par] = x;
+        i = par;
+    }
+}
+static int cmp_top_desc(const void *a, const void *b)
+{
+    const top_item *x = a, *y = b;
+    return top_worse(x, y) ? 1 : top_worse(y, x) ? -1 : 0;
+}
+
+/* ---- the final pass over the parts ---------------------------------------------------- */
+typedef struct final_ctx {
+    const infer_merge_cfg *c;
+    infer_merge_result *r;
+    csv_writer pred, flag;
+    infer_index_writer index;
+    rb_buf scratch, row;
+    char **fields;
+    int nfields;
+    FILE *prev;       /* previous index.csv, read along for the removed count */
+    rb_buf prev_rec, prev_key;
+    int prev_live;
+    top_list top;
+} final_ctx;
+
+static int prev_advance(final_ctx *x, rb_error *err)
+{
+    int rc = csvrec_read(x->prev, &x->prev_rec);
+    if (rc < 0)
+        return rb_fail(err, NULL, "out of memory");
+    x->prev_live = rc == 1;
+    if (x->prev_live)
+        csvrec_key((const char *)x->prev_rec.data, &x->prev_key);
+    return 0;
+}
+
+static int sink_final(void *ctx, const char *rec, size_t len, rb_error *err)
+{
+    final_ctx *x = ctx;
+    const infer_merge_cfg *c = x->c;
+    x->scratch.len = 0;
+    rb_buf_put(&x->scratch, rec, len);
+    rb_buf_put(&x->scratch, "", 1);
+    if (x->scratch.failed)
+        return rb_fail(err, NULL, "out of memory");
+    char **f = x->fields;
+    int nf = csvrec_split((char *)x->scratch.data, f, x->nfields + 1);
+    if (nf != x->nfields)
+        return rb_fail(err, "delete the damaged part file and rerun the command", "a part file row has %d fields, expected %d: %.200s",
+                       nf, x->nfields, rec);
+    const char *status = f[4];
+    int k = c->nclasses;
+    /* cumulative index: path,size,mtime,hash,predicted_label,probs,flagged */
+    x->row.len = 0;
+    for (int i = 0; i < nf; i++)
+        if (i != 4)
+            csvrow_field(&x->row, f[i], i == 0);
+    rb_buf_put(&x->row, "\n", 1);
+    if (x->row.failed)
+        return rb_fail(err, NULL, "out of memory");
+    infer_index_add(&x->index, (const char *)x->row.data, x->row.len);
+    if (x->prev) {
+        while (x->prev_live && strcmp((const char *)x->prev_key.data, f[0]) < 0) {
+            x->r->removed++;
+            if (prev_advance(x, err) < 0)
+                return -1;
+        }
+        if (x->prev_live && strcmp((const char *)x->prev_key.data, f[0]) == 0 && prev_advance(x, err) < 0)
+            return -1;
+    }
+    if (!strcmp(status, "unchanged")) {
+        x->r->unchanged++;
+        return 0;
+    }
+    if (!strcmp(status, "changed"))
+        x->r->changed++;
+    else
+        x->r->new_files++;
+    x->r->predicted++;
+    /* predictions.csv: path,size,mtime,predicted_label,probs,flagged */
+    for (int i = 0; i < nf; i++)
+        if (i != 3 && i != 4)
+            csv_field(&x->pred, f[i]);
+    csv_end_row(&x->pred);
+    for (int cl = 0; cl < k; cl++)
+        if (!strcmp(f[5], c->class_names[cl]))
+            x->r->per_class[cl]++;
+    double p = strtod(f[6 + c->positive], NULL);
+    int bin = (int)floor(p * INFER_HIST_BINS);
+    bin = bin < 0 ? 0 : bin >= INFER_HIST_BINS ? INFER_HIST_BINS - 1 : bin;
+    x->r->hist[bin]++;
+    if (!strcmp(f[6 + k], "1")) {
+        x->r->flagged++;
+        for (int i = 0; i < nf; i++)
+            if (i != 3 && i != 4)
+                csv_field(&x->flag, f[i]);
+        csv_end_row(&x->flag);
+        top_add(&x->top, p, f[0]);
+    }
+    /* test hook: die (SIGKILL) in the middle of the merge */
+    const char *kill_at = getenv("RADBATCH_TEST_KILL_IN_MERGE");
+    if (kill_at && x->r->predicted == atoll(kill_at))
+        raise(SIGKILL);
+    return 0;
+}
+
+static void header_row(csv_writer *w, const infer_merge_cfg *c, int with_hash)
+{
+    csv_field(w, "path");
+    csv_field(w, "size");
+    csv_field(w, "mtime");
+    if (with_hash)
+        csv_field(w, "hash");
+    csv_field(w, "predicted_label");
+    for (int k = 0; k < c->nclasses; k++) {
+        char h[300];
+        snprintf(h, sizeof h, "prob_%s", c->class_names[k]);
+        csv_field(w, h);
+    }
+    csv_field(w, "flagged");
+    csv_end_row(w);
+}
+
+static int sink_errors(void *ctx, const char *rec, size_t len, rb_error *err)
+{
+    (void)err;
+    int64_t *cnt = ((int64_t **)ctx)[1];
+    fwrite(rec, 1, len, ((csv_writer *)((void **)ctx)[0])->f);
+    (*cnt)++;
+    return 0;
+}
+
+/* ---- summary.json and report.html ------------------------------------------------------ */
+static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, rb_error *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", "radbatch-infer-summary");
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddBoolToObject(j, "complete", 1);
+    cJSON_AddStringToObject(j, "input", c->input);
+    cJSON_AddStringToObject(j, "input_kind", c->kind);
+    if (c->since)
+        cJSON_AddStringToObject(j, "since", c->since);
+    else
+        cJSON_AddNullToObject(j, "since");
+    cJSON_AddStringToObject(j, "change_detection", c->change_detection);
+    cJSON_AddNumberToObject(j, "files", (double)c->files_listed);
+    cJSON_AddNumberToObject(j, "predicted", (double)r->predicted);
+    cJSON_AddNumberToObject(j, "new", (double)r->new_files);
+    cJSON_AddNumberToObject(j, "changed", (double)r->changed);
+    cJSON_AddNumberToObject(j, "unchanged", (double)r->unchanged);
+    cJSON_AddNumberToObject(j, "removed", (double)r->removed);
+    cJSON_AddNumberToObject(j, "errors", (double)r->errors);
+    cJSON_AddNumberToObject(j, "list_errors", (double)c->list_errors);
+    cJSON *counts = cJSON_AddObjectToObject(j, "counts");
+    for (int k = 0; k < c->nclasses; k++)
+        cJSON_AddNumberToObject(counts, c->class_names[k], (double)r->per_class[k]);
+    cJSON_AddStringToObject(j, "positive_class", c->class_names[c->positive]);
+    cJSON_AddNumberToObject(j, "threshold", c->threshold);
+    cJSON_AddNumberToObject(j, "flagged", (double)r->flagged);
+    cJSON *h = cJSON_AddObjectToObject(j, "histogram");
+    cJSON_AddNumberToObject(h, "bins", INFER_HIST_BINS);
+    cJSON_AddNumberToObject(h, "lo", 0);
+    cJSON_AddNumberToObject(h, "hi", 1);
+    cJSON *hc = cJSON_AddArrayToObject(h, "counts");
+    for (int b = 0; b < INFER_HIST_BINS; b++)
+        cJSON_AddItemToArray(hc, cJSON_CreateNumber((double)r->hist[b]));
+    cJSON *m = cJSON_AddArrayToObject(j, "models");
+    for (int i = 0; i < c->nmodels; i++)
+        cJSON_AddItemToArray(m, cJSON_CreateString(c->model_paths[i]));
+    cJSON_AddStringToObject(j, "model_fingerprint", c->model_fingerprint);
+    cJSON *card = c->card ? cJSON_Parse(c->card) : NULL;
+    if (card)
+        cJSON_AddItemToObject(j, "model_card", card);
+    else
+        cJSON_AddNullToObject(j, "model_card");
+    cJSON_AddNumberToObject(j, "tta", c->tta);
+    cJSON_AddNumberToObject(j, "chunk", (double)c->chunk);
+    cJSON_AddNumberToObject(j, "batch", c->batch);
+    cJSON_AddNumberToObject(j, "ranks", c->ranks);
+    cJSON_AddNumberToObject(j, "threads_per_rank", c->threads);
+    cJSON_AddBoolToObject(j, "resumed", c->resumed);
+    cJSON_AddNumberToObject(j, "images_this_run", (double)c->images_this_run);
+    cJSON_AddNumberToObject(j, "seconds", round(c->infer_seconds * 1000) / 1000);
+    cJSON_AddNumberToObject(j, "images_per_second",
+                            c->infer_seconds > 0 ? round(10 * (double)c->images_this_run / c->infer_seconds) / 10 : 0);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", round(c->peak_rss_mb * 10) / 10);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text)
+        return rb_fail(err, NULL, "out of memory");
+    size_t n = strlen(text);
+    text[n] = '\n';
+    char *p = fs_join(c->out, "summary.json");
+    int rc = p ? infer_write_atomic(p, text, n + 1, err) : rb_fail(err, NULL, "out of memory");
+    free(p);
+    free(text);
+    return rc;
+}
+
+static int write_report(const infer_merge_cfg *c, const infer_merge_result *r, top_list *top, rb_error *err)
+{
+    char title[600];
+    snprintf(title, sizeof title, "radbatch infer: %s", c->input);
+    html_doc *d = html_begin(title);
+    if (!d)
+        return rb_fail(err, NULL, "out of memory");
+    html_para(d, "Input %s (%s), %lld file(s) listed. Models: %d (fingerprint %s), TTA %d. Threshold %.4f on %s.",
+              c->input, c->kind, (long long)c->files_listed, c->nmodels, c->model_fingerprint, c->tta, c->threshold,
+              c->class_names[c->positive]);
+    if (c->since) {
+        html_para(d, "Incremental run since %s (change detection: %s): %lld new, %lld changed, %lld unchanged, %lld removed.",
+                  c->since, c->change_detection, (long long)r->new_files, (long long)r->changed,
+                  (long long)r->unchanged, (long long)r->removed);
+        if (r->predicted == 0)
+            html_para(d, "No new or changed files since the previous run.");
+    }
+    html_h2(d, "Predicted classes");
+    int k = c->nclasses;
+    const char *hdr[3] = {"class", "images", "share"};
+    char **cells = calloc((size_t)(k + 1) * 3, sizeof *cells);
+    for (int i = 0; cells && i <= k; i++) {
+        int64_t v = i < k ? r->per_class[i] : r->predicted;
+        cells[i * 3] = strdup(i < k ? c->class_names[i] : "total");
+        cells[i * 3 + 1] = malloc(32);
+        cells[i * 3 + 2] = malloc(32);
+        if (cells[i * 3 + 1])
+            snprintf(cells[i * 3 + 1], 32, "%lld", (long long)v);
+        if (cells[i * 3 + 2])
+            snprintf(cells[i * 3 + 2], 32, "%.1f%%", r->predicted ? 100.0 * (double)v / (double)r->predicted : 0.0);
+    }
+    if (cells)
+        html_table(d, 3, hdr, k + 1, (const char *const *)cells);
+    for (int i = 0; cells && i < (k + 1) * 3; i++)
+        free(cells[i]);
+    free(cells);
+    html_para(d, "%lld image(s) flagged at %s probability >= %.4f; %lld error(s).", (long long)r->flagged,
+              c->class_names[c->positive], c->threshold, (long long)r->errors);
+    html_h2(d, "Probability of the positive class");
+    char xl[300];
+    snprintf(xl, sizeof xl, "probability of %s (threshold marked)", c->class_names[c->positive]);
+    html_svg_histogram(d, "positive-class probability", xl, r->hist, INFER_HIST_BINS, 0.0, 1.0, c->threshold);
+
+    html_h2(d, "Flagged images");
+    qsort(top->it, (size_t)top->n, sizeof *top->it, cmp_top_desc);
+    if (r->flagged > top->n)
+        html_para(d, "The %d highest of %lld flagged images; flagged.csv lists them all.", top->n, (long long)r->flagged);
+    const char *fh[2] = {"path", "probability"};
+    char **fc = calloc((size_t)top->n * 2 + 1, sizeof *fc);
+    for (int i = 0; fc && i < top->n; i++) {
+        fc[2 * i] = top->it[i].path;
+        fc[2 * i + 1] = malloc(32);
+        if (fc[2 * i + 1])
+            snprintf(fc[2 * i + 1], 32, "%.4f", top->it[i].p);
+    }
+    if (fc && top->n)
+        html_table(d, 2, fh, top->n, (const char *const *)fc);
+    else if (!top->n)
+        html_para(d, "None.");
+    for (int i = 0; fc && i < top->n; i++)
+        free(fc[2 * i + 1]);
+    free(fc);
+
+    html_h2(d, "Errors");
+    char *ep = fs_join(c->out, "errors.csv");
+    FILE *ef = ep ? fopen(ep, "r") : NULL;
+    free(ep);
+    if (ef && r->errors) {
+        rb_buf rec = {0};
+        int cap = INFER_REPORT_ROWS, n = 0;
+        char **ec = calloc((size_t)cap * 2, sizeof *ec);
+        csvrec_read(ef, &rec); /* header */
+        while (ec && n < cap && csvrec_read(ef, &rec) == 1) {
+            char *f[2] = {0, 0};
+            int nf = csvrec_split((char *)rec.data, f, 2);
+            ec[2 * n] = strdup(nf > 0 ? f[0] : "");
+            ec[2 * n + 1] = strdup(nf > 1 ? f[1] : "");
+            n++;
+        }
+        if (r->errors > n)
+            html_para(d, "The first %d of %lld errors; errors.csv lists them all.", n, (long long)r->errors);
+        const char *eh[2] = {"path", "reason"};
+        if (ec)
+            html_table(d, 2, eh, n, (const char *const *)ec);
+        for (int i = 0; ec && i < 2 * n; i++)
+            free(ec[i]);
+        free(ec);
+        rb_buf_free(&rec);
+    } else
+        html_para(d, "None.");
+    if (ef)
+        fclose(ef);
+    if (c->card) {
+        html_h2(d, "Model card");
+        html_pre(d, c->card);
+    }
+    char *rp = fs_join(c->out, "report.html");
+    int rc = rp ? html_end_write(d, rp, err) : rb_fail(err, NULL, "out of memory");
+    free(rp);
+    return rc;
+}
+
+int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->per_class = calloc((size_t)c->nclasses + 1, sizeof *r->per_class);
+    if (!r->per_class)
+        return rb_fail(err, NULL, "out of memory");
+    char *mdir = fs_join(c->work, "merge");
+    if (!mdir || fs_mkdirs(mdir, err) < 0) {
+        free(mdir);
+        return -1;
+    }
+    free(mdir);
+
+    /* errors.csv */
+    csv_writer ew;
+    if (csv_writer_open(&ew, fs_join(c->out, "errors.csv"), err) < 0)
+        return -1;
+    csv_field(&ew, "path");
+    csv_field(&ew, "reason");
+    csv_end_row(&ew);
+    tree_names et = {c->work, "errors", error_name, c->work};
+    void *ectx[2] = {&ew, &r->errors};
+    int rc = merge_tree(&et, c->nchunks + 1, sink_errors, ectx, err);
+    if (rc < 0) {
+        csv_writer_abort(&ew);
+        return -1;
+    }
+    if (csv_writer_close(&ew, err) < 0)
+        return -1;
+
+    /* predictions, flagged, index */
+    final_ctx x;
+    memset(&x, 0, sizeof x);
+    x.c = c;
+    x.r = r;
+    x.nfields = 7 + c->nclasses;
+    x.fields = calloc((size_t)x.nfields + 2, sizeof *x.fields);
+    x.top.cap = INFER_REPORT_ROWS;
+    x.top.it = calloc((size_t)x.top.cap, sizeof *x.top.it);
+    if (!x.fields || !x.top.it) {
+        free(x.fields);
+        free(x.top.it);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    char *pp = fs_join(c->out, "predictions.csv"), *fp = fs_join(c->out, "flagged.csv");
+    rc = csv_writer_open(&x.pred, pp, err);
+    if (rc == 0 && csv_writer_open(&x.flag, fp, err) < 0) {
+        csv_writer_abort(&x.pred);
+        rc = -1;
+    }
+    free(pp);
+    free(fp);
+    if (rc == 0) {
+        header_row(&x.pred, c, 0);
+        header_row(&x.flag, c, 0);
+        rb_buf h = {0};
+        const char *fixed[5] = {"path", "size", "mtime", "hash", "predicted_label"};
+        for (int i = 0; i < 5; i++)
+            csvrow_field(&h, fixed[i], i == 0);
+        for (int k = 0; k < c->nclasses; k++) {
+            char name[300];
+            snprintf(name, sizeof name, "prob_%s", c->class_names[k]);
+            csvrow_field(&h, name, 0);
+        }
+        csvrow_field(&h, "flagged", 0);
+        rb_buf_put(&h, "\n", 1);
+        rb_buf_put(&h, "", 1);
+        rc = h.failed ? rb_fail(err, NULL, "out of memory") : infer_index_open(&x.index, c->out, (const char *)h.data, err);
+        rb_buf_free(&h);
+        if (rc < 0) {
+            csv_writer_abort(&x.pred);
+            csv_writer_abort(&x.flag);
+        }
+    }
+    if (rc == 0 && c->since) {
+        char *pi = fs_join(c->since, "index.csv");
+        x.prev = pi ? fopen(pi, "r") : NULL;
+        free(pi);
+        if (x.prev) {
+            csvrec_read(x.prev, &x.prev_rec); /* header */
+            rc = prev_advance(&x, err);
+        }
+    }
+    if (rc == 0) {
+        tree_names pt = {c->work, "part", part_name, c->work};
+        rc = merge_tree(&pt, c->nchunks, sink_final, &x, err);
+        while (rc == 0 && x.prev && x.prev_live) {
+            r->removed++;
+            rc = prev_advance(&x, err);
+        }
+        if (rc == 0)
+            rc = csv_writer_close(&x.pred, err);
+        else
+            csv_writer_abort(&x.pred);
+        if (rc == 0)
+            rc = csv_writer_close(&x.flag, err);
+        else
+            csv_writer_abort(&x.flag);
+        if (rc == 0)
+            rc = infer_index_close(&x.index, err);
+        else
+            infer_index_abort(&x.index);
+    }
+    if (x.prev)
+        fclose(x.prev);
+    rb_buf_free(&x.prev_rec);
+    rb_buf_free(&x.prev_key);
+    rb_buf_free(&x.scratch);
+    rb_buf_free(&x.row);
+    free(x.fields);
+    if (rc == 0)
+        rc = write_report(c, r, &x.top, err);
+    /* summary.json last: its presence with complete = true marks a finished run */
+    if (rc == 0)
+        rc = write_summary(c, r, err);
+    for (int i = 0; i < x.top.n; i++)
+        free(x.top.it[i].path);
+    free(x.top.it);
+    return rc;
+}
+
+void infer_merge_result_free(infer_merge_result *r)
+{
+    free(r->per_class);
+    r->per_class = NULL;
+}

@@ -1,0 +1,56 @@
+/* radbatch infer, rank 0: merge the part files into the run's outputs, in bounded memory.
+ *
+ * Part files are sorted by path; a k-way merge (at most INFER_MERGE_FANIN files open at a
+ * time; more parts are merged in passes through work/merge/) streams every row once, in
+ * path order, ties in chunk order, and writes:
+ *   predictions.csv  rows predicted in this run (new or changed)
+ *   flagged.csv      those at or above the threshold on the positive class
+ *   index.csv/.idx   every listed file with its latest prediction (the cumulative index)
+ *   errors.csv       listing errors and per-chunk errors, merged the same way
+ *   summary.json, report.html
+ * The outputs are written to temporary names and renamed, so a kill during the merge
+ * leaves either the old file or the new one; rerunning the command merges again. */
+#ifndef INFER_MERGE_H
+#define INFER_MERGE_H
+
+#include "rb_error.h"
+
+#include <stdint.h>
+
+#define INFER_MERGE_FANIN 64
+#define INFER_HIST_BINS 20
+#define INFER_REPORT_ROWS 500
+
+typedef struct infer_merge_cfg {
+    const char *out, *work;
+    int64_t nchunks;
+    int nclasses;
+    char *const *class_names;
+    int positive;
+    double threshold;
+    const char *since;          /* previous run folder, or NULL */
+    /* for summary.json and the report */
+    const char *input, *kind, *change_detection;
+    int64_t files_listed, list_errors;
+    int tta, batch, ranks, threads;
+    int64_t chunk;
+    int nmodels;
+    char *const *model_paths;
+    const char *model_fingerprint;
+    const char *card;           /* JSON text or NULL */
+    double infer_seconds;       /* wall time of this invocation's inference phase */
+    int64_t images_this_run;    /* images decoded and predicted by this invocation */
+    double peak_rss_mb;         /* max over ranks */
+    int resumed;                /* some chunks were done by an earlier invocation */
+} infer_merge_cfg;
+
+typedef struct infer_merge_result {
+    int64_t predicted, unchanged, new_files, changed, removed, flagged, errors;
+    int64_t *per_class;         /* [nclasses], malloc'd */
+    int64_t hist[INFER_HIST_BINS];
+} infer_merge_result;
+
+int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_error *err);
+void infer_merge_result_free(infer_merge_result *r);
+
+#endif

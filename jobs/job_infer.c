@@ -1,0 +1,1062 @@
+/* radbatch infer: bulk, resumable, incremental inference over an archive (docs/infer.md).
+ *
+ * Rank 0 streams the listing of the input into chunk files (a thread: rank 0 computes too);
+ * every rank takes chunk numbers from a shared atomic counter (mpi/rb_work.h), waits for
+ * that chunk file to be listed, decodes and predicts its images in batches, and commits a
+ * part file per chunk (temp + fsync + rename). A chunk whose part file exists is done, so a
+ * killed run, rerun, only does the rest; the listing is persisted and reused, so the chunks
+ * and therefore the rows are the same. Rank 0 then merges the sorted parts into the
+ * outputs (jobs/infer_merge.c). With --since, files whose (size, mtime) or content hash
+ * match the previous run's index keep their earlier prediction and are not decoded. */
+#include "commands.h"
+#include "fsutil.h"
+#include "image.h"
+#include "infer_index.h"
+#include "infer_list.h"
+#include "infer_merge.h"
+#include "infer_work.h"
+#include "rb_buf.h"
+#include "rb_log.h"
+#include "rb_mpi.h"
+#include "rb_work.h"
+#include "shard.h"
+#include "trained_model.h"
+
+#include <cblas.h>
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define EXIT_PREEMPTED 75 /* SIGTERM: stopped after the current chunk; rerun to finish (EX_TEMPFAIL) */
+
+static const opt_spec infer_opts[] = {
+    {"model", OPT_STRING, "", NULL,
+     "model file written by radbatch train; several comma-separated files are an ensemble (probabilities averaged)"},
+    {"input", OPT_STRING, "", NULL,
+     "archive folder, file list (.txt/.csv, one path per line) or shards folder; a positional argument works too"},
+    {"out", OPT_STRING, "", NULL,
+     "run folder: predictions.csv, flagged.csv, errors.csv, index.csv, summary.json, report.html, work/"},
+    {"since", OPT_STRING, "", NULL,
+     "folder of a previous infer run: predict only files that are new or changed since its index (nightly screening)"},
+    {"change_detection", OPT_CHOICE, "stat", "stat|hash",
+     "with since: a file changed when its size or mtime differ (stat), or when its XXH3 content hash differs "
+     "(hash: every file is read)"},
+    {"chunk", OPT_INT, "256", NULL, "files per chunk: the unit that ranks take, commit and resume"},
+    {"batch", OPT_INT, "32", NULL, "images per forward pass"},
+    {"tta", OPT_INT, "0", NULL, "test-time augmentation: 0 off, 1 horizontal flip, 2 flip and 4 small shifts (averaged)"},
+    {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
+    {"max_file_mb", OPT_FLOAT, "512", NULL, "files larger than this are errors, not read"},
+    {"max_megapixels", OPT_FLOAT, "50", NULL, "images with more source pixels than this are errors (decompression bombs)"},
+    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+static volatile sig_atomic_t g_term = 0;
+static void on_term(int sig)
+{
+    (void)sig;
+    g_term = 1;
+}
+
+#define INFER_MAX_THREADS 64
+#define INFER_MAX_BATCH 1024
+
+/* One compute thread of a rank: its own copy of the models (single-threaded engine). */
+typedef struct infer_worker {
+    trained_model *tm;
+    uint8_t *images; /* [batch, H, W, C] */
+    float *probs;    /* [batch, nclasses] */
+} infer_worker;
+
+typedef struct infer_ctx {
+    job_config cfg;
+    rb_world w;
+    trained_model tm;
+    int have_tm;
+    char *model_list;      /* comma-separated */
+    char *input;           /* absolute */
+    infer_input_kind kind;
+    char *out, *work;
+    char *since;           /* absolute, or NULL */
+    int hash_mode;
+    int64_t chunk;
+    int batch, tta, threads;
+    image_limits lim;
+    char fingerprint[17];
+    infer_prev prev;
+    int have_prev;
+    infer_lister lister;   /* rank 0 */
+    infer_worker wk[INFER_MAX_THREADS]; /* wk[0].tm is &tm */
+    int nworkers;
+    rb_work_counter *wc;
+    size_t rec_bytes;
+    atomic_llong images_done; /* by this rank in this invocation */
+    int64_t chunks_done;
+    /* shards: the open shard of the current chunk */
+    shard_reader shard;
+    char *shard_path;
+} infer_ctx;
+
+/* ---- one chunk ------------------------------------------------------------------------- */
+typedef struct slot {
+    char *rec;             /* the chunk row (owned); fields point into it */
+    infer_entry e;
+    int64_t order;         /* position in the chunk */
+    const char *status;    /* "new", "changed", "unchanged"; NULL = error */
+    char *reason;          /* error (owned) */
+    char hash[17];
+    char label[256];
+    char *probs_text;      /* "p0,p1,...": unchanged rows copy the previous run's text (owned) */
+    int flagged;
+    uint8_t *bytes;        /* file read for the hash check (hash mode), owned */
+    size_t len;
+    int ok;                /* decoded into the batch */
+} slot;
+
+static void slot_error(slot *s, const char *reason)
+{
+    free(s->reason);
+    s->reason = strdup(reason);
+    s->status = NULL;
+}
+
+/* The message of an rb_error without a leading "path: ". */
+static const char *reason_of(const rb_error *e, const char *path)
+{
+    size_t l = strlen(path);
+    if (strncmp(e->msg, path, l) == 0 && e->msg[l] == ':' && e->msg[l + 1] == ' ')
+        return e->msg + l + 2;
+    return e->msg;
+}
+
+static void read_error(slot *s, const rb_error *e)
+{
+    const char *why = reason_of(e, s->e.ref);
+    if (strstr(why, "No such file"))
+        slot_error(s, "file vanished after the listing (No such file or directory)");
+    else
+        slot_error(s, why);
+}
+
+static void decode_one(infer_ctx *x, slot *s, uint8_t *dst)
+{
+    rb_error e;
+    if (!s->bytes && fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
+        read_error(s, &e);
+        return;
+    }
+    infer_hash_hex(s->bytes, s->len, s->hash);
+    image_info info;
+    if (image_load_resized(s->bytes, s->len, x->tm.height, x->tm.width, x->tm.channels, x->tm.resize,
+                           x->tm.dct_scaling, &x->lim, dst, &info, s->e.path, &e) < 0)
+        slot_error(s, reason_of(&e, s->e.path));
+    else
+        s->ok = 1;
+    free(s->bytes);
+    s->bytes = NULL;
+}
+
+/* A shard record, converted to the model's size and channels when they differ. */
+static void shard_one(infer_ctx *x, slot *s, uint8_t *dst)
+{
+    const char *hash = strrchr(s->e.ref, '#');
+    if (!hash) {
+        slot_error(s, "bad shard reference");
+        return;
+    }
+    char *file = strndup(s->e.ref, (size_t)(hash - s->e.ref));
+    int64_t i = strtoll(hash + 1, NULL, 10);
+    rb_error e;
+    if (!x->shard_path || strcmp(x->shard_path, file) != 0) {
+        if (x->shard_path)
+            shard_close(&x->shard);
+        free(x->shard_path);
+        x->shard_path = NULL;
+        if (shard_open(&x->shard, file, &e) < 0) {
+            slot_error(s, reason_of(&e, file));
+            free(file);
+            return;
+        }
+        x->shard_path = file;
+        file = NULL;
+    }
+    free(file);
+    shard_reader *r = &x->shard;
+    size_t rb = (size_t)r->height * r->width * r->channels;
+    uint8_t *px = malloc(rb);
+    if (!px) {
+        slot_error(s, "out of memory");
+        return;
+    }
+    if (i < 0 || i >= r->n || shard_read(r, i, 1, px, NULL, &e) < 0) {
+        slot_error(s, i < 0 || i >= r->n ? "record number beyond the shard" : reason_of(&e, r->path));
+        free(px);
+        return;
+    }
+    infer_hash_hex(px, rb, s->hash);
+    int H = x->tm.height, W = x->tm.width, C = x->tm.channels;
+    if (r->height == H && r->width == W && r->channels == C)
+        memcpy(dst, px, rb);
+    else {
+        image_u8 in = {r->height, r->width, C, px};
+        uint8_t *conv = NULL;
+        if (r->channels != C) { /* gray <-> RGB as image.h does: replicate, or BT.601 luma */
+            size_t np = (size_t)r->height * r->width;
+            conv = malloc(np * (size_t)C);
+            for (size_t p = 0; conv && p < np; p++) {
+                if (C == 3)
+                    conv[3 * p] = conv[3 * p + 1] = conv[3 * p + 2] = px[p];
+                else
+                    conv[p] = (uint8_t)((299 * px[3 * p] + 587 * px[3 * p + 1] + 114 * px[3 * p + 2] + 500) / 1000);
+            }
+            in.data = conv;
+        }
+        if (!in.data || image_resize(&in, H, W, x->tm.resize, dst, &e) < 0) {
+            slot_error(s, in.data ? e.msg : "out of memory");
+            free(conv);
+            free(px);
+            return;
+        }
+        free(conv);
+    }
+    free(px);
+    s->ok = 1;
+}
+
+static int format_prediction(infer_ctx *x, slot *s, const float *p)
+{
+    int k = x->tm.nclasses;
+    rb_buf b = {0};
+    for (int c = 0; c < k; c++)
+        rb_buf_printf(&b, "%s%.6f", c ? "," : "", (double)p[c]);
+    rb_buf_put(&b, "", 1);
+    if (b.failed)
+        return -1;
+    free(s->probs_text);
+    s->probs_text = (char *)b.data;
+    snprintf(s->label, sizeof s->label, "%s", x->tm.class_names[trained_model_decide(&x->tm, p)]);
+    s->flagged = p[x->tm.positive] >= x->tm.threshold;
+    return 0;
+}
+
+/* Decode and predict slots todo[0..n): groups of `batch` consecutive slots are taken by
+ * the rank's threads, each with its own single-threaded copy of the models, so a group is
+ * always one forward pass of the same images whatever the thread and rank counts: the
+ * probabilities do not depend on how the work was spread (the engine's results depend on
+ * the rows of a pass only through the pass itself). */
+typedef struct group_job {
+    infer_ctx *x;
+    slot **todo;
+    int n;
+    atomic_int next;
+    atomic_int failed;
+    pthread_mutex_t mu; /* HDF5 (shards) and the first error */
+    rb_error err;
+} group_job;
+
+typedef struct group_arg {
+    group_job *j;
+    int t;
+} group_arg;
+
+static void *group_thread(void *arg)
+{
+    group_job *j = ((group_arg *)arg)->j;
+    infer_ctx *x = j->x;
+    infer_worker *w = &x->wk[((group_arg *)arg)->t];
+    int B = x->batch;
+    for (;;) {
+        int g = atomic_fetch_add(&j->next, 1);
+        int i0 = g * B;
+        if (i0 >= j->n || atomic_load(&j->failed))
+            break;
+        int m = j->n - i0 < B ? j->n - i0 : B;
+        slot **bs = j->todo + i0;
+        int q = 0;
+        slot *packed[INFER_MAX_BATCH];
+        for (int i = 0; i < m; i++) {
+            uint8_t *dst = w->images + (size_t)q * x->rec_bytes;
+            if (x->kind == INFER_INPUT_SHARDS) { /* HDF5 is not thread-safe */
+                pthread_mutex_lock(&j->mu);
+                shard_one(x, bs[i], dst);
+                pthread_mutex_unlock(&j->mu);
+            } else
+                decode_one(x, bs[i], dst);
+            if (bs[i]->ok)
+                packed[q++] = bs[i];
+        }
+        if (q == 0)
+            continue;
+        rb_error e;
+        if (trained_model_predict(w->tm, w->images, q, w->probs, &e) < 0) {
+            pthread_mutex_lock(&j->mu);
+            if (!atomic_load(&j->failed))
+                j->err = e;
+            atomic_store(&j->failed, 1);
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
+        for (int i = 0; i < q; i++)
+            if (format_prediction(x, packed[i], w->probs + (size_t)i * x->tm.nclasses) < 0) {
+                atomic_store(&j->failed, 1);
+                break;
+            }
+        atomic_fetch_add(&x->images_done, q);
+    }
+    return NULL;
+}
+
+static int predict_slots(infer_ctx *x, slot **todo, int n, rb_error *err)
+{
+    if (n == 0)
+        return 0;
+    group_job j;
+    memset(&j, 0, sizeof j);
+    j.x = x;
+    j.todo = todo;
+    j.n = n;
+    atomic_init(&j.next, 0);
+    atomic_init(&j.failed, 0);
+    pthread_mutex_init(&j.mu, NULL);
+    int ngroups = (n + x->batch - 1) / x->batch;
+    int T = x->nworkers < ngroups ? x->nworkers : ngroups;
+    pthread_t th[INFER_MAX_THREADS];
+    group_arg args[INFER_MAX_THREADS];
+    int started = 1;
+    for (int t = 1; t < T; t++) {
+        args[t] = (group_arg){&j, t};
+        if (pthread_create(&th[t], NULL, group_thread, &args[t]) != 0)
+            break;
+        started = t + 1;
+    }
+    args[0] = (group_arg){&j, 0};
+    group_thread(&args[0]);
+    for (int t = 1; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    if (atomic_load(&j.failed)) {
+        if (j.err.msg[0])
+            *err = j.err;
+        else
+            rb_fail(err, NULL, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+    const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+    int c = strcmp(x->e.path, y->e.path);
+    return c ? c : (x->order < y->order ? -1 : x->order > y->order);
+}
+
+/* --since: decide new / changed / unchanged from the previous index. */
+static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
+{
+    int found = infer_prev_find(&x->prev, s->e.path, err);
+    if (found < 0)
+        return -1;
+    if (!found) {
+        s->status = "new";
+        return 0;
+    }
+    char **f = x->prev.fields; /* path,size,mtime,hash,label,probs...,flagged */
+    int k = x->tm.nclasses, same;
+    if (x->hash_mode) {
+        rb_error e;
+        char h[17] = "";
+        if (x->kind == INFER_INPUT_SHARDS)
+            same = 0; /* records are re-read when predicted; hashed then */
+        else if (fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
+            read_error(s, &e);
+            return 0;
+        } else {
+            infer_hash_hex(s->bytes, s->len, h);
+            same = !strcmp(h, f[3]);
+        }
+    } else
+        same = strtoll(f[1], NULL, 10) == s->e.size && !strcmp(f[2], s->e.mtime);
+    if (!same) {
+        s->status = "changed";
+        return 0;
+    }
+    s->status = "unchanged";
+    snprintf(s->hash, sizeof s->hash, "%s", f[3]);
+    snprintf(s->label, sizeof s->label, "%s", f[4]);
+    rb_buf b = {0};
+    for (int c = 0; c < k; c++) {
+        if (c)
+            rb_buf_put(&b, ",", 1);
+        rb_buf_put(&b, f[5 + c], strlen(f[5 + c]));
+    }
+    rb_buf_put(&b, "", 1);
+    if (b.failed)
+        return rb_fail(err, NULL, "out of memory");
+    s->probs_text = (char *)b.data;
+    s->flagged = !strcmp(f[5 + k], "1");
+    free(s->bytes);
+    s->bytes = NULL;
+    return 0;
+}
+
+static int process_chunk(infer_ctx *x, int64_t k, rb_error *err)
+{
+    char *cpath = infer_chunk_path(x->work, "chunk", k);
+    FILE *f = cpath ? fopen(cpath, "r") : NULL;
+    if (!f) {
+        rb_fail(err, "rerun the command", "%s: cannot open: %s", cpath ? cpath : "chunk", strerror(errno));
+        free(cpath);
+        return -1;
+    }
+    slot *slots = calloc((size_t)x->chunk, sizeof *slots);
+    slot **todo = calloc((size_t)x->chunk, sizeof *todo), **order = calloc((size_t)x->chunk, sizeof *order);
+    int rc = slots && todo && order ? 0 : rb_fail(err, NULL, "out of memory");
+    int n = 0, ntodo = 0;
+    rb_buf rec = {0};
+    while (rc == 0 && n < x->chunk) {
+        int r = csvrec_read(f, &rec);
+        if (r <= 0) {
+            if (r < 0)
+                rc = rb_fail(err, NULL, "out of memory");
+            break;
+        }
+        slot *s = &slots[n];
+        s->rec = strndup((const char *)rec.data, rec.len);
+        char *fld[6];
+        int nf = s->rec ? csvrec_split(s->rec, fld, 6) : 0;
+        if (!s->rec || infer_entry_parse(fld, nf, &s->e) < 0) {
+            rc = rb_fail(err, "delete the run's work/ folder to list the input again", "%s: bad row %d", cpath, n + 1);
+            free(s->rec);
+            break;
+        }
+        s->order = n;
+        n++;
+    }
+    fclose(f);
+    rb_buf_free(&rec);
+    for (int i = 0; i < n && rc == 0; i++) {
+        slot *s = &slots[i];
+        if (x->have_prev)
+            rc = compare_with_prev(x, s, err);
+        else
+            s->status = "new";
+        if (rc == 0 && s->status && strcmp(s->status, "unchanged") != 0)
+            todo[ntodo++] = s;
+    }
+    if (rc == 0)
+        rc = predict_slots(x, todo, ntodo, err);
+    /* rows sorted by path (ties in listing order): errors first, the part last */
+    rb_buf part = {0}, errs = {0};
+    if (rc == 0) {
+        for (int i = 0; i < n; i++)
+            order[i] = &slots[i];
+        qsort(order, (size_t)n, sizeof *order, cmp_slot);
+        for (int i = 0; i < n; i++) {
+            slot *s = order[i];
+            if (s->status && !s->probs_text && !s->reason)
+                slot_error(s, "internal: no prediction");
+            if (!s->status || s->reason) {
+                csvrow_field(&errs, s->e.path, 1);
+                csvrow_field(&errs, s->reason ? s->reason : "unknown error", 0);
+                rb_buf_put(&errs, "\n", 1);
+                continue;
+            }
+            char num[32];
+            snprintf(num, sizeof num, "%" PRId64, s->e.size);
+            csvrow_field(&part, s->e.path, 1);
+            csvrow_field(&part, num, 0);
+            csvrow_field(&part, s->e.mtime, 0);
+            csvrow_field(&part, s->hash, 0);
+            csvrow_field(&part, s->status, 0);
+            csvrow_field(&part, s->label, 0);
+            rb_buf_put(&part, ",", 1);
+            rb_buf_put(&part, s->probs_text, strlen(s->probs_text));
+            rb_buf_put(&part, s->flagged ? ",1\n" : ",0\n", 3);
+        }
+        if (part.failed || errs.failed)
+            rc = rb_fail(err, NULL, "out of memory");
+    }
+    if (rc == 0) {
+        char *ep = infer_chunk_path(x->work, "errors", k), *pp = infer_chunk_path(x->work, "part", k);
+        rc = ep && pp ? 0 : rb_fail(err, NULL, "out of memory");
+        if (rc == 0)
+            rc = infer_write_atomic(ep, errs.data ? (const void *)errs.data : "", errs.len, err);
+        if (rc == 0)
+            rc = infer_write_atomic(pp, part.data ? (const void *)part.data : "", part.len, err);
+        free(ep);
+        free(pp);
+    }
+    rb_buf_free(&part);
+    rb_buf_free(&errs);
+    for (int i = 0; i < n; i++) {
+        free(slots[i].rec);
+        free(slots[i].reason);
+        free(slots[i].probs_text);
+        free(slots[i].bytes);
+    }
+    free(slots);
+    free(todo);
+    free(order);
+    free(cpath);
+    if (x->shard_path) { /* a chunk's records rarely span many shards; reopen per chunk */
+        shard_close(&x->shard);
+        free(x->shard_path);
+        x->shard_path = NULL;
+    }
+    return rc;
+}
+
+/* ---- waiting for a chunk to be listed --------------------------------------------------- */
+/* 1: chunk k is listed; 0: the listing ended before k; -1: error; -2: SIGTERM */
+static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
+{
+    char *p = infer_chunk_path(x->work, "chunk", k);
+    if (!p)
+        return rb_fail(err, NULL, "out of memory");
+    useconds_t pause = 1000;
+    int rc;
+    for (;;) {
+        if (fs_is_file(p)) {
+            rc = 1;
+            break;
+        }
+        int64_t n;
+        int complete;
+        int lr = infer_listing_read(x->work, &n, NULL, NULL, &complete);
+        if (lr == 1) {
+            if (k >= n)
+                rc = 0;
+            else
+                rc = fs_is_file(p) ? 1
+                                   : rb_fail(err, "delete the run's work/ folder to list the input again",
+                                             "%s: listed but missing", p);
+            break;
+        }
+        if (g_term) {
+            rc = -2;
+            break;
+        }
+        usleep(pause);
+        if (pause < 100000)
+            pause *= 2;
+    }
+    free(p);
+    return rc;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+static char *abs_path(const char *p)
+{
+    char *r = realpath(p, NULL);
+    return r ? r : strdup(p);
+}
+
+/* XXH3-64 over the bytes of every model file, in order. */
+static int model_fingerprint(const char *list, char out[17], rb_error *err)
+{
+    XXH3_state_t *s = XXH3_createState();
+    XXH3_64bits_reset(s);
+    char *copy = strdup(list), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (!*t)
+            continue;
+        uint8_t *b;
+        size_t n;
+        if (fs_read_file(t, (size_t)1 << 34, &b, &n, err) < 0)
+            rc = -1;
+        else {
+            XXH3_64bits_update(s, b, n);
+            free(b);
+        }
+    }
+    free(copy);
+    snprintf(out, 17, "%016llx", (unsigned long long)XXH3_64bits_digest(s));
+    XXH3_freeState(s);
+    return rc;
+}
+
+/* work/run.json: the settings that shape the parts; a rerun into the same folder must match. */
+static int check_run_json(infer_ctx *x, rb_error *err)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", "radbatch-infer-run");
+    cJSON_AddStringToObject(j, "input", x->input);
+    cJSON_AddStringToObject(j, "kind", infer_input_kind_name(x->kind));
+    cJSON_AddNumberToObject(j, "chunk", (double)x->chunk);
+    cJSON_AddStringToObject(j, "model_fingerprint", x->fingerprint);
+    cJSON_AddNumberToObject(j, "tta", x->tta);
+    cJSON_AddStringToObject(j, "since", x->since ? x->since : "");
+    cJSON_AddStringToObject(j, "change_detection", job_str(&x->cfg, "change_detection"));
+    char *text = cJSON_Print(j);
+    char *p = fs_join(x->work, "run.json");
+    int rc = 0;
+    if (!text || !p)
+        rc = rb_fail(err, NULL, "out of memory");
+    else if (fs_is_file(p)) {
+        uint8_t *b;
+        size_t n;
+        cJSON *old = NULL;
+        if (fs_read_file(p, 1 << 20, &b, &n, err) == 0) {
+            old = cJSON_ParseWithLength((const char *)b, n);
+            free(b);
+        }
+        for (cJSON *it = j->child; rc == 0 && it; it = it->next) {
+            cJSON *o = old ? cJSON_GetObjectItemCaseSensitive(old, it->string) : NULL;
+            if (!o || !cJSON_Compare(o, it, 1)) {
+                char *was = o ? cJSON_PrintUnformatted(o) : strdup("(missing)"), *now = cJSON_PrintUnformatted(it);
+                rc = rb_fail(err, "rerun with the settings of the first attempt, or give a new --out",
+                             "infer: %s was started with other settings: %s was %s, now %s", x->out, it->string,
+                             was ? was : "?", now ? now : "?");
+                free(was);
+                free(now);
+            }
+        }
+        cJSON_Delete(old);
+    } else {
+        size_t n = strlen(text);
+        text[n] = '\n';
+        rc = infer_write_atomic(p, text, n + 1, err);
+    }
+    cJSON_Delete(j);
+    free(text);
+    free(p);
+    return rc;
+}
+
+/* --since: the previous run must be finished and made with the same models and TTA. */
+static int check_since(infer_ctx *x, rb_error *err)
+{
+    char *p = fs_join(x->since, "summary.json");
+    uint8_t *b = NULL;
+    size_t n;
+    cJSON *j = NULL;
+    int rc = 0;
+    if (!p || !fs_is_file(p) || fs_read_file(p, 64 << 20, &b, &n, err) < 0 ||
+        !(j = cJSON_ParseWithLength((const char *)b, n)))
+        rc = rb_fail(err, "--since takes the folder of a finished infer run", "infer: %s: no readable summary.json",
+                     x->since);
+    const cJSON *fp = j ? cJSON_GetObjectItemCaseSensitive(j, "model_fingerprint") : NULL;
+    const cJSON *tt = j ? cJSON_GetObjectItemCaseSensitive(j, "tta") : NULL;
+    if (rc == 0 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "complete")))
+        rc = rb_fail(err, "finish the previous run first (rerun its command)", "infer: %s did not finish", x->since);
+    if (rc == 0 && (!cJSON_IsString(fp) || strcmp(fp->valuestring, x->fingerprint) != 0 || !cJSON_IsNumber(tt) ||
+                    (int)tt->valuedouble != x->tta))
+        rc = rb_fail(err, "run without --since to screen the whole archive with this model",
+                     "infer: %s was made with other models or another tta; its predictions cannot be carried over",
+                     x->since);
+    cJSON_Delete(j);
+    free(b);
+    free(p);
+    return rc;
+}
+
+/* Remove temporary files of killed runs and the merge scratch. */
+static void clean_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strstr(de->d_name, ".tmp."))
+            continue;
+        char *p = fs_join(dir, de->d_name);
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+static int parse_settings(infer_ctx *x, rb_error *err)
+{
+    job_config *c = &x->cfg;
+    rb_buf models = {0};
+    rb_buf_printf(&models, "%s", job_str(c, "model"));
+    const char *input = job_str(c, "input");
+    for (int i = 0; i < c->npositional; i++) {
+        const char *a = c->positional[i];
+        size_t l = strlen(a);
+        if (l > 3 && !strcmp(a + l - 3, ".h5") && !job_is_set(c, "model"))
+            rb_buf_printf(&models, "%s%s", models.len ? "," : "", a);
+        else if (!*input)
+            input = a;
+        else {
+            rb_buf_free(&models);
+            return rb_fail(err, "give one input (a folder, a list or a shards folder)",
+                           "infer: unexpected argument '%s'", a);
+        }
+    }
+    rb_buf_put(&models, "", 1);
+    x->model_list = (char *)models.data;
+    if (!x->model_list || !x->model_list[0])
+        return rb_fail(err, "--model model.h5 (or several, comma-separated, for an ensemble)", "infer: no model given");
+    if (!*input)
+        return rb_fail(err, "--input <archive folder | list.txt/.csv | shards folder>", "infer: no input given");
+    const char *out = job_str(c, "out");
+    if (!*out)
+        return rb_fail(err, "--out <run folder>", "infer: no output folder given");
+    x->chunk = job_int(c, "chunk");
+    if (x->chunk < 1 || x->chunk > 1000000)
+        return rb_fail(err, "chunk is 1..1000000", "infer: bad chunk %lld", (long long)x->chunk);
+    x->batch = (int)job_int(c, "batch");
+    if (x->batch < 1 || x->batch > INFER_MAX_BATCH)
+        return rb_fail(err, "batch is 1..1024", "infer: bad batch %d", x->batch);
+    x->tta = (int)job_int(c, "tta");
+    if (x->tta < 0 || x->tta > 2)
+        return rb_fail(err, "tta is 0 (off), 1 (flip) or 2 (flip and shifts)", "infer: bad tta %d", x->tta);
+    x->threads = (int)job_int(c, "threads");
+    if (x->threads <= 0)
+        x->threads = x->w.threads;
+    x->hash_mode = !strcmp(job_str(c, "change_detection"), "hash");
+    image_limits_default(&x->lim);
+    x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
+    x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
+    if (x->lim.max_pixels < 1 || x->lim.max_file_bytes < 1)
+        return rb_fail(err, "max_megapixels and max_file_mb are positive", "infer: bad limits");
+    x->input = abs_path(input);
+    x->out = strdup(out);
+    x->work = fs_join(out, "work");
+    if (*job_str(c, "since")) {
+        x->since = abs_path(job_str(c, "since"));
+        char *o = abs_path(out);
+        int same = o && x->since && !strcmp(o, x->since);
+        free(o);
+        if (same)
+            return rb_fail(err, "give each night's run its own --out", "infer: --since is the output folder itself");
+    }
+    if (!x->input || !x->out || !x->work)
+        return rb_fail(err, NULL, "out of memory");
+    return infer_input_detect(x->input, &x->kind, err);
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+static int infer_main(infer_ctx *x, rb_error *err)
+{
+    int rank = x->w.rank;
+    int ok = parse_settings(x, err) == 0;
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+
+    /* rank 0: folders, the models' fingerprint, run.json, --since checks, listing */
+    if (rank == 0) {
+        ok = fs_mkdirs(x->work, err) == 0 && model_fingerprint(x->model_list, x->fingerprint, err) == 0;
+        if (ok) {
+            clean_temps(x->out);
+            clean_temps(x->work);
+            char *m = fs_join(x->work, "merge");
+            if (m && fs_is_dir(m)) {
+                clean_temps(m);
+                DIR *d = opendir(m);
+                struct dirent *de;
+                while (d && (de = readdir(d)) != NULL)
+                    if (de->d_name[0] != '.') {
+                        char *q = fs_join(m, de->d_name);
+                        if (q)
+                            unlink(q);
+                        free(q);
+                    }
+                if (d)
+                    closedir(d);
+            }
+            free(m);
+        }
+        ok = ok && check_run_json(x, err) == 0;
+        ok = ok && (!x->since || check_since(x, err) == 0);
+        if (ok) {
+            x->lister.input = strdup(x->input);
+            x->lister.work = strdup(x->work);
+            x->lister.exclude = abs_path(x->out);
+            x->lister.kind = x->kind;
+            x->lister.chunk = x->chunk;
+            ok = infer_list_prepare(&x->lister, err) == 0;
+        }
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+    void *fp = x->fingerprint;
+    size_t fl = 17;
+    if (rb_mpi_bcast_bytes(&fp, &fl, err) < 0)
+        return -1;
+    if (rank != 0) {
+        memcpy(x->fingerprint, fp, 17);
+        free(fp);
+    }
+
+    /* every rank: the models, buffers, the previous index */
+    if (x->threads > INFER_MAX_THREADS)
+        x->threads = INFER_MAX_THREADS;
+    openblas_set_num_threads(1); /* every compute thread runs its own single-threaded passes */
+    ok = trained_model_load(&x->tm, x->model_list, x->batch, 1, err) == 0;
+    x->have_tm = ok;
+    if (ok) {
+        trained_model_set_tta(&x->tm, x->tta);
+        x->rec_bytes = (size_t)x->tm.height * x->tm.width * x->tm.channels;
+    }
+    for (int t = 0; ok && t < x->threads; t++) {
+        infer_worker *w = &x->wk[t];
+        if (t == 0)
+            w->tm = &x->tm;
+        else {
+            w->tm = calloc(1, sizeof *w->tm);
+            ok = w->tm && trained_model_load(w->tm, x->model_list, x->batch, 1, err) == 0;
+            if (!ok) {
+                free(w->tm);
+                w->tm = NULL;
+                break;
+            }
+            trained_model_set_tta(w->tm, x->tta);
+        }
+        x->nworkers = t + 1;
+        w->images = malloc((size_t)x->batch * x->rec_bytes);
+        w->probs = malloc((size_t)x->batch * x->tm.nclasses * sizeof *w->probs);
+        if (!w->images || !w->probs)
+            ok = rb_fail(err, "lower batch or threads", "out of memory") == 0;
+    }
+    if (ok && x->since) {
+        ok = infer_prev_open(&x->prev, x->since, x->tm.nclasses, x->tm.class_names, err) == 0;
+        x->have_prev = ok;
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+    if (rank == 0) {
+        rb_info("infer: %s (%s) with %d model(s) at %dx%dx%d, %s, threshold %.4f on %s; %d rank(s) x %d thread(s)",
+                x->input, infer_input_kind_name(x->kind), x->tm.nmembers, x->tm.height, x->tm.width,
+                x->tm.channels, x->tta ? (x->tta == 1 ? "tta flip" : "tta flip+shifts") : "no tta", x->tm.threshold,
+                x->tm.class_names[x->tm.positive], x->w.size, x->threads);
+        if (x->since)
+            rb_info("incremental: only files new or changed since %s (%s)", x->since,
+                    x->hash_mode ? "content hash" : "size and mtime");
+        if (x->lister.reused)
+            rb_info("reusing the complete listing in %s (%lld chunks)", x->work,
+                    (long long)atomic_load(&x->lister.chunks));
+        ok = infer_list_start(&x->lister, err) == 0;
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+
+    /* the work loop: take a chunk number, wait until it is listed, do it unless done */
+    if (rb_work_create(&x->wc, 0, err) < 0)
+        return -1;
+    double t0 = rb_now(), t_print = t0;
+    int stopped = 0, resumed = 0;
+    ok = 1;
+    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_CHUNKS");
+    const char *kill_rank = getenv("RADBATCH_TEST_KILL_RANK");
+    const char *term_after = getenv("RADBATCH_TEST_TERM_AFTER_CHUNKS");
+    for (;;) {
+        if (g_term) {
+            rb_work_stop(x->wc);
+            stopped = 1;
+            break;
+        }
+        int64_t k = rb_work_take(x->wc);
+        if (k == RB_WORK_STOP) {
+            stopped = 1;
+            break;
+        }
+        int r = wait_chunk(x, k, err);
+        if (r == -2) {
+            rb_work_stop(x->wc);
+            stopped = 1;
+            break;
+        }
+        if (r < 0) {
+            ok = 0;
+            rb_work_stop(x->wc);
+            break;
+        }
+        if (r == 0)
+            break;
+        char *pp = infer_chunk_path(x->work, "part", k);
+        int done = pp && fs_is_file(pp);
+        free(pp);
+        if (done) {
+            resumed = 1;
+            continue;
+        }
+        if (process_chunk(x, k, err) < 0) {
+            rb_error_prefix(err, "chunk %lld: ", (long long)k);
+            ok = 0;
+            rb_work_stop(x->wc);
+            break;
+        }
+        x->chunks_done++;
+        if (kill_after && x->chunks_done >= atoll(kill_after) && (!kill_rank || atoi(kill_rank) == rank))
+            raise(SIGKILL);
+        if (term_after && x->chunks_done == atoll(term_after) && (!kill_rank || atoi(kill_rank) == rank))
+            raise(SIGTERM);
+        if (rank == 0 && rb_now() - t_print > 5) {
+            t_print = rb_now();
+            rb_info("infer: chunk %lld taken, %lld listed%s; %lld images by rank 0 (%.1f/s)", (long long)k,
+                    (long long)atomic_load(&x->lister.chunks), atomic_load(&x->lister.state) == 1 ? " (complete)" : "",
+                    (long long)atomic_load(&x->images_done), (double)atomic_load(&x->images_done) / (rb_now() - t0));
+        }
+    }
+    if (rank == 0) {
+        if (stopped || !ok)
+            atomic_store(&x->lister.stop, 1);
+        infer_list_join(&x->lister);
+    }
+    double t_infer = rb_now() - t0;
+    int64_t flags[3] = {stopped, ok ? 0 : 1, resumed};
+    rb_mpi_max_i64(flags, 3);
+    int64_t imgs = atomic_load(&x->images_done);
+    rb_mpi_sum_i64(&imgs, 1);
+    double rss = peak_rss_mb();
+    double rss_all[1] = {rss};
+    {
+        int64_t r64 = (int64_t)(rss * 1024);
+        rb_mpi_max_i64(&r64, 1);
+        rss_all[0] = (double)r64 / 1024.0;
+    }
+    rb_work_free(&x->wc);
+    if (flags[1])
+        return ok ? -2 : -1;
+    if (flags[0]) {
+        if (rank == 0)
+            rb_info("SIGTERM: stopped after the current chunks (%lld images this run); rerun the same command to finish",
+                    (long long)imgs);
+        return EXIT_PREEMPTED;
+    }
+    if (rank == 0 && atomic_load(&x->lister.state) != 1) {
+        ok = 0;
+        if (!x->lister.err.msg[0])
+            rb_fail(err, NULL, "infer: the listing did not finish");
+        else
+            *err = x->lister.err;
+    }
+    if (!rb_mpi_agree_ok(ok))
+        return ok ? -2 : -1;
+
+    /* rank 0: merge the parts into the outputs */
+    int64_t exit_state = 0;
+    if (rank == 0) {
+        int64_t nchunks = 0, entries = 0, lerr = 0;
+        int complete = 0;
+        infer_listing_read(x->work, &nchunks, &entries, &lerr, &complete);
+        infer_merge_cfg mc = {
+            .out = x->out, .work = x->work, .nchunks = nchunks, .nclasses = x->tm.nclasses,
+            .class_names = x->tm.class_names, .positive = x->tm.positive, .threshold = x->tm.threshold,
+            .since = x->since, .input = x->input, .kind = infer_input_kind_name(x->kind),
+            .change_detection = job_str(&x->cfg, "change_detection"), .files_listed = entries, .list_errors = lerr,
+            .tta = x->tta, .batch = x->batch, .ranks = x->w.size, .threads = x->threads, .chunk = x->chunk,
+            .nmodels = x->tm.nmembers, .model_paths = x->tm.path, .model_fingerprint = x->fingerprint,
+            .card = x->tm.card, .infer_seconds = t_infer, .images_this_run = imgs, .peak_rss_mb = rss_all[0],
+            .resumed = (int)flags[2],
+        };
+        infer_merge_result res;
+        double tm0 = rb_now();
+        if (infer_merge_outputs(&mc, &res, err) < 0)
+            exit_state = 1;
+        else {
+            if (x->since && res.predicted == 0)
+                rb_info("nothing new or changed since %s (%lld files unchanged, %lld removed)", x->since,
+                        (long long)res.unchanged, (long long)res.removed);
+            rb_info("infer: %lld files listed, %lld predicted%s, %lld flagged at %s >= %.4f, %lld errors",
+                    (long long)entries, (long long)res.predicted,
+                    x->since ? "" : "", (long long)res.flagged, x->tm.class_names[x->tm.positive], x->tm.threshold,
+                    (long long)res.errors);
+            if (x->since)
+                rb_info("  since %s: %lld new, %lld changed, %lld unchanged, %lld removed", x->since,
+                        (long long)res.new_files, (long long)res.changed, (long long)res.unchanged,
+                        (long long)res.removed);
+            char line[1024];
+            int l = snprintf(line, sizeof line, " ");
+            for (int c = 0; c < x->tm.nclasses && l < (int)sizeof line - 64; c++)
+                l += snprintf(line + l, sizeof line - (size_t)l, " %s %lld", x->tm.class_names[c],
+                              (long long)res.per_class[c]);
+            rb_info("%s", line);
+            rb_info("  %lld images decoded and predicted in %.1f s (%.1f images/s), merge %.1f s, peak RSS %.0f MiB",
+                    (long long)imgs, t_infer, t_infer > 0 ? (double)imgs / t_infer : 0.0, rb_now() - tm0, rss_all[0]);
+            char *rp = fs_join(x->out, "report.html");
+            rb_info("report: %s", rp ? rp : "report.html");
+            free(rp);
+        }
+        infer_merge_result_free(&res);
+    }
+    rb_mpi_max_i64(&exit_state, 1);
+    if (exit_state)
+        return rank == 0 ? -1 : -2;
+    return 0;
+}
+
+static int run_infer(int argc, char **argv)
+{
+    infer_ctx x;
+    memset(&x, 0, sizeof x);
+    rb_mpi_init(&argc, &argv, &x.w);
+    signal(SIGTERM, on_term);
+    rb_error err;
+    rb_error_clear(&err);
+    int code = 0;
+    int rc = job_config_parse(&x.cfg, &command_infer, argc, argv, &err);
+    if (rc == 0 && x.cfg.help) {
+        if (x.w.rank == 0)
+            job_config_print_help(&command_infer);
+    } else if (rc < 0) {
+        if (x.w.rank == 0)
+            rb_error_print(&err, "");
+        code = 2;
+    } else {
+        rb_log_set_quiet(job_bool(&x.cfg, "quiet"));
+        rc = infer_main(&x, &err);
+        if (rc == -1)
+            rb_error_print(&err, "");
+        code = rc == 0 ? 0 : rc == EXIT_PREEMPTED ? EXIT_PREEMPTED : 1;
+    }
+    if (x.w.rank == 0)
+        infer_list_free(&x.lister);
+    if (x.have_prev)
+        infer_prev_close(&x.prev);
+    for (int t = 0; t < x.nworkers; t++) {
+        if (t > 0 && x.wk[t].tm) {
+            trained_model_free(x.wk[t].tm);
+            free(x.wk[t].tm);
+        }
+        free(x.wk[t].images);
+        free(x.wk[t].probs);
+    }
+    if (x.have_tm)
+        trained_model_free(&x.tm);
+    free(x.model_list);
+    free(x.input);
+    free(x.out);
+    free(x.work);
+    free(x.since);
+    job_config_free(&x.cfg);
+    rb_mpi_finalize();
+    return code;
+}
+
+const command_spec command_infer = {
+    "infer",
+    "bulk inference over an archive folder, file list or shards: resumable, incremental (--since), screening report",
+    "usage: radbatch infer [job.ini] --model m.h5[,m2.h5] --input <folder|list.txt|shards> --out <run folder> "
+    "[--since <previous run>] [--key value ...]   (mpirun -n N / srun for N ranks)",
+    infer_opts,
+    run_infer,
+};

@@ -212,6 +212,11 @@ typedef struct rb_head_opts {
     float dense_dropout;  /* Dropout after each hidden Dense (0: none) */
 } rb_head_opts;
 
+/* Set one head option from a job-file key: head_units (e.g. "128" or "256,128" or
+ * "none"), head_dropout, head_dense_dropout, head_activation (relu|relu6|sigmoid|linear),
+ * head_output (softmax|sigmoid), head_pooling (gap|flatten), classes. */
+int rb_head_set(rb_head_opts *h, const char *key, const char *value, rb_error *err);
+
 /* seed 000 head: GAP -> Dropout 0.3 -> Dense 128 relu -> Dense n softmax */
 rb_head_opts rb_head_seed000(int n_classes);
 /* seed 001 head: Flatten -> Dense 512 relu -> Dense n softmax */

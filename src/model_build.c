@@ -359,3 +359,81 @@ int rb_model_build(rb_model **out, const char *backbone, int h, int w, int c,
     free(desc);
     return rc;
 }
+
+/* ---- head options from job-file keys ------------------------------------------------- */
+
+int rb_head_set(rb_head_opts *h, const char *key, const char *value, rb_error *err)
+{
+    char *end;
+    if (!strcmp(key, "head_units")) {
+        int n = 0;
+        const char *p = value;
+        if (!strcmp(value, "none") || !*value) {
+            h->nunits = 0;
+            return 0;
+        }
+        while (*p) {
+            long u = strtol(p, &end, 10);
+            if (end == p || u < 1 || u > 1000000 || n >= RB_HEAD_MAX_UNITS)
+                return rb_fail(err, "head_units = comma-separated positive integers (at most 8), or none",
+                               "head_units = %s", value);
+            h->units[n++] = (int)u;
+            p = *end == ',' ? end + 1 : end;
+            if (*end && *end != ',')
+                return rb_fail(err, "head_units = 128 or head_units = 256,128", "head_units = %s",
+                               value);
+        }
+        h->nunits = n;
+        return 0;
+    }
+    if (!strcmp(key, "head_dropout") || !strcmp(key, "head_dense_dropout")) {
+        double r = strtod(value, &end);
+        if (end == value || *end || !(r >= 0 && r < 1))
+            return rb_fail(err, "a dropout rate in [0, 1)", "%s = %s", key, value);
+        if (!strcmp(key, "head_dropout"))
+            h->dropout = (float)r;
+        else
+            h->dense_dropout = (float)r;
+        return 0;
+    }
+    if (!strcmp(key, "head_activation")) {
+        static const char *const names[] = {"linear", "relu", "relu6", "sigmoid"};
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(value, names[i])) {
+                h->activation = (rb_act)i;
+                return 0;
+            }
+        return rb_fail(err, "head_activation = relu, relu6, sigmoid or linear", "head_activation = %s",
+                       value);
+    }
+    if (!strcmp(key, "head_output")) {
+        if (!strcmp(value, "softmax"))
+            h->sigmoid = 0;
+        else if (!strcmp(value, "sigmoid"))
+            h->sigmoid = 1;
+        else
+            return rb_fail(err, "head_output = softmax or sigmoid (one unit, binary)",
+                           "head_output = %s", value);
+        return 0;
+    }
+    if (!strcmp(key, "head_pooling")) {
+        if (!strcmp(value, "gap") || !strcmp(value, "avg"))
+            h->pooling = RB_POOL_GAP;
+        else if (!strcmp(value, "flatten"))
+            h->pooling = RB_POOL_FLATTEN;
+        else
+            return rb_fail(err, "head_pooling = gap or flatten", "head_pooling = %s", value);
+        return 0;
+    }
+    if (!strcmp(key, "classes") || !strcmp(key, "n_classes")) {
+        long n = strtol(value, &end, 10);
+        if (end == value || *end || n < 1 || n > 100000)
+            return rb_fail(err, "a positive number of classes", "%s = %s", key, value);
+        h->n_classes = (int)n;
+        return 0;
+    }
+    return rb_fail(err,
+                   "head keys: head_units, head_dropout, head_dense_dropout, head_activation, "
+                   "head_output, head_pooling, classes",
+                   "unknown head key '%s'", key);
+}

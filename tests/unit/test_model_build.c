@@ -262,6 +262,20 @@ static void test_head_options(void)
         CHECK(!strcmp(m->name, "mobilenetv2_1.00_96"), "name %s", m->name);
         rb_model_free(m);
     }
+    /* job-file keys */
+    h = rb_head_seed000(2);
+    CHECK(rb_head_set(&h, "head_units", "256,64", &err) == 0 && h.nunits == 2 && h.units[1] == 64,
+          "head_units");
+    CHECK(rb_head_set(&h, "head_dropout", "0.5", &err) == 0 && h.dropout == 0.5f, "head_dropout");
+    CHECK(rb_head_set(&h, "head_dense_dropout", "0.2", &err) == 0 && h.dense_dropout == 0.2f,
+          "head_dense_dropout");
+    CHECK(rb_head_set(&h, "head_output", "sigmoid", &err) == 0 && h.sigmoid, "head_output");
+    CHECK(rb_head_set(&h, "head_pooling", "flatten", &err) == 0 && h.pooling == RB_POOL_FLATTEN,
+          "head_pooling");
+    CHECK(rb_head_set(&h, "head_units", "12x", &err) != 0 && strstr(err.msg, "head_units"),
+          "bad head_units rejected");
+    CHECK(rb_head_set(&h, "head_dropout", "1.5", &err) != 0, "bad dropout rejected");
+    CHECK(rb_head_set(&h, "head_colour", "red", &err) != 0, "unknown key rejected");
     h = rb_head_seed000(1);
     CHECK(rb_model_build(&m, "mobilenetv2", 96, 96, 3, &h, &err) != 0, "softmax 1 class rejected");
     CHECK(rb_model_build(&m, "resnet", 96, 96, 3, &h, &err) != 0, "unknown backbone");

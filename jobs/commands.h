@@ -7,6 +7,7 @@
 extern const command_spec command_convert;
 extern const command_spec command_inspect;
 extern const command_spec command_train;
+extern const command_spec command_infer;
 extern const command_spec command_evaluate, command_predict;
 
 #endif

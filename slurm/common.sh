@@ -210,7 +210,11 @@ rb_begin() {
     RB_BIN=$(rb_binary)
     rb_env
     rb_launcher
-    rb_log "job ${SLURM_JOB_ID:-none} (${SLURM_JOB_NAME:-}) on ${SLURM_JOB_NODELIST:-$(hostname -s)}, restart ${SLURM_RESTART_COUNT:-0}, binary $RB_BIN"
+    if [ -n "${SLURM_JOB_ID:-}" ]; then
+        rb_log "job $SLURM_JOB_ID ($SLURM_JOB_NAME) on ${SLURM_JOB_NODELIST:-?}, restart ${SLURM_RESTART_COUNT:-0}, binary $RB_BIN"
+    else
+        rb_log "not in a Slurm job: one process on $(hostname -s), binary $RB_BIN"
+    fi
 }
 
 # Output folder of COMMAND (its key OUTKEY: run_dir or out): --OUTKEY argument, else RUN_DIR,

@@ -200,7 +200,7 @@ rb_finish() {
         rb_log "scontrol requeue failed (job cancelled, --no-requeue, or JobRequeue=0 on this cluster); resubmit to resume"
         exit "$RB_EXIT_REQUEUE"
     fi
-    rb_log "$what FAILED (exit code $rc); see the messages above. Jobs that depend on this one (afterok) are cancelled."
+    rb_log "$what FAILED (exit code $rc); see the messages above. Jobs waiting for this one with afterok will not run (submit-pipeline and sweep cancel them)."
     exit "$rc"
 }
 

@@ -1,0 +1,77 @@
+# labels: slurm
+# Failures on a real local Slurm cluster: a pipeline whose input folder is missing ends with
+# the convert job FAILED, a clear message in its log, and every dependent job CANCELLED (not
+# left pending); a train job on a missing shards folder fails the same way and takes its
+# afterok dependent with it. Also: slurm/local-cluster start is idempotent and stop cleans up.
+source "$(dirname "$0")/lib.sh"
+SL="$RADBATCH_SRC/slurm"
+# ---- a real one-node Slurm cluster for this test (slurm/local-cluster), stopped on exit ----
+if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! command -v sbatch > /dev/null || ! command -v munged > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then  # tests/setup.sh normally did this
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1 ||
+            { apt-get -o DPkg::Lock::Timeout=300 update -qq > /dev/null 2>&1 &&
+              apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1; } || true
+    fi
+fi
+for c in slurmctld slurmd sbatch munged; do
+    command -v $c > /dev/null || { echo "SKIP: $c is not installed and cannot be installed here (Debian: slurmctld slurmd slurm-client munge)"; exit 0; }
+done
+[ "$(id -u)" = 0 ] || { echo "SKIP: slurm/local-cluster starts munged and slurmd as root; run the test as root"; exit 0; }
+C="$T/cluster"
+"$SL/local-cluster" start "$C" > "$T/cluster-start.log" 2>&1 || { cat "$T/cluster-start.log"; fail "local-cluster start"; }
+export SLURM_CONF="$C/slurm.conf" RADBATCH
+trap '"$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
+swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
+jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p' | head -n 1; }
+jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+logs() { local f; for f in "$@"; do echo "== $f" >&2; cat "$f" >&2 || true; done; }
+have_cmd() { "$RADBATCH" --help | awk '/^commands:/{f=1; next} f && NF {print $1} f && !NF {exit}' | grep -qx "$1"; }
+# ---- end of the cluster block ----
+
+t0=$(date +%s)
+again=$("$SL/local-cluster" start "$C" 2>&1) || fail "second local-cluster start: $again"
+grep -q "already running" <<<"$again" || fail "a second local-cluster start should find it running: $again"
+"$SL/local-cluster" status "$C" > /dev/null || fail "local-cluster status"
+
+steps=convert,train
+have_cmd evaluate && steps=$steps,evaluate
+printf '[convert]\ninputs = %s\nheight = 96\nwidth = 96\n[train]\nepochs = 1\nbatch_size = 16\n[slurm]\nntasks = 1\ncpus_per_task = 1\ntime = 5\n' \
+    "$T/no-such-folder" > "$T/broken.ini"
+"$SL/submit-pipeline" "$T/broken.ini" --runs "$T/runs" --steps "$steps" > "$T/submit.txt" 2>&1 || { cat "$T/submit.txt"; fail "submit-pipeline"; }
+grep -q "warning: input $T/no-such-folder does not exist" "$T/submit.txt" || { cat "$T/submit.txt"; fail "no warning about the missing input at submission"; }
+P=$(sed -n 's/^pipeline broken: //p' "$T/submit.txt")
+mapfile -t ids < <(cut -f2 "$P/jobs.txt")
+for id in "${ids[@]}"; do swait "$id" 120 > /dev/null || true; done
+conv=${ids[0]}
+[ "$(jstate "$conv")" = "FAILED 1:0" ] || { logs "$P"/logs/*.out; fail "convert job $conv: $(jstate "$conv"), expected FAILED 1:0"; }
+log="$P/logs/convert-$conv.out"
+grep -q "$T/no-such-folder: no such folder" "$log" || { logs "$log"; fail "the convert log does not name the missing folder"; }
+grep -q "radbatch convert FAILED (exit code 1)" "$log" || { logs "$log"; fail "no FAILED line in the convert log"; }
+for id in "${ids[@]:1}"; do
+    st=$(jstate "$id")
+    [ "${st%% *}" = CANCELLED ] || fail "dependent job $id: $st, expected CANCELLED"
+    echo "dependent job $id: $st ($(jfield "$id" Reason))"
+done
+ok "missing input: convert FAILED with the folder named in its log, $(( ${#ids[@]} - 1 )) dependent job(s) CANCELLED"
+
+# a train job on a missing shards folder, with an afterok dependent
+tj=$(sbatch --parsable --job-name=rbtest-train --ntasks=1 --time=5 --output="$T/train-%j.out" \
+     "$SL/radbatch-train.sbatch" --shards "$T/missing-shards" --run_dir "$T/run")
+dj=$(sbatch --parsable --job-name=rbtest-after --ntasks=1 --time=5 --output=/dev/null \
+     --dependency=afterok:"$tj" --kill-on-invalid-dep=yes --wrap true)
+swait "$dj" 120 > /dev/null || true
+[ "$(jstate "$tj")" = "FAILED 1:0" ] || { logs "$T/train-$tj.out"; fail "train job $tj: $(jstate "$tj")"; }
+grep -q "$T/missing-shards/index.json: cannot open" "$T/train-$tj.out" || { logs "$T/train-$tj.out"; fail "the train log does not name the missing shards"; }
+[ "$(jstate "$dj" | cut -d' ' -f1)" = CANCELLED ] || fail "the dependent of the failed train job is $(jstate "$dj")"
+ok "missing shards: train FAILED with the path in its log, dependent CANCELLED"
+
+# stop: no daemon of this cluster left, state folder gone
+pids=$(cat "$C"/run/*.pid)
+[ "$(echo "$pids" | wc -w)" = 3 ] || fail "expected pid files of munged, slurmctld and slurmd: $(ls "$C/run")"
+"$SL/local-cluster" stop "$C" > /dev/null 2>&1 || fail "local-cluster stop"
+[ ! -e "$C" ] || fail "local-cluster stop left $C"
+for p in $pids; do
+    if [ -r "/proc/$p/stat" ] && [ "$(awk '{print $3}' "/proc/$p/stat")" != Z ]; then fail "process $p ($(cat "/proc/$p/comm")) still running after stop"; fi
+done
+ok "local-cluster: idempotent start, clean stop ($(( $(date +%s) - t0 )) s)"

@@ -1,0 +1,87 @@
+# labels: slurm
+# Requeue on a real local Slurm cluster: a 2-task train job sent SIGTERM mid-run is requeued
+# and finishes with the same weights as an uninterrupted job (radbatch inspect --diff: 0).
+#  a) scancel --batch --signal=TERM: what #SBATCH --signal=B:TERM@120 delivers before the
+#     time limit; the batch script passes SIGTERM to the tasks, radbatch writes a checkpoint
+#     and exits 75, the script runs scontrol requeue, the requeued job resumes (--resume true)
+#  b) scancel --full --signal=TERM: every process gets it, srun answers with SIGKILL to the
+#     tasks; the job is requeued all the same and resumes from the newest periodic checkpoint
+# Slurm holds a requeued job for 2 minutes (BeginTime); the test moves its start to now.
+source "$(dirname "$0")/lib.sh"
+SL="$RADBATCH_SRC/slurm"
+# ---- a real one-node Slurm cluster for this test (slurm/local-cluster), stopped on exit ----
+if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! command -v sbatch > /dev/null || ! command -v munged > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then  # tests/setup.sh normally did this
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1 ||
+            { apt-get -o DPkg::Lock::Timeout=300 update -qq > /dev/null 2>&1 &&
+              apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1; } || true
+    fi
+fi
+for c in slurmctld slurmd sbatch munged; do
+    command -v $c > /dev/null || { echo "SKIP: $c is not installed and cannot be installed here (Debian: slurmctld slurmd slurm-client munge)"; exit 0; }
+done
+[ "$(id -u)" = 0 ] || { echo "SKIP: slurm/local-cluster starts munged and slurmd as root; run the test as root"; exit 0; }
+C="$T/cluster"
+"$SL/local-cluster" start "$C" > "$T/cluster-start.log" 2>&1 || { cat "$T/cluster-start.log"; fail "local-cluster start"; }
+export SLURM_CONF="$C/slurm.conf" RADBATCH
+trap '"$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
+swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
+jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p' | head -n 1; }
+jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+logs() { local f; for f in "$@"; do echo "== $f" >&2; cat "$f" >&2 || true; done; }
+have_cmd() { "$RADBATCH" --help | awk '/^commands:/{f=1; next} f && NF {print $1} f && !NF {exit}' | grep -qx "$1"; }
+# ---- end of the cluster block ----
+
+"$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null || fail "convert"
+args=(--shards "$T/s96" --backbone cnn --epochs 4 --batch_size 16 --learning_rate 1e-3 --head_dropout 0.3
+      --horizontal_flip true --checkpoint_every_steps 3 --quiet)
+train_job() {  # run dir -> job id
+    sbatch --parsable --job-name=rbtest-train --ntasks=2 --cpus-per-task=1 --time=10 --output="$T/$1.out" \
+        --export="ALL,RUN_DIR=$T/$1" "$SL/radbatch-train.sbatch" "${args[@]}"
+}
+t0=$(date +%s)
+ref=$(train_job ref)
+swait "$ref" 600 > /dev/null || { logs "$T/ref.out"; fail "uninterrupted job $ref: $(jstate "$ref")"; }
+echo "uninterrupted job $ref: $(( $(date +%s) - t0 )) s"
+
+interrupted() {  # name scancel-options...
+    local name=$1 j i st; shift
+    j=$(train_job "$name")
+    # wait for the first checkpoint (mid-epoch 1), then signal
+    for i in $(seq 600); do ls "$T/$name"/checkpoints/*.DONE > /dev/null 2>&1 && break; sleep 0.2; done
+    [ "$(jstate "$j" | cut -d' ' -f1)" = RUNNING ] || { logs "$T/$name.out"; fail "$name: job $j is not running at the first checkpoint"; }
+    scancel "$@" --signal=TERM "$j"
+    for i in $(seq 300); do
+        if [ "$(jfield "$j" Restarts)" = 1 ] && [ "$(jstate "$j" | cut -d' ' -f1)" = PENDING ]; then break; fi
+        sleep 0.2
+    done
+    [ "$(jfield "$j" Restarts)" = 1 ] || { logs "$T/$name.out"; fail "$name: job $j was not requeued ($(jstate "$j"))"; }
+    [ -f "$T/$name/model.h5" ] && fail "$name: the job finished before the signal; make the run longer"
+    scontrol update JobId="$j" StartTime=now
+    swait "$j" 600 > /dev/null || { logs "$T/$name.out"; fail "$name: requeued job $j ended $(jstate "$j")"; }
+    grep -q "restart 1," "$T/$name.out" || fail "$name: no second start in the log"
+    grep -q -- "--resume true" "$T/$name.out" || fail "$name: the requeued job did not resume"
+    "$RADBATCH" inspect "$T/ref/model.h5" --diff "$T/$name/model.h5" > "$T/$name.diff" 2>&1
+    grep -q "^diff: 0 of" "$T/$name.diff" || { logs "$T/$name.out"; fail "$name: weights differ from the uninterrupted run: $(cat "$T/$name.diff")"; }
+    cmp -s <(cut -d, -f1-10 "$T/ref/history.csv") <(cut -d, -f1-10 "$T/$name/history.csv") || fail "$name: history.csv differs"
+    echo "$j"
+}
+t1=$(date +%s)
+j=$(interrupted term-batch --batch)
+grep -q "radbatch train exited with code 75" "$T/term-batch.out" || { logs "$T/term-batch.out"; fail "term-batch: radbatch did not stop with exit code 75"; }
+grep -q "requeueing job $j" "$T/term-batch.out" || fail "term-batch: no requeue line"
+ok "SIGTERM to the batch script: checkpoint, exit 75, requeued, resumed, same weights ($(( $(date +%s) - t1 )) s)"
+t1=$(date +%s)
+j=$(interrupted term-full --full)
+grep -q "requeueing job $j" "$T/term-full.out" || { logs "$T/term-full.out"; fail "term-full: no requeue line"; }
+ok "SIGTERM to every process of the job: requeued, resumed from the last checkpoint, same weights ($(( $(date +%s) - t1 )) s)"
+# a cancelled job is not brought back by the requeue logic
+t1=$(date +%s)
+j=$(train_job cancelled)
+for i in $(seq 600); do ls "$T/cancelled"/checkpoints/*.DONE > /dev/null 2>&1 && break; sleep 0.2; done
+scancel "$j"
+swait "$j" 120 > /dev/null || true
+sleep 1
+[ "$(jstate "$j" | cut -d' ' -f1)" = CANCELLED ] && [ "$(jfield "$j" Restarts)" = 0 ] || { logs "$T/cancelled.out"; fail "scancel'ed job $j: $(jstate "$j"), restarts $(jfield "$j" Restarts)"; }
+ok "scancel ends the job for good ($(( $(date +%s) - t0 )) s in all)"

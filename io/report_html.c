@@ -251,7 +251,7 @@ void html_table(html_doc *d, int ncols, const char *const *header, int nrows, co
 static void figure_begin(html_doc *d, int w, int h, const char *label)
 {
     d->nfig++;
-    putf(d, "<figure>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+    putf(d, "<figure>\n<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
             "role=\"img\" aria-label=\"",
          w, h, w, h);
     put_esc(d, label);

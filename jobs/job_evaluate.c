@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const opt_spec evaluate_opts[] = {
     {"model", OPT_STRING, "", NULL,
@@ -488,8 +489,11 @@ static int choose_threshold(eval_ctx *x, rb_error *err)
     }
     const job_config *c = &x->cfg;
     if (x->thr_rule == THR_MODEL) {
-        x->threshold = x->tm.threshold;
-        if (x->tm.has_threshold)
+        x->threshold = x->tm.has_threshold && x->positive == x->tm.positive ? x->tm.threshold : 0.5;
+        if (x->tm.has_threshold && x->positive != x->tm.positive)
+            snprintf(x->thr_source, sizeof x->thr_source, "default 0.5 (the model card's threshold is for %s)",
+                     x->tm.class_names[x->tm.positive]);
+        else if (x->tm.has_threshold)
             snprintf(x->thr_source, sizeof x->thr_source, "model card (chosen on the validation split at training)");
         else
             snprintf(x->thr_source, sizeof x->thr_source, "default 0.5 (the model card stores none)");
@@ -739,6 +743,12 @@ static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *
         }
         if (csv_writer_close(&w, err) < 0)
             return -1;
+    }
+    else { /* no curve: no roc.csv from an earlier run in this folder either */
+        char *p = fs_join(x->out, "roc.csv");
+        if (p && fs_is_file(p))
+            unlink(p);
+        free(p);
     }
     /* errors.csv: listing problems, then unreadable images in record order */
     if (open_csv(&w, x->out, "errors.csv", err) < 0)
@@ -1018,7 +1028,7 @@ static int write_report_html(const eval_ctx *x, const metrics_eval *ev, const ch
             any_auc |= !isnan(h.val_auc[i]);
         if (!any_auc)
             na = 2;
-        html_svg_lines(d, "Accuracy", "epoch", na, an, h.epoch, ay, h.n);
+        html_svg_lines(d, na == 3 ? "Accuracy and validation AUC" : "Accuracy", "epoch", na, an, h.epoch, ay, h.n);
         history_free(&h);
     } else if (hp)
         html_para(d, "Training curves: %s could not be read.", hp);
@@ -1199,6 +1209,21 @@ static int report_all(eval_ctx *x, rb_error *err)
     return rc;
 }
 
+/* After a step every rank ran: 0 when it succeeded everywhere, else -1 on the ranks that
+ * print their error and -2 on the others. When rank 0 failed, it alone prints (the ranks
+ * usually failed alike: a missing model or shards file). rc: this rank's result. */
+static int agree_step(const eval_ctx *x, int rc)
+{
+    int ok = rc == 0;
+    if (rb_mpi_agree_ok(ok))
+        return 0;
+    int64_t r0 = x->w.rank == 0 && rc == -1;
+    rb_mpi_max_i64(&r0, 1);
+    if (rc == -1 && (x->w.rank == 0 || !r0))
+        return -1;
+    return -2;
+}
+
 /* 0 ok; -1 this rank failed (err set); -2 another rank failed; -3 bad configuration */
 static int evaluate_main(eval_ctx *x, rb_error *err)
 {
@@ -1207,10 +1232,10 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     int64_t threads = job_int(&x->cfg, "threads");
     x->threads = threads > 0 ? (int)threads : x->w.threads > 0 ? x->w.threads : 1;
     double t0 = rb_now();
-    int ok = trained_model_load(&x->tm, x->models, x->threads * (int)job_int(&x->cfg, "batch_size"), x->threads,
-                                err) == 0;
-    if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+    int rc = trained_model_load(&x->tm, x->models, x->threads * (int)job_int(&x->cfg, "batch_size"), x->threads,
+                                err);
+    if ((rc = agree_step(x, rc)) < 0)
+        return rc;
     x->k = x->tm.nclasses;
     trained_model_set_tta(&x->tm, (int)job_int(&x->cfg, "tta"));
     const char *pc = job_str(&x->cfg, "positive_class");
@@ -1235,11 +1260,10 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
         rb_info("model: %s (%d classes, %dx%dx%d input, %s)", x->models, x->k, x->tm.height, x->tm.width,
                 x->tm.channels, x->tm.nmembers > 1 ? "ensemble" : "one member");
     }
-    int rc = open_data(x, err);
-    ok = rc == 0;
-    if (!rb_mpi_agree_ok(ok))
-        return rc == -2 || ok ? -2 : -1;
-    ok = x->w.rank != 0 || fs_mkdirs(x->out, err) == 0;
+    rc = open_data(x, err);
+    if ((rc = agree_step(x, rc == -2 ? -2 : rc)) < 0)
+        return rc;
+    int ok = x->w.rank != 0 || fs_mkdirs(x->out, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
     if (x->w.rank == 0)

@@ -867,6 +867,11 @@ static int infer_main(infer_ctx *x, rb_error *err)
     const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_CHUNKS");
     const char *kill_rank = getenv("RADBATCH_TEST_KILL_RANK");
     const char *term_after = getenv("RADBATCH_TEST_TERM_AFTER_CHUNKS");
+    if (getenv("RADBATCH_TEST_WAIT_LISTING")) { /* test hook: start work once the listing is complete */
+        int64_t n;
+        while (infer_listing_read(x->work, &n, NULL, NULL, NULL) != 1)
+            usleep(2000);
+    }
     for (;;) {
         if (g_term) {
             rb_work_stop(x->wc);

@@ -530,7 +530,8 @@ static int choose_threshold(eval_ctx *x, rb_error *err)
     if (x->thr_rule == THR_YOUDEN)
         snprintf(x->thr_source, sizeof x->thr_source, "youden: max sensitivity + specificity - 1 on this data");
     else
-        snprintf(x->thr_source, sizeof x->thr_source, "smallest %s >= %g on this data reached",
+        snprintf(x->thr_source, sizeof x->thr_source, "%s threshold with %s >= %g on this data",
+                 x->thr_rule == THR_SENSITIVITY ? "largest" : "smallest",
                  x->thr_rule == THR_SENSITIVITY ? "sensitivity" : "specificity", target);
     return 0;
 }

@@ -47,6 +47,9 @@ def bench_tmp(*parts):
     return path
 
 
+RUN_ID = time.strftime("%Y%m%d-%H%M%S") + "-%d" % os.getpid()
+
+
 def list_labelled(root):
     """One folder per class under `root`. Returns (class_names, [(abs_path, label, rel_path)])
     in a deterministic order (classes sorted, files sorted by relative path)."""

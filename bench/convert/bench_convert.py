@@ -195,7 +195,8 @@ def main():
     IDLE_WAIT[0] = a.idle_wait
 
     tmp = common.bench_tmp()
-    log_path = os.path.join(tmp, "convert-bench.log")
+    # Per-run names: two benches started at once must not clobber each other's files.
+    log_path = os.path.join(tmp, "convert-%s.log" % common.RUN_ID)
     log = open(log_path, "w")
     print("convert bench -- %s -- %s" % (time.strftime("%Y-%m-%d %H:%M"), common.machine_line()))
     print("radbatch: %s; data: %s; scratch: %s; log: %s" % (
@@ -232,7 +233,7 @@ def main():
                     continue
                 if t in errors:
                     continue
-                out = os.path.join(tmp, "out", inp, t)
+                out = os.path.join(tmp, "out-" + common.RUN_ID, inp, t)
                 r = run_tool(t, root, out, size, a.np, log)
                 if not r["ok"]:
                     errors[t] = r["error"]
@@ -281,7 +282,8 @@ def main():
         if fastest:
             print("  fastest peer: %s (%.0f images/s median)" % (fastest, best[fastest][1]))
         if "radbatch" in best and "pil" in best:
-            cmp = compare_pixels(os.path.join(tmp, "out", inp, "radbatch"), os.path.join(tmp, "out", inp, "pil"))
+            outs = os.path.join(tmp, "out-" + common.RUN_ID, inp)
+            cmp = compare_pixels(os.path.join(outs, "radbatch"), os.path.join(outs, "pil"))
             if cmp:
                 print("  radbatch vs pil pixels: %d records, mean |diff| %.3f, max |diff| %d" % (
                     cmp["records"], cmp["mean_abs"], cmp["max_abs"]))
@@ -289,13 +291,16 @@ def main():
                         "images_per_s": {t: {"median": best[t][1], "best": best[t][0]} for t in best},
                         "errors": errors})
         if not a.keep:
-            shutil.rmtree(os.path.join(tmp, "out", inp), ignore_errors=True)
+            shutil.rmtree(os.path.join(tmp, "out-" + common.RUN_ID, inp), ignore_errors=True)
 
     print("\nload average at end: %.2f %.2f %.2f" % os.getloadavg())
-    with open(os.path.join(tmp, "convert-results.json"), "w") as f:
+    if not a.keep:
+        shutil.rmtree(os.path.join(tmp, "out-" + common.RUN_ID), ignore_errors=True)
+    res_path = os.path.join(tmp, "convert-%s.json" % common.RUN_ID)
+    with open(res_path, "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": common.machine_line(),
                    "np": a.np, "reps": a.reps, "results": results}, f, indent=1)
-    print("\nresults: %s" % os.path.join(tmp, "convert-results.json"))
+    print("\nresults: %s" % res_path)
 
 
 if __name__ == "__main__":

@@ -125,11 +125,8 @@ rb_launcher() {
     RB_MPI=$(rb_mpi_choice)
     case "$RB_MPI" in
         single) RB_LAUNCH=() ;;
-        mpirun)
-            # mpirun reads the allocation from Slurm (task count, nodes). On SIGTERM it passes
-            # SIGTERM on and waits this long before SIGKILL, so radbatch can checkpoint.
-            export OMPI_MCA_odls_base_sigkill_timeout=${RADBATCH_TERM_GRACE:-120}
-            RB_LAUNCH=(mpirun) ;;
+        # mpirun reads the allocation from Slurm (task count, nodes)
+        mpirun) RB_LAUNCH=(mpirun) ;;
         *) RB_LAUNCH=(srun "--mpi=$RB_MPI" ${SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}) ;;
     esac
 }
@@ -141,7 +138,10 @@ rb_on_term() {
     [ -n "$RB_CHILD" ] || return 0
     rb_log "SIGTERM (time limit near, preemption or scancel): asking radbatch to checkpoint and stop"
     case "$RB_MPI" in
-        single|mpirun) kill -TERM "$RB_CHILD" 2>/dev/null || true ;;
+        single) kill -TERM "$RB_CHILD" 2>/dev/null || true ;;
+        # Open MPI's mpirun does not pass SIGTERM on (and then hangs): signal the ranks it
+        # started on this node; radbatch agrees on the stop across all ranks
+        mpirun) pkill -TERM -P "$RB_CHILD" 2>/dev/null || true ;;
         # the tasks of the job's steps, not srun itself: srun answers SIGTERM with SIGKILL
         *) scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null || kill -TERM "$RB_CHILD" 2>/dev/null || true ;;
     esac

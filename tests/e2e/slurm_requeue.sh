@@ -25,7 +25,9 @@ done
 C="$T/cluster"
 "$SL/local-cluster" start "$C" > "$T/cluster-start.log" 2>&1 || { cat "$T/cluster-start.log"; fail "local-cluster start"; }
 export SLURM_CONF="$C/slurm.conf" RADBATCH
-trap '"$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
+# on failure the cluster's logs are kept in $T/cluster-log (stop removes $C)
+trap 'rc=$?; [ $rc = 0 ] || { cp -r "$C/log" "$T/cluster-log" 2> /dev/null; tail -n 30 "$T/cluster-log/slurmctld.log" >&2 2> /dev/null; }
+      "$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
 swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
 jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p' | head -n 1; }
 jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
@@ -58,6 +60,11 @@ interrupted() {  # name scancel-options...
     done
     [ "$(jfield "$j" Restarts)" = 1 ] || { logs "$T/$name.out"; fail "$name: job $j was not requeued ($(jstate "$j"))"; }
     [ -f "$T/$name/model.h5" ] && fail "$name: the job finished before the signal; make the run longer"
+    # the 2-minute hold lets the first run's processes end; here: wait for them, then start
+    for i in $(seq 300); do
+        pgrep -f "slurmstepd: \[$j\." > /dev/null || [ "$(sinfo -h -o %T)" != idle ] || break
+        sleep 0.2
+    done
     scontrol update JobId="$j" StartTime=now
     swait "$j" 600 > /dev/null || { logs "$T/$name.out"; fail "$name: requeued job $j ended $(jstate "$j")"; }
     grep -q "restart 1," "$T/$name.out" || fail "$name: no second start in the log"

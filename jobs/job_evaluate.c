@@ -39,6 +39,12 @@ static const opt_spec evaluate_opts[] = {
     {"data", OPT_STRING, "", NULL,
      "a shards folder (holding index.json), or comma-separated image folders with one sub-folder per class; "
      "other positional arguments are added"},
+    {"shards", OPT_STRING, "", NULL,
+     "the pipeline's shards folder (as in train): evaluated when data is empty, so one job file drives "
+     "convert, train and evaluate"},
+    {"run_dir", OPT_STRING, "", NULL,
+     "the training run folder (as in train): model = run_dir/model.h5 when model is empty, out = "
+     "run_dir/evaluate when out is empty"},
     {"split", OPT_STRING, "val", NULL,
      "split of a shards folder, or of image folders laid out as train/val/test (train, val, test, all)"},
     {"layout", OPT_CHOICE, "auto", "auto|classes|splits",
@@ -79,6 +85,7 @@ typedef struct eval_ctx {
     char *models;   /* comma-separated model files */
     char *data;     /* comma-separated data paths */
     const char *out;
+    char *out_owned; /* out when derived from run_dir */
     trained_model tm;
     int k;
     int positive;   /* screening class, -1 none */
@@ -160,14 +167,27 @@ static int check_config(eval_ctx *x, rb_error *err)
         else
             x->data = list_add(x->data, p);
     }
+    const char *run_dir = job_str(c, "run_dir");
+    if (!*x->models && *run_dir) {
+        free(x->models);
+        x->models = fs_join(run_dir, "model.h5");
+    }
+    if (!*x->data && *job_str(c, "shards")) {
+        free(x->data);
+        x->data = strdup(job_str(c, "shards"));
+    }
     x->out = job_str(c, "out");
+    if (!*x->out && *run_dir)
+        x->out = x->out_owned = fs_join(run_dir, "evaluate");
+    if (!x->models || !x->data || !x->out)
+        return rb_fail(err, NULL, "out of memory");
     if (!*x->models)
-        return rb_fail(err, "give --model run/model.h5 (several comma-separated files form an ensemble)",
+        return rb_fail(err, "give --model run/model.h5 (several comma-separated files form an ensemble) or run_dir",
                        "evaluate: no model file given");
     if (!*x->data)
-        return rb_fail(err, "give --data <shards folder | image folder(s)>", "evaluate: no data given");
+        return rb_fail(err, "give --data <shards folder | image folder(s)> (or shards)", "evaluate: no data given");
     if (!*x->out)
-        return rb_fail(err, "give --out <folder> for the reports", "evaluate: key 'out' is empty");
+        return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
     int64_t tta = job_int(c, "tta");
     if (tta < 0 || tta > 2)
         return rb_fail(err, "accepted: 0 (none), 1 (flip), 2 (flip and shifts)", "evaluate: tta = %lld",
@@ -1339,6 +1359,7 @@ static void eval_free(eval_ctx *x)
         inputs_free(&x->in);
     free(x->models);
     free(x->data);
+    free(x->out_owned);
     free(x->my_probs);
     free(x->my_labels);
     free(x->my_ok);

@@ -24,6 +24,12 @@ for d in ev2 ev3 ev1t; do
 done
 ok "1, 2, 3 ranks and 2 threads: byte-identical reports"
 
+# a pipeline job file: shards and run_dir give data, model and out
+printf 'shards = %s\nrun_dir = %s\n[train]\nepochs = 1\n' "$T/s96" "$T/run" > "$T/job.ini"
+rb_run 2 evaluate "$T/job.ini" --batch_size 4 --quiet > /dev/null || fail "evaluate job.ini"
+cmp -s "$T/ev1/metrics.json" "$T/run/evaluate/metrics.json" || fail "job.ini run differs from the command-line run"
+ok "job file with shards and run_dir"
+
 E="$T/ev1"
 for f in metrics.json classification_report.txt confusion_matrix.csv predictions.csv roc.csv errors.csv report.html; do
     [ -s "$E/$f" ] || fail "$f missing or empty"

@@ -982,10 +982,11 @@ static int write_report_html(const eval_ctx *x, const metrics_eval *ev, const ch
         ROW("AUC one-vs-rest, weighted", ev->auc_weighted, NULL);
     }
 #undef ROW
+    int nc = b && ev->has_screening ? 3 : 2; /* intervals only with screening and bootstrap */
     for (int i = 0; i < rows; i++)
-        for (int j = 0; j < 3; j++)
-            cells[i * 3 + j] = cell[i][j];
-    html_table(d, 3, hdr, rows, cells);
+        for (int j = 0; j < nc; j++)
+            cells[i * nc + j] = cell[i][j];
+    html_table(d, nc, hdr, rows, cells);
     if (ev->has_screening) {
         const metrics_screening *s = &ev->screening;
         html_para(d, "Screening class %s: positive when its probability >= %.4f (threshold %s: %s). tp %lld, fp %lld, "

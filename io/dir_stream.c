@@ -140,14 +140,14 @@ static int run_advance(name_run *r)
     return 0;
 }
 
-/* Sort the names in memory and write them as a run to an unlinked temporary file. */
-static int frame_spill(dir_stream *s, frame *f, rb_error *err)
+static FILE *spill_file(dir_stream *s, rb_error *err)
 {
-    sort_names(f);
     size_t pl = strlen(s->spill_dir) + 40;
     char *tmpl = malloc(pl);
-    if (!tmpl)
-        return rb_fail(err, NULL, "out of memory");
+    if (!tmpl) {
+        rb_fail(err, NULL, "out of memory");
+        return NULL;
+    }
     snprintf(tmpl, pl, "%s/.radbatch-names-XXXXXX", s->spill_dir);
     int fd = mkstemp(tmpl);
     if (fd < 0) {
@@ -155,19 +155,66 @@ static int frame_spill(dir_stream *s, frame *f, rb_error *err)
         rb_fail(err, "set a writable spill folder", "%s: cannot create a temporary file for a large folder's names: %s",
                 s->spill_dir, strerror(e));
         free(tmpl);
-        return -1;
+        return NULL;
     }
     unlink(tmpl); /* gone when closed, also after a crash */
     free(tmpl);
     FILE *fp = fdopen(fd, "w+");
+    if (!fp) {
+        close(fd);
+        rb_fail(err, NULL, "out of memory");
+    }
+    return fp;
+}
+
+/* Many runs (a folder of millions of names): merge them into one, so open files stay few. */
+#define MAX_RUNS 64
+static int frame_compact(dir_stream *s, frame *f, rb_error *err)
+{
+    FILE *fp = spill_file(s, err);
+    if (!fp)
+        return -1;
+    for (;;) {
+        int best = -1;
+        for (int i = 0; i < f->nruns; i++)
+            if (f->runs[i].cur && (best < 0 || strcmp(f->runs[i].cur, f->runs[best].cur) < 0))
+                best = i;
+        if (best < 0)
+            break;
+        fwrite(f->runs[best].cur, 1, strlen(f->runs[best].cur) + 1, fp);
+        run_advance(&f->runs[best]);
+    }
+    for (int i = 0; i < f->nruns; i++) {
+        if (f->runs[i].f)
+            fclose(f->runs[i].f);
+        free(f->runs[i].cur);
+    }
+    if (fflush(fp) != 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        int e = errno;
+        fclose(fp);
+        f->nruns = 0;
+        return rb_fail(err, "is the disk full?", "%s: cannot write a large folder's names: %s", s->spill_dir,
+                       strerror(e));
+    }
+    memset(&f->runs[0], 0, sizeof f->runs[0]);
+    f->runs[0].f = fp;
+    f->nruns = 1;
+    run_advance(&f->runs[0]);
+    return 0;
+}
+
+/* Sort the names in memory and write them as a run to an unlinked temporary file. */
+static int frame_spill(dir_stream *s, frame *f, rb_error *err)
+{
+    sort_names(f);
+    if (f->nruns >= MAX_RUNS && frame_compact(s, f, err) < 0)
+        return -1;
+    FILE *fp = spill_file(s, err);
+    if (!fp)
+        return -1;
     name_run *nr = realloc(f->runs, (size_t)(f->nruns + 1) * sizeof *nr);
-    if (!fp || !nr) {
-        if (fp)
-            fclose(fp);
-        else
-            close(fd);
-        if (nr)
-            f->runs = nr;
+    if (!nr) {
+        fclose(fp);
         return rb_fail(err, NULL, "out of memory");
     }
     f->runs = nr;

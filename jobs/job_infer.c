@@ -169,7 +169,7 @@ static void decode_one(infer_ctx *x, slot *s, uint8_t *dst)
 }
 
 /* A shard record, converted to the model's size and channels when they differ. */
-static void shard_one(infer_ctx *x, slot *s, uint8_t *dst)
+static void shard_one_locked(infer_ctx *x, slot *s, uint8_t *dst)
 {
     const char *hash = strrchr(s->e.ref, '#');
     if (!hash) {
@@ -235,6 +235,15 @@ static void shard_one(infer_ctx *x, slot *s, uint8_t *dst)
     s->ok = 1;
 }
 
+/* HDF5 is not thread-safe, and the open shard is shared: one caller at a time. */
+static pthread_mutex_t g_hdf5_lock = PTHREAD_MUTEX_INITIALIZER;
+static void shard_one(infer_ctx *x, slot *s, uint8_t *dst)
+{
+    pthread_mutex_lock(&g_hdf5_lock);
+    shard_one_locked(x, s, dst);
+    pthread_mutex_unlock(&g_hdf5_lock);
+}
+
 static int format_prediction(infer_ctx *x, slot *s, const float *p)
 {
     int k = x->tm.nclasses;
@@ -248,111 +257,6 @@ static int format_prediction(infer_ctx *x, slot *s, const float *p)
     s->probs_text = (char *)b.data;
     snprintf(s->label, sizeof s->label, "%s", x->tm.class_names[trained_model_decide(&x->tm, p)]);
     s->flagged = p[x->tm.positive] >= x->tm.threshold;
-    return 0;
-}
-
-/* Decode and predict slots todo[0..n): groups of `batch` consecutive slots are taken by
- * the rank's threads, each with its own single-threaded copy of the models, so a group is
- * always one forward pass of the same images whatever the thread and rank counts: the
- * probabilities do not depend on how the work was spread (the engine's results depend on
- * the rows of a pass only through the pass itself). */
-typedef struct group_job {
-    infer_ctx *x;
-    slot **todo;
-    int n;
-    atomic_int next;
-    atomic_int failed;
-    pthread_mutex_t mu; /* HDF5 (shards) and the first error */
-    rb_error err;
-} group_job;
-
-typedef struct group_arg {
-    group_job *j;
-    int t;
-} group_arg;
-
-static void *group_thread(void *arg)
-{
-    group_job *j = ((group_arg *)arg)->j;
-    infer_ctx *x = j->x;
-    infer_worker *w = &x->wk[((group_arg *)arg)->t];
-    int B = x->batch;
-    for (;;) {
-        int g = atomic_fetch_add(&j->next, 1);
-        int i0 = g * B;
-        if (i0 >= j->n || atomic_load(&j->failed))
-            break;
-        int m = j->n - i0 < B ? j->n - i0 : B;
-        slot **bs = j->todo + i0;
-        int q = 0;
-        slot *packed[INFER_MAX_BATCH];
-        for (int i = 0; i < m; i++) {
-            uint8_t *dst = w->images + (size_t)q * x->rec_bytes;
-            if (x->kind == INFER_INPUT_SHARDS) { /* HDF5 is not thread-safe */
-                pthread_mutex_lock(&j->mu);
-                shard_one(x, bs[i], dst);
-                pthread_mutex_unlock(&j->mu);
-            } else
-                decode_one(x, bs[i], dst);
-            if (bs[i]->ok)
-                packed[q++] = bs[i];
-        }
-        if (q == 0)
-            continue;
-        rb_error e;
-        if (trained_model_predict(w->tm, w->images, q, w->probs, &e) < 0) {
-            pthread_mutex_lock(&j->mu);
-            if (!atomic_load(&j->failed))
-                j->err = e;
-            atomic_store(&j->failed, 1);
-            pthread_mutex_unlock(&j->mu);
-            break;
-        }
-        for (int i = 0; i < q; i++)
-            if (format_prediction(x, packed[i], w->probs + (size_t)i * x->tm.nclasses) < 0) {
-                atomic_store(&j->failed, 1);
-                break;
-            }
-        atomic_fetch_add(&x->images_done, q);
-    }
-    return NULL;
-}
-
-static int predict_slots(infer_ctx *x, slot **todo, int n, rb_error *err)
-{
-    if (n == 0)
-        return 0;
-    group_job j;
-    memset(&j, 0, sizeof j);
-    j.x = x;
-    j.todo = todo;
-    j.n = n;
-    atomic_init(&j.next, 0);
-    atomic_init(&j.failed, 0);
-    pthread_mutex_init(&j.mu, NULL);
-    int ngroups = (n + x->batch - 1) / x->batch;
-    int T = x->nworkers < ngroups ? x->nworkers : ngroups;
-    pthread_t th[INFER_MAX_THREADS];
-    group_arg args[INFER_MAX_THREADS];
-    int started = 1;
-    for (int t = 1; t < T; t++) {
-        args[t] = (group_arg){&j, t};
-        if (pthread_create(&th[t], NULL, group_thread, &args[t]) != 0)
-            break;
-        started = t + 1;
-    }
-    args[0] = (group_arg){&j, 0};
-    group_thread(&args[0]);
-    for (int t = 1; t < started; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&j.mu);
-    if (atomic_load(&j.failed)) {
-        if (j.err.msg[0])
-            *err = j.err;
-        else
-            rb_fail(err, NULL, "out of memory");
-        return -1;
-    }
     return 0;
 }
 
@@ -378,9 +282,18 @@ static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
     if (x->hash_mode) {
         rb_error e;
         char h[17] = "";
-        if (x->kind == INFER_INPUT_SHARDS)
-            same = 0; /* records are re-read when predicted; hashed then */
-        else if (fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
+        if (x->kind == INFER_INPUT_SHARDS) {
+            /* the record's pixels are hashed; read into a scratch image, predicted again if changed */
+            uint8_t *scratch = malloc(x->rec_bytes);
+            if (!scratch)
+                return rb_fail(err, NULL, "out of memory");
+            shard_one(x, s, scratch);
+            free(scratch);
+            if (!s->ok)
+                return 0; /* an error row */
+            s->ok = 0;
+            same = !strcmp(s->hash, f[3]);
+        } else if (fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
             read_error(s, &e);
             return 0;
         } else {
@@ -412,8 +325,157 @@ static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
     return 0;
 }
 
-static int process_chunk(infer_ctx *x, int64_t k, rb_error *err)
+/* ---- chunks in flight and the rank's compute threads ----------------------------------------
+ * The main thread takes chunk numbers, loads a chunk (its rows, the --since look-ups) and
+ * commits it when its last group is predicted; the rank's compute threads take groups of
+ * `batch` consecutive files of the chunks in flight, in order, each thread decoding its
+ * group and running it through its own single-threaded copy of the models. Up to
+ * INFER_INFLIGHT chunks are in flight, so the threads go on with the next chunk while one
+ * is committed or the next is being listed. A group is always one forward pass of the same
+ * images, so the probabilities do not depend on how the work was spread over ranks and
+ * threads (the engine's results depend on the rows of a pass only through the pass). */
+#define INFER_INFLIGHT 2
+
+typedef struct chunk_job {
+    int64_t k;
+    slot *slots;
+    int n;
+    slot **todo;         /* slots to decode and predict */
+    int ntodo, ngroups;
+    int next_group;      /* next group to hand out (pool lock) */
+    int groups_left;     /* groups not finished (pool lock) */
+    int failed;
+    rb_error err;
+} chunk_job;
+
+typedef struct infer_pool {
+    infer_ctx *x;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    chunk_job *inflight[INFER_INFLIGHT]; /* in take order; NULL = free */
+    int quit;
+    pthread_t th[INFER_MAX_THREADS];
+    int nthreads;
+} infer_pool;
+
+typedef struct pool_arg {
+    infer_pool *p;
+    int t;
+} pool_arg;
+static pool_arg g_pool_args[INFER_MAX_THREADS];
+
+static void run_group(infer_ctx *x, infer_worker *w, chunk_job *c, int g)
 {
+    int B = x->batch, i0 = g * B;
+    int m = c->ntodo - i0 < B ? c->ntodo - i0 : B;
+    slot **bs = c->todo + i0;
+    slot *packed[INFER_MAX_BATCH];
+    int q = 0;
+    for (int i = 0; i < m; i++) {
+        uint8_t *dst = w->images + (size_t)q * x->rec_bytes;
+        if (x->kind == INFER_INPUT_SHARDS)
+            shard_one(x, bs[i], dst);
+        else
+            decode_one(x, bs[i], dst);
+        if (bs[i]->ok)
+            packed[q++] = bs[i];
+    }
+    if (q == 0)
+        return;
+    rb_error e;
+    if (trained_model_predict(w->tm, w->images, q, w->probs, &e) < 0) {
+        c->err = e; /* read by the main thread after groups_left reaches 0 */
+        c->failed = 1;
+        return;
+    }
+    for (int i = 0; i < q; i++)
+        if (format_prediction(x, packed[i], w->probs + (size_t)i * x->tm.nclasses) < 0) {
+            rb_fail(&c->err, NULL, "out of memory");
+            c->failed = 1;
+            return;
+        }
+    atomic_fetch_add(&x->images_done, q);
+}
+
+static void *pool_thread(void *arg)
+{
+    infer_pool *p = ((pool_arg *)arg)->p;
+    infer_worker *w = &p->x->wk[((pool_arg *)arg)->t];
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        chunk_job *c = NULL;
+        for (int i = 0; i < INFER_INFLIGHT && !c; i++)
+            if (p->inflight[i] && p->inflight[i]->next_group < p->inflight[i]->ngroups)
+                c = p->inflight[i];
+        if (!c) {
+            if (p->quit)
+                break;
+            pthread_cond_wait(&p->cv_work, &p->mu);
+            continue;
+        }
+        int g = c->next_group++;
+        if (c->next_group == c->ngroups) /* the main thread may take the next chunk */
+            pthread_cond_broadcast(&p->cv_done);
+        pthread_mutex_unlock(&p->mu);
+        run_group(p->x, w, c, g);
+        pthread_mutex_lock(&p->mu);
+        if (--c->groups_left == 0)
+            pthread_cond_broadcast(&p->cv_done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static int pool_start(infer_pool *p, infer_ctx *x, rb_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->x = x;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv_work, NULL);
+    pthread_cond_init(&p->cv_done, NULL);
+    for (int t = 0; t < x->nworkers; t++) {
+        g_pool_args[t] = (pool_arg){p, t};
+        if (pthread_create(&p->th[t], NULL, pool_thread, &g_pool_args[t]) != 0)
+            break;
+        p->nthreads = t + 1;
+    }
+    if (p->nthreads == 0)
+        return rb_fail(err, "lower threads", "cannot start the compute threads");
+    return 0;
+}
+
+static void pool_stop(infer_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 0; t < p->nthreads; t++)
+        pthread_join(p->th[t], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv_work);
+    pthread_cond_destroy(&p->cv_done);
+}
+
+static void chunk_free(chunk_job *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++) {
+        free(c->slots[i].rec);
+        free(c->slots[i].reason);
+        free(c->slots[i].probs_text);
+        free(c->slots[i].bytes);
+    }
+    free(c->slots);
+    free(c->todo);
+    free(c);
+}
+
+/* Read chunk k and decide, per file, what must be predicted. */
+static int chunk_load(infer_ctx *x, int64_t k, chunk_job **out, rb_error *err)
+{
+    *out = NULL;
     char *cpath = infer_chunk_path(x->work, "chunk", k);
     FILE *f = cpath ? fopen(cpath, "r") : NULL;
     if (!f) {
@@ -421,101 +483,106 @@ static int process_chunk(infer_ctx *x, int64_t k, rb_error *err)
         free(cpath);
         return -1;
     }
-    slot *slots = calloc((size_t)x->chunk, sizeof *slots);
-    slot **todo = calloc((size_t)x->chunk, sizeof *todo), **order = calloc((size_t)x->chunk, sizeof *order);
-    int rc = slots && todo && order ? 0 : rb_fail(err, NULL, "out of memory");
-    int n = 0, ntodo = 0;
+    chunk_job *c = calloc(1, sizeof *c);
+    if (c) {
+        c->slots = calloc((size_t)x->chunk, sizeof *c->slots);
+        c->todo = calloc((size_t)x->chunk, sizeof *c->todo);
+    }
+    int rc = c && c->slots && c->todo ? 0 : rb_fail(err, NULL, "out of memory");
+    if (c)
+        c->k = k;
     rb_buf rec = {0};
-    while (rc == 0 && n < x->chunk) {
+    while (rc == 0 && c->n < x->chunk) {
         int r = csvrec_read(f, &rec);
         if (r <= 0) {
             if (r < 0)
                 rc = rb_fail(err, NULL, "out of memory");
             break;
         }
-        slot *s = &slots[n];
+        slot *s = &c->slots[c->n];
         s->rec = strndup((const char *)rec.data, rec.len);
         char *fld[6];
         int nf = s->rec ? csvrec_split(s->rec, fld, 6) : 0;
         if (!s->rec || infer_entry_parse(fld, nf, &s->e) < 0) {
-            rc = rb_fail(err, "delete the run's work/ folder to list the input again", "%s: bad row %d", cpath, n + 1);
+            rc = rb_fail(err, "delete the run's work/ folder to list the input again", "%s: bad row %d", cpath,
+                         c->n + 1);
             free(s->rec);
+            s->rec = NULL;
             break;
         }
-        s->order = n;
-        n++;
+        s->order = c->n++;
     }
     fclose(f);
     rb_buf_free(&rec);
-    for (int i = 0; i < n && rc == 0; i++) {
-        slot *s = &slots[i];
+    free(cpath);
+    for (int i = 0; rc == 0 && i < c->n; i++) {
+        slot *s = &c->slots[i];
         if (x->have_prev)
             rc = compare_with_prev(x, s, err);
         else
             s->status = "new";
         if (rc == 0 && s->status && strcmp(s->status, "unchanged") != 0)
-            todo[ntodo++] = s;
+            c->todo[c->ntodo++] = s;
     }
-    if (rc == 0)
-        rc = predict_slots(x, todo, ntodo, err);
-    /* rows sorted by path (ties in listing order): errors first, the part last */
+    if (rc < 0) {
+        chunk_free(c);
+        return -1;
+    }
+    c->ngroups = (c->ntodo + x->batch - 1) / x->batch;
+    c->groups_left = c->ngroups;
+    *out = c;
+    return 0;
+}
+
+/* Write the chunk's rows sorted by path (ties in listing order): errors first, the part last. */
+static int chunk_commit(infer_ctx *x, chunk_job *c, rb_error *err)
+{
+    if (c->failed) {
+        *err = c->err;
+        return -1;
+    }
+    slot **order = calloc((size_t)c->n + 1, sizeof *order);
+    if (!order)
+        return rb_fail(err, NULL, "out of memory");
+    for (int i = 0; i < c->n; i++)
+        order[i] = &c->slots[i];
+    qsort(order, (size_t)c->n, sizeof *order, cmp_slot);
     rb_buf part = {0}, errs = {0};
-    if (rc == 0) {
-        for (int i = 0; i < n; i++)
-            order[i] = &slots[i];
-        qsort(order, (size_t)n, sizeof *order, cmp_slot);
-        for (int i = 0; i < n; i++) {
-            slot *s = order[i];
-            if (s->status && !s->probs_text && !s->reason)
-                slot_error(s, "internal: no prediction");
-            if (!s->status || s->reason) {
-                csvrow_field(&errs, s->e.path, 1);
-                csvrow_field(&errs, s->reason ? s->reason : "unknown error", 0);
-                rb_buf_put(&errs, "\n", 1);
-                continue;
-            }
-            char num[32];
-            snprintf(num, sizeof num, "%" PRId64, s->e.size);
-            csvrow_field(&part, s->e.path, 1);
-            csvrow_field(&part, num, 0);
-            csvrow_field(&part, s->e.mtime, 0);
-            csvrow_field(&part, s->hash, 0);
-            csvrow_field(&part, s->status, 0);
-            csvrow_field(&part, s->label, 0);
-            rb_buf_put(&part, ",", 1);
-            rb_buf_put(&part, s->probs_text, strlen(s->probs_text));
-            rb_buf_put(&part, s->flagged ? ",1\n" : ",0\n", 3);
+    for (int i = 0; i < c->n; i++) {
+        slot *s = order[i];
+        if (s->status && !s->probs_text && !s->reason)
+            slot_error(s, "internal: no prediction");
+        if (!s->status || s->reason) {
+            csvrow_field(&errs, s->e.path, 1);
+            csvrow_field(&errs, s->reason ? s->reason : "unknown error", 0);
+            rb_buf_put(&errs, "\n", 1);
+            continue;
         }
-        if (part.failed || errs.failed)
-            rc = rb_fail(err, NULL, "out of memory");
+        char num[32];
+        snprintf(num, sizeof num, "%" PRId64, s->e.size);
+        csvrow_field(&part, s->e.path, 1);
+        csvrow_field(&part, num, 0);
+        csvrow_field(&part, s->e.mtime, 0);
+        csvrow_field(&part, s->hash, 0);
+        csvrow_field(&part, s->status, 0);
+        csvrow_field(&part, s->label, 0);
+        rb_buf_put(&part, ",", 1);
+        rb_buf_put(&part, s->probs_text, strlen(s->probs_text));
+        rb_buf_put(&part, s->flagged ? ",1\n" : ",0\n", 3);
     }
-    if (rc == 0) {
-        char *ep = infer_chunk_path(x->work, "errors", k), *pp = infer_chunk_path(x->work, "part", k);
-        rc = ep && pp ? 0 : rb_fail(err, NULL, "out of memory");
-        if (rc == 0)
-            rc = infer_write_atomic(ep, errs.data ? (const void *)errs.data : "", errs.len, err);
-        if (rc == 0)
-            rc = infer_write_atomic(pp, part.data ? (const void *)part.data : "", part.len, err);
-        free(ep);
-        free(pp);
-    }
+    free(order);
+    int rc = part.failed || errs.failed ? rb_fail(err, NULL, "out of memory") : 0;
+    char *ep = infer_chunk_path(x->work, "errors", c->k), *pp = infer_chunk_path(x->work, "part", c->k);
+    if (rc == 0 && (!ep || !pp))
+        rc = rb_fail(err, NULL, "out of memory");
+    if (rc == 0)
+        rc = infer_write_atomic(ep, errs.data ? (const void *)errs.data : "", errs.len, err);
+    if (rc == 0)
+        rc = infer_write_atomic(pp, part.data ? (const void *)part.data : "", part.len, err);
+    free(ep);
+    free(pp);
     rb_buf_free(&part);
     rb_buf_free(&errs);
-    for (int i = 0; i < n; i++) {
-        free(slots[i].rec);
-        free(slots[i].reason);
-        free(slots[i].probs_text);
-        free(slots[i].bytes);
-    }
-    free(slots);
-    free(todo);
-    free(order);
-    free(cpath);
-    if (x->shard_path) { /* a chunk's records rarely span many shards; reopen per chunk */
-        shard_close(&x->shard);
-        free(x->shard_path);
-        x->shard_path = NULL;
-    }
     return rc;
 }
 
@@ -872,55 +939,106 @@ static int infer_main(infer_ctx *x, rb_error *err)
         while (infer_listing_read(x->work, &n, NULL, NULL, NULL) != 1)
             usleep(2000);
     }
+    infer_pool pool;
+    ok = pool_start(&pool, x, err) == 0;
+    if (!ok)
+        rb_work_stop(x->wc);
+    int taking = ok, ninfl = 0;
     for (;;) {
-        if (g_term) {
-            rb_work_stop(x->wc);
-            stopped = 1;
-            break;
+        /* wait until a chunk is finished, or the threads need another chunk: every group of
+         * the chunks in flight handed out (taking earlier would let a rank sit on work that
+         * an idle rank could do), or nothing is left */
+        chunk_job *c = NULL;
+        int take = 0;
+        pthread_mutex_lock(&pool.mu);
+        for (;;) {
+            int pending = 0;
+            for (int i = 0; i < ninfl && !c; i++) {
+                if (pool.inflight[i]->groups_left == 0) {
+                    c = pool.inflight[i];
+                    memmove(&pool.inflight[i], &pool.inflight[i + 1], (size_t)(ninfl - i - 1) * sizeof c);
+                    pool.inflight[--ninfl] = NULL;
+                } else if (pool.inflight[i]->next_group < pool.inflight[i]->ngroups)
+                    pending = 1;
+            }
+            take = !c && ok && taking && ninfl < INFER_INFLIGHT && !pending;
+            if (c || take || ninfl == 0)
+                break;
+            pthread_cond_wait(&pool.cv_done, &pool.mu);
         }
-        int64_t k = rb_work_take(x->wc);
-        if (k == RB_WORK_STOP) {
-            stopped = 1;
-            break;
-        }
-        int r = wait_chunk(x, k, err);
-        if (r == -2) {
-            rb_work_stop(x->wc);
-            stopped = 1;
-            break;
-        }
-        if (r < 0) {
-            ok = 0;
-            rb_work_stop(x->wc);
-            break;
-        }
-        if (r == 0)
-            break;
-        char *pp = infer_chunk_path(x->work, "part", k);
-        int done = pp && fs_is_file(pp);
-        free(pp);
-        if (done) {
-            resumed = 1;
+        pthread_mutex_unlock(&pool.mu);
+        if (!c && !take)
+            break; /* nothing in flight and nothing more to take */
+        if (take) {
+            if (g_term) {
+                rb_work_stop(x->wc);
+                stopped = 1;
+                taking = 0;
+                continue;
+            }
+            int64_t k = rb_work_take(x->wc);
+            if (k == RB_WORK_STOP) {
+                stopped = 1;
+                taking = 0;
+                continue;
+            }
+            int r = wait_chunk(x, k, err);
+            if (r == -2)
+                stopped = 1;
+            else if (r < 0)
+                ok = 0;
+            if (r < 0)
+                rb_work_stop(x->wc);
+            if (r <= 0) {
+                taking = 0;
+                continue;
+            }
+            char *pp = infer_chunk_path(x->work, "part", k);
+            int done = pp && fs_is_file(pp);
+            free(pp);
+            if (done) {
+                resumed = 1;
+                continue;
+            }
+            chunk_job *nc;
+            if (chunk_load(x, k, &nc, err) < 0) {
+                rb_error_prefix(err, "chunk %lld: ", (long long)k);
+                ok = 0;
+                taking = 0;
+                rb_work_stop(x->wc);
+                continue;
+            }
+            pthread_mutex_lock(&pool.mu);
+            pool.inflight[ninfl++] = nc;
+            pthread_cond_broadcast(&pool.cv_work);
+            pthread_mutex_unlock(&pool.mu);
             continue;
         }
-        if (process_chunk(x, k, err) < 0) {
-            rb_error_prefix(err, "chunk %lld: ", (long long)k);
+        /* commit the finished chunk */
+        if (ok && chunk_commit(x, c, err) < 0) {
+            rb_error_prefix(err, "chunk %lld: ", (long long)c->k);
             ok = 0;
+            taking = 0;
             rb_work_stop(x->wc);
-            break;
+        } else if (ok) {
+            x->chunks_done++;
+            if (kill_after && x->chunks_done >= atoll(kill_after) && (!kill_rank || atoi(kill_rank) == rank))
+                raise(SIGKILL);
+            if (term_after && x->chunks_done == atoll(term_after) && (!kill_rank || atoi(kill_rank) == rank))
+                raise(SIGTERM);
+            if (rank == 0 && rb_now() - t_print > 5) {
+                t_print = rb_now();
+                rb_info("infer: chunk %lld done, %lld listed%s; %lld images by rank 0 (%.1f/s)", (long long)c->k,
+                        (long long)atomic_load(&x->lister.chunks),
+                        atomic_load(&x->lister.state) == 1 ? " (complete)" : "",
+                        (long long)atomic_load(&x->images_done),
+                        (double)atomic_load(&x->images_done) / (rb_now() - t0));
+            }
         }
-        x->chunks_done++;
-        if (kill_after && x->chunks_done >= atoll(kill_after) && (!kill_rank || atoi(kill_rank) == rank))
-            raise(SIGKILL);
-        if (term_after && x->chunks_done == atoll(term_after) && (!kill_rank || atoi(kill_rank) == rank))
-            raise(SIGTERM);
-        if (rank == 0 && rb_now() - t_print > 5) {
-            t_print = rb_now();
-            rb_info("infer: chunk %lld taken, %lld listed%s; %lld images by rank 0 (%.1f/s)", (long long)k,
-                    (long long)atomic_load(&x->lister.chunks), atomic_load(&x->lister.state) == 1 ? " (complete)" : "",
-                    (long long)atomic_load(&x->images_done), (double)atomic_load(&x->images_done) / (rb_now() - t0));
-        }
+        chunk_free(c);
     }
+    if (pool.nthreads)
+        pool_stop(&pool);
     if (rank == 0) {
         if (stopped || !ok)
             atomic_store(&x->lister.stop, 1);
@@ -1037,6 +1155,10 @@ static int run_infer(int argc, char **argv)
         infer_list_free(&x.lister);
     if (x.have_prev)
         infer_prev_close(&x.prev);
+    if (x.shard_path) {
+        shard_close(&x.shard);
+        free(x.shard_path);
+    }
     for (int t = 0; t < x.nworkers; t++) {
         if (t > 0 && x.wk[t].tm) {
             trained_model_free(x.wk[t].tm);

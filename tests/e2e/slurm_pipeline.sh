@@ -54,8 +54,7 @@ done
     echo "epochs = 2"
     echo "batch_size = 16"
     echo "quiet = true"
-    if have_cmd evaluate; then printf '[evaluate]\nbootstrap = 100\nquiet = true\n'; fi
-    if have_cmd infer; then printf '[infer]\ninput = %s\nquiet = true\n' "$arch"; fi
+    if have_cmd infer; then printf '[infer]\ninput = %s\n' "$arch"; fi
     printf '[slurm]\nntasks = 2\ncpus_per_task = 1\ntime = 10\n'
 } > "$T/demo.ini"
 

@@ -39,7 +39,6 @@ input_size = 96
 epochs = 2
 batch_size = 16
 quiet = true
-$(have_cmd evaluate && echo "bootstrap = 50")
 
 [mobilenetv2-lr1e-3]
 backbone = mobilenetv2

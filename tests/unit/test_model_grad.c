@@ -51,6 +51,25 @@ static const char *TINY_CNN =
     "[Dense] name=dense units=6 activation=relu\n"
     "[Dense] name=dense_1 units=1 activation=sigmoid\n";
 
+/* the less common classes: Concatenate, Activation (in place after BN), pooling with
+ * 'same' padding, BatchNormalization on a vector, a separate Softmax output layer */
+static const char *TINY_MISC =
+    "[model] name=tiny_misc\n"
+    "[InputLayer] name=in shape=7,7,3 preprocess=none\n"
+    "[Conv2D] name=a filters=4 kernel=3 padding=same activation=sigmoid inputs=in\n"
+    "[DepthwiseConv2D] name=b kernel=3 strides=2 padding=same use_bias=true inputs=in\n"
+    "[MaxPooling2D] name=pa pool=3 strides=2 padding=same inputs=a\n"
+    "[Concatenate] name=cat inputs=pa,b\n"
+    "[BatchNormalization] name=bn inputs=cat\n"
+    "[Activation] name=act activation=relu6 inputs=bn\n"
+    "[AveragePooling2D] name=ap pool=2 strides=1 padding=same inputs=act\n"
+    "[Flatten] name=f inputs=ap\n"
+    "[Dense] name=d units=6 inputs=f\n"
+    "[BatchNormalization] name=bn2 inputs=d\n"
+    "[Activation] name=s inputs=bn2 activation=sigmoid\n"
+    "[Dense] name=logits units=3 inputs=s\n"
+    "[Softmax] name=probs inputs=logits\n";
+
 static rb_model *build(const char *desc, uint64_t seed)
 {
     rb_error err = {0};
@@ -288,6 +307,25 @@ static void test_tiny_mnv2(void)
     rb_model_free(m);
 }
 
+static void test_tiny_misc(void)
+{
+    float x[B * 7 * 7 * 3];
+    make_input(x, B * 7 * 7 * 3, 5);
+    rb_model *m = build(TINY_MISC, 21);
+    if (!m)
+        return;
+    objective o = {0};
+    CHECK(fd_check(m, x, &o, "misc (Concatenate, Activation, same pooling, Softmax layer)") > 100,
+          "checked");
+    o.use_probs = 1;
+    fd_check(m, x, &o, "misc, probabilities");
+    /* frozen first branch: Concatenate with one input needing no gradient */
+    rb_model_set_trainable(m, rb_model_find(m, "a"), 0);
+    o.use_probs = 0;
+    fd_check(m, x, &o, "misc, frozen branch");
+    rb_model_free(m);
+}
+
 static void test_tiny_cnn(void)
 {
     float x[B * 10 * 10 * 2];
@@ -410,6 +448,7 @@ int main(void)
 {
     test_tiny_mnv2();
     test_tiny_cnn();
+    test_tiny_misc();
     test_sync_bn();
     return TEST_DONE();
 }

@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
-# The main job on the bundled sample: image folders -> HDF5 shards -> inspect.
-# Runs with 2 MPI ranks when mpirun is there (as on a cluster node), else 1.
+# The main job on the bundled sample (199 chest X-rays, a pretrained MobileNetV2):
+# convert -> train (frozen base, then fine-tuning) -> evaluate -> infer, as a cluster runs it.
+# Runs with 2 MPI ranks when mpirun is there, else 1. Settings: jobs/examples/demo.ini.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=1 HDF5_USE_FILE_LOCKING=FALSE
 RB=${RADBATCH:-build/radbatch}
-RUN=runs/demo
-mkdir -p "$RUN"
+JOB=jobs/examples/demo.ini
 MPI=()
 command -v mpirun > /dev/null && MPI=(mpirun -n 2)
+rm -rf runs/demo
+mkdir -p runs/demo
 
-echo "== convert: tests/data/chest_xray_sample -> $RUN/shards (160x160, 80/20 split grouped by patient)"
-"${MPI[@]}" "$RB" convert jobs/examples/demo.ini --out "$RUN/shards"
+echo "== convert: tests/data/chest_xray_sample -> runs/demo/shards (160x160, 80/20 split grouped by patient)"
+"${MPI[@]}" "$RB" convert "$JOB" --out runs/demo/shards
+"$RB" inspect runs/demo/shards --verify
 echo
-echo "== inspect --verify"
-"$RB" inspect "$RUN/shards" --verify
+echo "== train: MobileNetV2 (pretrained base frozen, then top 30% fine-tuned) -> runs/demo/train"
+"${MPI[@]}" "$RB" train "$JOB" --quiet
+cat runs/demo/train/history.csv
+echo
+echo "== evaluate on the val split -> runs/demo/evaluate"
+"${MPI[@]}" "$RB" evaluate "$JOB"
+echo
+echo "== infer over the whole sample folder as an unlabelled archive -> runs/demo/infer"
+"${MPI[@]}" "$RB" infer "$JOB"
+echo
+echo "== reports"
+echo "evaluation report: $(pwd)/runs/demo/evaluate/report.html"
+echo "screening report:  $(pwd)/runs/demo/infer/report.html"

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -964,7 +965,19 @@ static int infer_main(infer_ctx *x, rb_error *err)
             take = !c && ok && taking && ninfl < INFER_INFLIGHT && !pending;
             if (c || take || ninfl == 0)
                 break;
-            pthread_cond_wait(&pool.cv_done, &pool.mu);
+            /* wake every 20 ms to let MPI progress other ranks' atomics on software transports */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&pool.cv_done, &pool.mu, &ts) != 0) {
+                pthread_mutex_unlock(&pool.mu);
+                rb_work_poke(x->wc);
+                pthread_mutex_lock(&pool.mu);
+            }
         }
         pthread_mutex_unlock(&pool.mu);
         if (!c && !take)

@@ -46,6 +46,13 @@ int64_t rb_work_take(rb_work_counter *c)
     return got >= STOP_FLAG ? RB_WORK_STOP : got;
 }
 
+void rb_work_poke(rb_work_counter *c)
+{
+    (void)c;
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+}
+
 void rb_work_stop(rb_work_counter *c)
 {
     int64_t flag = STOP_FLAG, got = 0;

@@ -1,4 +1,5 @@
-# labels: infer mpi
+# labels: infer mpi nosan
+# (nosan: peak RSS under AddressSanitizer measures its shadow memory and quarantine, not ours.)
 # An archive of 20,000 tiny files (8x8 PNG and JPEG copies in 100 nested folders) runs in
 # bounded memory: the listing streams into chunk files and the parts are merged in passes,
 # so the peak RSS of every rank (getrusage, reported in summary.json as the max over the

@@ -247,7 +247,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
 void rb_workspace_free(rb_workspace *ws);
 /* Run forward/backward on `threads` threads (default 1), each on its own samples of the
  * batch with single-threaded BLAS (OpenBLAS is set to 1 thread during the call and
- * restored after). Use the cores given to the rank; then leave OpenBLAS at 1 thread. */
+ * restored after, so no other thread of the process may call BLAS meanwhile). Drivers
+ * pass the cores given to the rank (SLURM_CPUS_PER_TASK, else cores / local ranks). */
 int rb_workspace_set_threads(rb_workspace *ws, int threads, rb_error *err);
 size_t rb_workspace_bytes(const rb_workspace *ws);
 int rb_workspace_batch(const rb_workspace *ws);

@@ -308,5 +308,14 @@ rb_json_flat() {
 
 # Value of one flattened JSON path ("" when absent).
 rb_json_get() {  # file path
-    rb_json_flat "$1" 2>/dev/null | awk -F'\t' -v k="$2" '$1 == k { print $2; exit }'
+    rb_json_flat "$1" 2>/dev/null | awk -F'\t' -v k="$2" '$1 == k && !done { print $2; done = 1 }'
 }
+
+# The commands a radbatch binary has (from its --help), one per line. No pipe here ends
+# early, so pipefail never sees SIGPIPE.
+rb_commands() {
+    local h
+    h=$("$1" --help 2>/dev/null) || true
+    awk '/^commands:/ { f = 1; next } f == 1 && NF { print $1 } f == 1 && !NF { f = 2 }' <<<"$h"
+}
+rb_has_command() { rb_commands "$1" | grep -x -- "$2" > /dev/null; }

@@ -27,10 +27,10 @@ export SLURM_CONF="$C/slurm.conf" RADBATCH
 trap 'rc=$?; [ $rc = 0 ] || { cp -r "$C/log" "$T/cluster-log" 2> /dev/null; tail -n 30 "$T/cluster-log/slurmctld.log" >&2 2> /dev/null; }
       "$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
 swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
-jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p' | head -n 1; }
-jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p'; }
+jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 logs() { local f; for f in "$@"; do echo "== $f" >&2; cat "$f" >&2 || true; done; }
-have_cmd() { "$RADBATCH" --help | awk '/^commands:/{f=1; next} f && NF {print $1} f && !NF {exit}' | grep -qx "$1"; }
+have_cmd() { local h; h=$("$RADBATCH" --help); awk '/^commands:/ {f = 1; next} f == 1 && NF {print $1} f == 1 && !NF {f = 2}' <<<"$h" | grep -x "$1" > /dev/null; }
 # ---- end of the cluster block ----
 
 steps=convert,train
@@ -40,7 +40,8 @@ have_cmd infer && steps=$steps,infer
 arch="$T/archive"
 mkdir -p "$arch/2026-01-01"
 for c in NORMAL PNEUMONIA; do
-    find "$SAMPLE/$c" -type f | sort | head -n 12 | while read -r f; do cp "$f" "$arch/2026-01-01/${c}_$(basename "$f")"; done
+    mapfile -t files < <(find "$SAMPLE/$c" -type f | sort)
+    for f in "${files[@]:0:12}"; do cp "$f" "$arch/2026-01-01/${c}_$(basename "$f")"; done
 done
 {
     echo "[convert]"
@@ -102,7 +103,8 @@ j1=$(screen 2026-01-01 --once)
 [ "$(readlink "$S/latest")" = screen-2026-01-01 ] || fail "latest is $(readlink "$S/latest"), expected screen-2026-01-01"
 [ "$(summary 2026-01-01 new)" = 24 ] || fail "first run: $(summary 2026-01-01 new) new files, expected 24"
 mkdir -p "$arch/2026-01-02"
-find "$SAMPLE/PNEUMONIA" -type f | sort | tail -n 3 | while read -r f; do cp "$f" "$arch/2026-01-02/"; done
+mapfile -t files < <(find "$SAMPLE/PNEUMONIA" -type f | sort)
+for f in "${files[@]: -3}"; do cp "$f" "$arch/2026-01-02/"; done
 j2=$(screen 2026-01-02 --once)
 [ "$(readlink "$S/latest")" = screen-2026-01-02 ] || fail "latest did not move to screen-2026-01-02"
 [ "$(summary 2026-01-02 new)" = 3 ] || fail "second run: $(summary 2026-01-02 new) new files, expected 3"

@@ -25,10 +25,10 @@ export SLURM_CONF="$C/slurm.conf" RADBATCH
 trap 'rc=$?; [ $rc = 0 ] || { cp -r "$C/log" "$T/cluster-log" 2> /dev/null; tail -n 30 "$T/cluster-log/slurmctld.log" >&2 2> /dev/null; }
       "$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
 swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
-jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p' | head -n 1; }
-jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
+jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p'; }
+jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 logs() { local f; for f in "$@"; do echo "== $f" >&2; cat "$f" >&2 || true; done; }
-have_cmd() { "$RADBATCH" --help | awk '/^commands:/{f=1; next} f && NF {print $1} f && !NF {exit}' | grep -qx "$1"; }
+have_cmd() { local h; h=$("$RADBATCH" --help); awk '/^commands:/ {f = 1; next} f == 1 && NF {print $1} f == 1 && !NF {f = 2}' <<<"$h" | grep -x "$1" > /dev/null; }
 # ---- end of the cluster block ----
 
 cat > "$T/sweep.ini" <<INI

@@ -1,10 +1,11 @@
 # labels: train mpi
 # The frozen-base feature cache gives the same model as running the base every step (the
 # head's dropout masks are keyed by layer name, so the cut-out head draws the same ones),
-# through a two-stage run, on 1 and 2 ranks: stage 1 caches the pooled features; stage 2
+# up to float rounding (the cut-out head may run differently fused kernels than the whole
+# model: measured 3e-8 relative, bound 1e-6), through a two-stage run, on 1 and 2 ranks: stage 1 caches the pooled features; stage 2
 # fine-tunes the top 30% of the base (from block_12_expand, whose BatchNorms must stay in
 # inference mode as base layers) and caches block_11_add. A SIGTERM in the middle of the
-# cached stage resumes bit-identically.
+# cached stage resumes bit-identically to the uninterrupted cached run.
 source "$(dirname "$0")/lib.sh"
 "$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null
 W="$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
@@ -14,8 +15,10 @@ for n in 1 2; do
     rb_run $n "${args[@]}" --run_dir "$T/plain$n" --feature_cache false > "$T/plain$n.log" 2>&1 || { cat "$T/plain$n.log"; fail "no cache"; }
     rb_run $n "${args[@]}" --run_dir "$T/cache$n" --feature_cache true > "$T/cache$n.log" 2>&1 || { cat "$T/cache$n.log"; fail "cache"; }
     "$RADBATCH" inspect "$T/plain$n/model.h5" --diff "$T/cache$n/model.h5" > "$T/diff$n"
-    grep -q "^diff: 0 of" "$T/diff$n" || fail "feature cache changes the model on $n ranks: $(cat "$T/diff$n")"
-    cmp -s <(cut -d, -f1-10 "$T/plain$n/history.csv") <(cut -d, -f1-10 "$T/cache$n/history.csv") || fail "history differs with the cache"
+    rel=$(sed -n 's/.*relative \([0-9.e+-]*\).*/\1/p' "$T/diff$n")
+    awk -v r="$rel" 'BEGIN { exit !(r <= 1e-6) }' || fail "feature cache changes the model on $n ranks: $(cat "$T/diff$n")"
+    paste -d, "$T/plain$n/history.csv" "$T/cache$n/history.csv" | tail -n +2 | awk -F, '{ n = NF / 2; for (i = 3; i < n; i++) { d = $i - $(i + n); if (d < 0) d = -d; if (d > 1e-5) bad = 1 } } END { exit bad }' \
+        || fail "history differs with the cache"
     [ "$(grep -c 'feature cache:' "$T/cache$n.log")" = 2 ] || fail "the cache was not used in both stages"
     set +e
     RADBATCH_TEST_TERM_AFTER_STEPS=6 rb_run $n "${args[@]}" --run_dir "$T/term$n" > "$T/term$n.log" 2>&1
@@ -23,7 +26,7 @@ for n in 1 2; do
     set -e
     [ $rc -eq 75 ] || { cat "$T/term$n.log"; fail "SIGTERM in the cached stage: exit $rc"; }
     rb_run $n "${args[@]}" --run_dir "$T/term$n" --resume true > "$T/resume$n.log" 2>&1 || { cat "$T/resume$n.log"; fail "resume"; }
-    "$RADBATCH" inspect "$T/plain$n/model.h5" --diff "$T/term$n/model.h5" > "$T/tdiff$n"
+    "$RADBATCH" inspect "$T/cache$n/model.h5" --diff "$T/term$n/model.h5" > "$T/tdiff$n"
     grep -q "^diff: 0 of" "$T/tdiff$n" || fail "resume in the cached stage differs: $(cat "$T/tdiff$n")"
     echo "$n rank(s): cache = no cache, SIGTERM resume exact"
 done

@@ -6,6 +6,7 @@
 #     and exits 75, the script runs scontrol requeue, the requeued job resumes (--resume true)
 #  b) scancel --full --signal=TERM: every process gets it, srun answers with SIGKILL to the
 #     tasks; the job is requeued all the same and resumes from the newest periodic checkpoint
+#  c) as a), with the mpirun launcher inside the allocation instead of srun
 # A requeued job is held for cred_expire seconds (10 on the local cluster, 120 by default).
 source "$(dirname "$0")/lib.sh"
 SL="$RADBATCH_SRC/slurm"
@@ -38,18 +39,18 @@ have_cmd() { local h; h=$("$RADBATCH" --help); awk '/^commands:/ {f = 1; next} f
 "$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null || fail "convert"
 args=(--shards "$T/s96" --backbone cnn --epochs 4 --batch_size 16 --learning_rate 1e-3 --head_dropout 0.3
       --horizontal_flip true --checkpoint_every_steps 3 --quiet)
-train_job() {  # run dir -> job id
+train_job() {  # run dir [VAR=value for the job] -> job id
     sbatch --parsable --job-name=rbtest-train --ntasks=2 --cpus-per-task=1 --time=10 --output="$T/$1.out" \
-        --export="ALL,RUN_DIR=$T/$1" "$SL/radbatch-train.sbatch" "${args[@]}"
+        --export="ALL,RUN_DIR=$T/$1${2:+,$2}" "$SL/radbatch-train.sbatch" "${args[@]}"
 }
 t0=$(date +%s)
 ref=$(train_job ref)
 swait "$ref" 600 > /dev/null || { logs "$T/ref.out"; fail "uninterrupted job $ref: $(jstate "$ref")"; }
 echo "uninterrupted job $ref: $(( $(date +%s) - t0 )) s"
 
-interrupted() {  # name scancel-options...
-    local name=$1 j i st; shift
-    j=$(train_job "$name")
+interrupted() {  # name job-variable scancel-options...
+    local name=$1 var=$2 j i st; shift 2
+    j=$(train_job "$name" "$var")
     # wait for the first checkpoint (mid-epoch 1), then signal
     for i in $(seq 600); do ls "$T/$name"/checkpoints/*.DONE > /dev/null 2>&1 && break; sleep 0.2; done
     [ "$(jstate "$j" | cut -d' ' -f1)" = RUNNING ] || { logs "$T/$name.out"; fail "$name: job $j is not running at the first checkpoint"; }
@@ -69,14 +70,19 @@ interrupted() {  # name scancel-options...
     echo "$j"
 }
 t1=$(date +%s)
-j=$(interrupted term-batch --batch)
+j=$(interrupted term-batch "" --batch)
 grep -q "radbatch train exited with code 75" "$T/term-batch.out" || { logs "$T/term-batch.out"; fail "term-batch: radbatch did not stop with exit code 75"; }
 grep -q "requeueing job $j" "$T/term-batch.out" || fail "term-batch: no requeue line"
 ok "SIGTERM to the batch script: checkpoint, exit 75, requeued, resumed, same weights ($(( $(date +%s) - t1 )) s)"
 t1=$(date +%s)
-j=$(interrupted term-full --full)
+j=$(interrupted term-full "" --full)
 grep -q "requeueing job $j" "$T/term-full.out" || { logs "$T/term-full.out"; fail "term-full: no requeue line"; }
 ok "SIGTERM to every process of the job: requeued, resumed from the last checkpoint, same weights ($(( $(date +%s) - t1 )) s)"
+t1=$(date +%s)
+j=$(interrupted term-mpirun RADBATCH_MPI=mpirun --batch)
+grep -q "launcher: mpirun" "$T/term-mpirun.out" || fail "term-mpirun: the job did not use mpirun"
+grep -q "radbatch train exited with code 75" "$T/term-mpirun.out" || { logs "$T/term-mpirun.out"; fail "term-mpirun: radbatch did not stop with exit code 75"; }
+ok "the mpirun launcher (RADBATCH_MPI=mpirun): SIGTERM, exit 75, requeued, resumed, same weights ($(( $(date +%s) - t1 )) s)"
 # a cancelled job is not brought back by the requeue logic
 t1=$(date +%s)
 j=$(train_job cancelled)

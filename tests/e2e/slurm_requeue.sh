@@ -9,32 +9,7 @@
 #  c) as a), with the mpirun launcher inside the allocation instead of srun
 # A requeued job is held for cred_expire seconds (10 on the local cluster, 120 by default).
 source "$(dirname "$0")/lib.sh"
-SL="$RADBATCH_SRC/slurm"
-# ---- a real one-node Slurm cluster for this test (slurm/local-cluster), stopped on exit ----
-if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! command -v sbatch > /dev/null || ! command -v munged > /dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then  # tests/setup.sh normally did this
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1 ||
-            { apt-get -o DPkg::Lock::Timeout=300 update -qq > /dev/null 2>&1 &&
-              apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge > /dev/null 2>&1; } || true
-    fi
-fi
-for c in slurmctld slurmd sbatch munged; do
-    command -v $c > /dev/null || { echo "SKIP: $c is not installed and cannot be installed here (Debian: slurmctld slurmd slurm-client munge)"; exit 0; }
-done
-[ "$(id -u)" = 0 ] || { echo "SKIP: slurm/local-cluster starts munged and slurmd as root; run the test as root"; exit 0; }
-C="$T/cluster"
-"$SL/local-cluster" start "$C" > "$T/cluster-start.log" 2>&1 || { cat "$T/cluster-start.log"; fail "local-cluster start"; }
-export SLURM_CONF="$C/slurm.conf" RADBATCH
-# on failure the cluster's logs are kept in $T/cluster-log (stop removes $C)
-trap 'rc=$?; [ $rc = 0 ] || { cp -r "$C/log" "$T/cluster-log" 2> /dev/null; tail -n 30 "$T/cluster-log/slurmctld.log" >&2 2> /dev/null; }
-      "$SL/local-cluster" stop "$C" > /dev/null 2>&1 || true' EXIT
-swait() { "$SL/local-cluster" wait "$C" "$@"; }                 # JOBID [SECONDS]
-jstate() { scontrol show job -o "$1" | sed -n 's/.*JobState=\([A-Z_]*\).*ExitCode=\([0-9:]*\).*/\1 \2/p'; }
-jfield() { scontrol show job -o "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
-logs() { local f; for f in "$@"; do echo "== $f" >&2; cat "$f" >&2 || true; done; }
-have_cmd() { local h; h=$("$RADBATCH" --help); awk '/^commands:/ {f = 1; next} f == 1 && NF {print $1} f == 1 && !NF {f = 2}' <<<"$h" | grep -x "$1" > /dev/null; }
-# ---- end of the cluster block ----
+source "$(dirname "$0")/slurm_lib.sh"
 
 "$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null || fail "convert"
 args=(--shards "$T/s96" --backbone cnn --epochs 4 --batch_size 16 --learning_rate 1e-3 --head_dropout 0.3

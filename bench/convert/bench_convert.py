@@ -60,12 +60,18 @@ def _make_one(job):
     return os.path.getsize(dst)
 
 
+def large_stamp(root):
+    return root.rstrip("/") + ".json"
+
+
 def make_large(count, side, quality, workers):
     """`count` X-rays spread evenly over the sorted shared set (both classes), upscaled with
     PIL bicubic to about side x side (each a little different, 0.95-1.05 x side, like real
     scans), saved as baseline JPEG of `quality` in class folders. Cached by parameters."""
     root = common.bench_tmp("large-n%d-s%d-q%d" % (count, side, quality))
-    stamp = os.path.join(root, "COMPLETE")
+    stamp = large_stamp(root)  # beside the folder: nothing but class folders inside it
+    if os.path.exists(os.path.join(root, "COMPLETE")):  # where older versions kept it
+        os.replace(os.path.join(root, "COMPLETE"), stamp)
     if os.path.exists(stamp):
         return root
     _classes, records = common.list_labelled(common.chest_train_dir())
@@ -140,6 +146,12 @@ def run_tool(tool, root, out, size, np_, log):
                                                                        "mpirun", "Per user"))]
         return {"ok": False, "error": "exit %d: %s" % (p.returncode, (lines or ["(no message)"])[0][:160])}
     if tool == "radbatch":
+        errs = os.path.join(out, "errors.csv")
+        if os.path.exists(errs):
+            with open(errs) as f:
+                rows = [l for l in f.read().splitlines()[1:] if l.strip()]
+            if rows:
+                print("  radbatch errors.csv: %d row(s), first: %s" % (len(rows), rows[0][:120]))
         return {"ok": True, "seconds": wall, "wall": wall, "images": count_h5_records(out), "noise": noise}
     res = common.last_json_line(p.stdout)
     if not res:
@@ -212,7 +224,7 @@ def main():
         elif inp == "large":
             root = make_large(a.large_count, a.large_side, a.large_quality, a.np)
             size = 224
-            with open(os.path.join(root, "COMPLETE")) as f:
+            with open(large_stamp(root)) as f:
                 meta = json.load(f)
             label = "%d x ~%d^2 JPEG q%d (%.0f KB avg) -> 224^2" % (
                 a.large_count, a.large_side, a.large_quality, meta["mean_bytes"] / 1024)

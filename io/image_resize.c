@@ -187,11 +187,15 @@ static resize_cache *cache_get(void)
     return c;
 }
 
-static const resize_axis *cache_axis(resize_cache *c, int in, int out)
+/* `keep`: an axis already handed out for this resize, which must not be evicted to make
+ * room (otherwise the vertical weights could be overwritten by the horizontal ones). */
+static const resize_axis *cache_axis(resize_cache *c, int in, int out, const resize_axis *keep)
 {
     for (int i = 0; i < AXIS_CACHE; i++)
         if (c->axes[i].w && c->axes[i].in == in && c->axes[i].out == out)
             return &c->axes[i];
+    if (&c->axes[c->next] == keep)
+        c->next = (c->next + 1) % AXIS_CACHE;
     resize_axis *a = &c->axes[c->next];
     c->next = (c->next + 1) % AXIS_CACHE;
     axis_free(a);
@@ -387,8 +391,8 @@ static int resample(const uint8_t *src, int sh, int sw, size_t sstride, uint8_t 
     resize_cache *c = cache_get();
     if (!c)
         return rb_fail(err, NULL, "out of memory for resize weights");
-    const resize_axis *ay = cache_axis(c, sh, dh);
-    const resize_axis *ax = ay ? cache_axis(c, sw, dw) : NULL;
+    const resize_axis *ay = cache_axis(c, sh, dh, NULL);
+    const resize_axis *ax = ay ? cache_axis(c, sw, dw, ay) : NULL;
     if (!ay || !ax)
         return rb_fail(err, NULL, "out of memory for resize weights (%dx%d -> %dx%d)", sh, sw,
                        dh, dw);

@@ -327,8 +327,22 @@ static void test_threads(void)
     free(im.data);
 }
 
+/* Many source sizes in a row on one thread, as DCT-scaled decodes of a folder of differently
+ * sized originals give: the per-thread weight cache rotates, and the vertical weights of a
+ * resize must never be evicted to make room for its horizontal ones. */
+static void test_cache_rotation(void)
+{
+    /* one height, new widths: the height's weights stay cached while the ring of 8 slots
+     * fills with widths, until the slot to reuse is the height's own */
+    for (int k = 0; k < 20; k++)
+        compare(244, 250 + k, 224, 224, 1 + 2 * (k & 1), 1);
+    for (int k = 0; k < 24; k++)
+        compare(240 + (k * 7) % 13, 250 + (k * 5) % 11 + k, 224, 224, 1 + 2 * (k & 1), 1);
+}
+
 int main(void)
 {
+    test_cache_rotation();
     test_against_reference();
     test_exact_copy();
     test_pad();

@@ -1,4 +1,4 @@
-/* radbatch infer: the files under <out>/work/ and the small CSV tools every phase uses.
+/* radbatch infer: the files under the run folder's "work" subfolder and the small CSV tools every phase uses.
  *
  *   work/run.json              settings that shape the parts (input, kind, chunk, models'
  *                              fingerprint, tta, since, change_detection); a rerun must match

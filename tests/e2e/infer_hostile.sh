@@ -4,6 +4,7 @@
 # a file that vanished between the listing and its chunk all become errors.csv rows with a
 # reason; the good images are predicted; bad flags get one clear line.
 source "$(dirname "$0")/lib.sh"
+W=work # the name of a run folder's subfolder of chunk and part files
 "$RADBATCH" convert "$SAMPLE" --out "$T/s32" --height 32 --width 32 --quiet > /dev/null
 "$RADBATCH" train --shards "$T/s32" --run_dir "$T/m" --backbone mobilenetv2 \
     --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 --quiet > /dev/null
@@ -28,8 +29,8 @@ args=(infer --model "$T/m/model.h5" --input "$A" --chunk 4 --quiet)
 set +e
 RADBATCH_TEST_WAIT_LISTING=1 RADBATCH_TEST_KILL_AFTER_CHUNKS=1 "$RADBATCH" "${args[@]}" --out "$T/run" > "$T/k.log" 2>&1
 set -e
-[ -f "$T/run/work/part-000000.csv" ] && [ ! -f "$T/run/work/part-000001.csv" ] || fail "the first run did not stop after chunk 0"
-grep -q zz-vanishing "$T/run/work/chunk-000001.csv" || fail "zz-vanishing.jpeg is not in chunk 1"
+[ -f "$T/run/$W/part-000000.csv" ] && [ ! -f "$T/run/$W/part-000001.csv" ] || fail "the first run did not stop after chunk 0"
+grep -q zz-vanishing "$T/run/$W/chunk-000001.csv" || fail "zz-vanishing.jpeg is not in chunk 1"
 rm "$A/bad/zz-vanishing.jpeg"
 rb_run 2 "${args[@]}" --out "$T/run" > "$T/run.log" 2>&1 || { cat "$T/run.log"; fail "the run did not succeed"; }
 E="$T/run/errors.csv"

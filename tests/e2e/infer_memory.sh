@@ -6,6 +6,7 @@
 # ranks) stays what it is for 2,000 files, within a small allowance, and under an absolute
 # bound made of what the model and its buffers take.
 source "$(dirname "$0")/lib.sh"
+W=work # the name of a run folder's subfolder of chunk and part files
 "$RADBATCH" convert "$SAMPLE" --out "$T/s32" --height 32 --width 32 --quiet > /dev/null
 "$RADBATCH" train --shards "$T/s32" --run_dir "$T/m" --backbone mobilenetv2 \
     --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 --quiet > /dev/null
@@ -41,7 +42,7 @@ for n in 1 2; do
     rb_run $n infer --model "$MODEL" --input "$T/big" --out "$T/big$n" --chunk 64 --quiet > "$T/big$n.log" 2>&1 || { cat "$T/big$n.log"; fail "big archive on $n rank(s)"; }
     [ "$(wc -l < "$T/big$n/predictions.csv")" = 20001 ] || fail "big archive: $(wc -l < "$T/big$n/predictions.csv") lines in predictions.csv"
     [ "$(wc -l < "$T/big$n/errors.csv")" = 1 ] || fail "big archive: errors: $(head -3 "$T/big$n/errors.csv")"
-    [ "$(ls "$T/big$n/work/" | grep -c '^part-')" = 313 ] || fail "expected 313 part files"
+    [ "$(ls "$T/big$n/$W/" | grep -c '^part-')" = 313 ] || fail "expected 313 part files"
     small=$(rss "$T/small$n"); big=$(rss "$T/big$n")
     echo "$n rank(s): peak RSS $small MiB for 2,000 files, $big MiB for 20,000 files"
     # bounds: 10x the files may add at most 12 MiB (allocator noise, the folder guard of

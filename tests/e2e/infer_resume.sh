@@ -6,6 +6,7 @@
 # the rerun finishes the same way. A listing that did not finish is redone against an
 # archive that changed meanwhile: parts of chunks whose contents moved are redone.
 source "$(dirname "$0")/lib.sh"
+W=work # the name of a run folder's subfolder of chunk and part files
 "$RADBATCH" convert "$SAMPLE" --out "$T/s32" --height 32 --width 32 --quiet > /dev/null
 "$RADBATCH" train --shards "$T/s32" --run_dir "$T/m" --backbone mobilenetv2 \
     --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 --quiet > /dev/null
@@ -56,7 +57,7 @@ for n in 1 2; do
 
     # in the middle of the listing (after 5 chunk files)
     killed "kl-$n" $n RADBATCH_TEST_KILL_IN_LISTING=5
-    [ ! -f "$T/kl-$n/work/listing.json" ] || grep -q '"complete":[[:space:]]*false' "$T/kl-$n/work/listing.json" || fail "kl-$n: listing complete after the kill"
+    [ ! -f "$T/kl-$n/$W/listing.json" ] || grep -q '"complete":[[:space:]]*false' "$T/kl-$n/$W/listing.json" || fail "kl-$n: listing complete after the kill"
     rerun "kl-$n" $n
     same_as_clean "$T/kl-$n"
 
@@ -84,7 +85,7 @@ done
 # a listing that did not finish, and the archive changed before the rerun: a file that
 # sorts first shifts every chunk, so every part done before is stale and must be redone
 killed "shift" 1 RADBATCH_TEST_KILL_AFTER_CHUNKS=6
-rm -f "$T/shift/work/listing.json"
+rm -f "$T/shift/$W/listing.json"
 cp "$SAMPLE/NORMAL/IM-0115-0001.jpeg" "$T/arch/NORMAL/AAA-first.jpeg"
 rerun "shift" 2
 "$RADBATCH" "${args[@]}" --out "$T/clean2" > /dev/null 2>&1 || fail "clean run of the changed archive"

@@ -53,6 +53,17 @@ static inline void rb_colsum_add(double *restrict acc, const float *restrict x, 
     }
 }
 
+/* Winograd F(2x2,3x3) for 3x3 stride-1 Conv2D (conv2d_winograd.c), used by conv2d.c when
+ * conv2d_winograd_applies(s). Scratch: conv2d_winograd_scratch_floats(s) floats. Forward
+ * writes out = b + conv (b may be NULL); backward_din ADDS the input gradient into din. */
+struct conv2d_shape;
+int conv2d_winograd_applies(const struct conv2d_shape *s);
+size_t conv2d_winograd_scratch_floats(const struct conv2d_shape *s);
+void conv2d_winograd_forward(float *out, const float *in, const float *w, const float *b,
+                             const struct conv2d_shape *s, float *scratch);
+void conv2d_winograd_backward_din(float *din, const float *dout, const float *w,
+                                  const struct conv2d_shape *s, float *scratch);
+
 /* db: (c) += column sums of dout: (rows, c) -- the bias gradient. */
 static inline void rb_bias_grad(float *restrict db, const float *restrict dout, int64_t rows,
                                 int c)

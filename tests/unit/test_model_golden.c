@@ -156,9 +156,20 @@ static void run(const char *tag)
     CHECK(loss_sparse_ce_logits(&ls, logits, labels, &sum, dlogits, &err) == 0, "loss: %s",
           err.msg);
     double loss = sum / n;
-    printf("  loss (training)      %.9g vs %.9g, rel diff %.3g\n", loss, gloss,
-           fabs(loss - gloss) / fabs(gloss));
-    CHECK(fabs(loss - gloss) <= TOL_OUT * fabs(gloss), "%s loss %.9g vs %.9g", tag, loss, gloss);
+    double zmax = 0;
+    for (int i = 0; i < n * pc; i++)
+        zmax = fmax(zmax, fabs(logits[i]));
+    printf("  loss (training)      %.9g vs %.9g, rel diff %.3g (max |logit| %.3g)\n", loss, gloss,
+           fabs(loss - gloss) / fabs(gloss), zmax);
+    /* The loss of confident predictions is about 1 - p (the CNN's: 0.008), and a logit
+     * error dz moves it by about (1 - p) dz = loss * dz: its relative error is the
+     * ABSOLUTE error of the logits, so the bound is relative to the logits' scale
+     * (max |logit| 5.97 for the CNN, 0.31 for MobileNetV2, where the plain relative bound
+     * stays). Measured on the CNN: rel diff 5.4e-6 with im2col convolutions, 1.14e-5 with
+     * Winograd (conv2d_winograd.c: about twice the rounding error of a direct sum), i.e.
+     * logits within 2e-6 of their scale; the bound here is 6e-5. */
+    CHECK(fabs(loss - gloss) <= TOL_OUT * fabs(gloss) * fmax(1.0, zmax), "%s loss %.9g vs %.9g",
+          tag, loss, gloss);
     rb_model_zero_grads(m);
     CHECK(rb_model_backward(m, ws, dlogits, 1, &err) == 0, "backward: %s", err.msg);
 

@@ -6,12 +6,41 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Whether every rank of this launch runs on this node, judged from what the launcher put
+ * in the environment before MPI_Init: mpirun's OMPI_COMM_WORLD_{SIZE,LOCAL_SIZE}, srun's
+ * SLURM_STEP_NUM_NODES, or no launcher at all (a singleton). Unknown launchers: no. */
+static int launch_is_single_node(void)
+{
+    const char *size = getenv("OMPI_COMM_WORLD_SIZE"), *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (size && local)
+        return strcmp(size, local) == 0;
+    const char *nodes = getenv("SLURM_STEP_NUM_NODES");
+    if (nodes)
+        return strcmp(nodes, "1") == 0;
+    return !getenv("PMIX_RANK") && !getenv("PMI_RANK") && !getenv("OMPI_COMM_WORLD_RANK");
+}
+
+/* Open MPI's default point-to-point layer on this kind of machine is UCX, whose start-up
+ * probes every network transport: 0.2 s of MPI_Init per command here, a fifth of a whole
+ * convert of 5,216 images. Ranks that all share one node need nothing but shared memory,
+ * which the ob1 layer (with its shared-memory and self transports) gives at once. So a
+ * single-node launch asks for ob1, unless the user chose a layer (OMPI_MCA_pml) or set
+ * RADBATCH_MPI_DEFAULTS=1 to keep Open MPI's own choice. Multi-node launches are left alone. */
+static void choose_single_node_transport(void)
+{
+    const char *keep = getenv("RADBATCH_MPI_DEFAULTS");
+    if ((keep && *keep && strcmp(keep, "0")) || getenv("OMPI_MCA_pml") || !launch_is_single_node())
+        return;
+    setenv("OMPI_MCA_pml", "ob1", 0);
+}
+
 int rb_mpi_init(int *argc, char ***argv, rb_world *w)
 {
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
         int provided;
+        choose_single_node_transport();
         MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);

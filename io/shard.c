@@ -1,9 +1,11 @@
+#define _GNU_SOURCE /* sync_file_range */
 #include "shard.h"
 #include "fsutil.h"
 
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -99,9 +101,11 @@ static int write_1d(hid_t file, const char *name, hid_t ftype, hid_t mtype, int6
     return rc < 0 || ds < 0 ? -1 : 0;
 }
 
-int shard_write(const char *path, const shard_meta *m, const shard_records *r, rb_error *err)
+int shard_write_begin(const char *path, const shard_meta *m, const shard_records *r, shard_pending *pend,
+                      rb_error *err)
 {
     h5_quiet();
+    pend->tmp = pend->path = NULL;
     char *tmp = fs_temp_name(path);
     if (!tmp)
         return rb_fail(err, NULL, "%s: out of memory", path);
@@ -207,19 +211,49 @@ int shard_write(const char *path, const shard_meta *m, const shard_records *r, r
         free(tmp);
         return rb_fail(err, "check free disk space", "%s: writing the shard failed", path);
     }
-    /* fsync the temp file before the rename so a crash cannot leave a short file */
-    FILE *fh = fopen(tmp, "rb+");
-    if (fh) {
-        fsync(fileno(fh));
-        fclose(fh);
+    /* Start writing the file back to disk now; shard_write_finish() waits for the rest. */
+    int fd = open(tmp, O_RDONLY);
+    if (fd >= 0) {
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        close(fd);
     }
-    if (rename(tmp, path) != 0) {
+    pend->tmp = tmp;
+    pend->path = strdup(path);
+    if (!pend->path) {
         unlink(tmp);
         free(tmp);
-        return rb_fail(err, NULL, "%s: cannot rename the finished shard into place", path);
+        pend->tmp = NULL;
+        return rb_fail(err, NULL, "%s: out of memory", path);
     }
-    free(tmp);
     return 0;
+}
+
+int shard_write_finish(shard_pending *pend, rb_error *err)
+{
+    if (!pend->tmp)
+        return 0;
+    /* fsync the temp file before the rename so a crash cannot leave a short file */
+    int rc = 0, fd = open(pend->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0)
+        rc = rb_fail(err, "check free disk space", "%s: writing the shard to disk failed", pend->path);
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0 && rename(pend->tmp, pend->path) != 0)
+        rc = rb_fail(err, NULL, "%s: cannot rename the finished shard into place", pend->path);
+    if (rc != 0)
+        unlink(pend->tmp);
+    free(pend->tmp);
+    free(pend->path);
+    pend->tmp = pend->path = NULL;
+    return rc;
+}
+
+int shard_write(const char *path, const shard_meta *m, const shard_records *r, rb_error *err)
+{
+    shard_pending pend;
+    if (shard_write_begin(path, m, r, &pend, err) < 0)
+        return -1;
+    return shard_write_finish(&pend, err);
 }
 
 /* ---- reading ------------------------------------------------------------------------ */

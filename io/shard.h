@@ -45,8 +45,18 @@ typedef struct shard_records {
     const int32_t *source_size;  /* [n,2] */
 } shard_records;
 
-/* Write a complete shard to `path` (via temp + rename). */
+/* Write a complete shard to `path` (via temp, fsync, rename). */
 int shard_write(const char *path, const shard_meta *meta, const shard_records *rec, rb_error *err);
+
+/* The same in two steps, so the disk write of one shard overlaps other work: begin writes
+ * the temp file and starts its write-back; finish waits for the disk (fsync) and renames
+ * the file into place. Until finish, the shard does not exist under its name. */
+typedef struct shard_pending {
+    char *tmp, *path;
+} shard_pending;
+int shard_write_begin(const char *path, const shard_meta *meta, const shard_records *rec, shard_pending *pend,
+                      rb_error *err);
+int shard_write_finish(shard_pending *pend, rb_error *err); /* no-op when nothing is pending */
 
 /* Reading. */
 typedef struct shard_reader {

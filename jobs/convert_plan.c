@@ -8,6 +8,12 @@
 #include <string.h>
 #include <xxhash.h>
 
+void plan_rank_range(const plan *p, int rank, int64_t *lo, int64_t *hi)
+{
+    *lo = p->norder * rank / p->nranks;
+    *hi = p->norder * (rank + 1) / p->nranks;
+}
+
 const char *split_name(int s)
 {
     static const char *names[] = {"train", "val", "test", "all"};
@@ -327,37 +333,23 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
     }
     p->norder = pos;
 
-    /* 5. shards to ranks: largest first to the least loaded rank (deterministic) */
-    {
-        int64_t *load = calloc((size_t)(nranks > 0 ? nranks : 1), sizeof *load);
-        int *ord = malloc((size_t)(p->nshards ? p->nshards : 1) * sizeof *ord);
-        if (!load || !ord) {
-            free(load);
-            free(ord);
-            rb_fail(err, NULL, "out of memory");
-            goto out;
-        }
-        for (int i = 0; i < p->nshards; i++)
-            ord[i] = i;
-        /* insertion sort by size desc, stable */
-        for (int i = 1; i < p->nshards; i++) {
-            int v = ord[i], j = i - 1;
-            while (j >= 0 && p->shards[ord[j]].n < p->shards[v].n) {
-                ord[j + 1] = ord[j];
-                j--;
+    /* 5. who decodes and who writes. Decoding is split by records, not by shards: rank r
+     * decodes plan positions [norder*r/P, norder*(r+1)/P), so every rank has the same share
+     * however few or uneven the shards are. A shard is written by the rank that decodes
+     * most of it (ties: the lower rank); the others send it their records. */
+    p->nranks = nranks > 0 ? nranks : 1;
+    for (int k = 0; k < p->nshards; k++) {
+        plan_shard *sh = &p->shards[k];
+        int64_t best = -1;
+        for (int r = 0; r < p->nranks; r++) {
+            int64_t lo, hi;
+            plan_rank_range(p, r, &lo, &hi);
+            int64_t a = lo > sh->first ? lo : sh->first, b = hi < sh->first + sh->n ? hi : sh->first + sh->n;
+            if (b - a > best) {
+                best = b - a;
+                sh->rank = r;
             }
-            ord[j + 1] = v;
         }
-        for (int i = 0; i < p->nshards; i++) {
-            int best = 0;
-            for (int r = 1; r < nranks; r++)
-                if (load[r] < load[best])
-                    best = r;
-            p->shards[ord[i]].rank = best;
-            load[best] += p->shards[ord[i]].n;
-        }
-        free(load);
-        free(ord);
     }
     rc = 0;
 out:

@@ -39,7 +39,7 @@ typedef struct plan_shard {
     int split, index, count; /* index-of-count within its split */
     int64_t first, n;        /* range in plan.order */
     char hash[33];           /* plan hash of this shard's contents (hex) */
-    int rank;                /* who writes it */
+    int rank;                /* who writes it (the rank that decodes most of its records) */
 } plan_shard;
 
 typedef struct plan {
@@ -51,7 +51,11 @@ typedef struct plan {
     int64_t *dup_of;         /* [nentries]: index of the first identical file, or -1 */
     int64_t ndup_groups, ndropped;
     int8_t *split_of;        /* [nentries]: split assigned (-1: not used) */
+    int nranks;              /* ranks the decoding is split over */
 } plan;
+
+/* The plan positions [lo, hi) of order that `rank` decodes: an equal share for every rank. */
+void plan_rank_range(const plan *p, int rank, int64_t *lo, int64_t *hi);
 
 /* settings_hash: a hex digest of everything besides the records that shapes a shard
  * (size, channels, resize, class names, ...), mixed into every shard's plan hash. */

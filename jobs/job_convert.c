@@ -2,10 +2,11 @@
  *
  * Rank 0 lists the inputs and broadcasts the list. Pass 1 (all ranks, contiguous slices):
  * read each file, hash its bytes (XXH3-128), check its header. Every rank then computes the
- * same plan (splits, duplicates, shuffle, shard contents). Pass 2: each rank decodes and
- * writes whole shards (temp name, rename); a shard that already exists with the planned
- * contents is kept, so a killed run resumes. Rank 0 gathers the results and writes
- * index.json, errors.csv and duplicates.csv. */
+ * same plan (splits, duplicates, shuffle, shard contents, who writes each shard). A shard
+ * that already exists with the planned contents is kept, so a killed run resumes. Pass 2:
+ * each rank decodes an equal share of the remaining records and writes the shards it owns
+ * (temp name, rename), receiving the records of those shards that other ranks decoded.
+ * Rank 0 gathers the results and writes index.json, errors.csv and duplicates.csv. */
 #include "commands.h"
 #include "convert_inputs.h"
 #include "convert_plan.h"
@@ -15,6 +16,7 @@
 #include "rb_buf.h"
 #include "rb_log.h"
 #include "rb_mpi.h"
+#include "rb_xfer.h"
 #include "shard.h"
 #include "shard_index.h"
 
@@ -230,22 +232,59 @@ static int try_reuse(convert_ctx *x, const plan_shard *s, const char *path, rb_b
     return ok;
 }
 
-static int write_one_shard(convert_ctx *x, const plan_shard *s, rb_buf *stats, rb_progress *prog,
-                           int64_t *done, rb_error *err)
+/* What the decoding rank learnt about one record, sent with its pixels to the shard's
+ * writer when that is another rank. */
+typedef struct rec_meta {
+    int32_t ok; /* 1: pixels valid; 0: failed (the decoding rank reported it) */
+    int32_t src_h, src_w;
+    uint32_t crc;
+} rec_meta;
+
+/* The header of a segment's metadata message: which records follow (a consistency check). */
+typedef struct seg_header {
+    int64_t shard, first, count;
+} seg_header;
+
+enum { TAG_SEG_META = 11, TAG_SEG_PIXELS = 12 };
+
+/* Read, check, decode and resize one planned record into dst. */
+static void decode_record(convert_ctx *x, const plan_entry *e, uint8_t *dst, rec_meta *m)
+{
+    uint8_t *buf;
+    size_t len;
+    rb_error fe;
+    image_info info;
+    m->ok = 0;
+    if (fs_read_file(e->abs, x->lim.max_file_bytes, &buf, &len, &fe) < 0) {
+        add_error(x, e->rel, reason_of(&fe, e->abs)); /* vanished or changed since pass 1 */
+        return;
+    }
+    XXH128_hash_t h = XXH3_128bits(buf, len);
+    XXH128_canonical_t canon;
+    XXH128_canonicalFromHash(&canon, h);
+    if (memcmp(canon.digest, e->hash, 16) != 0)
+        add_error(x, e->rel, "file changed while converting; rerun convert");
+    else if (image_load_resized(buf, len, x->H, x->W, x->C, x->mode, x->dct, &x->lim, dst, &info, e->rel, &fe) < 0)
+        add_error(x, e->rel, reason_of(&fe, e->rel));
+    else {
+        m->ok = 1;
+        m->src_h = info.height;
+        m->src_w = info.width;
+        m->crc = shard_record_crc(dst, (size_t)x->H * x->W * x->C);
+    }
+    free(buf);
+}
+
+/* Write shard s from its decoded records (images/meta in plan order, failed ones dropped)
+ * to its temp file; *pend then holds it until shard_write_finish() puts it in place. */
+static int write_shard_records(convert_ctx *x, const plan_shard *s, uint8_t *images, const rec_meta *meta,
+                               rb_buf *stats, shard_pending *pend, rb_error *err)
 {
     char name[64];
     shard_file_name(s, name, sizeof name);
     char *path = fs_join(x->out, name);
-    if (!path)
-        return rb_fail(err, NULL, "out of memory");
-    if (try_reuse(x, s, path, stats)) {
-        *done += s->n;
-        free(path);
-        return 0;
-    }
     const size_t rec = (size_t)x->H * x->W * x->C;
     int64_t n = s->n;
-    uint8_t *images = malloc((size_t)(n ? n : 1) * rec);
     int32_t *labels = malloc((size_t)(n ? n : 1) * sizeof *labels);
     uint32_t *crc = malloc((size_t)(n ? n : 1) * sizeof *crc);
     const char **paths = malloc((size_t)(n ? n : 1) * sizeof *paths);
@@ -254,46 +293,27 @@ static int write_one_shard(convert_ctx *x, const plan_shard *s, rb_buf *stats, r
     int32_t *sizes = malloc((size_t)(n ? n : 1) * 2 * sizeof *sizes);
     int64_t *per_class = calloc((size_t)x->in.nclasses + 1, sizeof *per_class);
     int rc = 0;
-    if (!images || !labels || !crc || !paths || !hashes || !hashp || !sizes || !per_class) {
+    if (!path || !labels || !crc || !paths || !hashes || !hashp || !sizes || !per_class) {
         rc = rb_fail(err, "lower shard_size_mb", "out of memory for a shard of %lld records", (long long)n);
         goto out;
     }
     int64_t kept = 0;
     for (int64_t k = 0; k < n; k++) {
+        if (!meta[k].ok)
+            continue;
         const plan_entry *e = &x->in.e[x->pl.order[s->first + k]];
-        uint8_t *buf;
-        size_t len;
-        rb_error fe;
-        uint8_t *dst = images + (size_t)kept * rec;
-        image_info info;
-        if (fs_read_file(e->abs, x->lim.max_file_bytes, &buf, &len, &fe) < 0) {
-            add_error(x, e->rel, reason_of(&fe, e->abs)); /* vanished or changed since pass 1 */
-        } else {
-            XXH128_hash_t h = XXH3_128bits(buf, len);
-            XXH128_canonical_t canon;
-            XXH128_canonicalFromHash(&canon, h);
-            if (memcmp(canon.digest, e->hash, 16) != 0)
-                add_error(x, e->rel, "file changed while converting; rerun convert");
-            else if (image_load_resized(buf, len, x->H, x->W, x->C, x->mode, x->dct, &x->lim, dst, &info, e->rel,
-                                        &fe) < 0)
-                add_error(x, e->rel, reason_of(&fe, e->rel));
-            else {
-                labels[kept] = e->label;
-                crc[kept] = shard_record_crc(dst, rec);
-                paths[kept] = e->rel;
-                hex128(e->hash, hashes + kept * 33);
-                hashp[kept] = hashes + kept * 33;
-                sizes[2 * kept] = info.height;
-                sizes[2 * kept + 1] = info.width;
-                if (e->label >= 0 && e->label < x->in.nclasses)
-                    per_class[e->label]++;
-                kept++;
-            }
-            free(buf);
-        }
-        (*done)++;
-        if ((*done & 63) == 0)
-            rb_progress_update(prog, *done);
+        if (kept != k)
+            memmove(images + (size_t)kept * rec, images + (size_t)k * rec, rec);
+        labels[kept] = e->label;
+        crc[kept] = meta[k].crc;
+        paths[kept] = e->rel;
+        hex128(e->hash, hashes + kept * 33);
+        hashp[kept] = hashes + kept * 33;
+        sizes[2 * kept] = meta[k].src_h;
+        sizes[2 * kept + 1] = meta[k].src_w;
+        if (e->label >= 0 && e->label < x->in.nclasses)
+            per_class[e->label]++;
+        kept++;
     }
     shard_meta m = {
         .height = x->H, .width = x->W, .channels = x->C, .nclasses = x->in.nclasses,
@@ -310,12 +330,11 @@ static int write_one_shard(convert_ctx *x, const plan_shard *s, rb_buf *stats, r
     rb_buf_put(&roots, "", 1);
     m.source_roots = (const char *)roots.data;
     shard_records r = {kept, images, labels, paths, crc, hashp, sizes};
-    rc = shard_write(path, &m, &r, err);
+    rc = shard_write_begin(path, &m, &r, pend, err);
     rb_buf_free(&roots);
     if (rc == 0)
         shard_stats_put(stats, name, s->split, kept, per_class, x->in.nclasses, crc_digest(crc, kept), s->hash, 0);
 out:
-    free(images);
     free(labels);
     free(crc);
     free(paths);
@@ -325,6 +344,161 @@ out:
     free(per_class);
     free(path);
     return rc;
+}
+
+/* Every rank checks the shards it writes for a finished copy from an earlier run; the
+ * flags are then shared, so nobody decodes records of a shard that is kept. */
+static int find_reusable(convert_ctx *x, int8_t *reused, rb_buf *stats, rb_error *err)
+{
+    int64_t *flag = calloc((size_t)x->pl.nshards + 1, sizeof *flag);
+    if (!flag)
+        return rb_fail(err, NULL, "out of memory");
+    for (int k = 0; k < x->pl.nshards; k++) {
+        const plan_shard *s = &x->pl.shards[k];
+        if (s->rank != x->world.rank)
+            continue;
+        char name[64];
+        shard_file_name(s, name, sizeof name);
+        char *path = fs_join(x->out, name);
+        if (!path) {
+            free(flag);
+            return rb_fail(err, NULL, "out of memory");
+        }
+        flag[k] = try_reuse(x, s, path, stats);
+        free(path);
+    }
+    rb_mpi_max_i64(flag, x->pl.nshards);
+    for (int k = 0; k < x->pl.nshards; k++)
+        reused[k] = (int8_t)flag[k];
+    free(flag);
+    return 0;
+}
+
+/* Put a written shard in place (fsync, rename); the resume test's hook kills the rank after
+ * the given number of finished shards. */
+static int finish_shard(shard_pending *pend, const char *kill_after, int *written, rb_error *err)
+{
+    if (!pend->tmp)
+        return 0;
+    if (shard_write_finish(pend, err) < 0)
+        return -1;
+    if (kill_after && ++*written >= atoi(kill_after))
+        raise(SIGKILL);
+    return 0;
+}
+
+/* Pass 2. Each rank walks the shards that overlap its share of the plan, in plan order:
+ *  - a shard it writes: post receives for the other ranks' parts, decode its own part
+ *    straight into the shard buffer, wait for the rest, write the shard;
+ *  - a shard another rank writes: decode its part into a fresh buffer and send it
+ *    (non-blocking; the buffer is freed once delivered).
+ * Nobody waits for a shard before it has sent its parts of every earlier shard, so the
+ * waits always end. A rank that fails to write a shard keeps decoding and sending its
+ * parts to the others, so nobody waits forever; the failure is reported at the end. */
+static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb_progress *prog, rb_error *err)
+{
+    const int me = x->world.rank, P = x->world.size;
+    const size_t rec = (size_t)x->H * x->W * x->C;
+    int64_t lo, hi;
+    plan_rank_range(&x->pl, me, &lo, &hi);
+    int64_t shard_cap = 0;
+    for (int k = 0; k < x->pl.nshards; k++)
+        if (x->pl.shards[k].rank == me && !reused[k] && x->pl.shards[k].n > shard_cap)
+            shard_cap = x->pl.shards[k].n;
+    /* one buffer for the shards this rank writes, reused from shard to shard */
+    uint8_t *images = malloc((size_t)(shard_cap ? shard_cap : 1) * rec);
+    rec_meta *meta = malloc((size_t)(shard_cap ? shard_cap : 1) * sizeof *meta);
+    seg_header *hdrs = malloc((size_t)P * sizeof *hdrs);
+    rb_xfer *sends = rb_xfer_new(), *recvs = rb_xfer_new();
+    if (!images || !meta || !hdrs || !sends || !recvs) {
+        free(images);
+        free(meta);
+        free(hdrs);
+        rb_xfer_free(sends);
+        rb_xfer_free(recvs);
+        return rb_fail(err, "lower shard_size_mb", "out of memory for a shard of %lld records", (long long)shard_cap);
+    }
+    /* Test hook for the resume test: die by SIGKILL after this many finished shards (per rank). */
+    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_SHARDS");
+    int written = 0, failed = 0;
+    int64_t done = 0;
+    shard_pending pend = {0};
+    for (int k = 0; k < x->pl.nshards; k++) {
+        const plan_shard *s = &x->pl.shards[k];
+        int64_t a = s->first > lo ? s->first : lo, b = s->first + s->n < hi ? s->first + s->n : hi;
+        int writer = s->rank == me;
+        if (reused[k] || (!writer && b <= a))
+            continue;
+        if (writer) {
+            /* the other ranks' parts, straight into place */
+            for (int q = 0; q < P; q++) {
+                int64_t qlo, qhi;
+                plan_rank_range(&x->pl, q, &qlo, &qhi);
+                int64_t qa = s->first > qlo ? s->first : qlo, qb = s->first + s->n < qhi ? s->first + s->n : qhi;
+                if (q == me || qb <= qa)
+                    continue;
+                int64_t off = qa - s->first;
+                hdrs[q].shard = -1;
+                if (rb_xfer_recv(recvs, q, TAG_SEG_META, &hdrs[q], 1, sizeof *hdrs, err) < 0 ||
+                    rb_xfer_recv(recvs, q, TAG_SEG_META, meta + off, qb - qa, sizeof *meta, err) < 0 ||
+                    rb_xfer_recv(recvs, q, TAG_SEG_PIXELS, images + (size_t)off * rec, qb - qa, rec, err) < 0)
+                    rb_mpi_abort(1); /* cannot happen short of memory; nobody may wait forever */
+            }
+            for (int64_t pos = a; pos < b; pos++) {
+                int64_t off = pos - s->first;
+                decode_record(x, &x->in.e[x->pl.order[pos]], images + (size_t)off * rec, meta + off);
+                rb_progress_update(prog, ++done);
+                rb_xfer_test(sends);
+            }
+            rb_xfer_wait(recvs);
+            for (int q = 0; q < P; q++) {
+                int64_t qlo, qhi;
+                plan_rank_range(&x->pl, q, &qlo, &qhi);
+                int64_t qa = s->first > qlo ? s->first : qlo, qb = s->first + s->n < qhi ? s->first + s->n : qhi;
+                if (q != me && qb > qa && (hdrs[q].shard != k || hdrs[q].first != qa || hdrs[q].count != qb - qa)) {
+                    rb_fail(err, NULL, "internal error: rank %d sent records of the wrong shard", q);
+                    rb_mpi_abort(1);
+                }
+            }
+            /* the previous shard's disk write went on while this one was decoded */
+            if (!failed && finish_shard(&pend, kill_after, &written, err) < 0)
+                failed = 1;
+            if (!failed && write_shard_records(x, s, images, meta, stats, &pend, err) < 0)
+                failed = 1;
+        } else {
+            int64_t m = b - a;
+            seg_header *h = malloc(sizeof *h);
+            rec_meta *sm = malloc((size_t)m * sizeof *sm);
+            uint8_t *px = malloc((size_t)m * rec);
+            if (!h || !sm || !px) {
+                rb_fail(err, "lower shard_size_mb", "out of memory for %lld records to send", (long long)m);
+                rb_error_print(err, "");
+                rb_mpi_abort(1);
+            }
+            for (int64_t pos = a; pos < b; pos++) {
+                decode_record(x, &x->in.e[x->pl.order[pos]], px + (size_t)(pos - a) * rec, sm + (pos - a));
+                rb_progress_update(prog, ++done);
+                rb_xfer_test(sends);
+            }
+            *h = (seg_header){k, a, m};
+            if (rb_xfer_send(sends, s->rank, TAG_SEG_META, h, 1, sizeof *h, 1, err) < 0 ||
+                rb_xfer_send(sends, s->rank, TAG_SEG_META, sm, m, sizeof *sm, 1, err) < 0 ||
+                rb_xfer_send(sends, s->rank, TAG_SEG_PIXELS, px, m, rec, 1, err) < 0)
+                rb_mpi_abort(1);
+        }
+    }
+    if (!failed && finish_shard(&pend, kill_after, &written, err) < 0)
+        failed = 1;
+    rb_error ignored;
+    shard_write_finish(&pend, &ignored); /* after a failure: nothing half-done stays behind */
+    rb_xfer_free(sends);
+    rb_xfer_free(recvs);
+    free(images);
+    free(meta);
+    free(hdrs);
+    if (!failed)
+        rb_progress_finish(prog, done);
+    return failed ? -1 : 0;
 }
 
 /* ---- rank 0: reports --------------------------------------------------------------- */
@@ -619,26 +793,28 @@ static int convert_main(convert_ctx *x, rb_error *err)
     }
     rb_mpi_barrier();
 
-    /* 4. pass 2: my shards */
-    int64_t mine = 0, done = 0;
-    for (int k = 0; k < x->pl.nshards; k++)
-        if (x->pl.shards[k].rank == rank)
-            mine += x->pl.shards[k].n;
-    rb_progress prog;
-    rb_progress_start(&prog, "converting (rank 0's shards)", mine);
+    /* 4. pass 2: my share of the records; the shards I write */
+    int64_t lo, hi;
+    plan_rank_range(&x->pl, rank, &lo, &hi);
     rb_buf stats = {0};
-    ok = 1;
-    /* Test hook for the resume test: die by SIGKILL after this many shards (per rank). */
-    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_SHARDS");
-    int written = 0;
-    for (int k = 0; k < x->pl.nshards && ok; k++)
-        if (x->pl.shards[k].rank == rank) {
-            ok = write_one_shard(x, &x->pl.shards[k], &stats, &prog, &done, err) == 0;
-            if (kill_after && ++written >= atoi(kill_after))
-                raise(SIGKILL);
-        }
-    if (ok)
-        rb_progress_finish(&prog, done);
+    int8_t *reused = calloc((size_t)x->pl.nshards + 1, 1);
+    ok = reused && find_reusable(x, reused, &stats, err) == 0;
+    if (!rb_mpi_agree_ok(ok)) {
+        free(reused);
+        rb_buf_free(&stats);
+        return ok ? -2 : -1;
+    }
+    int64_t mine = 0;
+    for (int k = 0; k < x->pl.nshards; k++) {
+        const plan_shard *s = &x->pl.shards[k];
+        int64_t a = s->first > lo ? s->first : lo, b = s->first + s->n < hi ? s->first + s->n : hi;
+        if (!reused[k] && b > a)
+            mine += b - a;
+    }
+    rb_progress prog;
+    rb_progress_start(&prog, "converting (rank 0's share)", mine);
+    ok = convert_pass2(x, reused, &stats, &prog, err) == 0;
+    free(reused);
     if (!rb_mpi_agree_ok(ok)) {
         rb_buf_free(&stats);
         return ok ? -2 : -1;

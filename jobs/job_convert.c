@@ -387,14 +387,14 @@ static int finish_shard(shard_pending *pend, const char *kill_after, int *writte
     return 0;
 }
 
-/* Pass 2. Each rank walks the shards that overlap its share of the plan, in plan order:
- *  - a shard it writes: post receives for the other ranks' parts, decode its own part
- *    straight into the shard buffer, wait for the rest, write the shard;
- *  - a shard another rank writes: decode its part into a fresh buffer and send it
- *    (non-blocking; the buffer is freed once delivered).
- * Nobody waits for a shard before it has sent its parts of every earlier shard, so the
- * waits always end. A rank that fails to write a shard keeps decoding and sending its
- * parts to the others, so nobody waits forever; the failure is reported at the end. */
+/* Pass 2. Each rank first decodes its parts of shards that other ranks write, each into a
+ * fresh buffer sent at once (non-blocking; freed once delivered): they sit at the ends of
+ * its share, and a writer waiting for them would otherwise wait until the sender had done
+ * everything else. Then, in plan order, the shards it writes: post receives for the other
+ * ranks' parts, decode its own part straight into the shard buffer, wait for the rest
+ * (long sent by then), write the shard. Every send is posted before its rank waits for
+ * anything, so the waits always end. A rank that fails to write a shard goes on receiving
+ * and is reported at the end. */
 static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb_progress *prog, rb_error *err)
 {
     const int me = x->world.rank, P = x->world.size;
@@ -423,11 +423,13 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
     int written = 0, failed = 0;
     int64_t done = 0;
     shard_pending pend = {0};
+    /* round 0: the parts other ranks wait for; round 1: the shards this rank writes */
+    for (int round = 0; round < 2; round++)
     for (int k = 0; k < x->pl.nshards; k++) {
         const plan_shard *s = &x->pl.shards[k];
         int64_t a = s->first > lo ? s->first : lo, b = s->first + s->n < hi ? s->first + s->n : hi;
         int writer = s->rank == me;
-        if (reused[k] || (!writer && b <= a))
+        if (reused[k] || writer != (round == 1) || (!writer && b <= a))
             continue;
         if (writer) {
             /* the other ranks' parts, straight into place */

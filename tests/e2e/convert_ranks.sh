@@ -18,8 +18,9 @@ same_shards "$T/big1" "$T/big3"
 "$RADBATCH" inspect "$T/big3" --verify > "$T/verify.log" 2>&1 || { cat "$T/verify.log"; fail "verify of the one-shard output"; }
 
 # two records, four ranks: two ranks decode nothing
-ls "$SAMPLE"/NORMAL/* | head -1 | sed 's/$/,NORMAL/' > "$T/two.csv"
-ls "$SAMPLE"/PNEUMONIA/* | head -1 | sed 's/$/,PNEUMONIA/' >> "$T/two.csv"
+normal=("$SAMPLE"/NORMAL/*)
+pneumonia=("$SAMPLE"/PNEUMONIA/*)
+printf '%s,NORMAL\n%s,PNEUMONIA\n' "${normal[0]}" "${pneumonia[0]}" > "$T/two.csv"
 for n in 1 4; do
     rb_run $n convert "$T/two.csv" --out "$T/two$n" --height 32 --width 32 --val_fraction 0 \
         --quiet > "$T/logtwo$n" 2>&1 || { cat "$T/logtwo$n"; fail "two-record convert on $n ranks"; }

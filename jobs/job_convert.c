@@ -766,10 +766,12 @@ static int convert_main(convert_ctx *x, rb_error *err)
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
 
+    double t_listed = rb_now();
     /* 2. pass 1: hash and probe */
     if (probe_all(x, err) < 0)
         return -1;
 
+    double t_probed = rb_now();
     /* 3. the plan, identical everywhere */
     plan_settings ps = {
         .val_fraction = job_float(&x->cfg, "val_fraction"),
@@ -795,6 +797,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     }
     rb_mpi_barrier();
 
+    double t_planned = rb_now();
     /* 4. pass 2: my share of the records; the shards I write */
     int64_t lo, hi;
     plan_rank_range(&x->pl, rank, &lo, &hi);
@@ -822,6 +825,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
         return ok ? -2 : -1;
     }
 
+    double t_written = rb_now();
     /* 5. rank 0 gathers shard stats and errors, writes the reports */
     void *all_stats = NULL, *all_errors = NULL;
     size_t stats_len = 0, errors_len = 0;
@@ -916,6 +920,10 @@ static int convert_main(convert_ctx *x, rb_error *err)
                                   (long long)idx.split_class[s * nc + c]);
                 rb_info("%s", line);
             }
+            rb_info("time: listing %.2f s, reading and hashing %.2f s, plan %.2f s, decoding and writing "
+                    "%.2f s, reports %.2f s",
+                    t_listed - t0, t_probed - t_listed, t_planned - t_probed, t_written - t_planned,
+                    rb_now() - t_written);
             if (nerr)
                 rb_info("%lld input(s) could not be used: see %s/errors.csv", (long long)nerr, x->out);
             double frac = x->in.n ? (double)nerr / (double)x->in.n : 0;

@@ -60,6 +60,8 @@ static const opt_spec infer_opts[] = {
     {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
     {"max_file_mb", OPT_FLOAT, "512", NULL, "files larger than this are errors, not read"},
     {"max_megapixels", OPT_FLOAT, "50", NULL, "images with more source pixels than this are errors (decompression bombs)"},
+    {"max_error_fraction", OPT_FLOAT, "0.1", NULL,
+     "exit 1 (outputs still written) when more than this share of the listed files are errors, or none is usable"},
     {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
     {NULL, 0, NULL, NULL, NULL},
 };
@@ -1131,6 +1133,20 @@ static int infer_main(infer_ctx *x, rb_error *err)
             char *rp = fs_join(x->out, "report.html");
             rb_info("report: %s", rp ? rp : "report.html");
             free(rp);
+            /* The outputs are complete either way; the exit code tells a pipeline or a
+             * nightly job that the archive (or its mount) needs a look. */
+            int64_t usable = res.predicted + res.unchanged, seen = usable + res.errors;
+            double frac = seen ? (double)res.errors / (double)seen : 0.0, limit = job_float(&x->cfg, "max_error_fraction");
+            if (res.errors && !usable) {
+                rb_fail(err, "see errors.csv for the reason of each file", "infer: none of the %lld files could be used",
+                        (long long)res.errors);
+                exit_state = 1;
+            } else if (frac > limit) {
+                rb_fail(err, "see errors.csv; raise max_error_fraction if these files are expected",
+                        "infer: %lld of %lld files are errors (%.1f%% > max_error_fraction %.1f%%)",
+                        (long long)res.errors, (long long)seen, 100 * frac, 100 * limit);
+                exit_state = 1;
+            }
         }
         infer_merge_result_free(&res);
     }

@@ -32,7 +32,16 @@ set -e
 [ -f "$T/run/$W/part-000000.csv" ] && [ ! -f "$T/run/$W/part-000001.csv" ] || fail "the first run did not stop after chunk 0"
 grep -q zz-vanishing "$T/run/$W/chunk-000001.csv" || fail "zz-vanishing.jpeg is not in chunk 1"
 rm "$A/bad/zz-vanishing.jpeg"
-rb_run 2 "${args[@]}" --out "$T/run" > "$T/run.log" 2>&1 || { cat "$T/run.log"; fail "the run did not succeed"; }
+# 10 of 22 files are errors: more than max_error_fraction (0.1) allows, so exit 1 with
+# complete outputs; the rerun with a higher limit succeeds from the same work folder
+set +e
+rb_run 2 "${args[@]}" --out "$T/run" > "$T/run.log" 2>&1
+rc=$?
+set -e
+[ $rc -eq 1 ] || { cat "$T/run.log"; fail "expected exit 1 for 10 errors in 22 files, got $rc"; }
+grep -q "max_error_fraction" "$T/run.log" || { cat "$T/run.log"; fail "no line about max_error_fraction"; }
+[ -f "$T/run/predictions.csv" ] || fail "outputs missing after the error-share exit"
+rb_run 2 "${args[@]}" --out "$T/run" --max_error_fraction 0.5 > "$T/run.log" 2>&1 || { cat "$T/run.log"; fail "the run did not succeed"; }
 E="$T/run/errors.csv"
 cat "$E"
 expect() { grep -q "^$1,.*$2" "$E" || fail "errors.csv has no row for $1 with '$2'"; }

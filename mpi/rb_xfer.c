@@ -52,8 +52,9 @@ static int record_type(size_t rec_bytes, int64_t count, MPI_Datatype *t, rb_erro
     return 0;
 }
 
-int rb_xfer_send(rb_xfer *x, int dest, int tag, void *buf, int64_t count, size_t rec_bytes, int give,
-                 rb_error *err)
+/* Post one non-blocking send or receive of count records of rec_bytes. */
+static int post(rb_xfer *x, int send, int peer, int tag, void *buf, int64_t count, size_t rec_bytes, void *owned,
+                rb_error *err)
 {
     MPI_Datatype t;
     pending *e = push(x, err);
@@ -62,24 +63,24 @@ int rb_xfer_send(rb_xfer *x, int dest, int tag, void *buf, int64_t count, size_t
             x->n--;
         return -1;
     }
-    MPI_Isend(buf, (int)count, t, dest, tag, MPI_COMM_WORLD, &e->req);
-    MPI_Type_free(&t); /* released by MPI once the send no longer needs it */
-    e->owned = give ? buf : NULL;
+    if (send)
+        MPI_Isend(buf, (int)count, t, peer, tag, MPI_COMM_WORLD, &e->req);
+    else
+        MPI_Irecv(buf, (int)count, t, peer, tag, MPI_COMM_WORLD, &e->req);
+    MPI_Type_free(&t); /* released by MPI once the transfer no longer needs it */
+    e->owned = owned;
     return 0;
+}
+
+int rb_xfer_send(rb_xfer *x, int dest, int tag, void *buf, int64_t count, size_t rec_bytes, int give,
+                 rb_error *err)
+{
+    return post(x, 1, dest, tag, buf, count, rec_bytes, give ? buf : NULL, err);
 }
 
 int rb_xfer_recv(rb_xfer *x, int src, int tag, void *buf, int64_t count, size_t rec_bytes, rb_error *err)
 {
-    MPI_Datatype t;
-    pending *e = push(x, err);
-    if (!e || record_type(rec_bytes, count, &t, err) < 0) {
-        if (e)
-            x->n--;
-        return -1;
-    }
-    MPI_Irecv(buf, (int)count, t, src, tag, MPI_COMM_WORLD, &e->req);
-    MPI_Type_free(&t);
-    return 0;
+    return post(x, 0, src, tag, buf, count, rec_bytes, NULL, err);
 }
 
 int rb_xfer_test(rb_xfer *x)

@@ -293,6 +293,9 @@ static void bench_all(int threads)
     bench_conv("cnn150", 74, 74, 32, 3, 1, PADDING_VALID, 64, 1);
     bench_conv("cnn150", 36, 36, 64, 3, 1, PADDING_VALID, 128, 1);
     bench_conv("cnn150", 17, 17, 128, 3, 1, PADDING_VALID, 128, 1);
+    /* few channels: where Winograd (conv2d_winograd.c) starts to pay */
+    bench_conv("3x3", 56, 56, 16, 3, 1, PADDING_SAME, 16, 1);
+    bench_conv("3x3", 56, 56, 8, 3, 1, PADDING_SAME, 8, 1);
     /* depthwise (MobileNetV2 224: block_1 stride 2 after ZeroPadding, block_2 stride 1) */
     bench_depthwise(113, 113, 96, 2, PADDING_VALID);
     bench_depthwise(56, 56, 144, 1, PADDING_SAME);

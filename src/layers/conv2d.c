@@ -9,8 +9,8 @@
  *    scratch stays small: the seed-001 CNN's second conv would need 190 MB unblocked).
  * Backward per block: dw += col^T @ dout_blk; then the same buffer receives
  * dcol = dout_blk @ w^T, which col2im adds into din. So one buffer serves both passes.
- * 3x3 stride-1 convolutions with enough channels run forward and din with Winograd
- * F(2x2,3x3) instead (conv2d_winograd.c; dw stays im2col + GEMM). */
+ * 3x3 stride-1 convolutions with enough channels run forward, din and dw with Winograd
+ * F(2x2,3x3) instead (conv2d_winograd.c). */
 #include "layers.h"
 #include "layers_internal.h"
 
@@ -75,12 +75,9 @@ size_t conv2d_scratch_floats(const conv2d_shape *s)
 {
     if (conv2d_is_direct(s))
         return 0;
-    size_t im2col = (size_t)conv2d_block_rows(s) * (size_t)s->kh * s->kw * s->cin;
-    if (conv2d_winograd_applies(s)) { /* Winograd forward and din, im2col for dw */
-        size_t wino = conv2d_winograd_scratch_floats(s);
-        return wino > im2col ? wino : im2col;
-    }
-    return im2col;
+    if (conv2d_winograd_applies(s))
+        return conv2d_winograd_scratch_floats(s);
+    return (size_t)conv2d_block_rows(s) * (size_t)s->kh * s->kw * s->cin;
 }
 
 /* col: (r1-r0, kh*kw*cin) = the windows of output pixels r0..r1-1 (flat over n, ho, wo);
@@ -202,12 +199,12 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
                         w, N, 1.0f, din, K);
         return;
     }
-    const int wino_din = din && conv2d_winograd_applies(s);
-    if (wino_din) {
-        conv2d_winograd_backward_din(din, dout, w, s, scratch);
-        din = NULL; /* only dw left for the blocks below */
-        if (!dw)
-            return;
+    if (conv2d_winograd_applies(s)) {
+        if (din)
+            conv2d_winograd_backward_din(din, dout, w, s, scratch);
+        if (dw)
+            conv2d_winograd_backward_dw(dw, dout, in, s, scratch);
+        return;
     }
     const int64_t rows = conv2d_block_rows(s);
     for (int64_t r0 = 0; r0 < m; r0 += rows) {

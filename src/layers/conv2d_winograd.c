@@ -12,17 +12,24 @@
  *    transformed input and the 16 products of one block (16 * tiles * (cin + cout) floats)
  *    stay about the size of one im2col block of conv2d.c and in cache between the passes.
  *  - U is recomputed at every call (weights change every training step): 16*cin*cout
- *    floats, a few microseconds, against milliseconds for the products.
+ *    floats, tens of microseconds, against milliseconds for the products.
  *  - The input gradient of a 3x3 stride-1 convolution is itself one: din is dout convolved
  *    with the kernel rotated by 180 degrees and its channel axes swapped, with padding
  *    2 - pad on the top/left (the bottom/right ones follow from the sizes). The rotated
  *    kernel's transform is computed by reading w rotated and writing it transposed.
- * Every pixel's result depends only on its own image and the fixed order of the transforms
- * and of the GEMM's inner sums, never on the batch size or the block a tile falls in, so
- * splitting a batch across threads changes no bit (tested).
- * Accuracy: the transforms add at most a few roundings to every product (B and A have
- * entries 0, +-1, G 0, +-1/2, all exact), so results differ from im2col+GEMM by a few ulps
- * of the sums' magnitude; tests/unit/test_conv2d_winograd.c measures it. */
+ *  - The weight gradient is the adjoint of the forward in g: dw = G^T M G with
+ *    M[k] (cin, cout) = sum over tiles of V[k]^T E[k], E = A e A^T the transformed 2x2
+ *    output-gradient tiles: the same V, 16 GEMMs whose inner dimension is the tiles of a
+ *    block, accumulated block after block into M (beta = 1).
+ * Forward and din of a pixel depend only on its own image and the fixed order of the
+ * transforms and of the GEMM's inner sums, never on the batch size or the block a tile
+ * falls in, so splitting a batch across threads changes no bit (tested).
+ * Accuracy: the transforms add a few roundings to every product (B and A have entries 0,
+ * +-1, G 0, +-1/2: no rounding in the coefficients), but sum transformed values that can
+ * be larger than the direct terms and cancel. tests/unit/test_conv2d_winograd.c checks the
+ * rounding-error bound of this chain and measures errors of at most 2 (forward), 4 (din)
+ * and 3 (dw) u * sum|terms| of the direct sum on images of a few tiles or more (u = 2^-24;
+ * im2col + GEMM: about 1), up to 50 u for a dw that sums 2 pixels through partial tiles. */
 #include "layers.h"
 #include "layers_internal.h"
 
@@ -41,7 +48,7 @@
  * channels: with fewer, the GEMMs' inner dimension is too short for the saved multiplies
  * to pay for the transforms (measured, docs/engine.md). */
 #ifndef CONV2D_WINO_MIN_CHANNELS
-#define CONV2D_WINO_MIN_CHANNELS 16
+#define CONV2D_WINO_MIN_CHANNELS 8
 #endif
 
 /* Geometry of one Winograd convolution: in (n,h,w,cin) -> out (n,ho,wo,cout), out pixel
@@ -312,4 +319,106 @@ void conv2d_winograd_backward_din(float *din, const float *dout, const float *w,
     float *U = scratch;
     kernel_transform(U, w, s->cin, s->cout, 1);
     wino_run(din, 1, dout, NULL, &g, U, scratch + (size_t)16 * s->cin * s->cout);
+}
+
+/* One tile, channels [0, nc): v[k * ldv + c] = (A e A^T)[k], the 4x4 transform of the 2x2
+ * output gradient e[a][b] = p[2a+b][c] (A = [1 0; 1 1; 1 -1; 0 -1], the adjoint of the
+ * output transform). */
+RB_HOT static void dout_tile(float *restrict v, int64_t ldv, const float *const *p, int nc)
+{
+    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+#pragma GCC ivdep
+    for (int c = 0; c < nc; c++) {
+        float r00 = p0[c], r01 = p1[c];                   /* row 0: e[0] */
+        float r10 = p0[c] + p2[c], r11 = p1[c] + p3[c]; /* row 1: e[0] + e[1] */
+        float r20 = p0[c] - p2[c], r21 = p1[c] - p3[c]; /* row 2: e[0] - e[1] */
+        float r30 = -p2[c], r31 = -p3[c];                 /* row 3: -e[1] */
+        v[0 * ldv + c] = r00, v[1 * ldv + c] = r00 + r01;
+        v[2 * ldv + c] = r00 - r01, v[3 * ldv + c] = -r01;
+        v[4 * ldv + c] = r10, v[5 * ldv + c] = r10 + r11;
+        v[6 * ldv + c] = r10 - r11, v[7 * ldv + c] = -r11;
+        v[8 * ldv + c] = r20, v[9 * ldv + c] = r20 + r21;
+        v[10 * ldv + c] = r20 - r21, v[11 * ldv + c] = -r21;
+        v[12 * ldv + c] = r30, v[13 * ldv + c] = r30 + r31;
+        v[14 * ldv + c] = r30 - r31, v[15 * ldv + c] = -r31;
+    }
+}
+
+/* E[16][t1-t0][cout] = the transformed output gradients of tiles t0..t1-1 (pixels beyond
+ * the output are zeros) */
+static void dout_transform(float *restrict E, const float *restrict dout, const wino_geom *g,
+                           int64_t t0, int64_t t1)
+{
+    const int C = g->cout;
+    const int64_t lde = (t1 - t0) * C;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t img = t / g->tiles_img, rem = t - img * g->tiles_img;
+        int ty = (int)(rem / g->tw), tx = (int)(rem - (int64_t)ty * g->tw);
+        int oy = 2 * ty, ox = 2 * tx;
+        const float *base = dout + ((img * g->ho + oy) * (int64_t)g->wo + ox) * C;
+        float *e = E + (t - t0) * C;
+        if (oy + 1 < g->ho && ox + 1 < g->wo) {
+            const float *p[4] = {base, base + C, base + (int64_t)g->wo * C,
+                                 base + ((int64_t)g->wo + 1) * C};
+            dout_tile(e, lde, p, C);
+            continue;
+        }
+        for (int c0 = 0; c0 < C; c0 += WINO_CCHUNK) {
+            int nc = C - c0 < WINO_CCHUNK ? C - c0 : WINO_CCHUNK;
+            const float *p[4];
+            for (int a = 0; a < 2; a++)
+                for (int d = 0; d < 2; d++)
+                    p[2 * a + d] = oy + a < g->ho && ox + d < g->wo
+                                       ? base + ((int64_t)a * g->wo + d) * C + c0
+                                       : wino_zeros;
+            dout_tile(e + c0, lde, p, nc);
+        }
+    }
+}
+
+/* dw[ky][kx][j] += (G^T M G)[ky][kx] for j < cc, M[k] = Mk[k * cc + j] (the adjoint of
+ * the kernel transform; G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]) */
+RB_HOT static void kernel_grad_transform(float *restrict dw, const float *restrict Mk,
+                                         int64_t cc)
+{
+    for (int64_t j = 0; j < cc; j++) {
+        float m[4][4], s[3][4];
+        for (int i = 0; i < 4; i++)
+            for (int q = 0; q < 4; q++)
+                m[i][q] = Mk[(int64_t)(4 * i + q) * cc + j];
+        for (int q = 0; q < 4; q++) {
+            float h = 0.5f * (m[1][q] + m[2][q]);
+            s[0][q] = m[0][q] + h;
+            s[1][q] = 0.5f * (m[1][q] - m[2][q]);
+            s[2][q] = h + m[3][q];
+        }
+        for (int ky = 0; ky < 3; ky++) {
+            float h = 0.5f * (s[ky][1] + s[ky][2]);
+            dw[(int64_t)(3 * ky + 0) * cc + j] += s[ky][0] + h;
+            dw[(int64_t)(3 * ky + 1) * cc + j] += 0.5f * (s[ky][1] - s[ky][2]);
+            dw[(int64_t)(3 * ky + 2) * cc + j] += h + s[ky][3];
+        }
+    }
+}
+
+void conv2d_winograd_backward_dw(float *dw, const float *dout, const float *in,
+                                 const conv2d_shape *s, float *scratch)
+{
+    wino_geom g = geom_forward(s);
+    const int64_t tiles = g.tiles_img * g.n;
+    const int64_t tb = block_tiles(tiles, g.cin, g.cout);
+    const int64_t cc = (int64_t)g.cin * g.cout;
+    float *Mk = scratch, *V = scratch + 16 * cc, *E = V + 16 * tb * g.cin;
+    /* M[k] (cin, cout) = sum over tiles of V[k]^T E[k], block after block */
+    for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
+        int64_t t1 = t0 + tb < tiles ? t0 + tb : tiles;
+        const int nt = (int)(t1 - t0);
+        input_transform(V, in, &g, t0, t1);
+        dout_transform(E, dout, &g, t0, t1);
+        for (int k = 0; k < 16; k++)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.cin, g.cout, nt, 1.0f,
+                        V + (int64_t)k * nt * g.cin, g.cin, E + (int64_t)k * nt * g.cout,
+                        g.cout, t0 ? 1.0f : 0.0f, Mk + k * cc, g.cout);
+    }
+    kernel_grad_transform(dw, Mk, cc);
 }

@@ -63,6 +63,9 @@ void conv2d_winograd_forward(float *out, const float *in, const float *w, const 
                              const struct conv2d_shape *s, float *scratch);
 void conv2d_winograd_backward_din(float *din, const float *dout, const float *w,
                                   const struct conv2d_shape *s, float *scratch);
+/* dw: (3,3,cin,cout) += the weight gradient */
+void conv2d_winograd_backward_dw(float *dw, const float *dout, const float *in,
+                                 const struct conv2d_shape *s, float *scratch);
 
 /* db: (c) += column sums of dout: (rows, c) -- the bias gradient. */
 static inline void rb_bias_grad(float *restrict db, const float *restrict dout, int64_t rows,

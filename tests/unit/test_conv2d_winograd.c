@@ -1,11 +1,11 @@
 /* Winograd F(2x2,3x3) Conv2D (src/layers/conv2d_winograd.c), through the public
  * conv2d_forward / conv2d_backward, against double-precision direct references:
- * forward (with and without bias), din (accumulated into a non-zero din), and dw (still
- * im2col + GEMM, computed in the same call), on odd sizes, images smaller than a tile,
+ * forward (with and without bias), din (accumulated into a non-zero din), and dw
+ * (computed in the same call), on odd sizes, images smaller than a tile,
  * edge tiles, valid and same padding, batches > 1, channel counts that are not multiples
  * of 16, more than one tile block and more than one channel chunk. Then: a batch gives
- * bit-identical results to its samples run one at a time (so splitting a batch across
- * threads changes nothing).
+ * bit-identical forward and din to its samples run one at a time (so splitting a batch
+ * across threads changes nothing; dw is a sum over the batch, which threads split anyway).
  *
  * Tolerance. Winograd does not sum the direct terms w*x: it sums products of transformed
  * values, which can be larger than those terms (and cancel), so the direct-sum bound of
@@ -19,7 +19,8 @@
  * (gamma_4); 2 + 4 + 1 + cin + 4. Adding the bias, or adding into din, is one more
  * rounding of the result: + u * |result|. With the 1D coefficient tables
  * c1[i][k][a] = sum_j |A^T[i][j]| |G[j][k]| |B^T[j][a]| the bound is computed here in double
- * for every output, so the check cannot fail for a correct kernel, while a wrong tap,
+ * for every output (dw: its own chain and bound, below wino_mag_dw), so the check cannot
+ * fail for a correct kernel, while a wrong tap,
  * padding or tile position moves a result by about one term, far above it. The measured
  * worst errors (printed) are a small fraction of the bound. */
 #include "layers.h"
@@ -84,6 +85,43 @@ static void wino_mag(double *mag, const double *in, const double *k, int n, int 
             }
 }
 
+/* the same for the weight gradient: dw[ky][kx][c][o] = G^T (sum over tiles of
+ * (B^T d B) .* (A e A^T)) G with e the 2x2 output-gradient tile; its magnitude
+ * mag_dw = sum over tiles of |G^T| (|B^T| |d| |B| .* |A| |e| |A^T|) |G| uses the same c1 */
+static void wino_mag_dw(double *mag, const double *in, const double *e, int n, int h, int w,
+                        int ci, int ho, int wo, int co, int pt, int pl)
+{
+    memset(mag, 0, sizeof(double) * 9 * ci * co);
+    for (int i = 0; i < n; i++)
+        for (int ty = 0; ty < (ho + 1) / 2; ty++)
+            for (int tx = 0; tx < (wo + 1) / 2; tx++)
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) {
+                        int iy = 2 * ty - pt + a, ix = 2 * tx - pl + b;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+                            continue;
+                        const double *x = in + (((int64_t)i * h + iy) * w + ix) * ci;
+                        for (int p = 0; p < 2; p++)
+                            for (int q = 0; q < 2; q++) {
+                                int oy = 2 * ty + p, ox = 2 * tx + q;
+                                if (oy >= ho || ox >= wo)
+                                    continue;
+                                const double *g = e + (((int64_t)i * ho + oy) * wo + ox) * co;
+                                for (int ky = 0; ky < 3; ky++)
+                                    for (int kx = 0; kx < 3; kx++) {
+                                        double cf = c1[p][ky][a] * c1[q][kx][b];
+                                        if (cf == 0)
+                                            continue;
+                                        double *m = mag + (int64_t)(ky * 3 + kx) * ci * co;
+                                        for (int c = 0; c < ci; c++)
+                                            for (int o = 0; o < co; o++)
+                                                m[(int64_t)c * co + o] +=
+                                                    cf * fabs(x[c]) * fabs(g[o]);
+                                    }
+                            }
+                    }
+}
+
 /* count |got - ref| > tol; print the worst error in units of the bound and of
  * u * (direct magnitude), for the record */
 static int64_t compare(const float *got, const double *ref, const double *tol,
@@ -107,7 +145,7 @@ static int64_t compare(const float *got, const double *ref, const double *tol,
     return bad;
 }
 
-static double g_worst_fwd = 0, g_worst_din = 0;
+static double g_worst_fwd = 0, g_worst_din = 0, g_worst_dw = 0;
 
 static void run_case(int n, int h, int w, int ci, int co, int same, int bias)
 {
@@ -195,11 +233,16 @@ static void run_case(int n, int h, int w, int ci, int co, int same, int bias)
     }
     snprintf(row, sizeof row, "din %s", what);
     CHECK(compare(din, rdin, dtol, rmag, nin, row, &g_worst_din) == 0, "%s", row);
-    /* dw: im2col + GEMM, the direct-sum bound (n*ho*wo + 2) u sum|terms| */
+    /* dw: input transform (gamma_2), output-gradient transform (gamma_2), product, T tiles
+     * summed (gamma_T), kernel-gradient transform (gamma_4): (T + 9) u mag_dw */
+    double *wtol = malloc(sizeof(double) * nw);
+    wino_mag_dw(wtol, xd, gd, n, h, w, ci, ho, wo, co, s.pad_top, s.pad_left);
+    const double T = (double)n * ((ho + 1) / 2) * ((wo + 1) / 2);
     for (int64_t i = 0; i < nw; i++)
-        rdwmag[i] = ((double)n * ho * wo + 2) * U * rdwmag[i] * 1.01 + 1e-30;
+        wtol[i] = (T + 9) * U * wtol[i] * 1.01 + U * fabs(rdw[i]) + 1e-30;
     snprintf(row, sizeof row, "dw %s", what);
-    CHECK(compare(dw, rdw, rdwmag, NULL, nw, row, NULL) == 0, "%s", row);
+    CHECK(compare(dw, rdw, wtol, rdwmag, nw, row, &g_worst_dw) == 0, "%s", row);
+    free(wtol);
 
     /* ---- a batch equals its samples run one at a time, bit for bit */
     if (n > 1) {
@@ -238,13 +281,14 @@ int main(void)
     run_case(1, 4, 5, 300, 16, 1, 0); /* more than one channel chunk (cin > 256) */
     run_case(1, 5, 4, 16, 300, 0, 1); /* cout > 256: chunked edge tiles, din cin > 256 */
     run_case(2, 10, 9, 32, 64, 0, 1); /* seed-001 CNN-like: valid, 32 -> 64 */
+    run_case(2, 6, 7, 8, 9, 1, 1);    /* the fewest channels Winograd takes */
     /* below the channel threshold, conv2d keeps im2col */
     conv2d_shape s;
     conv2d_shape_init(&s, 1, 8, 8, 3, 3, 3, 1, 1, PADDING_VALID, 32);
     CHECK(!conv2d_winograd_applies(&s), "cin 3 must stay im2col");
     conv2d_shape_init(&s, 1, 8, 8, 32, 3, 3, 2, 2, PADDING_VALID, 32);
     CHECK(!conv2d_winograd_applies(&s), "stride 2 must stay im2col");
-    printf("worst error: forward %.2f, din %.2f  u*sum|terms| of the direct sum\n",
-           g_worst_fwd, g_worst_din);
+    printf("worst error: forward %.2f, din %.2f, dw %.2f  u*sum|terms| of the direct sum\n",
+           g_worst_fwd, g_worst_din, g_worst_dw);
     return TEST_DONE();
 }

@@ -32,7 +32,7 @@ typedef struct conv2d_shape {
 /* Fill s; returns 0, or -1 when the output would be empty. */
 int conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int cin, int kh, int kw, int sh,
                       int sw, padding_mode pad, int cout);
-size_t conv2d_scratch_floats(const conv2d_shape *s); /* im2col buffer; 0 for 1x1 stride 1 */
+size_t conv2d_scratch_floats(const conv2d_shape *s); /* im2col or Winograd; 0 for 1x1 stride 1 */
 
 /* out: (n,ho,wo,cout)  in: (n,h,w,cin)  w: (kh,kw,cin,cout)  b: (cout) or NULL */
 void conv2d_forward(float *out, const float *in, const float *w, const float *b,

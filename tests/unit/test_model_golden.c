@@ -172,6 +172,13 @@ static void run(const char *tag)
           tag, loss, gloss);
     rb_model_zero_grads(m);
     CHECK(rb_model_backward(m, ws, dlogits, 1, &err) == 0, "backward: %s", err.msg);
+    /* The backward starts from dL/dz = p - y, which for confident predictions is small
+     * (about 1 - p) and moves by p(1 - p) dz: like the loss, its relative error is the
+     * logits' ABSOLUTE error, and every weight gradient inherits it. So the gradient bounds
+     * are scaled by max(1, max |logit|) as the loss bound is (x6 for the CNN, x1 for
+     * MobileNetV2). Measured on the CNN with Winograd convolutions: the output bias gradient
+     * (max |g| 0.0013) differs by 8.3e-5 of its scale (5.0e-5 with im2col), against 6e-4. */
+    const double gtol = TOL_GRAD * fmax(1.0, zmax);
 
     /* 3. gradients of every trainable weight */
     int ntrain = 0, ngrad = 0;
@@ -228,16 +235,16 @@ static void run(const char *tag)
                "|g|_1 rel %.2g  |g|_2 rel %.2g\n",
                line, gmax, dm, rel, s, gsum, fabs(l1 - gl1) / fmax(gl1, 1e-30),
                fabs(sqrt(l2) - sqrt(gl2)) / fmax(sqrt(gl2), 1e-30));
-        CHECK(dm <= TOL_GRAD * scale, "%s grad differs by %g (max |g| %g)", line, dm, scale);
+        CHECK(dm <= gtol * scale, "%s grad differs by %g (max |g| %g)", line, dm, scale);
         if (zero) {
             printf("    (analytically zero: max|diff| / max|kernel grad| = %.2g)\n", rel);
             free(gv);
             continue;
         }
-        CHECK(fabs(mx - gmax) <= TOL_GRAD * gmax, "%s max |g| %g vs %g", line, mx, gmax);
-        CHECK(fabs(s - gsum) <= TOL_GRAD * gl1, "%s sum %g vs %g", line, s, gsum);
-        CHECK(fabs(l1 - gl1) <= TOL_GRAD * gl1, "%s sum |g| %g vs %g", line, l1, gl1);
-        CHECK(fabs(sqrt(l2) - sqrt(gl2)) <= TOL_GRAD * sqrt(gl2), "%s |g|_2", line);
+        CHECK(fabs(mx - gmax) <= gtol * gmax, "%s max |g| %g vs %g", line, mx, gmax);
+        CHECK(fabs(s - gsum) <= gtol * gl1, "%s sum %g vs %g", line, s, gsum);
+        CHECK(fabs(l1 - gl1) <= gtol * gl1, "%s sum |g| %g vs %g", line, l1, gl1);
+        CHECK(fabs(sqrt(l2) - sqrt(gl2)) <= gtol * sqrt(gl2), "%s |g|_2", line);
         free(gv);
     }
     CHECK(ngrad == ntrain, "%s: %d golden gradients, %d trainable tensors in radbatch", tag,

@@ -13,6 +13,7 @@
 #include "csv.h"
 #include "fsutil.h"
 #include "image.h"
+#include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
 #include "rb_mpi.h"
@@ -715,7 +716,6 @@ static int collect_roots(convert_ctx *x, char ***roots, int *n)
 static int convert_main(convert_ctx *x, rb_error *err)
 {
     int rank = x->world.rank;
-    rb_log_set_quiet(job_bool(&x->cfg, "quiet"));
     double t0 = rb_now();
 
     /* 1. rank 0 lists the inputs; everyone gets the same list */
@@ -952,38 +952,22 @@ static int convert_main(convert_ctx *x, rb_error *err)
     return 0;
 }
 
+static int convert_run(void *ctx, rb_error *err) { return convert_main(ctx, err); }
+
+static void convert_free(void *ctx)
+{
+    convert_ctx *x = ctx;
+    plan_free(&x->pl);
+    inputs_free(&x->in);
+    rb_buf_free(&x->errors);
+}
+
 static int run_convert(int argc, char **argv)
 {
     convert_ctx x;
     memset(&x, 0, sizeof x);
-    rb_mpi_init(&argc, &argv, &x.world);
-    rb_error err;
-    rb_error_clear(&err);
-    int rc = job_config_parse(&x.cfg, &command_convert, argc, argv, &err);
-    if (rc == 0 && x.cfg.help) {
-        if (x.world.rank == 0)
-            job_config_print_help(&command_convert);
-        job_config_free(&x.cfg);
-        rb_mpi_finalize();
-        return 0;
-    }
-    int code = 0;
-    if (rc < 0) {
-        if (x.world.rank == 0)
-            rb_error_print(&err, "");
-        code = 2;
-    } else {
-        rc = convert_main(&x, &err);
-        if (rc == -1)
-            rb_error_print(&err, "");
-        code = rc == 0 ? 0 : 1;
-    }
-    plan_free(&x.pl);
-    inputs_free(&x.in);
-    rb_buf_free(&x.errors);
-    job_config_free(&x.cfg);
-    rb_mpi_finalize();
-    return code;
+    job_driver d = {&command_convert, &x, &x.cfg, &x.world, NULL, convert_run, convert_free};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_convert = {

@@ -17,6 +17,7 @@
 #include "convert_inputs.h"
 #include "csv.h"
 #include "fsutil.h"
+#include "job_run.h"
 #include "metrics.h"
 #include "rb_buf.h"
 #include "rb_log.h"
@@ -1351,8 +1352,11 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     return 0;
 }
 
-static void eval_free(eval_ctx *x)
+static int eval_run(void *ctx, rb_error *err) { return evaluate_main(ctx, err); }
+
+static void eval_free(void *ctx)
 {
+    eval_ctx *x = ctx;
     trained_model_free(&x->tm);
     if (x->is_shards && x->ds.dir)
         shard_dataset_close(&x->ds);
@@ -1373,35 +1377,14 @@ static void eval_free(eval_ctx *x)
     free_strs(x->paths, x->paths ? x->n : 0);
     free_strs(x->reasons, x->reasons ? x->n : 0);
     free(x->cm);
-    job_config_free(&x->cfg);
 }
 
 static int run_evaluate(int argc, char **argv)
 {
     eval_ctx x;
     memset(&x, 0, sizeof x);
-    rb_mpi_init(&argc, &argv, &x.w);
-    rb_error err;
-    rb_error_clear(&err);
-    int code = 0;
-    int rc = job_config_parse(&x.cfg, &command_evaluate, argc, argv, &err);
-    if (rc == 0 && x.cfg.help) {
-        if (x.w.rank == 0)
-            job_config_print_help(&command_evaluate);
-    } else if (rc < 0) {
-        if (x.w.rank == 0)
-            rb_error_print(&err, "");
-        code = 2;
-    } else {
-        rb_log_set_quiet(job_bool(&x.cfg, "quiet"));
-        rc = evaluate_main(&x, &err);
-        if (rc == -1 || (rc == -3 && x.w.rank == 0))
-            rb_error_print(&err, "");
-        code = rc == 0 ? 0 : rc == -3 ? 2 : 1;
-    }
-    eval_free(&x);
-    rb_mpi_finalize();
-    return code;
+    job_driver d = {&command_evaluate, &x, &x.cfg, &x.w, NULL, eval_run, eval_free};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_evaluate = {

@@ -15,6 +15,7 @@
 #include "infer_list.h"
 #include "infer_merge.h"
 #include "infer_work.h"
+#include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
 #include "rb_mpi.h"
@@ -39,8 +40,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-#define EXIT_PREEMPTED 75 /* SIGTERM: stopped after the current chunk; rerun to finish (EX_TEMPFAIL) */
 
 static const opt_spec infer_opts[] = {
     {"model", OPT_STRING, "", NULL,
@@ -1078,7 +1077,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
         if (rank == 0)
             rb_info("SIGTERM: stopped after the current chunks (%lld images this run); rerun the same command to finish",
                     (long long)imgs);
-        return EXIT_PREEMPTED;
+        return JOB_PREEMPTED; /* stopped after the current chunk; rerun to finish */
     }
     if (rank == 0 && atomic_load(&x->lister.state) != 1) {
         ok = 0;
@@ -1156,56 +1155,42 @@ static int infer_main(infer_ctx *x, rb_error *err)
     return 0;
 }
 
+static int infer_run(void *ctx, rb_error *err) { return infer_main(ctx, err); }
+
+static void infer_free(void *ctx)
+{
+    infer_ctx *x = ctx;
+    if (x->w.rank == 0)
+        infer_list_free(&x->lister);
+    if (x->have_prev)
+        infer_prev_close(&x->prev);
+    if (x->shard_path) {
+        shard_close(&x->shard);
+        free(x->shard_path);
+    }
+    for (int t = 0; t < x->nworkers; t++) {
+        if (t > 0 && x->wk[t].tm) {
+            trained_model_free(x->wk[t].tm);
+            free(x->wk[t].tm);
+        }
+        free(x->wk[t].images);
+        free(x->wk[t].probs);
+    }
+    if (x->have_tm)
+        trained_model_free(&x->tm);
+    free(x->model_list);
+    free(x->input);
+    free(x->out);
+    free(x->work);
+    free(x->since);
+}
+
 static int run_infer(int argc, char **argv)
 {
     infer_ctx x;
     memset(&x, 0, sizeof x);
-    rb_mpi_init(&argc, &argv, &x.w);
-    signal(SIGTERM, on_term);
-    rb_error err;
-    rb_error_clear(&err);
-    int code = 0;
-    int rc = job_config_parse(&x.cfg, &command_infer, argc, argv, &err);
-    if (rc == 0 && x.cfg.help) {
-        if (x.w.rank == 0)
-            job_config_print_help(&command_infer);
-    } else if (rc < 0) {
-        if (x.w.rank == 0)
-            rb_error_print(&err, "");
-        code = 2;
-    } else {
-        rb_log_set_quiet(job_bool(&x.cfg, "quiet"));
-        rc = infer_main(&x, &err);
-        if (rc == -1)
-            rb_error_print(&err, "");
-        code = rc == 0 ? 0 : rc == EXIT_PREEMPTED ? EXIT_PREEMPTED : 1;
-    }
-    if (x.w.rank == 0)
-        infer_list_free(&x.lister);
-    if (x.have_prev)
-        infer_prev_close(&x.prev);
-    if (x.shard_path) {
-        shard_close(&x.shard);
-        free(x.shard_path);
-    }
-    for (int t = 0; t < x.nworkers; t++) {
-        if (t > 0 && x.wk[t].tm) {
-            trained_model_free(x.wk[t].tm);
-            free(x.wk[t].tm);
-        }
-        free(x.wk[t].images);
-        free(x.wk[t].probs);
-    }
-    if (x.have_tm)
-        trained_model_free(&x.tm);
-    free(x.model_list);
-    free(x.input);
-    free(x.out);
-    free(x.work);
-    free(x.since);
-    job_config_free(&x.cfg);
-    rb_mpi_finalize();
-    return code;
+    job_driver d = {&command_infer, &x, &x.cfg, &x.w, on_term, infer_run, infer_free};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_infer = {

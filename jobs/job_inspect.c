@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "fsutil.h"
 #include "image.h"
+#include "job_run.h"
 #include "keras_import.h"
 #include "model.h"
 #include "model_file.h"
@@ -339,37 +340,34 @@ static int inspect_one(const job_config *c, const char *path, rb_error *err)
     return inspect_keras(path, err);
 }
 
+typedef struct inspect_ctx {
+    rb_world w;
+    job_config cfg;
+} inspect_ctx;
+
+static int inspect_main(void *ctx, rb_error *err)
+{
+    inspect_ctx *x = ctx;
+    if (x->cfg.npositional == 0) {
+        /* printed as "error: <msg>" followed by the usage line */
+        snprintf(err->msg, sizeof err->msg, "inspect needs a shards folder, shard, model or Keras file\n%s",
+                 command_inspect.usage);
+        return JOB_BAD_CONFIG;
+    }
+    if (x->w.rank != 0) /* inspect is a small serial job: rank 0 does it */
+        return 0;
+    for (int i = 0; i < x->cfg.npositional; i++)
+        if (inspect_one(&x->cfg, x->cfg.positional[i], err) < 0)
+            return JOB_FAILED;
+    return 0;
+}
+
 static int run_inspect(int argc, char **argv)
 {
-    rb_world w;
-    rb_mpi_init(&argc, &argv, &w);
-    job_config c;
-    rb_error err;
-    rb_error_clear(&err);
-    int code = 0;
-    if (job_config_parse(&c, &command_inspect, argc, argv, &err) < 0) {
-        if (w.rank == 0)
-            rb_error_print(&err, "");
-        code = 2;
-    } else if (c.help) {
-        if (w.rank == 0)
-            job_config_print_help(&command_inspect);
-    } else if (c.npositional == 0) {
-        if (w.rank == 0)
-            fprintf(stderr, "error: inspect needs a shards folder, shard, model or Keras file\n%s\n",
-                    command_inspect.usage);
-        code = 2;
-    } else if (w.rank == 0) {
-        /* inspect is a small serial job: rank 0 does it */
-        for (int i = 0; i < c.npositional && code == 0; i++)
-            if (inspect_one(&c, c.positional[i], &err) < 0) {
-                rb_error_print(&err, "");
-                code = 1;
-            }
-    }
-    job_config_free(&c);
-    rb_mpi_finalize();
-    return code;
+    inspect_ctx x;
+    memset(&x, 0, sizeof x);
+    job_driver d = {&command_inspect, &x, &x.cfg, &x.w, NULL, inspect_main, NULL};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_inspect = {

@@ -7,6 +7,7 @@
  * the others go on; the exit code is then 1. */
 #include "commands.h"
 #include "fsutil.h"
+#include "job_run.h"
 #include "rb_log.h"
 #include "rb_mpi.h"
 #include "trained_model.h"
@@ -200,28 +201,16 @@ static int predict_main(job_config *cfg, rb_error *err)
     return failed ? -4 : 0;
 }
 
+static int predict_run(void *ctx, rb_error *err) { return predict_main(ctx, err); }
+
 static int run_predict(int argc, char **argv)
 {
-    job_config cfg;
-    rb_error err;
-    rb_error_clear(&err);
     if (launched_rank() != 0)
         return 0;
-    int code = 0;
-    int rc = job_config_parse(&cfg, &command_predict, argc, argv, &err);
-    if (rc == 0 && cfg.help)
-        job_config_print_help(&command_predict);
-    else if (rc < 0) {
-        rb_error_print(&err, "");
-        code = 2;
-    } else {
-        rc = predict_main(&cfg, &err);
-        if (rc == -1 || rc == -3)
-            rb_error_print(&err, "");
-        code = rc == 0 ? 0 : rc == -3 ? 2 : 1;
-    }
-    job_config_free(&cfg);
-    return code;
+    job_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    job_driver d = {&command_predict, &cfg, &cfg, NULL, NULL, predict_run, NULL};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_predict = {

@@ -9,6 +9,7 @@
  * checkpoints and model files. */
 #include "commands.h"
 #include "fsutil.h"
+#include "job_run.h"
 #include "keras_import.h"
 #include "loss.h"
 #include "metrics.h"
@@ -31,8 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
-
-#define EXIT_PREEMPTED 75 /* SIGTERM: checkpoint written, run incomplete (EX_TEMPFAIL) */
 
 static const opt_spec train_opts[] = {
     /* data */
@@ -1448,7 +1447,7 @@ static int train_main(train_ctx *x, rb_error *err)
     if (rc < 0)
         return -1;
     if (preempted)
-        return EXIT_PREEMPTED;
+        return JOB_PREEMPTED; /* checkpoint written, run incomplete */
 
     /* final model: the best epoch's weights (restore_best), threshold from val */
     if (job_bool(c, "restore_best") && !isnan(x->best)) {
@@ -1485,52 +1484,42 @@ static int train_main(train_ctx *x, rb_error *err)
     return 0;
 }
 
+static int train_run(void *ctx, rb_error *err)
+{
+    train_ctx *x = ctx;
+    x->job_text = job_config_dump(&x->cfg);
+    return train_main(x, err);
+}
+
+static void train_free(void *ctx)
+{
+    train_ctx *x = ctx;
+    net_free(&x->head);
+    net_free(&x->net);
+    free(x->feat_train);
+    free(x->feat_val);
+    if (x->have_val)
+        shard_dataset_close(&x->va);
+    if (x->tr.dir)
+        shard_dataset_close(&x->tr);
+    free(x->class_weight);
+    free(x->dlogits);
+    free(x->targets);
+    free(x->best_params);
+    free(x->best_state);
+    free(x->val_scores);
+    free(x->val_labels);
+    free(x->job_text);
+    rb_buf_free(&x->history);
+}
+
 static int run_train(int argc, char **argv)
 {
     train_ctx x;
     memset(&x, 0, sizeof x);
     x.a = &x.net;
-    rb_mpi_init(&argc, &argv, &x.w);
-    signal(SIGTERM, on_term);
-    rb_error err;
-    rb_error_clear(&err);
-    int code = 0;
-    int rc = job_config_parse(&x.cfg, &command_train, argc, argv, &err);
-    if (rc == 0 && x.cfg.help) {
-        if (x.w.rank == 0)
-            job_config_print_help(&command_train);
-    } else if (rc < 0) {
-        if (x.w.rank == 0)
-            rb_error_print(&err, "");
-        code = 2;
-    } else {
-        rb_log_set_quiet(job_bool(&x.cfg, "quiet"));
-        x.job_text = job_config_dump(&x.cfg);
-        rc = train_main(&x, &err);
-        if (rc == -1)
-            rb_error_print(&err, "");
-        code = rc == 0 ? 0 : rc == EXIT_PREEMPTED ? EXIT_PREEMPTED : 1;
-    }
-    net_free(&x.head);
-    net_free(&x.net);
-    free(x.feat_train);
-    free(x.feat_val);
-    if (x.have_val)
-        shard_dataset_close(&x.va);
-    if (x.tr.dir)
-        shard_dataset_close(&x.tr);
-    free(x.class_weight);
-    free(x.dlogits);
-    free(x.targets);
-    free(x.best_params);
-    free(x.best_state);
-    free(x.val_scores);
-    free(x.val_labels);
-    free(x.job_text);
-    rb_buf_free(&x.history);
-    job_config_free(&x.cfg);
-    rb_mpi_finalize();
-    return code;
+    job_driver d = {&command_train, &x, &x.cfg, &x.w, on_term, train_run, train_free};
+    return job_run(&d, argc, argv);
 }
 
 const command_spec command_train = {

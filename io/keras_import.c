@@ -4,6 +4,7 @@
  * and dataset paths), whatever the format; matching against the model's views then works
  * on that list only. Nothing is read from a dataset until a whole layer has matched. */
 #include "keras_import.h"
+#include "h5util.h"
 
 #include <cjson/cJSON.h>
 #include <hdf5.h>
@@ -65,41 +66,6 @@ static char *xasprintf(const char *fmt, ...)
     va_end(ap);
     return s;
 }
-
-static void free_strings(char **v, int n)
-{
-    if (!v)
-        return;
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* "[3, 3, 32, 1]" */
-static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, cap - o, "[");
-    for (int i = 0; i < ndim && o < cap; i++)
-        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < cap)
-        snprintf(buf + o, cap - o, "]");
-}
-
-/* HDF5 prints its error stack on stderr by default; library code must not print, and we
- * probe for optional objects, so printing is off inside our entry points. */
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static void h5_quiet_begin(h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
 /* Does `path` (absolute or relative to loc) name an existing object? Checks every
  * component, since H5Lexists fails on a missing intermediate group. */
@@ -166,9 +132,8 @@ static int h5_attr_strings_one(hid_t obj, const char *attr, char ***out, int *n_
         goto done;
     }
     if (H5Tis_variable_str(ft) > 0) {
-        mt = H5Tcopy(H5T_C_S1);
-        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
-            H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
+        mt = h5_vlen_str(H5Tget_cset(ft));
+        if (mt < 0) {
             rb_fail(err, NULL, "%s: HDF5 string type setup failed", file);
             goto done;
         }
@@ -233,7 +198,7 @@ static int h5_attr_strings_one(hid_t obj, const char *attr, char ***out, int *n_
     rc = 0;
 done:
     if (v)
-        free_strings(v, (int)n);
+        h5_strings_free(v, (int)n);
     free(fixed);
     if (mt >= 0)
         H5Tclose(mt);
@@ -263,15 +228,15 @@ static int h5_attr_strings(hid_t obj, const char *attr, char ***out, int *n_out,
         int n_part;
         rc = h5_attr_strings_one(obj, name, &part, &n_part, file, objname, err);
         if (rc < 0) {
-            free_strings(all, n_all);
+            h5_strings_free(all, n_all);
             return -1;
         }
         if (rc == 1)
             break;
         char **grown = realloc(all, (size_t)(n_all + n_part + 1) * sizeof *grown);
         if (!grown) {
-            free_strings(part, n_part);
-            free_strings(all, n_all);
+            h5_strings_free(part, n_part);
+            h5_strings_free(all, n_all);
             return rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
         }
         all = grown;
@@ -299,7 +264,7 @@ static int h5_attr_string(hid_t obj, const char *attr, char *buf, size_t cap, co
     if (rc == 0 && n >= 1)
         snprintf(buf, cap, "%s", v[0]);
     if (rc == 0)
-        free_strings(v, n);
+        h5_strings_free(v, n);
     return 0;
 }
 
@@ -679,7 +644,7 @@ static int index_legacy(keras_file *kf, const char *root, layer_list *out, const
         if (nw && (!owner || !shrt)) {
             free(owner);
             free(shrt);
-            free_strings(wn, nw);
+            h5_strings_free(wn, nw);
             rb_fail(err, NULL, "out of memory");
             goto done;
         }
@@ -744,13 +709,13 @@ static int index_legacy(keras_file *kf, const char *root, layer_list *out, const
         }
         free(owner);
         free(shrt);
-        free_strings(wn, nw);
+        h5_strings_free(wn, nw);
         if (fail)
             goto done;
     }
     rc = 0;
 done:
-    free_strings(lnames, nl);
+    h5_strings_free(lnames, nl);
     H5Gclose(g);
     return rc;
 }
@@ -792,7 +757,7 @@ static int list_children(hid_t file, const char *gpath, name_list *l, const char
     herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_child, l);
     H5Gclose(g);
     if (r < 0) {
-        free_strings(l->v, l->n);
+        h5_strings_free(l->v, l->n);
         memset(l, 0, sizeof *l);
         return rb_fail(err, NULL, "%s: cannot list group %s", path, gpath);
     }
@@ -851,7 +816,7 @@ static int walk_v3(keras_file *kf, const char *p, layer_list *out, const cfg_map
         has_sub = 1;
         rc = walk_v3(kf, cp, out, cfg, depth + 1, err);
     }
-    free_strings(ch.v, ch.n);
+    h5_strings_free(ch.v, ch.n);
     if (rc < 0 || !has_vars || depth == 0)
         return rc; /* the root's own vars are the model object's, empty for Keras models */
 
@@ -861,7 +826,7 @@ static int walk_v3(keras_file *kf, const char *p, layer_list *out, const cfg_map
     if (list_children(file, vpath, &vars, kf->path, err) < 0)
         return -1;
     int n = vars.n;
-    free_strings(vars.v, vars.n);
+    h5_strings_free(vars.v, vars.n);
     if (n == 0 && has_sub)
         return 0; /* a container (nested model) without variables of its own */
 
@@ -1141,7 +1106,7 @@ static int keras_file_open_quiet(const char *path, keras_file **out, rb_error *e
             goto done;
         if (nmc >= 1)
             config = cJSON_Parse(mc[0]);
-        free_strings(mc, nmc);
+        h5_strings_free(mc, nmc);
     }
     if (config && cfg_walk(&cfg, config, "", 0) < 0) {
         rb_fail(err, NULL, "%s: out of memory indexing the model config", path);
@@ -1242,8 +1207,8 @@ void keras_import_report_free(keras_import_report *r)
 {
     if (!r)
         return;
-    free_strings(r->skipped, r->n_skipped);
-    free_strings(r->unused, r->n_unused);
+    h5_strings_free(r->skipped, r->n_skipped);
+    h5_strings_free(r->unused, r->n_unused);
     memset(r, 0, sizeof *r);
 }
 
@@ -1399,8 +1364,8 @@ static int plan_layer(const keras_layer_info *e, const rb_param_view *views, con
         for (int d = 0; same && d < t->ndim; d++)
             same = t->shape[d] == v->shape[d];
         if (!same) {
-            shape_str(a, sizeof a, t->ndim, t->shape);
-            shape_str(b, sizeof b, v->ndim, v->shape);
+            h5_shape_str(a, sizeof a, t->ndim, t->shape);
+            h5_shape_str(b, sizeof b, v->ndim, v->shape);
             snprintf(why, cap, "weight '%s': shape %s in the file (%s), %s in the model",
                      v->weight, a, t->dataset, b);
             return 1;

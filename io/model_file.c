@@ -1,5 +1,6 @@
 /* radbatch model and checkpoint files (see model_file.h, docs/formats-model.md). */
 #include "model_file.h"
+#include "h5util.h"
 
 #include <hdf5.h>
 
@@ -29,91 +30,6 @@ static const char *ROOT_DESCRIPTION =
     "(epoch, step, data position, seed, best metric). Format: docs/formats-model.md.";
 
 /* ---------------------------------------------------------------- HDF5 helpers */
-
-typedef struct {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static void h5_quiet_begin(h5_quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
-
-/* A variable-length UTF-8 string type (what h5py writes for str). */
-static hid_t vlen_utf8(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0)
-        return -1;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        H5Tclose(t);
-        return -1;
-    }
-    return t;
-}
-
-static int attr_write(hid_t obj, const char *name, hid_t type, hid_t space, const void *buf)
-{
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    herr_t r = H5Awrite(a, type, buf);
-    H5Aclose(a);
-    return r < 0 ? -1 : 0;
-}
-
-static int attr_str(hid_t obj, const char *name, const char *value)
-{
-    hid_t t = vlen_utf8(), s = H5Screate(H5S_SCALAR);
-    int rc = (t < 0 || s < 0) ? -1 : attr_write(obj, name, t, s, &value);
-    if (s >= 0)
-        H5Sclose(s);
-    if (t >= 0)
-        H5Tclose(t);
-    return rc;
-}
-
-static int attr_strs(hid_t obj, const char *name, const char *const *v, int n)
-{
-    hsize_t dim = (hsize_t)n;
-    hid_t t = vlen_utf8(), s = H5Screate_simple(1, &dim, NULL);
-    const char *empty = NULL;
-    int rc = (t < 0 || s < 0) ? -1 : attr_write(obj, name, t, s, n ? (const void *)v : &empty);
-    if (s >= 0)
-        H5Sclose(s);
-    if (t >= 0)
-        H5Tclose(t);
-    return rc;
-}
-
-static int attr_scalar(hid_t obj, const char *name, hid_t file_type, hid_t mem_type,
-                       const void *v)
-{
-    hid_t s = H5Screate(H5S_SCALAR);
-    if (s < 0)
-        return -1;
-    hid_t a = H5Acreate2(obj, name, file_type, s, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = -1;
-    if (a >= 0) {
-        rc = H5Awrite(a, mem_type, v) < 0 ? -1 : 0;
-        H5Aclose(a);
-    }
-    H5Sclose(s);
-    return rc;
-}
-
-static void free_strings(char **v, int n)
-{
-    if (!v)
-        return;
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
 
 /* Read a string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings.
  * Returns 1 when absent. */
@@ -149,7 +65,7 @@ static int attr_read_strs(hid_t obj, const char *name, char ***out, int *n_out, 
         goto done;
     }
     if (H5Tis_variable_str(ft) > 0) {
-        mt = vlen_utf8();
+        mt = h5_vlen_str(H5T_CSET_UTF8);
         char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
         if (mt < 0 || !raw || H5Aread(a, mt, raw) < 0) {
             free(raw);
@@ -188,7 +104,7 @@ static int attr_read_strs(hid_t obj, const char *name, char ***out, int *n_out, 
     v = NULL;
     rc = 0;
 done:
-    free_strings(v, (int)(n > 0 ? n : 0));
+    h5_strings_free(v, (int)(n > 0 ? n : 0));
     free(fixed);
     if (mt >= 0)
         H5Tclose(mt);
@@ -218,7 +134,7 @@ static int attr_read_str(hid_t obj, const char *name, char **out, int required, 
         return 0;
     }
     if (n != 1) {
-        free_strings(v, n);
+        h5_strings_free(v, n);
         return rb_fail(err, NULL, "%s: attribute %s should hold one string, holds %d", path, name,
                        n);
     }
@@ -240,15 +156,6 @@ static int attr_read_num(hid_t obj, const char *name, hid_t mem_type, void *v, c
     if (r < 0)
         return rb_fail(err, NULL, "%s: cannot read attribute %s as a number", path, name);
     return 0;
-}
-
-static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
-{
-    size_t o = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && o < cap; i++)
-        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < cap)
-        snprintf(buf + o, cap - o, "]");
 }
 
 /* A layer or weight name becomes an HDF5 link name: no '/', not "." or empty. */
@@ -273,11 +180,11 @@ static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *sh
         rc = 0;
         if (H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
             rc = -1;
-        if (rc == 0 && kind && attr_str(d, "kind", kind) < 0)
+        if (rc == 0 && kind && h5_attr_write_str(d, "kind", kind) < 0)
             rc = -1;
         if (rc == 0 && trainable >= 0) {
             int8_t t = (int8_t)trainable;
-            rc = attr_scalar(d, "trainable", H5T_STD_I8LE, H5T_NATIVE_INT8, &t);
+            rc = h5_attr_write_scalar(d, "trainable", H5T_STD_I8LE, H5T_NATIVE_INT8, &t);
         }
         H5Dclose(d);
     }
@@ -306,14 +213,14 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    if (attr_str(f, "format", MODEL_FILE_FORMAT) < 0 ||
-        attr_scalar(f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
-        attr_str(f, "description", ROOT_DESCRIPTION) < 0 ||
-        attr_str(f, "architecture", c->architecture) < 0 ||
-        attr_str(f, "model_card", c->model_card ? c->model_card : "{}") < 0 ||
-        attr_strs(f, "class_names", c->class_names, c->n_classes) < 0 ||
-        attr_str(f, "radbatch_version", RADBATCH_VERSION) < 0 ||
-        attr_str(f, "created", created) < 0)
+    if (h5_attr_write_str(f, "format", MODEL_FILE_FORMAT) < 0 ||
+        h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
+        h5_attr_write_str(f, "description", ROOT_DESCRIPTION) < 0 ||
+        h5_attr_write_str(f, "architecture", c->architecture) < 0 ||
+        h5_attr_write_str(f, "model_card", c->model_card ? c->model_card : "{}") < 0 ||
+        h5_attr_write_strs(f, "class_names", c->class_names, c->n_classes) < 0 ||
+        h5_attr_write_str(f, "radbatch_version", RADBATCH_VERSION) < 0 ||
+        h5_attr_write_str(f, "created", created) < 0)
         return rb_fail(err, hint, "%s: cannot write the root attributes", path);
 
     /* /weights: one group per layer, in model order */
@@ -328,7 +235,7 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         rb_fail(err, NULL, "%s: out of memory", path);
         goto done;
     }
-    if (attr_str(w, "description",
+    if (h5_attr_write_str(w, "description",
                  "one group per layer (model order in layer_names), one float32 dataset per "
                  "weight (order in the group's weight_names), Keras shapes; attribute kind: "
                  "weight or state") < 0) {
@@ -381,14 +288,14 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
                 fail = rb_fail(err, hint, "%s: cannot write /weights/%s/%s", path, v->layer,
                                v->weight);
         }
-        if (!fail && attr_strs(g, "weight_names", wnames, nw) < 0)
+        if (!fail && h5_attr_write_strs(g, "weight_names", wnames, nw) < 0)
             fail = rb_fail(err, hint, "%s: cannot write /weights/%s@weight_names", path,
                            lnames[k]);
         H5Gclose(g);
         if (fail)
             goto done;
     }
-    if (attr_strs(w, "layer_names", lnames, nl) < 0) {
+    if (h5_attr_write_strs(w, "layer_names", lnames, nl) < 0) {
         rb_fail(err, hint, "%s: cannot write /weights@layer_names", path);
         goto done;
     }
@@ -398,12 +305,12 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         int64_t shape[1] = {o->n};
         int fail = g < 0;
-        fail = fail || attr_str(g, "description",
+        fail = fail || h5_attr_write_str(g, "description",
                                 "optimizer state of a checkpoint: one float32 vector whose "
                                 "layout belongs to the optimizer kind (src/optim.h)") < 0;
-        fail = fail || attr_str(g, "kind", o->kind) < 0;
-        fail = fail || attr_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
-        fail = fail || attr_str(g, "config", o->config ? o->config : "{}") < 0;
+        fail = fail || h5_attr_write_str(g, "kind", o->kind) < 0;
+        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
+        fail = fail || h5_attr_write_str(g, "config", o->config ? o->config : "{}") < 0;
         fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
         fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
         if (g >= 0)
@@ -417,18 +324,18 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         const model_file_train_state *t = c->train_state;
         hid_t g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         int fail = g < 0;
-        fail = fail || attr_str(g, "description",
+        fail = fail || h5_attr_write_str(g, "description",
                                 "where training stands: epochs completed, optimizer steps, "
                                 "samples of the current epoch consumed, seed, best metric") < 0;
-        fail = fail || attr_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
-        fail = fail || attr_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
-        fail = fail || attr_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
+        fail = fail || h5_attr_write_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
+        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
+        fail = fail || h5_attr_write_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
                                    &t->data_position) < 0;
-        fail = fail || attr_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+        fail = fail || h5_attr_write_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
                                    &t->rng_seed) < 0;
-        fail = fail || attr_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+        fail = fail || h5_attr_write_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                    &t->best_metric) < 0;
-        fail = fail || attr_str(g, "best_metric_name", t->best_metric_name) < 0;
+        fail = fail || h5_attr_write_str(g, "best_metric_name", t->best_metric_name) < 0;
         if (g >= 0)
             H5Gclose(g);
         if (fail) {
@@ -584,7 +491,7 @@ static int count_tensors(hid_t f, const char *path, int64_t *n_tensors, int64_t 
             if (d < 0) {
                 rb_fail(err, "the file is incomplete", "%s: dataset %s/%s is missing", path, gp,
                         wn[j]);
-                free_strings(wn, nw);
+                h5_strings_free(wn, nw);
                 H5Gclose(g);
                 goto done;
             }
@@ -598,7 +505,7 @@ static int count_tensors(hid_t f, const char *path, int64_t *n_tensors, int64_t 
             if (names_out) {
                 char **g2 = realloc(all, (size_t)(na + 1) * sizeof *g2);
                 if (!g2) {
-                    free_strings(wn, nw);
+                    h5_strings_free(wn, nw);
                     H5Gclose(g);
                     rb_fail(err, NULL, "out of memory");
                     goto done;
@@ -611,7 +518,7 @@ static int count_tensors(hid_t f, const char *path, int64_t *n_tensors, int64_t 
                 na++;
             }
         }
-        free_strings(wn, nw);
+        h5_strings_free(wn, nw);
         H5Gclose(g);
     }
     if (names_out) {
@@ -621,8 +528,8 @@ static int count_tensors(hid_t f, const char *path, int64_t *n_tensors, int64_t 
     }
     rc = 0;
 done:
-    free_strings(all, na);
-    free_strings(ln, nl);
+    h5_strings_free(all, na);
+    h5_strings_free(ln, nl);
     H5Gclose(w);
     return rc;
 }
@@ -634,7 +541,7 @@ void model_file_header_free(model_file_header *h)
     free(h->architecture);
     free(h->model_card);
     free(h->optimizer_config);
-    free_strings(h->class_names, h->n_classes);
+    h5_strings_free(h->class_names, h->n_classes);
     memset(h, 0, sizeof *h);
 }
 
@@ -789,8 +696,8 @@ static int load_weights(hid_t f, const char *path, const rb_param_view *views, i
             int64_t fs[8];
             for (int k = 0; k < nd && k < 8; k++)
                 fs[k] = (int64_t)dims[k];
-            shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
-            shape_str(b, sizeof b, v->ndim, v->shape);
+            h5_shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
+            h5_shape_str(b, sizeof b, v->ndim, v->shape);
             rb_fail(err, "the model built from the file's architecture should have the same "
                     "shapes; the file or the architecture text was changed",
                     "%s: weight '%s' has shape %s in the file (%s) but %s in the model", path,
@@ -830,7 +737,7 @@ static int load_weights(hid_t f, const char *path, const rb_param_view *views, i
     rc = 0;
 done:
     free(taken);
-    free_strings(names, nn);
+    h5_strings_free(names, nn);
     return rc;
 }
 

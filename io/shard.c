@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* sync_file_range */
 #include "shard.h"
 #include "fsutil.h"
+#include "h5util.h"
 
 #include <hdf5.h>
 #include <stdio.h>
@@ -28,40 +29,16 @@ uint32_t shard_record_crc(const uint8_t *pixels, size_t len)
 }
 
 /* HDF5 prints its own error stack by default; radbatch reports errors itself. */
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-static int attr_str(hid_t obj, const char *name, const char *value)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    const char *v = value ? value : "";
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return rc < 0 ? -1 : 0;
-}
+static void h5_errors_off(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static int attr_int(hid_t obj, const char *name, int64_t value)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &value);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc < 0 ? -1 : 0;
+    return h5_attr_write_scalar(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 static int attr_str_array(hid_t obj, const char *name, char *const *values, int n)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t t = h5_vlen_str(H5T_CSET_UTF8);
     hsize_t dims[1] = {(hsize_t)n};
     hid_t sp = n ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_NULL);
     hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
@@ -73,7 +50,7 @@ static int attr_str_array(hid_t obj, const char *name, char *const *values, int 
     return rc < 0 ? -1 : 0;
 }
 
-static int ds_describe(hid_t ds, const char *text) { return attr_str(ds, "description", text); }
+static int ds_describe(hid_t ds, const char *text) { return h5_attr_write_str(ds, "description", text); }
 
 /* dataset creation properties: no timestamps, so identical inputs give identical bytes */
 static hid_t dcpl_plain(void)
@@ -104,7 +81,7 @@ static int write_1d(hid_t file, const char *name, hid_t ftype, hid_t mtype, int6
 int shard_write_begin(const char *path, const shard_meta *m, const shard_records *r, shard_pending *pend,
                       rb_error *err)
 {
-    h5_quiet();
+    h5_errors_off();
     pend->tmp = pend->path = NULL;
     char *tmp = fs_temp_name(path);
     if (!tmp)
@@ -155,9 +132,7 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
         bad = write_1d(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, r->n, 1, r->labels,
                        "class index into the class_names attribute; -1 = unlabelled") < 0;
     if (!bad) {
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, H5T_VARIABLE);
-        H5Tset_cset(t, H5T_CSET_UTF8);
+        hid_t t = h5_vlen_str(H5T_CSET_UTF8);
         bad = write_1d(f, "paths", t, t, r->n, 1, r->paths, "source file path relative to its input root") < 0;
         H5Tclose(t);
     }
@@ -187,22 +162,22 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
 
     hid_t root = f;
     if (!bad) {
-        bad |= attr_str(root, "format", SHARD_FORMAT) < 0;
+        bad |= h5_attr_write_str(root, "format", SHARD_FORMAT) < 0;
         bad |= attr_int(root, "format_version", SHARD_FORMAT_VERSION) < 0;
         bad |= attr_str_array(root, "class_names", m->class_names, m->nclasses) < 0;
         bad |= attr_int(root, "height", m->height) < 0;
         bad |= attr_int(root, "width", m->width) < 0;
         bad |= attr_int(root, "channels", m->channels) < 0;
-        bad |= attr_str(root, "split", m->split) < 0;
+        bad |= h5_attr_write_str(root, "split", m->split) < 0;
         bad |= attr_int(root, "shard_index", m->shard_index) < 0;
         bad |= attr_int(root, "shard_count", m->shard_count) < 0;
         bad |= attr_int(root, "num_records", r->n) < 0;
-        bad |= attr_str(root, "source_roots", m->source_roots) < 0;
-        bad |= attr_str(root, "resize", m->resize) < 0;
-        bad |= attr_str(root, "resize_filter", m->resize_filter) < 0;
+        bad |= h5_attr_write_str(root, "source_roots", m->source_roots) < 0;
+        bad |= h5_attr_write_str(root, "resize", m->resize) < 0;
+        bad |= h5_attr_write_str(root, "resize_filter", m->resize_filter) < 0;
         bad |= attr_int(root, "dct_scaling", m->dct_scaling) < 0;
-        bad |= attr_str(root, "plan_hash", m->plan_hash) < 0;
-        bad |= attr_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
+        bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
+        bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
     }
     if (H5Fclose(f) < 0)
         bad = 1;
@@ -268,38 +243,6 @@ static int read_attr_int(hid_t obj, const char *name, int64_t *out)
     return rc < 0 ? -1 : 0;
 }
 
-static int read_attr_str(hid_t obj, const char *name, char *out, size_t cap)
-{
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tis_variable_str(ft) > 0) {
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, H5T_VARIABLE);
-        H5Tset_cset(t, H5Tget_cset(ft)); /* HDF5 will not convert between ASCII and UTF-8 */
-        char *v = NULL;
-        if (H5Aread(a, t, &v) >= 0 && v) {
-            snprintf(out, cap, "%s", v);
-            H5free_memory(v);
-            rc = 0;
-        }
-        H5Tclose(t);
-    } else {
-        size_t sz = H5Tget_size(ft);
-        char *buf = calloc(1, sz + 1);
-        if (buf && H5Aread(a, ft, buf) >= 0) {
-            snprintf(out, cap, "%s", buf);
-            rc = 0;
-        }
-        free(buf);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-
 static int read_class_names(hid_t obj, char ***names, int *n)
 {
     *names = NULL;
@@ -311,9 +254,7 @@ static int read_class_names(hid_t obj, char ***names, int *n)
     hssize_t cnt = H5Sget_simple_extent_npoints(sp);
     int rc = 0;
     if (cnt > 0 && cnt < 100000) {
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, H5T_VARIABLE);
-        H5Tset_cset(t, H5T_CSET_UTF8);
+        hid_t t = h5_vlen_str(H5T_CSET_UTF8);
         char **v = calloc((size_t)cnt, sizeof *v);
         if (v && H5Aread(a, t, v) >= 0) {
             *names = calloc((size_t)cnt, sizeof **names);
@@ -348,7 +289,7 @@ void shard_close(shard_reader *r)
 
 int shard_open(shard_reader *r, const char *path, rb_error *err)
 {
-    h5_quiet();
+    h5_errors_off();
     memset(r, 0, sizeof *r);
     r->path = strdup(path);
     const char *hint = "rerun convert to rebuild it";
@@ -362,7 +303,7 @@ int shard_open(shard_reader *r, const char *path, rb_error *err)
     r->file = f;
     char fmt[64] = "";
     int64_t ver = 0, v;
-    if (read_attr_str(f, "format", fmt, sizeof fmt) < 0 || strcmp(fmt, SHARD_FORMAT) != 0) {
+    if (h5_attr_read_str(f, "format", fmt, sizeof fmt) < 0 || strcmp(fmt, SHARD_FORMAT) != 0) {
         shard_close(r);
         return rb_fail(err, "pass a folder written by 'radbatch convert'", "%s: not a radbatch shard (format attribute '%s')",
                        path, fmt);
@@ -378,8 +319,8 @@ int shard_open(shard_reader *r, const char *path, rb_error *err)
     ok &= read_attr_int(f, "channels", &v) == 0; r->channels = (int)v;
     ok &= read_attr_int(f, "shard_index", &v) == 0; r->shard_index = (int)v;
     ok &= read_attr_int(f, "shard_count", &v) == 0; r->shard_count = (int)v;
-    ok &= read_attr_str(f, "split", r->split, sizeof r->split) == 0;
-    ok &= read_attr_str(f, "plan_hash", r->plan_hash, sizeof r->plan_hash) == 0;
+    ok &= h5_attr_read_str(f, "split", r->split, sizeof r->split) == 0;
+    ok &= h5_attr_read_str(f, "plan_hash", r->plan_hash, sizeof r->plan_hash) == 0;
     ok &= read_class_names(f, &r->class_names, &r->nclasses) == 0;
     if (!ok) {
         shard_close(r);
@@ -473,9 +414,7 @@ int shard_read_path(shard_reader *r, int64_t i, char **out, rb_error *err)
     hsize_t start[1] = {(hsize_t)i}, cnt[1] = {1};
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
     hid_t ms = H5Screate_simple(1, cnt, NULL);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t t = h5_vlen_str(H5T_CSET_UTF8);
     char *v = NULL;
     herr_t rc = H5Dread(ds, t, ms, fs, H5P_DEFAULT, &v);
     if (rc >= 0 && v) {

@@ -3,6 +3,7 @@
  * of a shard (or of the first shard of a folder's split) as PNG. */
 #include "commands.h"
 #include "fsutil.h"
+#include "h5util.h"
 #include "image.h"
 #include "job_run.h"
 #include "keras_import.h"
@@ -309,29 +310,8 @@ static int inspect_one(const job_config *c, const char *path, rb_error *err)
         return rb_fail(err, "inspect takes a shards folder, a shard, a model file or a Keras weight file",
                        "%s: not an HDF5 file", path);
     char fmt[64] = "";
-    if (H5Aexists(f, "format") > 0) {
-        hid_t a = H5Aopen(f, "format", H5P_DEFAULT);
-        hid_t t = H5Aget_type(a);
-        if (H5Tis_variable_str(t) > 0) {
-            char *v = NULL;
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(t));
-            if (H5Aread(a, mt, &v) >= 0 && v) {
-                snprintf(fmt, sizeof fmt, "%s", v);
-                H5free_memory(v);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t sz = H5Tget_size(t);
-            char *b = calloc(1, sz + 1);
-            if (b && H5Aread(a, t, b) >= 0)
-                snprintf(fmt, sizeof fmt, "%s", b);
-            free(b);
-        }
-        H5Tclose(t);
-        H5Aclose(a);
-    }
+    if (H5Aexists(f, "format") > 0)
+        h5_attr_read_str(f, "format", fmt, sizeof fmt);
     H5Fclose(f);
     if (strcmp(fmt, SHARD_FORMAT) == 0)
         return inspect_shard(c, path, err);

@@ -14,6 +14,17 @@ void plan_rank_range(const plan *p, int rank, int64_t *lo, int64_t *hi)
     *hi = p->norder * (rank + 1) / p->nranks;
 }
 
+int64_t plan_shard_part(const plan *p, const plan_shard *s, int rank, int64_t *a, int64_t *b)
+{
+    int64_t lo, hi;
+    plan_rank_range(p, rank, &lo, &hi);
+    *a = s->first > lo ? s->first : lo;
+    *b = s->first + s->n < hi ? s->first + s->n : hi;
+    if (*b < *a)
+        *b = *a;
+    return *b - *a;
+}
+
 const char *split_name(int s)
 {
     static const char *names[] = {"train", "val", "test", "all"};
@@ -342,11 +353,9 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
         plan_shard *sh = &p->shards[k];
         int64_t best = -1;
         for (int r = 0; r < p->nranks; r++) {
-            int64_t lo, hi;
-            plan_rank_range(p, r, &lo, &hi);
-            int64_t a = lo > sh->first ? lo : sh->first, b = hi < sh->first + sh->n ? hi : sh->first + sh->n;
-            if (b - a > best) {
-                best = b - a;
+            int64_t a, b, m = plan_shard_part(p, sh, r, &a, &b);
+            if (m > best) {
+                best = m;
                 sh->rank = r;
             }
         }

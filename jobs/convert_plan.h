@@ -56,6 +56,8 @@ typedef struct plan {
 
 /* The plan positions [lo, hi) of order that `rank` decodes: an equal share for every rank. */
 void plan_rank_range(const plan *p, int rank, int64_t *lo, int64_t *hi);
+/* The plan positions [*a, *b) of a shard that `rank` decodes; returns *b - *a (0: none). */
+int64_t plan_shard_part(const plan *p, const plan_shard *s, int rank, int64_t *a, int64_t *b);
 
 /* settings_hash: a hex digest of everything besides the records that shapes a shard
  * (size, channels, resize, class names, ...), mixed into every shard's plan hash. */

@@ -400,8 +400,6 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
 {
     const int me = x->world.rank, P = x->world.size;
     const size_t rec = (size_t)x->H * x->W * x->C;
-    int64_t lo, hi;
-    plan_rank_range(&x->pl, me, &lo, &hi);
     int64_t shard_cap = 0;
     for (int k = 0; k < x->pl.nshards; k++)
         if (x->pl.shards[k].rank == me && !reused[k] && x->pl.shards[k].n > shard_cap)
@@ -428,17 +426,16 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
     for (int round = 0; round < 2; round++)
     for (int k = 0; k < x->pl.nshards; k++) {
         const plan_shard *s = &x->pl.shards[k];
-        int64_t a = s->first > lo ? s->first : lo, b = s->first + s->n < hi ? s->first + s->n : hi;
+        int64_t a, b;
+        plan_shard_part(&x->pl, s, me, &a, &b);
         int writer = s->rank == me;
         if (reused[k] || writer != (round == 1) || (!writer && b <= a))
             continue;
         if (writer) {
             /* the other ranks' parts, straight into place */
             for (int q = 0; q < P; q++) {
-                int64_t qlo, qhi;
-                plan_rank_range(&x->pl, q, &qlo, &qhi);
-                int64_t qa = s->first > qlo ? s->first : qlo, qb = s->first + s->n < qhi ? s->first + s->n : qhi;
-                if (q == me || qb <= qa)
+                int64_t qa, qb;
+                if (q == me || plan_shard_part(&x->pl, s, q, &qa, &qb) == 0)
                     continue;
                 int64_t off = qa - s->first;
                 hdrs[q].shard = -1;
@@ -455,10 +452,9 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
             }
             rb_xfer_wait(recvs);
             for (int q = 0; q < P; q++) {
-                int64_t qlo, qhi;
-                plan_rank_range(&x->pl, q, &qlo, &qhi);
-                int64_t qa = s->first > qlo ? s->first : qlo, qb = s->first + s->n < qhi ? s->first + s->n : qhi;
-                if (q != me && qb > qa && (hdrs[q].shard != k || hdrs[q].first != qa || hdrs[q].count != qb - qa)) {
+                int64_t qa, qb;
+                if (q != me && plan_shard_part(&x->pl, s, q, &qa, &qb) > 0 &&
+                    (hdrs[q].shard != k || hdrs[q].first != qa || hdrs[q].count != qb - qa)) {
                     rb_fail(err, NULL, "internal error: rank %d sent records of the wrong shard", q);
                     rb_mpi_abort(1);
                 }
@@ -799,8 +795,6 @@ static int convert_main(convert_ctx *x, rb_error *err)
 
     double t_planned = rb_now();
     /* 4. pass 2: my share of the records; the shards I write */
-    int64_t lo, hi;
-    plan_rank_range(&x->pl, rank, &lo, &hi);
     rb_buf stats = {0};
     int8_t *reused = calloc((size_t)x->pl.nshards + 1, 1);
     ok = reused && find_reusable(x, reused, &stats, err) == 0;
@@ -811,10 +805,9 @@ static int convert_main(convert_ctx *x, rb_error *err)
     }
     int64_t mine = 0;
     for (int k = 0; k < x->pl.nshards; k++) {
-        const plan_shard *s = &x->pl.shards[k];
-        int64_t a = s->first > lo ? s->first : lo, b = s->first + s->n < hi ? s->first + s->n : hi;
-        if (!reused[k] && b > a)
-            mine += b - a;
+        int64_t a, b;
+        if (!reused[k])
+            mine += plan_shard_part(&x->pl, &x->pl.shards[k], rank, &a, &b);
     }
     rb_progress prog;
     rb_progress_start(&prog, "converting (rank 0's share)", mine);

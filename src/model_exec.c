@@ -1028,16 +1028,20 @@ static void run_job(rb_workspace *ws, job *j)
 {
     int T = ws->nthreads < j->n ? ws->nthreads : j->n;
     j->T = T;
+    /* BLAS is single-threaded inside the engine, also on one thread: OpenBLAS' own threads
+     * split a product at places that depend on their count, and a row rounds differently
+     * at another place (layers.h, "Per-image results") */
+    int blas = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     if (T <= 1) {
         run_part(j, 0);
+        openblas_set_num_threads(blas);
         return;
     }
     atomic_store(&ws->bcount, 0);
     atomic_store(&ws->bsense, 0);
     for (int t = 0; t < T; t++)
         ws->tsense[t] = 0;
-    int blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
     pthread_mutex_lock(&ws->mu);
     ws->job = j;
     ws->done = 0;
@@ -1293,7 +1297,7 @@ static void forward_node(job *j, int t, int i, int rabs, int n, int micro)
             if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
                 nd->sw == 1 && s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 &&
                 s.pad_right == 0 && i != m->output) {
-                rb_fused_conv1x1(out, in, w, b, rows, nd->in_c, nd->c, act);
+                rb_fused_conv1x1(out, in, w, b, rows, (int64_t)nd->h * nd->w, nd->in_c, nd->c, act);
                 break;
             }
             if (nd->op == RB_OP_DEPTHWISE && i != m->output) {

@@ -41,13 +41,15 @@ CLONES void rb_fused_bias_act(float *restrict x, const float *restrict b, int64_
 /* ---- 1x1 convolution: out (rows, N) = act(in (rows, K) @ w (K, N) + b) ---------------- */
 
 void rb_fused_conv1x1(float *out, const float *in, const float *w, const float *b, int64_t rows,
-                      int K, int N, int act)
+                      int64_t rows_img, int K, int N, int act)
 {
-    /* blocks of ~256 KB of output: GEMM, then the epilogue on cache-hot rows */
-    int64_t blk = (256 * 1024 / 4) / (N > 0 ? N : 1);
-    blk = blk < 64 ? 64 : blk;
-    for (int64_t r0 = 0; r0 < rows; r0 += blk) {
-        int64_t r1 = r0 + blk < rows ? r0 + blk : rows;
+    /* blocks of ~256 KB of output: GEMM, then the epilogue on cache-hot rows; blocks never
+     * span two images (layers.h, "Per-image results") */
+    int64_t target = (256 * 1024 / 4) / (N > 0 ? N : 1);
+    const int64_t blk = rb_image_block_rows(rows_img, target < 64 ? 64 : target);
+    for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
+        int64_t img_end = (r0 / rows_img + 1) * rows_img;
+        r1 = r0 + blk < img_end ? r0 + blk : img_end;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), N, K, 1.0f,
                     in + r0 * K, K, w, N, 0.0f, out + r0 * N, N);
         if (b)

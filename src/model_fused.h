@@ -8,9 +8,10 @@
 
 /* x (rows, c) = act(x + b); act is an rb_act (linear, relu, relu6) */
 void rb_fused_bias_act(float *x, const float *b, int64_t rows, int c, int act);
-/* out (rows, N) = act(in (rows, K) @ w (K, N) + b), GEMM in row blocks */
+/* out (rows, N) = act(in (rows, K) @ w (K, N) + b), GEMM in row blocks of one image
+ * (rows_img rows each) at a time */
 void rb_fused_conv1x1(float *out, const float *in, const float *w, const float *b, int64_t rows,
-                      int K, int N, int act);
+                      int64_t rows_img, int K, int N, int act);
 /* BatchNormalization + ReLU/ReLU6 (act) in one pass: y = act(x*a + b) */
 void rb_fused_bn_act_forward(float *y, const float *x, const float *a, const float *b,
                              int64_t rows, int c, int act);

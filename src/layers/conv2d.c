@@ -4,9 +4,12 @@
  * and K = kh*kw*cin; the kernel in HWIO order is already that (K, cout) row-major matrix,
  * and a row of col ("im2col") lists the window of one output pixel in (ky, kx, ci) order.
  *  - 1x1 stride 1: the NHWC input IS col (no padding is possible), so one sgemm, no copy.
- *  - otherwise col is built in blocks of CONV2D_BLOCK_ROWS-ish rows in the scratch buffer
+ *  - otherwise col is built in blocks of about CONV2D_BLOCK_FLOATS in the scratch buffer
  *    (one block stays in L2/L3 between being written and being packed by sgemm, and the
  *    scratch stays small: the seed-001 CNN's second conv would need 190 MB unblocked).
+ *  - Every product covers rows of one image only, in blocks fixed by the image's shape
+ *    (layers.h, "Per-image results"), so forward and din of an image never depend on the
+ *    other images of the batch; dw sums over all of them.
  * Backward per block: dw += col^T @ dout_blk; then the same buffer receives
  * dcol = dout_blk @ w^T, which col2im adds into din. So one buffer serves both passes.
  * 3x3 stride-1 convolutions with enough channels run forward, din and dw with Winograd
@@ -60,15 +63,14 @@ static int conv2d_is_direct(const conv2d_shape *s)
            s->pad_left == 0 && s->pad_bottom == 0 && s->pad_right == 0;
 }
 
-/* rows of col per block */
+/* rows of col per block: blocks never span two images (layers.h, "Per-image results") */
 static int64_t conv2d_block_rows(const conv2d_shape *s)
 {
     int64_t k = (int64_t)s->kh * s->kw * s->cin;
-    int64_t m = (int64_t)s->n * s->ho * s->wo;
     int64_t rows = CONV2D_BLOCK_FLOATS / k;
     if (rows < CONV2D_MIN_BLOCK_ROWS)
         rows = CONV2D_MIN_BLOCK_ROWS;
-    return rows < m ? rows : m;
+    return rb_image_block_rows((int64_t)s->ho * s->wo, rows);
 }
 
 size_t conv2d_scratch_floats(const conv2d_shape *s)
@@ -145,7 +147,7 @@ static void col2im_rows_add(float *restrict din, const float *restrict dcol,
 void conv2d_forward(float *out, const float *in, const float *w, const float *b,
                     const conv2d_shape *s, float *scratch)
 {
-    const int64_t m = (int64_t)s->n * s->ho * s->wo;
+    const int64_t hw = (int64_t)s->ho * s->wo, m = s->n * hw;
     const int K = s->kh * s->kw * s->cin, N = s->cout;
     const float beta = b ? 1.0f : 0.0f;
     if (conv2d_winograd_applies(s)) {
@@ -155,23 +157,25 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
     if (b)
         rb_fill_rows(out, b, m, N);
     if (conv2d_is_direct(s)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, N, K, 1.0f, in, K, w, N,
-                    beta, out, N);
+        for (int img = 0; img < s->n; img++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)hw, N, K, 1.0f,
+                        in + img * hw * K, K, w, N, beta, out + img * hw * N, N);
         return;
     }
     const int64_t rows = conv2d_block_rows(s);
-    for (int64_t r0 = 0; r0 < m; r0 += rows) {
-        int64_t r1 = r0 + rows < m ? r0 + rows : m;
-        im2col_rows(scratch, in, s, r0, r1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), N, K, 1.0f,
-                    scratch, K, w, N, beta, out + r0 * N, N);
-    }
+    for (int64_t base = 0; base < m; base += hw)
+        for (int64_t r0 = base; r0 < base + hw; r0 += rows) {
+            int64_t r1 = r0 + rows < base + hw ? r0 + rows : base + hw;
+            im2col_rows(scratch, in, s, r0, r1);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), N, K, 1.0f,
+                        scratch, K, w, N, beta, out + r0 * N, N);
+        }
 }
 
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                      const float *w, const conv2d_shape *s, float *scratch)
 {
-    const int64_t m = (int64_t)s->n * s->ho * s->wo;
+    const int64_t hw = (int64_t)s->ho * s->wo, m = s->n * hw;
     const int K = s->kh * s->kw * s->cin, N = s->cout;
     if (db)
         rb_bias_grad(db, dout, m, N);
@@ -195,8 +199,9 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
                         dout, N, 1.0f, dw, N);
         }
         if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, K, N, 1.0f, dout, N,
-                        w, N, 1.0f, din, K);
+            for (int img = 0; img < s->n; img++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)hw, K, N, 1.0f,
+                            dout + img * hw * N, N, w, N, 1.0f, din + img * hw * K, K);
         return;
     }
     if (conv2d_winograd_applies(s)) {
@@ -207,8 +212,10 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
         return;
     }
     const int64_t rows = conv2d_block_rows(s);
-    for (int64_t r0 = 0; r0 < m; r0 += rows) {
-        int64_t r1 = r0 + rows < m ? r0 + rows : m;
+    for (int64_t r0 = 0, r1; r0 < m; r0 = r1) {
+        /* blocks restart at every image (its last block may be short) */
+        int64_t img_end = (r0 / hw + 1) * hw;
+        r1 = r0 + rows < img_end ? r0 + rows : img_end;
         const int mb = (int)(r1 - r0);
         const float *dout_blk = dout + r0 * N;
         if (dw) {

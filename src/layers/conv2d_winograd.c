@@ -21,9 +21,11 @@
  *    M[k] (cin, cout) = sum over tiles of V[k]^T E[k], E = A e A^T the transformed 2x2
  *    output-gradient tiles: the same V, 16 GEMMs whose inner dimension is the tiles of a
  *    block, accumulated block after block into M (beta = 1).
- * Forward and din of a pixel depend only on its own image and the fixed order of the
- * transforms and of the GEMM's inner sums, never on the batch size or the block a tile
- * falls in, so splitting a batch across threads changes no bit (tested).
+ * Forward and din of a pixel depend only on its own image: its tiles go through GEMMs of
+ * that image alone, in blocks fixed by the image's shape (OpenBLAS rounds a GEMM row
+ * differently at different positions on some CPUs, e.g. its Haswell kernels), so neither
+ * the batch size, nor the companions, nor splitting a batch across threads changes a bit
+ * (tested under every OpenBLAS core type CI runs).
  * Accuracy: the transforms add a few roundings to every product (B and A have entries 0,
  * +-1, G 0, +-1/2: no rounding in the coefficients), but sum transformed values that can
  * be larger than the direct terms and cancel. tests/unit/test_conv2d_winograd.c checks the
@@ -93,6 +95,13 @@ static int64_t block_tiles(int64_t tiles, int cin, int cout)
     if (tb < WINO_MIN_TILES)
         tb = WINO_MIN_TILES;
     return tb < tiles ? tb : tiles;
+}
+
+/* tiles per block of forward and din: blocks of one image only, fixed by its shape
+ * (layers.h, "Per-image results"); never more than block_tiles() of the batch */
+static int64_t image_block_tiles(const wino_geom *g)
+{
+    return rb_image_block_rows(g->tiles_img, block_tiles(g->tiles_img, g->cin, g->cout));
 }
 
 size_t conv2d_winograd_scratch_floats(const conv2d_shape *s)
@@ -288,11 +297,12 @@ static void wino_run(float *out, int accumulate, const float *in, const float *b
                      const wino_geom *g, const float *U, float *scratch)
 {
     const int64_t tiles = g->tiles_img * g->n;
-    const int64_t tb = block_tiles(tiles, g->cin, g->cout);
+    const int64_t tb = image_block_tiles(g);
     const int64_t cc = (int64_t)g->cin * g->cout;
     float *V = scratch, *M = scratch + 16 * tb * g->cin;
-    for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
-        int64_t t1 = t0 + tb < tiles ? t0 + tb : tiles;
+    for (int64_t t0 = 0, t1; t0 < tiles; t0 = t1) {
+        int64_t img_end = (t0 / g->tiles_img + 1) * g->tiles_img;
+        t1 = t0 + tb < img_end ? t0 + tb : img_end;
         const int nt = (int)(t1 - t0);
         input_transform(V, in, g, t0, t1);
         for (int k = 0; k < 16; k++)

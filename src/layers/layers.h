@@ -10,6 +10,13 @@
  *    [kh,kw,c,1]; Dense [in,out]. So Keras import is a copy.
  *  - Threads: kernels that call cblas_sgemm use OpenBLAS threads; loop kernels are
  *    single-threaded and written for the compiler to vectorize.
+ *  - Per-image results: whatever an output row of one image is (forward, and din), it is
+ *    computed by GEMMs over that image's rows alone, cut into blocks that depend on the
+ *    image's shape only (rb_image_block_rows). OpenBLAS rounds a row differently at
+ *    different positions of a product (its edge micro-kernels sum in another order, e.g.
+ *    the Haswell and Zen kernels), so a product spanning several images would make an
+ *    image's result depend on its batch companions. Sums over the batch (dw, db) are the
+ *    only batch-dependent results.
  * Each layer lives in its own file src/layers/<layer>.c. */
 #ifndef LAYERS_H
 #define LAYERS_H
@@ -18,6 +25,19 @@
 #include <stdint.h>
 
 typedef enum { PADDING_VALID = 0, PADDING_SAME = 1 } padding_mode;
+
+/* Rows per block when `rows_img` GEMM rows of one image are processed in blocks of about
+ * `target` rows: ceil(rows_img / target) blocks of equal size (the last may be shorter),
+ * a function of the image's shape only, never of the batch. */
+static inline int64_t rb_image_block_rows(int64_t rows_img, int64_t target)
+{
+    if (target < 1)
+        target = 1;
+    if (rows_img <= target)
+        return rows_img;
+    int64_t nblocks = (rows_img + target - 1) / target;
+    return (rows_img + nblocks - 1) / nblocks;
+}
 
 /* ---- Conv2D (conv2d.c) and DepthwiseConv2D (depthwise.c) ----------------------------- */
 typedef struct conv2d_shape {

@@ -1,6 +1,6 @@
 /* rb_model: graph checks, shapes, the parameter/gradient/state layout, the views io/ uses,
- * trainable flags and initialization. Forward/backward and the workspace are in
- * model_exec.c, the description text in model_desc.c, builders in model_build.c. */
+ * trainable flags and initialization. The workspace, forward and backward are in exec_*.c,
+ * the description text in model_desc.c, builders in model_build.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

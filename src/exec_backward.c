@@ -108,6 +108,188 @@ static void bn_act_backward(rb_model *m, rb_workspace *ws, int i, int t, int T, 
     rb_fused_bn_act_din(din, dout, y, x, mean, A, B, C, rows, c, act);
 }
 
+/* What the backward of one node on one thread's rows works on */
+typedef struct node_rows {
+    rb_model *m;
+    rb_workspace *ws;
+    int t, T, i, r0, n;
+    int64_t rows;     /* n * h * w of the node's output */
+    float *dy;        /* gradient of its output (this thread's rows) */
+    const float *y;   /* its output */
+    const float *x;   /* its input 0 (NULL for the InputLayer) */
+    float *din;       /* gradient of input 0, or NULL when no backward runs there */
+    float *grads;     /* this thread's weight gradients */
+    int skip_act;     /* output node whose dout is already w.r.t. the pre-activation */
+} node_rows;
+
+/* gradient of input k of the node (NULL when no backward runs there) */
+static float *din_of(const node_rows *r, int k)
+{
+    const rb_node *nd = &r->m->nodes[r->i];
+    int ik = nd->inputs[k];
+    return r->ws->bw[ik] ? r->ws->dact[ik] + (int64_t)r->r0 * r->m->nodes[ik].size : NULL;
+}
+
+/* Conv2D, DepthwiseConv2D, Dense: the fused activation, then weights and input */
+static void backward_weighted(const node_rows *r)
+{
+    const rb_node *nd = &r->m->nodes[r->i];
+    if (nd->act != RB_ACT_LINEAR && !r->skip_act)
+        act_backward_inplace(r->dy, r->y, r->rows, nd->c, nd->act);
+    float *dw = nd->trainable ? r->grads + nd->woff[0] : NULL;
+    float *db = nd->trainable && nd->use_bias ? r->grads + nd->woff[1] : NULL;
+    const float *w = r->m->params + nd->woff[0];
+    if (!r->din && !dw)
+        return;
+    if (nd->op == RB_OP_DENSE) {
+        dense_backward(r->din, dw, db, r->dy, r->x, w, r->n, nd->in_c, nd->units);
+        return;
+    }
+    conv2d_shape s = r->ws->fshape[r->i];
+    s.n = r->n;
+    if (nd->op == RB_OP_CONV2D)
+        conv2d_backward(r->din, dw, db, r->dy, r->x, w, &s, r->ws->thr[r->t].scratch);
+    else
+        depthwise_backward(r->din, dw, db, r->dy, r->x, w, &s);
+}
+
+/* BatchNormalization: with batch statistics the sums over every thread's (and, for sync
+ * BN, every rank's) rows; with moving statistics per thread */
+static void backward_batchnorm(const node_rows *r)
+{
+    rb_model *m = r->m;
+    rb_workspace *ws = r->ws;
+    const int i = r->i, t = r->t, T = r->T;
+    const rb_node *nd = &m->nodes[i];
+    const int c = nd->c;
+    const float *gamma = m->params + nd->woff[0];
+    if (!ws->bn_batch[i]) {
+        float *dg = nd->trainable ? r->grads + nd->woff[0] : NULL;
+        float *dbt = nd->trainable ? r->grads + nd->woff[1] : NULL;
+        if (r->din || dg)
+            batchnorm_backward_infer(r->din, dg, dbt, r->dy, r->x, gamma, m->state + nd->woff[2],
+                                     m->state + nd->woff[3], nd->eps, r->rows, c);
+        return;
+    }
+    double *part = exec_bn_partial(ws, t, T);
+    batchnorm_backward_sums(part, part + c, r->dy, r->x, ws->bn_mean[i], ws->bn_invstd[i],
+                            r->rows, c);
+    exec_barrier(ws, T, t);
+    double *sum = ws->bnbuf;
+    if (t == 0) {
+        exec_bn_sum_threads(ws, T, 2 * c);
+        /* this rank's sums into the gradients (the gradient allreduce adds the ranks);
+         * then, for sync BN, the global sums for din */
+        if (nd->trainable) {
+            float *dg = m->grads + nd->woff[0], *dbt = m->grads + nd->woff[1];
+            for (int k = 0; k < c; k++) {
+                dg[k] += (float)sum[c + k];
+                dbt[k] += (float)sum[k];
+            }
+        }
+        if (r->din && m->bn_reduce)
+            m->bn_reduce(sum, 2 * c, m->bn_reduce_ctx);
+    }
+    exec_barrier(ws, T, t);
+    if (r->din)
+        batchnorm_backward_train(r->din, NULL, NULL, r->dy, r->x, gamma, ws->bn_mean[i],
+                                 ws->bn_invstd[i], sum, sum + c, ws->bn_count[i], r->rows, c);
+}
+
+/* an activation layer: din += dy * act'(y) */
+static void backward_activation(const node_rows *r)
+{
+    const rb_node *nd = &r->m->nodes[r->i];
+    const int64_t len = r->rows * nd->c;
+    if (r->skip_act || nd->act == RB_ACT_LINEAR)
+        exec_axpy1(r->din, r->dy, len);
+    else if (nd->act == RB_ACT_RELU)
+        relu_backward(r->din, r->dy, r->y, len);
+    else if (nd->act == RB_ACT_RELU6)
+        relu6_backward(r->din, r->dy, r->y, len);
+    else if (nd->act == RB_ACT_SIGMOID)
+        sigmoid_backward(r->din, r->dy, r->y, len);
+    else
+        softmax_backward(r->din, r->dy, r->y, r->rows, nd->c);
+}
+
+static void backward_node(const node_rows *r)
+{
+    const rb_node *nd = &r->m->nodes[r->i];
+    const int64_t len = r->rows * nd->c;
+    switch (nd->op) {
+    case RB_OP_CONV2D:
+    case RB_OP_DEPTHWISE:
+    case RB_OP_DENSE:
+        backward_weighted(r);
+        return;
+    case RB_OP_BATCHNORM:
+        backward_batchnorm(r);
+        return;
+    case RB_OP_ADD:
+        for (int k = 0; k < nd->ninputs; k += 2)
+            add_backward(din_of(r, k), k + 1 < nd->ninputs ? din_of(r, k + 1) : NULL, r->dy,
+                         len);
+        return;
+    case RB_OP_CONCAT: {
+        float *dins[RB_MAX_INPUTS];
+        int cs[RB_MAX_INPUTS];
+        for (int k = 0; k < nd->ninputs; k++) {
+            dins[k] = din_of(r, k);
+            cs[k] = r->m->nodes[nd->inputs[k]].c;
+        }
+        concat_backward(dins, r->dy, cs, nd->ninputs, r->rows);
+        return;
+    }
+    default:
+        break;
+    }
+    if (!r->din)
+        return; /* the rest only propagate to their input */
+    switch (nd->op) {
+    case RB_OP_ZEROPAD: {
+        pad_shape s = nd->ps;
+        s.n = r->n;
+        zeropad_backward(r->din, r->dy, &s);
+        break;
+    }
+    case RB_OP_RELU:
+        if (nd->act == RB_ACT_RELU6)
+            relu6_backward(r->din, r->dy, r->y, len);
+        else
+            relu_backward(r->din, r->dy, r->y, len);
+        break;
+    case RB_OP_ACTIVATION:
+    case RB_OP_SOFTMAX:
+        backward_activation(r);
+        break;
+    case RB_OP_MAXPOOL: {
+        conv2d_shape s = nd->cs;
+        s.n = r->n;
+        maxpool_backward(r->din, r->dy, r->ws->argmax[r->i] + (int64_t)r->r0 * nd->size, &s);
+        break;
+    }
+    case RB_OP_AVGPOOL: {
+        conv2d_shape s = nd->cs;
+        s.n = r->n;
+        avgpool_backward(r->din, r->dy, &s);
+        break;
+    }
+    case RB_OP_GAP:
+        gap_backward(r->din, r->dy, r->n, nd->in_h * nd->in_w, nd->c);
+        break;
+    case RB_OP_DROPOUT:
+        if (r->ws->last_training && nd->rate > 0)
+            dropout_backward(r->din, r->dy, r->ws->mask[r->i] + (int64_t)r->r0 * nd->size,
+                             nd->rate, len);
+        else
+            exec_axpy1(r->din, r->dy, len);
+        break;
+    default:
+        break; /* InputLayer; Flatten shares its input's gradient buffer */
+    }
+}
+
 void exec_backward_part(job *j, int t)
 {
     rb_model *m = j->m;
@@ -116,7 +298,6 @@ void exec_backward_part(job *j, int t)
     int r0, r1;
     exec_part_rows(j->n, T, t, &r0, &r1);
     const int n = r1 - r0;
-    float *scratch = ws->thr[t].scratch;
     float *grads = t ? ws->thr[t].grads : m->grads;
     if (t)
         for (int k = 0; k < ws->nranges; k++)
@@ -131,164 +312,24 @@ void exec_backward_part(job *j, int t)
         if (ws->fuse[i] == FUSE_SKIP)
             continue; /* computed inside the fused BatchNorm */
         const rb_node *nd = &m->nodes[i];
-        const int64_t rows = (int64_t)n * nd->h * nd->w;
-        if (ws->bnact[i] >= 0) {
-            double t0 = ws->prof && t == 0 ? exec_prof_now() : 0;
-            bn_act_backward(m, ws, i, t, T, r0, n, grads);
-            if (ws->prof && t == 0)
-                ws->prof[m->nnodes + i] += exec_prof_now() - t0;
-            continue;
-        }
-        float *dy = ws->dact[i] + (int64_t)r0 * nd->size;
-        if (i == m->output)
-            exec_axpy1(dy, j->dout + (int64_t)r0 * nd->size, rows * nd->c);
-        const float *y = ws->act[i] + (int64_t)r0 * nd->size;
-        int p = nd->ninputs ? ws->src[i] : -1;
-        int64_t psz = p >= 0 ? m->nodes[p].size : 0;
-        float *din = (p >= 0 && ws->bw[p]) ? ws->dact[p] + (int64_t)r0 * psz : NULL;
-        const float *x = p >= 0 ? ws->act[p] + (int64_t)r0 * psz : NULL;
-        int tr = nd->trainable;
-        int skip_act = i == m->output && j->preact;
         double t0 = ws->prof && t == 0 ? exec_prof_now() : 0;
-        switch (nd->op) {
-        case RB_OP_CONV2D:
-        case RB_OP_DEPTHWISE:
-        case RB_OP_DENSE: {
-            if (nd->act != RB_ACT_LINEAR && !skip_act)
-                act_backward_inplace(dy, y, rows, nd->c, nd->act);
-            float *dw = tr ? grads + nd->woff[0] : NULL;
-            float *db = tr && nd->use_bias ? grads + nd->woff[1] : NULL;
-            const float *w = m->params + nd->woff[0];
-            if (!din && !dw)
-                break;
-            if (nd->op == RB_OP_DENSE) {
-                dense_backward(din, dw, db, dy, x, w, n, nd->in_c, nd->units);
-            } else {
-                conv2d_shape s = ws->fshape[i];
-                s.n = n;
-                if (nd->op == RB_OP_CONV2D)
-                    conv2d_backward(din, dw, db, dy, x, w, &s, scratch);
-                else
-                    depthwise_backward(din, dw, db, dy, x, w, &s);
+        if (ws->bnact[i] >= 0) {
+            bn_act_backward(m, ws, i, t, T, r0, n, grads);
+        } else {
+            node_rows r = {.m = m, .ws = ws, .t = t, .T = T, .i = i, .r0 = r0, .n = n,
+                           .rows = (int64_t)n * nd->h * nd->w, .grads = grads,
+                           .skip_act = i == m->output && j->preact};
+            r.dy = ws->dact[i] + (int64_t)r0 * nd->size;
+            r.y = ws->act[i] + (int64_t)r0 * nd->size;
+            if (i == m->output)
+                exec_axpy1(r.dy, j->dout + (int64_t)r0 * nd->size, r.rows * nd->c);
+            int p = nd->ninputs ? ws->src[i] : -1;
+            if (p >= 0) {
+                int64_t psz = m->nodes[p].size;
+                r.x = ws->act[p] + (int64_t)r0 * psz;
+                r.din = ws->bw[p] ? ws->dact[p] + (int64_t)r0 * psz : NULL;
             }
-            break;
-        }
-        case RB_OP_ZEROPAD:
-            if (din) {
-                pad_shape s = nd->ps;
-                s.n = n;
-                zeropad_backward(din, dy, &s);
-            }
-            break;
-        case RB_OP_BATCHNORM: {
-            int c = nd->c;
-            const float *gamma = m->params + nd->woff[0];
-            if (ws->bn_batch[i]) {
-                double *part = exec_bn_partial(ws, t, T);
-                batchnorm_backward_sums(part, part + c, dy, x, ws->bn_mean[i], ws->bn_invstd[i],
-                                        rows, c);
-                exec_barrier(ws, T, t);
-                double *sum = ws->bnbuf;
-                if (t == 0) {
-                    exec_bn_sum_threads(ws, T, 2 * c);
-                    /* this rank's sums into the gradients (the gradient allreduce adds
-                     * the ranks); then, for sync BN, the global sums for din */
-                    if (tr) {
-                        float *dg = m->grads + nd->woff[0], *dbt = m->grads + nd->woff[1];
-                        for (int k = 0; k < c; k++) {
-                            dg[k] += (float)sum[c + k];
-                            dbt[k] += (float)sum[k];
-                        }
-                    }
-                    if (din && m->bn_reduce)
-                        m->bn_reduce(sum, 2 * c, m->bn_reduce_ctx);
-                }
-                exec_barrier(ws, T, t);
-                if (din)
-                    batchnorm_backward_train(din, NULL, NULL, dy, x, gamma, ws->bn_mean[i],
-                                             ws->bn_invstd[i], sum, sum + c, ws->bn_count[i], rows,
-                                             c);
-            } else {
-                float *dg = tr ? grads + nd->woff[0] : NULL;
-                float *dbt = tr ? grads + nd->woff[1] : NULL;
-                if (din || dg)
-                    batchnorm_backward_infer(din, dg, dbt, dy, x, gamma, m->state + nd->woff[2],
-                                             m->state + nd->woff[3], nd->eps, rows, c);
-            }
-            break;
-        }
-        case RB_OP_RELU:
-            if (din) {
-                if (nd->act == RB_ACT_RELU6)
-                    relu6_backward(din, dy, y, rows * nd->c);
-                else
-                    relu_backward(din, dy, y, rows * nd->c);
-            }
-            break;
-        case RB_OP_ACTIVATION:
-        case RB_OP_SOFTMAX:
-            if (!din)
-                break;
-            if (skip_act || nd->act == RB_ACT_LINEAR)
-                exec_axpy1(din, dy, rows * nd->c);
-            else if (nd->act == RB_ACT_RELU)
-                relu_backward(din, dy, y, rows * nd->c);
-            else if (nd->act == RB_ACT_RELU6)
-                relu6_backward(din, dy, y, rows * nd->c);
-            else if (nd->act == RB_ACT_SIGMOID)
-                sigmoid_backward(din, dy, y, rows * nd->c);
-            else
-                softmax_backward(din, dy, y, rows, nd->c);
-            break;
-        case RB_OP_ADD:
-            for (int k = 0; k < nd->ninputs; k += 2) {
-                int ia = nd->inputs[k], ib = k + 1 < nd->ninputs ? nd->inputs[k + 1] : -1;
-                float *da = ws->bw[ia] ? ws->dact[ia] + (int64_t)r0 * m->nodes[ia].size : NULL;
-                float *dbb = ib >= 0 && ws->bw[ib] ? ws->dact[ib] + (int64_t)r0 * m->nodes[ib].size
-                                                   : NULL;
-                add_backward(da, dbb, dy, rows * nd->c);
-            }
-            break;
-        case RB_OP_CONCAT: {
-            float *dins[RB_MAX_INPUTS];
-            int cs[RB_MAX_INPUTS];
-            for (int k = 0; k < nd->ninputs; k++) {
-                int ik = nd->inputs[k];
-                dins[k] = ws->bw[ik] ? ws->dact[ik] + (int64_t)r0 * m->nodes[ik].size : NULL;
-                cs[k] = m->nodes[ik].c;
-            }
-            concat_backward(dins, dy, cs, nd->ninputs, rows);
-            break;
-        }
-        case RB_OP_MAXPOOL:
-            if (din) {
-                conv2d_shape s = nd->cs;
-                s.n = n;
-                maxpool_backward(din, dy, ws->argmax[i] + (int64_t)r0 * nd->size, &s);
-            }
-            break;
-        case RB_OP_AVGPOOL:
-            if (din) {
-                conv2d_shape s = nd->cs;
-                s.n = n;
-                avgpool_backward(din, dy, &s);
-            }
-            break;
-        case RB_OP_GAP:
-            if (din)
-                gap_backward(din, dy, n, nd->in_h * nd->in_w, nd->c);
-            break;
-        case RB_OP_DROPOUT:
-            if (din) {
-                if (ws->last_training && nd->rate > 0)
-                    dropout_backward(din, dy, ws->mask[i] + (int64_t)r0 * nd->size, nd->rate,
-                                     rows * nd->c);
-                else
-                    exec_axpy1(din, dy, rows * nd->c);
-            }
-            break;
-        default:
-            break; /* InputLayer; Flatten shares its input's gradient buffer */
+            backward_node(&r);
         }
         if (ws->prof && t == 0)
             ws->prof[m->nnodes + i] += exec_prof_now() - t0;

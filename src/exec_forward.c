@@ -113,6 +113,41 @@ void exec_bn_coeffs(const rb_node *nd, const double *sum, double count, const fl
     }
 }
 
+/* Training BatchNorm i: the batch sums (per channel sum, sum of squares, count) of every
+ * thread's rows, then of every rank's (m->bn_reduce), into ws->bnbuf; returns it. Thread 0
+ * also records the count and updates the moving statistics. */
+static const double *bn_batch_sums(rb_model *m, rb_workspace *ws, const rb_forward_args *a,
+                                   int i, int t, int T, const float *in, int64_t rows)
+{
+    const rb_node *nd = &m->nodes[i];
+    const int c = nd->c;
+    double *part = exec_bn_partial(ws, t, T);
+    batchnorm_stats(part, part + c, in, rows, c);
+    part[2 * c] = (double)rows;
+    exec_barrier(ws, T, t);
+    double *sum = ws->bnbuf;
+    if (t == 0) {
+        exec_bn_sum_threads(ws, T, 2 * c + 1);
+        if (m->bn_reduce)
+            m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
+        ws->bn_count[i] = sum[2 * c];
+    }
+    exec_barrier(ws, T, t);
+    return sum;
+}
+
+/* thread 0, after the statistics are used: moving averages, and what backward reads */
+static void bn_after_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, int i,
+                             const double *sum)
+{
+    const rb_node *nd = &m->nodes[i];
+    const int c = nd->c;
+    if (sum && !a->no_stat_update)
+        batchnorm_update_moving(m->state + nd->woff[2], m->state + nd->woff[3], sum, sum + c,
+                                sum[2 * c], nd->momentum, c);
+    ws->bn_batch[i] = sum != NULL;
+}
+
 static void bn_act_forward(rb_model *m, rb_workspace *ws, const rb_forward_args *a, int i, int t,
                            int T, float *out, const float *in, int64_t rows)
 {
@@ -122,35 +157,90 @@ static void bn_act_forward(rb_model *m, rb_workspace *ws, const rb_forward_args 
     float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
     float *fz = ws->thr[t].fz, *ca = fz, *cb = fz + c;
     float *mean = t ? fz + 2 * c : ws->bn_mean[i], *invstd = t ? fz + 3 * c : ws->bn_invstd[i];
+    const double *sum = NULL;
     if (exec_bn_uses_batch(m, nd, a->training)) {
-        double *part = exec_bn_partial(ws, t, T);
-        batchnorm_stats(part, part + c, in, rows, c);
-        part[2 * c] = (double)rows;
-        exec_barrier(ws, T, t);
-        double *sum = ws->bnbuf;
-        if (t == 0) {
-            exec_bn_sum_threads(ws, T, 2 * c + 1);
-            if (m->bn_reduce)
-                m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
-            ws->bn_count[i] = sum[2 * c];
-        }
-        exec_barrier(ws, T, t);
+        sum = bn_batch_sums(m, ws, a, i, t, T, in, rows);
         exec_bn_coeffs(nd, sum, sum[2 * c], NULL, NULL, mean, invstd);
-        if (t == 0) {
-            if (!a->no_stat_update)
-                batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
-            ws->bn_batch[i] = 1;
-        }
     } else {
         exec_bn_coeffs(nd, NULL, 0, mm, mv, mean, invstd);
-        if (t == 0)
-            ws->bn_batch[i] = 0;
     }
+    if (t == 0)
+        bn_after_forward(m, ws, a, i, sum);
     for (int j = 0; j < c; j++) {
         ca[j] = invstd[j] * gamma[j];
         cb[j] = beta[j] - mean[j] * ca[j];
     }
     rb_fused_bn_act_forward(out, in, ca, cb, rows, c, m->nodes[ws->bnact[i]].act);
+}
+
+/* Conv2D or DepthwiseConv2D i (folded with its BatchNorm and activation when planned so)
+ * for rows [rabs, rabs + n) */
+static void forward_conv(job *j, int t, int i, int rabs, int n, float *out, const float *in)
+{
+    rb_model *m = j->m;
+    rb_workspace *ws = j->ws;
+    const rb_node *nd = &m->nodes[i];
+    const int64_t rows = (int64_t)n * nd->h * nd->w;
+    conv2d_shape s = ws->fshape[i];
+    s.n = n;
+    const float *w = m->params + nd->woff[0];
+    const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
+    rb_act act = nd->act;
+    if (ws->fuse[i] == FUSE_CONV_BN) {
+        w = ws->fold_w[i];
+        b = ws->fold_b[i];
+        act = (rb_act)ws->fuse_act[i];
+        if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
+            nd->sw == 1 && s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 &&
+            s.pad_right == 0 && i != m->output) {
+            rb_fused_conv1x1(out, in, w, b, rows, (int64_t)nd->h * nd->w, nd->in_c, nd->c, act);
+            return;
+        }
+        if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
+            depthwise_forward(out, in, w, NULL, &s);
+            rb_fused_bias_act(out, b, rows, nd->c, act);
+            return;
+        }
+    }
+    if (nd->op == RB_OP_CONV2D)
+        conv2d_forward(out, in, w, NULL, &s, ws->thr[t].scratch);
+    else
+        depthwise_forward(out, in, w, NULL, &s);
+    if (i == m->output && ws->logits) {
+        bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
+        memcpy(ws->logits + (int64_t)rabs * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
+        b = NULL;
+    }
+    bias_act(out, b, rows, nd->c, act);
+}
+
+/* BatchNormalization i: batch statistics in training (summed over threads and ranks),
+ * moving statistics otherwise; with a ReLU fused into it when planned so */
+static void forward_batchnorm(job *j, int t, int i, float *out, const float *in, int64_t rows)
+{
+    rb_model *m = j->m;
+    rb_workspace *ws = j->ws;
+    const rb_forward_args *a = j->a;
+    const rb_node *nd = &m->nodes[i];
+    const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
+    const float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
+    const int c = nd->c;
+    if (ws->bnact[i] >= 0) {
+        bn_act_forward(m, ws, a, i, t, j->T, out, in, rows);
+        return;
+    }
+    const double *sum = NULL;
+    if (exec_bn_uses_batch(m, nd, a->training)) {
+        sum = bn_batch_sums(m, ws, a, i, t, j->T, in, rows);
+        float *smean = t ? ws->thr[t].save : ws->bn_mean[i];
+        float *sinv = t ? ws->thr[t].save + c : ws->bn_invstd[i];
+        batchnorm_forward_train(out, smean, sinv, in, gamma, beta, sum, sum + c, sum[2 * c],
+                                nd->eps, rows, c);
+    } else {
+        batchnorm_forward_infer(out, in, gamma, beta, mm, mv, nd->eps, rows, c);
+    }
+    if (t == 0)
+        bn_after_forward(m, ws, a, i, sum);
 }
 
 /* pointer to row `rabs` of node x's output: the thread's micro-batch arena for nodes that
@@ -169,8 +259,6 @@ static void forward_node(job *j, int t, int i, int rabs, int n, int micro)
     rb_model *m = j->m;
     rb_workspace *ws = j->ws;
     const rb_forward_args *a = j->a;
-    const int T = j->T;
-    float *scratch = ws->thr[t].scratch;
     const rb_node *nd = &m->nodes[i];
     float *out = FP(i);
     const float *in = NULL;
@@ -183,86 +271,18 @@ static void forward_node(job *j, int t, int i, int rabs, int n, int micro)
         input_forward(out, nd, a, rabs, n);
         break;
     case RB_OP_CONV2D:
-    case RB_OP_DEPTHWISE: {
-        conv2d_shape s = ws->fshape[i];
-        s.n = n;
-        const float *w = m->params + nd->woff[0];
-        const float *b = nd->use_bias ? m->params + nd->woff[1] : NULL;
-        rb_act act = nd->act;
-        if (ws->fuse[i] == FUSE_CONV_BN) {
-            w = ws->fold_w[i];
-            b = ws->fold_b[i];
-            act = (rb_act)ws->fuse_act[i];
-            if (nd->op == RB_OP_CONV2D && nd->kh == 1 && nd->kw == 1 && nd->sh == 1 &&
-                nd->sw == 1 && s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 &&
-                s.pad_right == 0 && i != m->output) {
-                rb_fused_conv1x1(out, in, w, b, rows, (int64_t)nd->h * nd->w, nd->in_c, nd->c, act);
-                break;
-            }
-            if (nd->op == RB_OP_DEPTHWISE && i != m->output) {
-                depthwise_forward(out, in, w, NULL, &s);
-                rb_fused_bias_act(out, b, rows, nd->c, act);
-                break;
-            }
-        }
-        if (nd->op == RB_OP_CONV2D)
-            conv2d_forward(out, in, w, NULL, &s, scratch);
-        else
-            depthwise_forward(out, in, w, NULL, &s);
-        if (i == m->output && ws->logits) {
-            bias_act(out, b, rows, nd->c, RB_ACT_LINEAR);
-            memcpy(ws->logits + (int64_t)rabs * nd->c, out, (size_t)(rows * nd->c) * sizeof(float));
-            b = NULL;
-        }
-        if (b && (act == RB_ACT_LINEAR || act == RB_ACT_RELU || act == RB_ACT_RELU6))
-            rb_fused_bias_act(out, b, rows, nd->c, act);
-        else
-            bias_act(out, b, rows, nd->c, act);
+    case RB_OP_DEPTHWISE:
+        forward_conv(j, t, i, rabs, n, out, in);
         break;
-    }
     case RB_OP_ZEROPAD: {
         pad_shape s = nd->ps;
         s.n = n;
         zeropad_forward(out, in, &s);
         break;
     }
-    case RB_OP_BATCHNORM: {
-        const float *gamma = m->params + nd->woff[0], *beta = m->params + nd->woff[1];
-        float *mm = m->state + nd->woff[2], *mv = m->state + nd->woff[3];
-        int c = nd->c;
-        if (ws->bnact[i] >= 0) {
-            bn_act_forward(m, ws, a, i, t, T, out, in, rows);
-            break;
-        }
-        if (exec_bn_uses_batch(m, nd, a->training)) {
-            double *part = exec_bn_partial(ws, t, T);
-            batchnorm_stats(part, part + c, in, rows, c);
-            part[2 * c] = (double)rows;
-            exec_barrier(ws, T, t);
-            double *sum = ws->bnbuf;
-            if (t == 0) {
-                exec_bn_sum_threads(ws, T, 2 * c + 1);
-                if (m->bn_reduce)
-                    m->bn_reduce(sum, 2 * c + 1, m->bn_reduce_ctx);
-                ws->bn_count[i] = sum[2 * c];
-            }
-            exec_barrier(ws, T, t);
-            float *smean = t ? ws->thr[t].save : ws->bn_mean[i];
-            float *sinv = t ? ws->thr[t].save + c : ws->bn_invstd[i];
-            batchnorm_forward_train(out, smean, sinv, in, gamma, beta, sum, sum + c, sum[2 * c],
-                                    nd->eps, rows, c);
-            if (t == 0) {
-                if (!a->no_stat_update)
-                    batchnorm_update_moving(mm, mv, sum, sum + c, sum[2 * c], nd->momentum, c);
-                ws->bn_batch[i] = 1;
-            }
-        } else {
-            batchnorm_forward_infer(out, in, gamma, beta, mm, mv, nd->eps, rows, c);
-            if (t == 0)
-                ws->bn_batch[i] = 0;
-        }
+    case RB_OP_BATCHNORM:
+        forward_batchnorm(j, t, i, out, in, rows);
         break;
-    }
     case RB_OP_RELU:
         if (nd->act == RB_ACT_RELU6)
             relu6_forward(out, in, rows * nd->c);

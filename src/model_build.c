@@ -13,53 +13,16 @@
 #include <string.h>
 
 #include "model.h"
+#include "rb_buf.h"
 
-typedef struct sb {
-    char *p;
-    size_t len, cap;
-    int failed;
-} sb;
-
-static void sbf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sbf(sb *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int k = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)k < room) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t ncap = b->cap ? b->cap * 2 : 8192;
-        while (ncap < b->len + (size_t)k + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
-static char *sb_done(sb *b, rb_error *err)
+static char *sb_done(rb_buf *b, rb_error *err)
 {
     if (b->failed) {
-        free(b->p);
+        rb_buf_free(b);
         rb_fail(err, NULL, "out of memory writing a network description");
         return NULL;
     }
-    return b->p;
+    return (char *)b->data;
 }
 
 rb_head_opts rb_head_seed000(int n_classes)
@@ -115,45 +78,45 @@ static void keras_name(char *out, size_t n, const char *base, int k)
         snprintf(out, n, "%s_%d", base, k);
 }
 
-static void head_append(sb *b, const char *prev, const rb_head_opts *h)
+static void head_append(rb_buf *b, const char *prev, const rb_head_opts *h)
 {
     char nm[RB_NAME_MAX], last[RB_NAME_MAX];
     int ndense = 0, ndrop = 0;
     snprintf(last, sizeof last, "%s", prev);
     if (h->pooling == RB_POOL_GAP) {
-        sbf(b, "[GlobalAveragePooling2D] name=global_average_pooling2d inputs=%s\n", last);
+        rb_buf_printf(b, "[GlobalAveragePooling2D] name=global_average_pooling2d inputs=%s\n", last);
         snprintf(last, sizeof last, "global_average_pooling2d");
     } else {
-        sbf(b, "[Flatten] name=flatten inputs=%s\n", last);
+        rb_buf_printf(b, "[Flatten] name=flatten inputs=%s\n", last);
         snprintf(last, sizeof last, "flatten");
     }
     if (h->dropout > 0) {
         keras_name(nm, sizeof nm, "dropout", ndrop++);
-        sbf(b, "[Dropout] name=%s rate=%g inputs=%s\n", nm, (double)h->dropout, last);
+        rb_buf_printf(b, "[Dropout] name=%s rate=%g inputs=%s\n", nm, (double)h->dropout, last);
         snprintf(last, sizeof last, "%s", nm);
     }
     for (int i = 0; i < h->nunits; i++) {
         keras_name(nm, sizeof nm, "dense", ndense++);
-        sbf(b, "[Dense] name=%s units=%d activation=%s inputs=%s\n", nm, h->units[i],
+        rb_buf_printf(b, "[Dense] name=%s units=%d activation=%s inputs=%s\n", nm, h->units[i],
             rb_act_name(h->activation), last);
         snprintf(last, sizeof last, "%s", nm);
         if (h->dense_dropout > 0) {
             keras_name(nm, sizeof nm, "dropout", ndrop++);
-            sbf(b, "[Dropout] name=%s rate=%g inputs=%s\n", nm, (double)h->dense_dropout, last);
+            rb_buf_printf(b, "[Dropout] name=%s rate=%g inputs=%s\n", nm, (double)h->dense_dropout, last);
             snprintf(last, sizeof last, "%s", nm);
         }
     }
     keras_name(nm, sizeof nm, "dense", ndense++);
     if (h->sigmoid)
-        sbf(b, "[Dense] name=%s units=1 activation=sigmoid inputs=%s\n", nm, last);
+        rb_buf_printf(b, "[Dense] name=%s units=1 activation=sigmoid inputs=%s\n", nm, last);
     else
-        sbf(b, "[Dense] name=%s units=%d activation=softmax inputs=%s\n", nm, h->n_classes, last);
+        rb_buf_printf(b, "[Dense] name=%s units=%d activation=softmax inputs=%s\n", nm, h->n_classes, last);
 }
 
 /* ---- MobileNetV2 ------------------------------------------------------------------------ */
 
 typedef struct mb {
-    sb *b;
+    rb_buf *b;
     int h, w, c;      /* current feature map */
     char last[RB_NAME_MAX];
     int layers;       /* Keras layer count so far */
@@ -168,7 +131,7 @@ static void mb_layer(mb *s, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(body, sizeof body, fmt, ap);
     va_end(ap);
-    sbf(s->b, "%s inputs=%s trainable=false\n", body, s->last);
+    rb_buf_printf(s->b, "%s inputs=%s trainable=false\n", body, s->last);
     snprintf(s->last, sizeof s->last, "%s", name);
     s->layers++;
 }
@@ -236,7 +199,7 @@ static void mb_block(mb *s, int expansion, int stride, int filters, int id)
         char proj[RB_NAME_MAX];
         snprintf(proj, sizeof proj, "%s", s->last);
         snprintf(nm, sizeof nm, "%sadd", pre);
-        sbf(s->b, "[Add] name=%s inputs=%s,%s\n", nm, block_in, proj);
+        rb_buf_printf(s->b, "[Add] name=%s inputs=%s,%s\n", nm, block_in, proj);
         snprintf(s->last, sizeof s->last, "%s", nm);
         s->layers++;
     }
@@ -249,16 +212,16 @@ char *rb_desc_mobilenetv2(int h, int w, const rb_head_opts *head, rb_error *err)
                NULL;
     if (head && head_check(head, err))
         return NULL;
-    sb b = {0};
+    rb_buf b = {0};
     int rows = (h == w && (h == 96 || h == 128 || h == 160 || h == 192 || h == 224)) ? h : 224;
     /* the base has 155 Keras layers: 1 + 5 + 8 (block 0) + 16 blocks + 10 adds + 3 */
-    sbf(&b, "# radbatch network description v1\n");
-    sbf(&b, "# MobileNetV2 alpha 1.0 (Keras Applications layer names)%s\n",
+    rb_buf_printf(&b, "# radbatch network description v1\n");
+    rb_buf_printf(&b, "# MobileNetV2 alpha 1.0 (Keras Applications layer names)%s\n",
         head ? " with a classification head" : ", include_top=False");
-    sbf(&b, "[model] name=mobilenetv2_1.00_%d backbone=mobilenetv2 base_layers=155 "
+    rb_buf_printf(&b, "[model] name=mobilenetv2_1.00_%d backbone=mobilenetv2 base_layers=155 "
             "base_training=false\n",
         rows);
-    sbf(&b, "[InputLayer] name=input_1 shape=%d,%d,3 preprocess=tf\n", h, w);
+    rb_buf_printf(&b, "[InputLayer] name=input_1 shape=%d,%d,3 preprocess=tf\n", h, w);
     mb s = {.b = &b, .h = h, .w = w, .c = 3, .last = "input_1", .layers = 1};
     mb_pad(&s, "Conv1_pad");
     mb_layer(&s, "Conv1", "[Conv2D] name=Conv1 filters=32 kernel=3 strides=2 padding=valid use_bias=false");
@@ -280,7 +243,7 @@ char *rb_desc_mobilenetv2(int h, int w, const rb_head_opts *head, rb_error *err)
     mb_bn(&s, "Conv_1_bn");
     mb_relu6(&s, "out_relu");
     if (s.layers != 155) {
-        free(b.p);
+        rb_buf_free(&b);
         rb_fail(err, NULL, "internal: MobileNetV2 builder made %d layers, not 155", s.layers);
         return NULL;
     }
@@ -310,26 +273,26 @@ char *rb_desc_cnn001(int h, int w, int c, const rb_head_opts *head, rb_error *er
     }
     if (c < 1)
         return rb_fail(err, NULL, "input channels %d", c), NULL;
-    sb b = {0};
-    sbf(&b, "# radbatch network description v1\n");
-    sbf(&b, "# seed 001 CNN: 4 x [Conv2D 3x3 valid -> BatchNormalization -> ReLU -> "
+    rb_buf b = {0};
+    rb_buf_printf(&b, "# radbatch network description v1\n");
+    rb_buf_printf(&b, "# seed 001 CNN: 4 x [Conv2D 3x3 valid -> BatchNormalization -> ReLU -> "
             "MaxPooling2D 2]; Keras nests each group in a model named conv, conv_1, ...\n");
-    sbf(&b, "[model] name=X-ray_CNN backbone=cnn001 base_layers=0 base_training=true\n");
-    sbf(&b, "[InputLayer] name=input_1 shape=%d,%d,%d preprocess=div255\n", h, w, c);
+    rb_buf_printf(&b, "[model] name=X-ray_CNN backbone=cnn001 base_layers=0 base_training=true\n");
+    rb_buf_printf(&b, "[InputLayer] name=input_1 shape=%d,%d,%d preprocess=div255\n", h, w, c);
     static const int filters[4] = {32, 64, 128, 128};
     char last[RB_NAME_MAX] = "input_1";
     for (int i = 0; i < 4; i++) {
         char sfx[16] = "";
         if (i)
             snprintf(sfx, sizeof sfx, "_%d", i);
-        sbf(&b, "[Conv2D] name=conv2d%s filters=%d kernel=3 strides=1 padding=valid use_bias=true "
+        rb_buf_printf(&b, "[Conv2D] name=conv2d%s filters=%d kernel=3 strides=1 padding=valid use_bias=true "
                 "inputs=%s\n",
             sfx, filters[i], last);
-        sbf(&b, "[BatchNormalization] name=batch_normalization%s momentum=0.99 epsilon=0.001 "
+        rb_buf_printf(&b, "[BatchNormalization] name=batch_normalization%s momentum=0.99 epsilon=0.001 "
                 "inputs=conv2d%s\n",
             sfx, sfx);
-        sbf(&b, "[ReLU] name=re_lu%s inputs=batch_normalization%s\n", sfx, sfx);
-        sbf(&b, "[MaxPooling2D] name=max_pooling2d%s pool=2 strides=2 padding=valid inputs=re_lu%s\n",
+        rb_buf_printf(&b, "[ReLU] name=re_lu%s inputs=batch_normalization%s\n", sfx, sfx);
+        rb_buf_printf(&b, "[MaxPooling2D] name=max_pooling2d%s pool=2 strides=2 padding=valid inputs=re_lu%s\n",
             sfx, sfx);
         snprintf(last, sizeof last, "max_pooling2d%s", sfx);
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "rb_buf.h"
 
 
 static const char *const OP_CLASS[RB_OP__COUNT] = {
@@ -73,37 +74,6 @@ static const char *const PRE_NAME[] = {
 
 /* ---- printing -------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int k = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-            return;
-        if ((size_t)k < room) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t ncap = b->cap ? b->cap * 2 : 4096;
-        while (ncap < b->len + (size_t)k + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (!np)
-            abort(); /* out of memory while printing a few KB: nothing sensible to do */
-        b->p = np;
-        b->cap = ncap;
-    }
-}
-
 /* shortest decimal that reads back as the same float */
 static void fmt_float(char *out, size_t n, float v)
 {
@@ -116,91 +86,93 @@ static void fmt_float(char *out, size_t n, float v)
 
 char *rb_model_desc(const rb_model *m)
 {
-    sbuf b = {0};
+    rb_buf b = {0};
     char f1[32], f2[32];
-    sb_printf(&b, "# radbatch network description v1\n");
-    sb_printf(&b, "[model] name=%s backbone=%s base_layers=%d base_training=%s\n", m->name,
+    rb_buf_printf(&b, "# radbatch network description v1\n");
+    rb_buf_printf(&b, "[model] name=%s backbone=%s base_layers=%d base_training=%s\n", m->name,
               m->backbone[0] ? m->backbone : "custom", m->base_layers,
               m->base_training ? "true" : "false");
     for (int i = 0; i < m->nnodes; i++) {
         const rb_node *n = &m->nodes[i];
-        sb_printf(&b, "[%s] name=%s", rb_op_class(n->op), n->name);
+        rb_buf_printf(&b, "[%s] name=%s", rb_op_class(n->op), n->name);
         switch (n->op) {
         case RB_OP_INPUT:
             if (n->rank == 1)
-                sb_printf(&b, " shape=%d preprocess=%s", n->c, PRE_NAME[n->preprocess]);
+                rb_buf_printf(&b, " shape=%d preprocess=%s", n->c, PRE_NAME[n->preprocess]);
             else
-                sb_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
+                rb_buf_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
                       PRE_NAME[n->preprocess]);
             break;
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE:
             if (n->op == RB_OP_CONV2D)
-                sb_printf(&b, " filters=%d", n->filters);
+                rb_buf_printf(&b, " filters=%d", n->filters);
             if (n->kh == n->kw)
-                sb_printf(&b, " kernel=%d", n->kh);
+                rb_buf_printf(&b, " kernel=%d", n->kh);
             else
-                sb_printf(&b, " kernel=%d,%d", n->kh, n->kw);
+                rb_buf_printf(&b, " kernel=%d,%d", n->kh, n->kw);
             if (n->sh == n->sw)
-                sb_printf(&b, " strides=%d", n->sh);
+                rb_buf_printf(&b, " strides=%d", n->sh);
             else
-                sb_printf(&b, " strides=%d,%d", n->sh, n->sw);
-            sb_printf(&b, " padding=%s use_bias=%s", n->padding == PADDING_SAME ? "same" : "valid",
+                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            rb_buf_printf(&b, " padding=%s use_bias=%s", n->padding == PADDING_SAME ? "same" : "valid",
                       n->use_bias ? "true" : "false");
             if (n->act != RB_ACT_LINEAR)
-                sb_printf(&b, " activation=%s", rb_act_name(n->act));
+                rb_buf_printf(&b, " activation=%s", rb_act_name(n->act));
             break;
         case RB_OP_ZEROPAD:
-            sb_printf(&b, " padding=%d,%d,%d,%d", n->pad_t, n->pad_b, n->pad_l, n->pad_r);
+            rb_buf_printf(&b, " padding=%d,%d,%d,%d", n->pad_t, n->pad_b, n->pad_l, n->pad_r);
             break;
         case RB_OP_BATCHNORM:
             fmt_float(f1, sizeof f1, n->momentum);
             fmt_float(f2, sizeof f2, n->eps);
-            sb_printf(&b, " momentum=%s epsilon=%s", f1, f2);
+            rb_buf_printf(&b, " momentum=%s epsilon=%s", f1, f2);
             break;
         case RB_OP_RELU:
             if (n->act == RB_ACT_RELU6)
-                sb_printf(&b, " max_value=6");
+                rb_buf_printf(&b, " max_value=6");
             break;
         case RB_OP_ACTIVATION:
-            sb_printf(&b, " activation=%s", rb_act_name(n->act));
+            rb_buf_printf(&b, " activation=%s", rb_act_name(n->act));
             break;
         case RB_OP_MAXPOOL:
         case RB_OP_AVGPOOL:
             if (n->kh == n->kw)
-                sb_printf(&b, " pool=%d", n->kh);
+                rb_buf_printf(&b, " pool=%d", n->kh);
             else
-                sb_printf(&b, " pool=%d,%d", n->kh, n->kw);
+                rb_buf_printf(&b, " pool=%d,%d", n->kh, n->kw);
             if (n->sh == n->sw)
-                sb_printf(&b, " strides=%d", n->sh);
+                rb_buf_printf(&b, " strides=%d", n->sh);
             else
-                sb_printf(&b, " strides=%d,%d", n->sh, n->sw);
-            sb_printf(&b, " padding=%s", n->padding == PADDING_SAME ? "same" : "valid");
+                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            rb_buf_printf(&b, " padding=%s", n->padding == PADDING_SAME ? "same" : "valid");
             break;
         case RB_OP_DENSE:
-            sb_printf(&b, " units=%d", n->units);
+            rb_buf_printf(&b, " units=%d", n->units);
             if (n->act != RB_ACT_LINEAR)
-                sb_printf(&b, " activation=%s", rb_act_name(n->act));
+                rb_buf_printf(&b, " activation=%s", rb_act_name(n->act));
             if (!n->use_bias)
-                sb_printf(&b, " use_bias=false");
+                rb_buf_printf(&b, " use_bias=false");
             break;
         case RB_OP_DROPOUT:
             fmt_float(f1, sizeof f1, n->rate);
-            sb_printf(&b, " rate=%s", f1);
+            rb_buf_printf(&b, " rate=%s", f1);
             break;
         default:
             break;
         }
         if (i > 0) {
-            sb_printf(&b, " inputs=");
+            rb_buf_printf(&b, " inputs=");
             for (int k = 0; k < n->ninputs; k++)
-                sb_printf(&b, "%s%s", k ? "," : "", m->nodes[n->inputs[k]].name);
+                rb_buf_printf(&b, "%s%s", k ? "," : "", m->nodes[n->inputs[k]].name);
         }
         if (n->nweights > 0 && !n->trainable)
-            sb_printf(&b, " trainable=false");
-        sb_printf(&b, "\n");
+            rb_buf_printf(&b, " trainable=false");
+        rb_buf_printf(&b, "\n");
     }
-    return b.p;
+    if (b.failed)
+        abort(); /* out of memory while printing a few KB: nothing sensible to do */
+    return (char *)b.data;
 }
 
 /* ---- parsing --------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "convert_plan.h"
+#include "rb_union_find.h"
 #include "rb_rng.h"
 
 #include <regex.h>
@@ -64,26 +65,6 @@ int plan_group_key(const char *rel, const void *re, char *out, size_t cap)
     return 0;
 }
 
-/* ---- union-find over entries ------------------------------------------------------- */
-static int64_t uf_find(int64_t *par, int64_t x)
-{
-    while (par[x] != x) {
-        par[x] = par[par[x]];
-        x = par[x];
-    }
-    return x;
-}
-static void uf_union(int64_t *par, int64_t a, int64_t b)
-{
-    a = uf_find(par, a);
-    b = uf_find(par, b);
-    if (a == b)
-        return;
-    if (a < b) /* the smallest index is the root: deterministic */
-        par[b] = a;
-    else
-        par[a] = b;
-}
 
 typedef struct keyed {
     const char *key;
@@ -174,7 +155,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
             p->ndup_groups++;
             for (int64_t k = a + 1; k < b; k++) {
                 p->dup_of[hs[k].idx] = hs[a].idx;
-                uf_union(par, hs[a].idx, hs[k].idx); /* copies stay in one split */
+                rb_uf_union(par, hs[a].idx, hs[k].idx); /* copies stay in one split */
             }
         }
         a = b;
@@ -198,7 +179,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
     for (int64_t a = 0; a < nk;) {
         int64_t b = a + 1;
         while (b < nk && strcmp(ks[b].key, ks[a].key) == 0) {
-            uf_union(par, ks[a].idx, ks[b].idx);
+            rb_uf_union(par, ks[a].idx, ks[b].idx);
             b++;
         }
         a = b;
@@ -208,7 +189,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
      * a group with a given split keeps it (the first member's). */
     for (int64_t i = 0; i < n; i++)
         if (e[i].ok)
-            gsize[uf_find(par, i)]++;
+            gsize[rb_uf_find(par, i)]++;
     int labelled = 0, given = 0;
     for (int64_t i = 0; i < n; i++)
         if (e[i].ok) {
@@ -222,7 +203,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
     } else if (!labelled || s->val_fraction <= 0) {
         for (int64_t i = 0; i < n; i++)
             if (e[i].ok)
-                gsplit[uf_find(par, i)] = labelled ? SPLIT_TRAIN : SPLIT_ALL;
+                gsplit[rb_uf_find(par, i)] = labelled ? SPLIT_TRAIN : SPLIT_ALL;
     } else {
         /* roots = groups; per stratum (class, or one stratum), shuffle groups by
          * (seed, stratum) and move whole groups to val until the stratum's val share is
@@ -240,7 +221,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
         for (int st = 0; st < nstrata; st++) {
             int64_t nr = 0, total = 0;
             for (int64_t i = 0; i < n; i++) {
-                if (!e[i].ok || uf_find(par, i) != i)
+                if (!e[i].ok || rb_uf_find(par, i) != i)
                     continue;
                 int lab = e[i].label < 0 ? 0 : e[i].label;
                 if (s->stratify && lab != st)
@@ -282,7 +263,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
                 continue;
             }
             int esplit = given ? (e[i].given_split >= 0 ? e[i].given_split : SPLIT_TRAIN)
-                               : gsplit[uf_find(par, i)];
+                               : gsplit[rb_uf_find(par, i)];
             if (esplit == sp) {
                 p->order[pos++] = i;
                 p->split_of[i] = (int8_t)sp;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "exec_internal.h"
+#include "rb_union_find.h"
 
 static int has_trainable(const rb_node *n)
 {
@@ -57,22 +58,6 @@ static int needs_in_bw(const rb_node *n)
     return 0;
 }
 
-static int uf_find(int *p, int x)
-{
-    while (p[x] != x) {
-        p[x] = p[p[x]];
-        x = p[x];
-    }
-    return x;
-}
-
-static void uf_union(int *p, int a, int b)
-{
-    a = uf_find(p, a);
-    b = uf_find(p, b);
-    if (a != b)
-        p[b] = a;
-}
 
 typedef struct plan_buf {
     int64_t size; /* floats */
@@ -262,7 +247,7 @@ typedef struct plan {
     int *ncons, *maxcons;     /* per node: readers, last reader (-1: none) */
     int *extra_end;           /* per node: last time read by a convolution that absorbed a padding */
     int *extra_cons;          /* per node: that convolution when it runs backward */
-    int *uf;                  /* buffer groups: [0, N) outputs, [N, 2N) output gradients */
+    int64_t *uf;              /* buffer groups: [0, N) outputs, [N, 2N) output gradients */
     int *gid;                 /* group -> index in bufs */
     uint8_t *micro_ok;        /* group lives in the micro arenas */
     plan_buf *bufs;
@@ -324,7 +309,7 @@ static int plan_init(plan *p)
     OOM(p->maxcons = malloc((size_t)N * sizeof(int)));
     OOM(p->extra_end = malloc((size_t)N * sizeof(int)));
     OOM(p->extra_cons = malloc((size_t)N * sizeof(int)));
-    OOM(p->uf = malloc((size_t)2 * N * sizeof(int)));
+    OOM(p->uf = malloc((size_t)2 * N * sizeof(int64_t)));
     OOM(p->gid = malloc((size_t)2 * N * sizeof(int)));
     OOM(p->micro_ok = calloc((size_t)2 * N, 1));
     OOM(p->bufs = calloc((size_t)2 * N, sizeof *p->bufs));
@@ -363,7 +348,7 @@ static void plan_aliases(plan *p)
         int q = n->inputs[0];
         const rb_node *pn = &m->nodes[q];
         if (n->op == RB_OP_FLATTEN || (n->op == RB_OP_DROPOUT && !p->train)) {
-            uf_union(p->uf, q, i);
+            rb_uf_union(p->uf, q, i);
             continue;
         }
         int elementwise = n->op == RB_OP_RELU ||
@@ -371,12 +356,12 @@ static void plan_aliases(plan *p)
         int owner = pn->op == RB_OP_BATCHNORM || pn->op == RB_OP_ADD ||
                     (is_weighted_op(pn->op) && pn->act == RB_ACT_LINEAR);
         if (!p->keep && elementwise && owner && p->ncons[q] == 1)
-            uf_union(p->uf, q, i);
+            rb_uf_union(p->uf, q, i);
     }
     /* gradient groups: Flatten shares its input's gradient */
     for (int i = 1; i < p->N && p->train; i++)
         if (m->nodes[i].op == RB_OP_FLATTEN && p->ws->bw[i])
-            uf_union(p->uf, p->N + m->nodes[i].inputs[0], p->N + i);
+            rb_uf_union(p->uf, p->N + m->nodes[i].inputs[0], p->N + i);
 }
 
 /* 2b. Conv/Depthwise -> BatchNorm (moving statistics, no backward) [-> ReLU]: one node */
@@ -397,14 +382,14 @@ static int plan_fold_conv_bn(plan *p)
         ws->fuse_bn[i] = b;
         ws->fuse[b] = FUSE_SKIP;
         ws->fuse_act[i] = RB_ACT_LINEAR;
-        uf_union(p->uf, b, i);
+        rb_uf_union(p->uf, b, i);
         if (p->ncons[b] == 1) {
             int r = p->maxcons[b];
             const rb_node *rn = &m->nodes[r];
             if ((rn->op == RB_OP_RELU ||
                  (rn->op == RB_OP_ACTIVATION &&
                   (rn->act == RB_ACT_RELU || rn->act == RB_ACT_RELU6))) &&
-                uf_find(p->uf, r) == uf_find(p->uf, b)) {
+                rb_uf_find(p->uf, r) == rb_uf_find(p->uf, b)) {
                 ws->fuse_act[i] = (int8_t)rn->act;
                 ws->fuse[r] = FUSE_SKIP;
             }
@@ -466,7 +451,7 @@ static void plan_bn_relu(plan *p)
         const rb_node *rn = &m->nodes[r];
         int relu = rn->op == RB_OP_RELU ||
                    (rn->op == RB_OP_ACTIVATION && (rn->act == RB_ACT_RELU || rn->act == RB_ACT_RELU6));
-        if (!relu || r == m->output || uf_find(p->uf, r) != uf_find(p->uf, b))
+        if (!relu || r == m->output || rb_uf_find(p->uf, r) != rb_uf_find(p->uf, b))
             continue;
         ws->bnact[b] = r;
         ws->fuse[r] = FUSE_SKIP;
@@ -496,10 +481,10 @@ static int plan_micro_prefix(plan *p)
     for (int i = 0; i < K; i++)
         big = m->nodes[i].size > big ? m->nodes[i].size : big;
     for (int i = 0; i < N; i++)
-        p->micro_ok[uf_find(p->uf, i)] = 1;
+        p->micro_ok[rb_uf_find(p->uf, i)] = 1;
     for (int i = 0; i < N; i++)
         if (i >= K || p->maxcons[i] >= K || p->extra_end[i] >= K || i == m->output)
-            p->micro_ok[uf_find(p->uf, i)] = 0;
+            p->micro_ok[rb_uf_find(p->uf, i)] = 0;
     ws->K = K;
     ws->mb = (int)((1 << 19) / (big > 0 ? big : 1));
     ws->mb = ws->mb < 1 ? 1 : ws->mb;
@@ -515,7 +500,7 @@ static int plan_micro_prefix(plan *p)
     for (int i = 0; i < N; i++)
         mg[i] = -1;
     for (int i = 0; i < K; i++) {
-        int r = uf_find(p->uf, i);
+        int r = rb_uf_find(p->uf, i);
         if (!p->micro_ok[r])
             continue;
         int end = p->maxcons[i] > i ? p->maxcons[i] : i;
@@ -533,7 +518,7 @@ static int plan_micro_prefix(plan *p)
     }
     int64_t mt = place_buffers(mbufs, nm);
     for (int i = 0; i < K && mt >= 0; i++) {
-        int r = uf_find(p->uf, i);
+        int r = rb_uf_find(p->uf, i);
         if (p->micro_ok[r])
             ws->moff[i] = mbufs[mg[r]].off;
     }
@@ -599,7 +584,7 @@ static void plan_lifetimes(plan *p)
             if (p->keep)
                 start = 0;
         }
-        int r = uf_find(p->uf, i);
+        int r = rb_uf_find(p->uf, i);
         if (p->micro_ok[r])
             continue; /* lives in the micro arenas */
         group_add(p, r, start, end, exec_align16(n->size * ws->batch));
@@ -613,7 +598,7 @@ static void plan_lifetimes(plan *p)
         int end = 2 * N - 1 - i;
         if (ws->fuse[i] == FUSE_SKIP && n->ninputs && ws->bnact[n->inputs[0]] == i)
             end = 2 * N - 1 - n->inputs[0]; /* read by the fused BN's backward */
-        group_add(p, uf_find(p->uf, N + i), start, end, exec_align16(n->size * ws->batch));
+        group_add(p, rb_uf_find(p->uf, N + i), start, end, exec_align16(n->size * ws->batch));
     }
 }
 
@@ -629,10 +614,10 @@ static int plan_place(plan *p)
     memset(ws->arena, 0, ws->arena_floats * sizeof(float));
     ws->bytes += ws->arena_floats * sizeof(float);
     for (int i = 0; i < p->N; i++) {
-        int r = uf_find(p->uf, i);
+        int r = rb_uf_find(p->uf, i);
         ws->act[i] = p->micro_ok[r] ? NULL : ws->arena + p->bufs[p->gid[r]].off;
         if (has_grad_buffer(p, i))
-            ws->dact[i] = ws->arena + p->bufs[p->gid[uf_find(p->uf, p->N + i)]].off;
+            ws->dact[i] = ws->arena + p->bufs[p->gid[rb_uf_find(p->uf, p->N + i)]].off;
     }
     return 0;
 }
@@ -660,7 +645,7 @@ static int plan_zeroing(plan *p)
         for (int i = 0; i < N; i++) {
             if (!has_grad_buffer(p, i))
                 continue;
-            int r = uf_find(p->uf, N + i);
+            int r = rb_uf_find(p->uf, N + i);
             if (seen[r])
                 continue;
             seen[r] = 1;

@@ -1,4 +1,4 @@
-/* Training checkpoints (GUIDE §5, §7): <run>/checkpoints/ckpt-<step>.h5 holds weights, BN
+/* Training checkpoints (docs/train.md, docs/formats-model.md): <run>/checkpoints/ckpt-<step>.h5 holds weights, BN
  * statistics, optimizer state and the train state; <run>/checkpoints/ckpt-<step>.DONE is
  * written after it, so only checkpoints with a DONE marker count. Rank 0 writes them (temp
  * name, then rename); the two newest complete ones are kept. */

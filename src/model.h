@@ -13,7 +13,7 @@
  * InputLayer, which also applies the input preprocessing (its `preprocess` key), and the
  * last node is the output. The description format is documented in docs/engine.md.
  *
- * Training semantics (GUIDE §3, Keras):
+ * Training semantics (docs/engine.md, "Training semantics"; as Keras):
  *  - trainable = 0 on a node: no weight gradient, and BatchNormalization runs in inference
  *    mode (moving statistics), as Keras does for a frozen BN layer.
  *  - base_training = 0 on the model (Keras `base_model(x, training=False)`, the seeds'

@@ -1,6 +1,6 @@
 /* The layer kernels of the radbatch engine: plain functions on float32 NHWC arrays.
  *
- * Conventions (GUIDE §3, §6):
+ * Conventions (docs/engine.md, "The layer files"):
  *  - Every forward writes its output (=); every backward ACCUMULATES (+=) into din, dw, db,
  *    so a tensor feeding two consumers gets both contributions. Any of din/dw/db may be NULL
  *    when not needed (frozen layer: no dw/db; first layer: no din).

@@ -198,6 +198,21 @@ void rb_model_set_bn_reduce(rb_model *m, rb_bn_reduce_fn fn, void *ctx);
  * inputs; then the totals. */
 void rb_model_summary(const rb_model *m, FILE *f);
 
+/* ---- parts of a model (model_cut.c) ----------------------------------------------------- */
+/* First node of the trainable head when a frozen part feeds it through a single tensor
+ * (so the frozen part's output can be computed once, the training feature cache), or -1. */
+int rb_model_head_start(const rb_model *m);
+/* Nodes [lo, hi) of m as a model of their own: with lo > 0 its InputLayer carries node
+ * lo-1's name and shape; names, trainable flags and BatchNorm modes as in m. Weights are
+ * initialized; copy them with rb_model_copy_weights. */
+int rb_model_cut(rb_model **out, const rb_model *m, int lo, int hi, rb_error *err);
+/* Copy every weight and state tensor of src into dst where layer and weight names match;
+ * returns how many tensors were copied. */
+int rb_model_copy_weights(rb_model *dst, const rb_model *src);
+/* Copy the optimizer state of every weight of dst from its namesake in src (optimizers of
+ * the same config over dm's and sm's parameter buffers), and the step count. */
+void rb_model_copy_optim(optim *dst, const rb_model *dm, const optim *src, const rb_model *sm);
+
 /* ---- builders (model_build.c): they return description text (malloc'd) --------------- */
 #define RB_HEAD_MAX_UNITS 8
 typedef enum rb_pooling { RB_POOL_GAP = 0, RB_POOL_FLATTEN } rb_pooling;

@@ -47,6 +47,17 @@ int64_t optim_state_size(const optim_config *c, int64_t n)
     return 0;
 }
 
+/* The state is blocks of n floats laid out like the parameters, one block per kind of
+ * state (optim_state_size) */
+void optim_state_copy_range(optim *dst, int64_t dst_off, const optim *src, int64_t src_off,
+                            int64_t n)
+{
+    int64_t blocks = dst->n ? optim_state_size(&dst->cfg, dst->n) / dst->n : 0;
+    for (int64_t k = 0; k < blocks; k++)
+        memcpy(dst->state + k * dst->n + dst_off, src->state + k * src->n + src_off,
+               (size_t)n * sizeof(float));
+}
+
 int optim_init(optim *o, const optim_config *c, int64_t n, rb_error *err)
 {
     memset(o, 0, sizeof *o);

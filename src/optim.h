@@ -69,6 +69,12 @@ typedef struct optim {
 int optim_init(optim *o, const optim_config *c, int64_t n, rb_error *err);
 void optim_free(optim *o);
 
+/* Copy the state of n parameters at src_off of src to dst_off of dst, for every kind of
+ * state the optimizer keeps per parameter (moments, velocities), e.g. between the
+ * parameter layouts of a model and a model cut out of it. Both have the same config. */
+void optim_state_copy_range(optim *dst, int64_t dst_off, const optim *src, int64_t src_off,
+                            int64_t n);
+
 /* One step on params[r] from grads[r] for every range r, then step++. lr is this step's
  * learning rate (a schedule's value); lr < 0 means cfg.learning_rate. */
 void optim_step(optim *o, float *params, const float *grads, const optim_range *ranges,

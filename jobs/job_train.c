@@ -300,6 +300,16 @@ static int setup_stage_optim(train_ctx *x, float lr, rb_error *err)
     return 0;
 }
 
+/* Compute threads of this rank: the `threads` key, else the world's default; at most 64
+ * (what a workspace runs, rb_workspace_set_threads). The banner prints this number. */
+static int train_threads(const train_ctx *x)
+{
+    int64_t threads = job_int(&x->cfg, "threads");
+    if (threads <= 0)
+        threads = x->w.threads;
+    return threads > 64 ? 64 : threads < 1 ? 1 : (int)threads;
+}
+
 /* (Re)make the workspaces after the trainable flags changed. */
 static int setup_workspaces(train_ctx *x, rb_error *err)
 {
@@ -314,9 +324,7 @@ static int setup_workspaces(train_ctx *x, rb_error *err)
     x->a->ws_eval = rb_workspace_create(x->a->m, local > 8 ? local : 8, 0, err);
     if (!x->a->ws_eval)
         return -1;
-    int threads = (int)job_int(&x->cfg, "threads");
-    if (threads <= 0)
-        threads = x->w.threads;
+    int threads = train_threads(x);
     if (rb_workspace_set_threads(x->a->ws, threads, err) < 0 || rb_workspace_set_threads(x->a->ws_eval, threads, err) < 0)
         return -1;
     return 0;
@@ -679,11 +687,13 @@ static char *model_card(train_ctx *x, int final, double threshold)
     cJSON_AddNumberToObject(c, "steps", (double)x->step);
     cJSON_AddNumberToObject(c, "ranks", x->w.size);
     cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
-    cJSON *best = cJSON_AddObjectToObject(c, "best");
-    cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
-    cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
-    cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
-    if (final && !isnan(threshold)) {
+    if (!isnan(x->best)) { /* no best epoch when none ran (epochs = 0) */
+        cJSON *best = cJSON_AddObjectToObject(c, "best");
+        cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
+        cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
+        cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
+    }
+    if (final && isfinite(threshold)) {
         cJSON *th = cJSON_AddObjectToObject(c, "threshold");
         cJSON_AddNumberToObject(th, "value", threshold);
         cJSON_AddStringToObject(th, "method", "youden (max sensitivity + specificity - 1 on the val split)");
@@ -1109,9 +1119,8 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         copy_weights(base, x->net.m);
         copy_weights(x->head.m, x->net.m);
         x->head.m->seed = x->net.m->seed;
-        int threads = (int)job_int(&x->cfg, "threads");
         ws = rb_workspace_create(base, 32, 0, err);
-        rc = ws && rb_workspace_set_threads(ws, threads > 0 ? threads : x->w.threads, err) == 0 ? 0 : -1;
+        rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;
     }
     free(x->feat_train);
     free(x->feat_val);
@@ -1309,7 +1318,7 @@ static int train_main(train_ctx *x, rb_error *err)
             return rb_fail(err, "name one of the shards' classes", "train: positive_class '%s' is not a class", pc);
     }
     rb_info("train: %lld records, val: %lld records, %d classes, %d rank(s) x %d thread(s)", (long long)x->tr.n,
-            (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, x->w.threads);
+            (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, train_threads(x));
     augment_config aug;
     aug_from_config(x, &aug);
     if (augment_config_check(&aug, err) < 0)
@@ -1466,6 +1475,14 @@ static int train_main(train_ctx *x, rb_error *err)
             metrics_threshold_choose(&threshold, METRICS_THRESHOLD_YOUDEN, 0, x->val_labels, x->val_scores, 1,
                                      x->nval, x->nclasses, x->positive, &terr) < 0)
             threshold = NAN;
+        /* Youden's J is 0 at every threshold (scores that do not separate the classes, e.g.
+         * an untrained head after --epochs 0): the rule gives +inf, "nothing is positive".
+         * Such a threshold is no decision rule: the card gets none, so readers keep 0.5. */
+        if (x->w.rank == 0 && isinf(threshold)) {
+            rb_info("no decision threshold: the val scores do not separate the classes (Youden's J = 0); "
+                    "the model keeps the default rule (probability >= 0.5 for two classes)");
+            threshold = NAN;
+        }
     }
     ok = 1;
     if (x->w.rank == 0) {

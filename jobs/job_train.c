@@ -44,6 +44,8 @@ static const opt_spec train_opts[] = {
     {"backbone", OPT_CHOICE, "mobilenetv2", "mobilenetv2|cnn", "base network (cnn = the seed-001 CNN)"},
     {"weights", OPT_STRING, "", NULL,
      "pretrained Keras weights for the base (.h5, .weights.h5 or .keras), matched by layer name"},
+    {"weights_partial", OPT_BOOL, "false", NULL,
+     "accept a weight file that fits only part of the base (the rest stays random); false: that is an error"},
     {"init_model", OPT_STRING, "", NULL, "start from this radbatch model file instead (same architecture)"},
     {"head_pooling", OPT_CHOICE, "auto", "auto|gap|flatten", "after the base (auto: gap for mobilenetv2, flatten for cnn)"},
     {"head_dropout", OPT_FLOAT, "-1", NULL, "dropout after pooling (-1: 0.3 for mobilenetv2, 0 for cnn)"},
@@ -348,6 +350,109 @@ static int setup_stage(train_ctx *x, int stage, rb_error *err)
     return setup_workspaces(x, err);
 }
 
+/* "a: why; b: why" of the entries i of rep->skipped with pick[i], at most `max` of them,
+ * then "; ... and N more". */
+static void skipped_list(const keras_import_report *rep, const char *pick, int max, char *buf, size_t cap)
+{
+    size_t o = 0;
+    int shown = 0, total = 0;
+    buf[0] = 0;
+    for (int i = 0; i < rep->n_skipped; i++) {
+        if (pick && !pick[i])
+            continue;
+        total++;
+        if (shown < max && o < cap)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", shown++ ? "; " : "", rep->skipped[i]);
+    }
+    if (total > shown && o < cap)
+        snprintf(buf + o, cap - o, "; ... and %d more", total - shown);
+}
+
+/* Pretrained Keras weights into the model, by layer name. What the file must provide: every
+ * layer of the pretrained base (MobileNetV2), or, for a model without one (the CNN), every
+ * layer but the output layer. Head layers the file lacks or holds in another shape (a new
+ * head, another class count, a sigmoid head for a softmax model) stay at their initial
+ * values and are named. A base layer that is missing or of another shape (another
+ * architecture or width) is an error naming the layers, unless weights_partial = true; a file
+ * that gives no tensor at all is always an error. */
+static int load_pretrained(train_ctx *x, const char *path, rb_error *err)
+{
+    const rb_model *m = x->a->m;
+    int nv, nl;
+    const rb_param_view *views = rb_model_params(x->a->m, &nv);
+    const rb_layer_view *layers = rb_model_layers(x->a->m, &nl);
+    keras_import_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (keras_import_load(path, views, nv, layers, nl, KERAS_IMPORT_SKIP_MISSING | KERAS_IMPORT_SKIP_MISMATCH, &rep,
+                          err) < 0) {
+        keras_import_report_free(&rep);
+        return rb_error_prefix(err, "weights: ");
+    }
+    char *required = calloc((size_t)rep.n_skipped + 1, 1);
+    char *head = calloc((size_t)rep.n_skipped + 1, 1);
+    char *list = malloc(4096);
+    if (!required || !head || !list) {
+        free(required);
+        free(head);
+        free(list);
+        keras_import_report_free(&rep);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    int n_required = 0;
+    for (int i = 0; i < rep.n_skipped; i++) {
+        int node = -1;
+        for (int k = 0; k < m->nnodes && node < 0; k++)
+            if (!strcmp(m->nodes[k].name, rep.skipped_layer[i]))
+                node = k;
+        int req = node < 0 || (m->base_layers > 0 ? m->nodes[node].in_base : node != m->output);
+        required[i] = (char)req;
+        head[i] = (char)!req;
+        n_required += req;
+    }
+    skipped_list(&rep, NULL, 4, list, 4096);
+    rb_info("weights: loaded %d of %d tensors from %s (%d skipped%s%s)", rep.n_tensors, rep.n_tensors_model, path,
+            rep.n_tensors_skipped, rep.n_skipped ? ": " : "", list);
+    if (rep.n_unused > 0) {
+        size_t o = 0;
+        list[0] = 0;
+        for (int i = 0; i < rep.n_unused && i < 6 && o < 4096; i++)
+            o += (size_t)snprintf(list + o, 4096 - o, "%s%s", i ? ", " : "", rep.unused[i]);
+        if (rep.n_unused > 6 && o < 4096)
+            snprintf(list + o, 4096 - o, ", ... and %d more", rep.n_unused - 6);
+        rb_info("weights: %d layer(s) of the file are not in the model: %s", rep.n_unused, list);
+    }
+    int rc = 0;
+    const char *part = m->base_layers > 0 ? "base" : "model (all layers but the output layer)";
+    if (rep.n_tensors == 0) {
+        skipped_list(&rep, NULL, 6, list, 4096);
+        rc = rb_fail(err, "the file belongs to another architecture; radbatch inspect lists its layers",
+                     "weights: %s: no tensor of the file fits the %s model (loaded 0 of %d tensors): %s", path,
+                     job_str(&x->cfg, "backbone"), rep.n_tensors_model, list);
+    } else if (n_required > 0 && !job_bool(&x->cfg, "weights_partial")) {
+        skipped_list(&rep, required, 6, list, 4096);
+        rc = rb_fail(err,
+                     "the file was saved from another architecture or width (e.g. MobileNetV2 alpha 0.5, "
+                     "ResNet50); weights_partial = true keeps what fits and leaves these layers random",
+                     "weights: %s: %d layer(s) of the %s do not fit (loaded %d of %d tensors): %s", path, n_required,
+                     part, rep.n_tensors, rep.n_tensors_model, list);
+    } else {
+        if (n_required > 0 && x->w.rank == 0) {
+            skipped_list(&rep, required, 6, list, 4096);
+            rb_warn("weights_partial: %d layer(s) of the %s stay at their initial values: %s", n_required, part,
+                    list);
+        }
+        if (rep.n_skipped - n_required > 0) {
+            skipped_list(&rep, head, 6, list, 4096);
+            rb_info("weights: %d head layer(s) stay at their initial values: %s", rep.n_skipped - n_required, list);
+        }
+    }
+    free(required);
+    free(head);
+    free(list);
+    keras_import_report_free(&rep);
+    return rc;
+}
+
 static int build_model(train_ctx *x, rb_error *err)
 {
     rb_head_opts head;
@@ -370,9 +475,8 @@ static int build_model(train_ctx *x, rb_error *err)
             rb_model_set_all_trainable(x->a->m, 1);
     } else
         rb_model_set_all_trainable(x->a->m, 1);
-    int nv, nl;
+    int nv;
     const rb_param_view *views = rb_model_params(x->a->m, &nv);
-    const rb_layer_view *layers = rb_model_layers(x->a->m, &nl);
     const char *init_model = job_str(&x->cfg, "init_model");
     const char *weights = job_str(&x->cfg, "weights");
     if (*init_model) {
@@ -380,13 +484,8 @@ static int build_model(train_ctx *x, rb_error *err)
             return rb_error_prefix(err, "init_model: ");
         rb_info("weights from %s", init_model);
     } else if (*weights) {
-        keras_import_report rep;
-        memset(&rep, 0, sizeof rep);
-        if (keras_import_load(weights, views, nv, layers, nl, KERAS_IMPORT_SKIP_MISSING | KERAS_IMPORT_SKIP_MISMATCH,
-                              &rep, err) < 0)
-            return rb_error_prefix(err, "weights: ");
-        rb_info("pretrained weights from %s", weights);
-        keras_import_report_free(&rep);
+        if (load_pretrained(x, weights, err) < 0)
+            return -1;
     } else if (strcmp(bb, "mobilenetv2") == 0)
         rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
     if (job_bool(&x->cfg, "sync_bn"))

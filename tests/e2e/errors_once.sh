@@ -1,7 +1,8 @@
 # labels: mpi
 # One error, once: a failure that every rank detects (a bad option, a missing file or
 # folder, a weight file that cannot be opened) prints one message on 2 ranks, not one per
-# rank, for every command, and the exit code is non-zero (2 for bad flags, 1 otherwise).
+# rank, for every command, and the exit code is non-zero (2 for bad flags, 1 otherwise); a
+# failure that only some ranks hit is printed once with their numbers.
 source "$(dirname "$0")/lib.sh"
 "$RADBATCH" convert "$SAMPLE" --out "$T/s32" --height 32 --width 32 --val_fraction 0.2 --quiet > /dev/null
 N="$T/nonexistent"
@@ -33,3 +34,20 @@ expect_once 1 "infer, no model" infer --input "$SAMPLE" --out "$T/i"
 expect_once 1 "predict, missing model" predict --model "$N.h5" "$SAMPLE/NORMAL"
 expect_once 1 "inspect, missing file" inspect "$N"
 ok "every command: one message for a failure all ranks detect"
+
+# A failure only some ranks hit (a folder that one node does not see; here the ranks of an
+# MPMD launch get different paths) is printed once by rank 0, naming those ranks.
+good=(train --shards "$T/s32" --run_dir "$T/mp" --epochs 0 --quiet)
+bad=(train --shards "$N" --run_dir "$T/mp" --epochs 0 --quiet)
+for spec in "1 1 [rank 1]" "1 2 [ranks 1,2]"; do
+    read -r ng nb tag <<<"$spec"
+    set +e
+    mpirun -n "$ng" "$RADBATCH" "${good[@]}" : -n "$nb" "$RADBATCH" "${bad[@]}" > "$T/out" 2> "$T/err"
+    rc=$?
+    set -e
+    [ $rc = 1 ] || { cat "$T/err"; fail "rank-local failure: exit $rc"; }
+    [ "$(grep -c '^error: ' "$T/err")" = 1 ] || { cat "$T/err"; fail "rank-local failure: not one message"; }
+    grep -qF "error: $tag shards folder: $N/index.json: cannot open" "$T/err" || { cat "$T/err"; fail "rank-local failure: the ranks are not named as $tag"; }
+    echo "$((ng + nb)) ranks, $nb failing: $(grep '^error: ' "$T/err" | cut -c1-60)"
+done
+ok "a failure of some ranks: one message naming them"

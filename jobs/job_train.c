@@ -487,7 +487,8 @@ static int build_model(train_ctx *x, rb_error *err)
         if (load_pretrained(x, weights, err) < 0)
             return -1;
     } else if (strcmp(bb, "mobilenetv2") == 0)
-        rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
+        if (x->w.rank == 0) /* every rank knows it: said once */
+            rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
     if (job_bool(&x->cfg, "sync_bn"))
         rb_model_set_bn_reduce(x->a->m, bn_reduce, NULL);
     return 0;
@@ -1196,7 +1197,7 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         return 0;
     int f = cache_cut(x->net.m);
     if (f < 0 || augment_config_active(aug)) {
-        if (!strcmp(mode, "true"))
+        if (!strcmp(mode, "true") && x->w.rank == 0)
             rb_warn("feature_cache: not possible in this stage (%s)",
                     f < 0 ? "no frozen base before the trainable layers" : "augmentation is on");
         return 0;

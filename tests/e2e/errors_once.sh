@@ -35,6 +35,11 @@ expect_once 1 "predict, missing model" predict --model "$N.h5" "$SAMPLE/NORMAL"
 expect_once 1 "inspect, missing file" inspect "$N"
 ok "every command: one message for a failure all ranks detect"
 
+# a warning every rank would give is given once too
+mpirun -n 2 "$RADBATCH" train --shards "$T/s32" --run_dir "$T/nw" --epochs 0 --quiet > "$T/out" 2> "$T/err" || { cat "$T/err"; fail "train without weights"; }
+[ "$(grep -c 'no pretrained weights' "$T/err")" = 1 ] || { cat "$T/err"; fail "the missing-weights warning is not given once on 2 ranks"; }
+ok "train without weights on 2 ranks: one warning"
+
 # A failure only some ranks hit (a folder that one node does not see; here the ranks of an
 # MPMD launch get different paths) is printed once by rank 0, naming those ranks.
 good=(train --shards "$T/s32" --run_dir "$T/mp" --epochs 0 --quiet)

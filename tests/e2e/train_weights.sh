@@ -119,6 +119,39 @@ run_train sig_sigmoid 0 --weights "$H" --output sigmoid
 has sig_sigmoid "weights: loaded 264 of 264 tensors from $H (0 skipped)"
 ok "a sigmoid-head file: into a softmax model dense_1 stays random and is named; into a sigmoid model all 264 tensors load"
 
+# The CNN has no pretrained base: every layer but the output layer must fit. A seed-001 CNN
+# file with a 3-class output (made from a radbatch CNN model in the legacy Keras layout)
+# loads all but dense_1; one whose hidden dense layer is wider fails.
+"$RADBATCH" train --shards "$T/s64" --run_dir "$T/cnn0" --backbone cnn --epochs 0 --quiet > "$T/cnn0.log" 2>&1 || { cat "$T/cnn0.log"; fail "cnn model"; }
+$PY - "$T/cnn0/model.h5" "$T" << 'EOF'
+import sys
+import h5py
+import numpy as np
+
+src, out = sys.argv[1], sys.argv[2]
+same = lambda s: s
+for name, change in [("cnn_3class", {("dense_1", "kernel"): lambda s: (s[0], 3), ("dense_1", "bias"): lambda s: (3,)}),
+                     ("cnn_wide", {("dense", "kernel"): lambda s: (s[0], 2 * s[1]), ("dense", "bias"): lambda s: (2 * s[0],)})]:
+    with h5py.File(src, "r") as f, h5py.File(f"{out}/{name}.h5", "w") as g:
+        names = [n if isinstance(n, str) else n.decode() for n in f["weights"].attrs["layer_names"]]
+        g.attrs["layer_names"] = np.array([n.encode() for n in names], dtype="S")
+        g.attrs["keras_version"] = b"2.21.0"
+        for ln in names:
+            grp = g.create_group(ln)
+            wn = [w if isinstance(w, str) else w.decode() for w in f["weights"][ln].attrs["weight_names"]]
+            grp.attrs["weight_names"] = np.array([f"{ln}/{w}:0".encode() for w in wn], dtype="S")
+            for w in wn:
+                shape = change.get((ln, w), same)(f["weights"][ln][w].shape)
+                grp.create_dataset(f"{ln}/{w}:0", data=np.zeros(shape, "f4"))
+EOF
+run_train cnn3 0 --backbone cnn --weights "$T/cnn_3class.h5"
+has cnn3 "(2 skipped: dense_1: weight 'kernel': shape ["
+has cnn3 "weights: 1 head layer(s) stay at their initial values: dense_1:"
+run_train cnnwide 1 --backbone cnn --weights "$T/cnn_wide.h5"
+has cnnwide "layer(s) of the model (all layers but the output layer) do not fit"
+has cnnwide ": dense: weight 'kernel': shape ["
+ok "the CNN: a 3-class file leaves only the output layer random; a wider dense layer is an error"
+
 # the failure is detected on every rank and printed once
 set +e
 mpirun -n 2 "$RADBATCH" train --shards "$T/s64" --run_dir "$T/alpha2" --epochs 0 --weights "$A" > "$T/alpha2.log" 2> "$T/alpha2.err"

@@ -975,7 +975,7 @@ static int run_convert(int argc, char **argv)
 const command_spec command_convert = {
     "convert",
     "image folders (JPEG/PNG/TIFF) -> sharded HDF5 records with splits, checksums and an index",
-    "usage: radbatch convert [job.ini] [input folder or list.csv ...] --out <folder> [--key value ...]",
+    "usage: radbatch convert [job.ini] [input folder or list.csv ...] [--out <folder>] [--key value ...]",
     convert_opts,
     run_convert,
 };

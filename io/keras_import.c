@@ -1209,6 +1209,7 @@ void keras_import_report_free(keras_import_report *r)
         return;
     h5_strings_free(r->skipped, r->n_skipped);
     h5_strings_free(r->unused, r->n_unused);
+    h5_strings_free(r->skipped_layer, r->n_skipped);
     memset(r, 0, sizeof *r);
 }
 
@@ -1379,6 +1380,21 @@ static int plan_layer(const keras_layer_info *e, const rb_param_view *views, con
     return 0;
 }
 
+/* Record a skipped model layer of nv tensors with its reason (why is owned, may be NULL). */
+static int report_skip(keras_import_report *rep, const char *layer, int nv, char *why)
+{
+    int n = rep->n_skipped;
+    if (push_string(&rep->skipped, &rep->n_skipped, why) < 0)
+        return -1;
+    int m = n;
+    if (push_string(&rep->skipped_layer, &m, xstrdup(layer)) < 0) {
+        free(rep->skipped[--rep->n_skipped]); /* keep both lists the same length */
+        return -1;
+    }
+    rep->n_tensors_skipped += nv;
+    return 0;
+}
+
 static int keras_import_load_quiet(const char *path, const rb_param_view *views, int n_views,
                                    const rb_layer_view *layers, int n_layers, unsigned flags,
                                    keras_import_report *rep, rb_error *err)
@@ -1388,6 +1404,7 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
         return -1;
     rep->format = kf->format;
     snprintf(rep->keras_version, sizeof rep->keras_version, "%s", kf->keras_version);
+    rep->n_tensors_model = n_views;
 
     int rc = -1;
     int *vi = malloc((size_t)(n_views ? n_views : 1) * sizeof *vi);
@@ -1438,8 +1455,7 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
             char near[600];
             near_names(kf, L, near, sizeof near);
             if (flags & KERAS_IMPORT_SKIP_MISSING) {
-                if (push_string(&rep->skipped, &rep->n_skipped,
-                                xasprintf("%s: not in the file", L)) < 0) {
+                if (report_skip(rep, L, nv, xasprintf("%s: not in the file", L)) < 0) {
                     rb_fail(err, NULL, "out of memory");
                     goto done;
                 }
@@ -1465,7 +1481,7 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
         char why[1500];
         if (plan_layer(e, views, vi, nv, perm, why, sizeof why)) {
             if (flags & KERAS_IMPORT_SKIP_MISMATCH) {
-                if (push_string(&rep->skipped, &rep->n_skipped, xasprintf("%s: %s", L, why)) < 0) {
+                if (report_skip(rep, L, nv, xasprintf("%s: %s", L, why)) < 0) {
                     rb_fail(err, NULL, "out of memory");
                     goto done;
                 }

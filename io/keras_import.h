@@ -94,6 +94,9 @@ typedef struct keras_import_report {
                            * file, [7, 2] in the model" */
     int n_unused;         /* file layers with weights that no model layer took */
     char **unused;        /* their names */
+    int n_tensors_model;  /* the model's tensors (n_views): "loaded n_tensors of these" */
+    int n_tensors_skipped; /* tensors of the skipped layers */
+    char **skipped_layer; /* [n_skipped] the model layer of each skipped[] entry */
 } keras_import_report;
 
 void keras_import_report_free(keras_import_report *r);

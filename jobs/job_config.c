@@ -329,6 +329,12 @@ int job_is_set(const job_config *c, const char *key)
     return strcmp(c->source[must_find(c, key)], "default") != 0;
 }
 
+int job_precedence(const job_config *c, const char *key)
+{
+    const char *s = c->source[must_find(c, key)];
+    return !strcmp(s, "command line") ? 3 : !strcmp(s, "job file section") ? 2 : !strcmp(s, "job file") ? 1 : 0;
+}
+
 void job_config_print_help(const command_spec *cmd)
 {
     printf("%s\n\n%s\n\n", cmd->usage, cmd->summary);

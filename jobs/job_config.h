@@ -67,6 +67,9 @@ int64_t job_int(const job_config *c, const char *key);
 double job_float(const job_config *c, const char *key);
 int job_bool(const job_config *c, const char *key);
 int job_is_set(const job_config *c, const char *key); /* not the default */
+/* Where the value comes from, by precedence: 0 default, 1 job file top level, 2 the
+ * command's job-file section, 3 command line. Decides between two keys naming one thing. */
+int job_precedence(const job_config *c, const char *key);
 
 /* Print usage, summary and the key table (key, type, default, help). */
 void job_config_print_help(const command_spec *cmd);

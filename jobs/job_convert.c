@@ -33,7 +33,11 @@
 static const opt_spec convert_opts[] = {
     {"inputs", OPT_STRING, "", NULL,
      "comma-separated input folders or CSV lists (path,label[,split]); positional arguments are added"},
-    {"out", OPT_STRING, "", NULL, "output folder for the shards, index.json, errors.csv, duplicates.csv"},
+    {"out", OPT_STRING, "", NULL,
+     "output folder for the shards, index.json, errors.csv, duplicates.csv (empty: the shards key)"},
+    {"shards", OPT_STRING, "", NULL,
+     "the pipeline's shards folder, the key train and evaluate read: the output folder when out is not given "
+     "at the same or a higher level"},
     {"layout", OPT_CHOICE, "auto", "auto|classes|splits|unlabelled|csv",
      "input layout: class folders, train/val/test subtrees of class folders, unlabelled archive, CSV list"},
     {"classes", OPT_STRING, "", NULL,
@@ -673,9 +677,14 @@ static int parse_settings(convert_ctx *x, rb_error *err)
     image_limits_default(&x->lim);
     x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
+    /* one folder, one key: a job file names its shards folder once (top-level shards, read
+     * by train and evaluate too); out, where given at the same or a higher level, wins */
     x->out = job_str(c, "out");
+    if (*job_str(c, "shards") && (!*x->out || job_precedence(c, "shards") > job_precedence(c, "out")))
+        x->out = job_str(c, "shards");
     if (!*x->out)
-        return rb_fail(err, "set out = <folder> in the job file or --out <folder>", "convert: no output folder");
+        return rb_fail(err, "set shards = <folder> in the job file (train and evaluate read it too) or give --out <folder>",
+                       "convert: no output folder");
     /* everything that shapes a shard's bytes besides its records */
     rb_buf b = {0};
     rb_buf_printf(&b, "radbatch-shard v%d|%dx%dx%d|%s|dct=%d|z=%lld|", SHARD_FORMAT_VERSION, x->H, x->W, x->C,
@@ -966,7 +975,7 @@ static int run_convert(int argc, char **argv)
 const command_spec command_convert = {
     "convert",
     "image folders (JPEG/PNG/TIFF) -> sharded HDF5 records with splits, checksums and an index",
-    "usage: radbatch convert [job.ini] [input folder or list.csv ...] --out <folder> [--key value ...]",
+    "usage: radbatch convert [job.ini] [input folder or list.csv ...] [--out <folder>] [--key value ...]",
     convert_opts,
     run_convert,
 };

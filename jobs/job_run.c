@@ -3,6 +3,8 @@
 #include "rb_log.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int has_key(const command_spec *cmd, const char *key)
@@ -11,6 +13,58 @@ static int has_key(const command_spec *cmd, const char *key)
         if (strcmp(o->key, key) == 0)
             return 1;
     return 0;
+}
+
+static int same_error(const rb_error *a, const rb_error *b)
+{
+    return !strcmp(a->msg, b->msg) && !strcmp(a->hint, b->hint) && !strcmp(a->where, b->where);
+}
+
+/* An error whose rank could not hand it to rank 0 in time: printed by that rank. */
+static void print_late(const rb_error *e)
+{
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "[rank %d] ", rb_log_rank());
+    rb_error_print(e, prefix);
+}
+
+/* Print the failures of all ranks once: each distinct error one time, in rank order; an
+ * error that rank 0 did not report names the ranks that did ("[rank 1] ", "[ranks 1,3] ").
+ * A failure that every rank detects (a bad option, a missing file) is thus one message, not
+ * one per rank. */
+static void report_errors(const rb_world *w, const rb_error *mine)
+{
+    if (!w || w->size < 2) {
+        if (mine && mine->msg[0])
+            rb_error_print(mine, "");
+        return;
+    }
+    rb_error *all = NULL;
+    rb_mpi_gather_errors(mine, 30.0, print_late, &all);
+    if (!all)
+        return;
+    for (int r = 0; r < w->size; r++) {
+        if (!all[r].msg[0])
+            continue;
+        int first = 1, count = 0;
+        for (int q = 0; q < w->size; q++)
+            if (all[q].msg[0] && same_error(&all[q], &all[r])) {
+                first &= q >= r;
+                count++;
+            }
+        if (!first)
+            continue; /* printed with an earlier rank */
+        char prefix[256] = "";
+        if (count < w->size && r > 0) { /* rank 0 speaks for the job; others are named */
+            size_t o = (size_t)snprintf(prefix, sizeof prefix, "[rank%s ", count > 1 ? "s" : "");
+            for (int q = r, k = 0; q < w->size && o + 16 < sizeof prefix; q++)
+                if (all[q].msg[0] && same_error(&all[q], &all[r]))
+                    o += (size_t)snprintf(prefix + o, sizeof prefix - o, "%s%d", k++ ? "," : "", q);
+            snprintf(prefix + o, sizeof prefix - o, "] ");
+        }
+        rb_error_print(&all[r], prefix);
+    }
+    free(all);
 }
 
 int job_run(const job_driver *d, int argc, char **argv)
@@ -26,21 +80,22 @@ int job_run(const job_driver *d, int argc, char **argv)
     rb_error_clear(&err);
     int code = 0;
     int rc = job_config_parse(d->cfg, d->cmd, argc, argv, &err);
+    int report = 0; /* this rank has an error to report */
     if (rc == 0 && d->cfg->help) {
         if (rank == 0)
             job_config_print_help(d->cmd);
     } else if (rc < 0) {
-        if (rank == 0)
-            rb_error_print(&err, "");
+        report = 1;
         code = 2;
     } else {
         if (has_key(d->cmd, "quiet"))
             rb_log_set_quiet(job_bool(d->cfg, "quiet"));
         rc = d->main(d->ctx, &err);
-        if (rc == JOB_FAILED || (rc == JOB_BAD_CONFIG && rank == 0))
-            rb_error_print(&err, "");
+        report = rc == JOB_FAILED || (rc == JOB_BAD_CONFIG && rank == 0);
         code = rc == 0 ? 0 : rc == JOB_PREEMPTED ? 75 : rc == JOB_BAD_CONFIG ? 2 : 1;
     }
+    if (!(rc == 0 && d->cfg->help))
+        report_errors(d->world, report ? &err : NULL);
     if (d->cleanup)
         d->cleanup(d->ctx);
     job_config_free(d->cfg);

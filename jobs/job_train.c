@@ -44,6 +44,8 @@ static const opt_spec train_opts[] = {
     {"backbone", OPT_CHOICE, "mobilenetv2", "mobilenetv2|cnn", "base network (cnn = the seed-001 CNN)"},
     {"weights", OPT_STRING, "", NULL,
      "pretrained Keras weights for the base (.h5, .weights.h5 or .keras), matched by layer name"},
+    {"weights_partial", OPT_BOOL, "false", NULL,
+     "accept a weight file that fits only part of the base (the rest stays random); false: that is an error"},
     {"init_model", OPT_STRING, "", NULL, "start from this radbatch model file instead (same architecture)"},
     {"head_pooling", OPT_CHOICE, "auto", "auto|gap|flatten", "after the base (auto: gap for mobilenetv2, flatten for cnn)"},
     {"head_dropout", OPT_FLOAT, "-1", NULL, "dropout after pooling (-1: 0.3 for mobilenetv2, 0 for cnn)"},
@@ -300,6 +302,16 @@ static int setup_stage_optim(train_ctx *x, float lr, rb_error *err)
     return 0;
 }
 
+/* Compute threads of this rank: the `threads` key, else the world's default; at most 64
+ * (what a workspace runs, rb_workspace_set_threads). The banner prints this number. */
+static int train_threads(const train_ctx *x)
+{
+    int64_t threads = job_int(&x->cfg, "threads");
+    if (threads <= 0)
+        threads = x->w.threads;
+    return threads > 64 ? 64 : threads < 1 ? 1 : (int)threads;
+}
+
 /* (Re)make the workspaces after the trainable flags changed. */
 static int setup_workspaces(train_ctx *x, rb_error *err)
 {
@@ -314,9 +326,7 @@ static int setup_workspaces(train_ctx *x, rb_error *err)
     x->a->ws_eval = rb_workspace_create(x->a->m, local > 8 ? local : 8, 0, err);
     if (!x->a->ws_eval)
         return -1;
-    int threads = (int)job_int(&x->cfg, "threads");
-    if (threads <= 0)
-        threads = x->w.threads;
+    int threads = train_threads(x);
     if (rb_workspace_set_threads(x->a->ws, threads, err) < 0 || rb_workspace_set_threads(x->a->ws_eval, threads, err) < 0)
         return -1;
     return 0;
@@ -338,6 +348,109 @@ static int setup_stage(train_ctx *x, int stage, rb_error *err)
     if (setup_stage_optim(x, lr, err) < 0)
         return -1;
     return setup_workspaces(x, err);
+}
+
+/* "a: why; b: why" of the entries i of rep->skipped with pick[i], at most `max` of them,
+ * then "; ... and N more". */
+static void skipped_list(const keras_import_report *rep, const char *pick, int max, char *buf, size_t cap)
+{
+    size_t o = 0;
+    int shown = 0, total = 0;
+    buf[0] = 0;
+    for (int i = 0; i < rep->n_skipped; i++) {
+        if (pick && !pick[i])
+            continue;
+        total++;
+        if (shown < max && o < cap)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", shown++ ? "; " : "", rep->skipped[i]);
+    }
+    if (total > shown && o < cap)
+        snprintf(buf + o, cap - o, "; ... and %d more", total - shown);
+}
+
+/* Pretrained Keras weights into the model, by layer name. What the file must provide: every
+ * layer of the pretrained base (MobileNetV2), or, for a model without one (the CNN), every
+ * layer but the output layer. Head layers the file lacks or holds in another shape (a new
+ * head, another class count, a sigmoid head for a softmax model) stay at their initial
+ * values and are named. A base layer that is missing or of another shape (another
+ * architecture or width) is an error naming the layers, unless weights_partial = true; a file
+ * that gives no tensor at all is always an error. */
+static int load_pretrained(train_ctx *x, const char *path, rb_error *err)
+{
+    const rb_model *m = x->a->m;
+    int nv, nl;
+    const rb_param_view *views = rb_model_params(x->a->m, &nv);
+    const rb_layer_view *layers = rb_model_layers(x->a->m, &nl);
+    keras_import_report rep;
+    memset(&rep, 0, sizeof rep);
+    if (keras_import_load(path, views, nv, layers, nl, KERAS_IMPORT_SKIP_MISSING | KERAS_IMPORT_SKIP_MISMATCH, &rep,
+                          err) < 0) {
+        keras_import_report_free(&rep);
+        return rb_error_prefix(err, "weights: ");
+    }
+    char *required = calloc((size_t)rep.n_skipped + 1, 1);
+    char *head = calloc((size_t)rep.n_skipped + 1, 1);
+    char *list = malloc(4096);
+    if (!required || !head || !list) {
+        free(required);
+        free(head);
+        free(list);
+        keras_import_report_free(&rep);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    int n_required = 0;
+    for (int i = 0; i < rep.n_skipped; i++) {
+        int node = -1;
+        for (int k = 0; k < m->nnodes && node < 0; k++)
+            if (!strcmp(m->nodes[k].name, rep.skipped_layer[i]))
+                node = k;
+        int req = node < 0 || (m->base_layers > 0 ? m->nodes[node].in_base : node != m->output);
+        required[i] = (char)req;
+        head[i] = (char)!req;
+        n_required += req;
+    }
+    skipped_list(&rep, NULL, 4, list, 4096);
+    rb_info("weights: loaded %d of %d tensors from %s (%d skipped%s%s)", rep.n_tensors, rep.n_tensors_model, path,
+            rep.n_tensors_skipped, rep.n_skipped ? ": " : "", list);
+    if (rep.n_unused > 0) {
+        size_t o = 0;
+        list[0] = 0;
+        for (int i = 0; i < rep.n_unused && i < 6 && o < 4096; i++)
+            o += (size_t)snprintf(list + o, 4096 - o, "%s%s", i ? ", " : "", rep.unused[i]);
+        if (rep.n_unused > 6 && o < 4096)
+            snprintf(list + o, 4096 - o, ", ... and %d more", rep.n_unused - 6);
+        rb_info("weights: %d layer(s) of the file are not in the model: %s", rep.n_unused, list);
+    }
+    int rc = 0;
+    const char *part = m->base_layers > 0 ? "base" : "model (all layers but the output layer)";
+    if (rep.n_tensors == 0) {
+        skipped_list(&rep, NULL, 6, list, 4096);
+        rc = rb_fail(err, "the file belongs to another architecture; radbatch inspect lists its layers",
+                     "weights: %s: no tensor of the file fits the %s model (loaded 0 of %d tensors): %s", path,
+                     job_str(&x->cfg, "backbone"), rep.n_tensors_model, list);
+    } else if (n_required > 0 && !job_bool(&x->cfg, "weights_partial")) {
+        skipped_list(&rep, required, 6, list, 4096);
+        rc = rb_fail(err,
+                     "the file was saved from another architecture or width (e.g. MobileNetV2 alpha 0.5, "
+                     "ResNet50); weights_partial = true keeps what fits and leaves these layers random",
+                     "weights: %s: %d layer(s) of the %s do not fit (loaded %d of %d tensors): %s", path, n_required,
+                     part, rep.n_tensors, rep.n_tensors_model, list);
+    } else {
+        if (n_required > 0 && x->w.rank == 0) {
+            skipped_list(&rep, required, 6, list, 4096);
+            rb_warn("weights_partial: %d layer(s) of the %s stay at their initial values: %s", n_required, part,
+                    list);
+        }
+        if (rep.n_skipped - n_required > 0) {
+            skipped_list(&rep, head, 6, list, 4096);
+            rb_info("weights: %d head layer(s) stay at their initial values: %s", rep.n_skipped - n_required, list);
+        }
+    }
+    free(required);
+    free(head);
+    free(list);
+    keras_import_report_free(&rep);
+    return rc;
 }
 
 static int build_model(train_ctx *x, rb_error *err)
@@ -362,9 +475,8 @@ static int build_model(train_ctx *x, rb_error *err)
             rb_model_set_all_trainable(x->a->m, 1);
     } else
         rb_model_set_all_trainable(x->a->m, 1);
-    int nv, nl;
+    int nv;
     const rb_param_view *views = rb_model_params(x->a->m, &nv);
-    const rb_layer_view *layers = rb_model_layers(x->a->m, &nl);
     const char *init_model = job_str(&x->cfg, "init_model");
     const char *weights = job_str(&x->cfg, "weights");
     if (*init_model) {
@@ -372,15 +484,11 @@ static int build_model(train_ctx *x, rb_error *err)
             return rb_error_prefix(err, "init_model: ");
         rb_info("weights from %s", init_model);
     } else if (*weights) {
-        keras_import_report rep;
-        memset(&rep, 0, sizeof rep);
-        if (keras_import_load(weights, views, nv, layers, nl, KERAS_IMPORT_SKIP_MISSING | KERAS_IMPORT_SKIP_MISMATCH,
-                              &rep, err) < 0)
-            return rb_error_prefix(err, "weights: ");
-        rb_info("pretrained weights from %s", weights);
-        keras_import_report_free(&rep);
+        if (load_pretrained(x, weights, err) < 0)
+            return -1;
     } else if (strcmp(bb, "mobilenetv2") == 0)
-        rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
+        if (x->w.rank == 0) /* every rank knows it: said once */
+            rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
     if (job_bool(&x->cfg, "sync_bn"))
         rb_model_set_bn_reduce(x->a->m, bn_reduce, NULL);
     return 0;
@@ -679,11 +787,13 @@ static char *model_card(train_ctx *x, int final, double threshold)
     cJSON_AddNumberToObject(c, "steps", (double)x->step);
     cJSON_AddNumberToObject(c, "ranks", x->w.size);
     cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
-    cJSON *best = cJSON_AddObjectToObject(c, "best");
-    cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
-    cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
-    cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
-    if (final && !isnan(threshold)) {
+    if (!isnan(x->best)) { /* no best epoch when none ran (epochs = 0) */
+        cJSON *best = cJSON_AddObjectToObject(c, "best");
+        cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
+        cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
+        cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
+    }
+    if (final && isfinite(threshold)) {
         cJSON *th = cJSON_AddObjectToObject(c, "threshold");
         cJSON_AddNumberToObject(th, "value", threshold);
         cJSON_AddStringToObject(th, "method", "youden (max sensitivity + specificity - 1 on the val split)");
@@ -1087,7 +1197,7 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         return 0;
     int f = cache_cut(x->net.m);
     if (f < 0 || augment_config_active(aug)) {
-        if (!strcmp(mode, "true"))
+        if (!strcmp(mode, "true") && x->w.rank == 0)
             rb_warn("feature_cache: not possible in this stage (%s)",
                     f < 0 ? "no frozen base before the trainable layers" : "augmentation is on");
         return 0;
@@ -1109,9 +1219,8 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         copy_weights(base, x->net.m);
         copy_weights(x->head.m, x->net.m);
         x->head.m->seed = x->net.m->seed;
-        int threads = (int)job_int(&x->cfg, "threads");
         ws = rb_workspace_create(base, 32, 0, err);
-        rc = ws && rb_workspace_set_threads(ws, threads > 0 ? threads : x->w.threads, err) == 0 ? 0 : -1;
+        rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;
     }
     free(x->feat_train);
     free(x->feat_val);
@@ -1309,7 +1418,7 @@ static int train_main(train_ctx *x, rb_error *err)
             return rb_fail(err, "name one of the shards' classes", "train: positive_class '%s' is not a class", pc);
     }
     rb_info("train: %lld records, val: %lld records, %d classes, %d rank(s) x %d thread(s)", (long long)x->tr.n,
-            (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, x->w.threads);
+            (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, train_threads(x));
     augment_config aug;
     aug_from_config(x, &aug);
     if (augment_config_check(&aug, err) < 0)
@@ -1466,6 +1575,14 @@ static int train_main(train_ctx *x, rb_error *err)
             metrics_threshold_choose(&threshold, METRICS_THRESHOLD_YOUDEN, 0, x->val_labels, x->val_scores, 1,
                                      x->nval, x->nclasses, x->positive, &terr) < 0)
             threshold = NAN;
+        /* Youden's J is 0 at every threshold (scores that do not separate the classes, e.g.
+         * an untrained head after --epochs 0): the rule gives +inf, "nothing is positive".
+         * Such a threshold is no decision rule: the card gets none, so readers keep 0.5. */
+        if (x->w.rank == 0 && isinf(threshold)) {
+            rb_info("no decision threshold: the val scores do not separate the classes (Youden's J = 0); "
+                    "the model keeps the default rule (probability >= 0.5 for two classes)");
+            threshold = NAN;
+        }
     }
     ok = 1;
     if (x->w.rank == 0) {

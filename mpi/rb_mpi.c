@@ -34,6 +34,9 @@ static void choose_single_node_transport(void)
     setenv("OMPI_MCA_pml", "ob1", 0);
 }
 
+/* A duplicate of MPI_COMM_WORLD for the end-of-command error report only. */
+static MPI_Comm g_report = MPI_COMM_NULL;
+
 int rb_mpi_init(int *argc, char ***argv, rb_world *w)
 {
     int inited = 0;
@@ -51,6 +54,8 @@ int rb_mpi_init(int *argc, char ***argv, rb_world *w)
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
     w->threads = rb_threads_per_rank(w);
+    if (g_report == MPI_COMM_NULL)
+        MPI_Comm_dup(MPI_COMM_WORLD, &g_report);
     rb_log_set_rank(w->rank, w->size);
     return 0;
 }
@@ -59,8 +64,45 @@ void rb_mpi_finalize(void)
 {
     int fin = 0;
     MPI_Finalized(&fin);
-    if (!fin)
-        MPI_Finalize();
+    if (fin)
+        return;
+    if (g_report != MPI_COMM_NULL)
+        MPI_Comm_free(&g_report);
+    MPI_Finalize();
+}
+
+void rb_mpi_gather_errors(const rb_error *mine, double timeout, void (*late)(const rb_error *e),
+                          rb_error **all)
+{
+    int rank, size;
+    MPI_Comm_rank(g_report, &rank);
+    MPI_Comm_size(g_report, &size);
+    rb_error none;
+    rb_error_clear(&none);
+    const rb_error *send = mine ? mine : &none;
+    rb_error *recv = NULL;
+    if (rank == 0 && !(recv = calloc((size_t)size, sizeof *recv))) {
+        /* no room to collect (a few KiB per rank): say what this rank knows and end the job */
+        if (send->msg[0] && late)
+            late(send);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    MPI_Request req;
+    MPI_Igather(send, (int)sizeof *send, MPI_BYTE, recv, (int)sizeof *send, MPI_BYTE, 0, g_report, &req);
+    int done = 0;
+    if (send->msg[0]) {
+        double t0 = MPI_Wtime();
+        while (!done && MPI_Wtime() - t0 < timeout) {
+            MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            if (!done)
+                usleep(1000);
+        }
+        if (!done && late)
+            late(send);
+    }
+    if (!done)
+        MPI_Wait(&req, MPI_STATUS_IGNORE);
+    *all = recv;
 }
 
 void rb_mpi_abort(int code)

@@ -29,6 +29,15 @@ void rb_mpi_barrier(void);
  * printed its error; the others learn they must stop. */
 int rb_mpi_agree_ok(int ok);
 
+/* Collective, once at the end of a command: every rank's error (NULL or an empty msg:
+ * nothing to report) goes to rank 0, over a communicator of its own so that it can never
+ * pair with a command's collectives. Rank 0 gets a malloc'd array of `size` errors in *all
+ * (msg[0] == 0 for ranks without one); other ranks get NULL. A rank with an error that is
+ * not collected within `timeout` seconds (another rank is stuck elsewhere) hands it to
+ * late(), so that it is never lost, and keeps waiting. */
+void rb_mpi_gather_errors(const rb_error *mine, double timeout, void (*late)(const rb_error *e),
+                          rb_error **all);
+
 /* Collective sums/max over all ranks, in place. */
 void rb_mpi_sum_i64(int64_t *v, int n);
 void rb_mpi_max_i64(int64_t *v, int n);

@@ -217,13 +217,17 @@ rb_begin() {
     fi
 }
 
-# Output folder of COMMAND (its key OUTKEY: run_dir or out): --OUTKEY argument, else RUN_DIR,
-# else the job file's value, else (evaluate) <run_dir>/evaluate, else the default run directory.
+# Output folder of COMMAND (its key OUTKEY: run_dir or out): --OUTKEY argument (convert: or
+# --shards), else RUN_DIR, else the job file's value (convert: or its shards), else (evaluate)
+# <run_dir>/evaluate, else the default run directory.
 rb_out_dir() {
     local cmd=$1 key=$2 v jf; shift 2
     v=$(rb_arg_get "$key" "$@")
+    # convert writes the pipeline's shards folder: --shards, or the job file's shards key
+    if [ -z "$v" ] && [ "$cmd" = convert ]; then v=$(rb_arg_get shards "$@"); fi
     if [ -z "$v" ] && [ -n "${RUN_DIR:-}" ]; then v=$(rb_expand "$RUN_DIR"); fi
     if [ -z "$v" ]; then jf=$(rb_job_file "$@"); if [ -n "$jf" ]; then v=$(rb_ini_get "$jf" "$cmd" "$key"); fi; fi
+    if [ -z "$v" ] && [ "$cmd" = convert ] && [ -n "$jf" ]; then v=$(rb_ini_get "$jf" convert shards); fi
     # evaluate with a training run_dir (argument or job file) writes to <run_dir>/evaluate
     if [ -z "$v" ] && [ "$cmd" = evaluate ]; then
         v=$(rb_key evaluate run_dir "$@"); if [ -n "$v" ]; then v=$v/evaluate; fi

@@ -14,7 +14,7 @@ rm -rf runs/demo
 mkdir -p runs/demo
 
 echo "== convert: tests/data/chest_xray_sample -> runs/demo/shards (160x160, 80/20 split grouped by patient)"
-"${MPI[@]}" "$RB" convert "$JOB" --out runs/demo/shards
+"${MPI[@]}" "$RB" convert "$JOB"
 "$RB" inspect runs/demo/shards --verify
 echo
 echo "== train: MobileNetV2 (pretrained base frozen, then top 30% fine-tuned) -> runs/demo/train"

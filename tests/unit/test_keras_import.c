@@ -220,6 +220,9 @@ static void golden_errors(model *m, const char *dir)
     CHECK(rc == 0, "skip_mismatch: %s", err.msg);
     CHECK(rep.n_skipped == 1 && contains(rep.skipped[0], "dense_1:"), "skipped dense_1");
     CHECK(rep.n_tensors == m->n - 2, "tensors %d", rep.n_tensors);
+    CHECK(rep.n_tensors_model == m->n && rep.n_tensors_skipped == 2, "tensors: model %d, skipped %d",
+          rep.n_tensors_model, rep.n_tensors_skipped);
+    CHECK(rep.skipped_layer && strcmp(rep.skipped_layer[0], "dense_1") == 0, "skipped layer named");
     uint32_t bits;
     memcpy(&bits, m->v[k].data, 4);
     CHECK(bits == 0x7fc0dead, "skipped layer untouched");

@@ -1054,108 +1054,13 @@ static void aug_from_config(train_ctx *x, augment_config *out)
  * every checkpoint or best-model save and at the end of the stage, so those files always
  * hold the whole model. */
 
-/* First node of the head, or -1 when there is no clean cut. */
-static int cache_cut(const rb_model *m)
-{
-    int f = -1;
-    for (int i = 1; i < m->nnodes && f < 0; i++) {
-        const rb_node *nd = &m->nodes[i];
-        if ((nd->nweights > 0 && nd->trainable) || nd->op == RB_OP_DROPOUT)
-            f = i;
-    }
-    if (f < 2)
-        return -1;
-    for (int j = f; j < m->nnodes; j++)
-        for (int q = 0; q < m->nodes[j].ninputs; q++)
-            if (m->nodes[j].inputs[q] < f - 1)
-                return -1; /* the head reads more than one base tensor */
-    return f;
-}
-
-/* Description of nodes [lo, hi) as a model of its own (lo > 0: input = node lo-1). */
-static char *sub_desc(const rb_model *m, int lo, int hi)
-{
-    char *full = rb_model_desc(m);
-    if (!full)
-        return NULL;
-    rb_buf b = {0};
-    const rb_node *cut = lo > 0 ? &m->nodes[lo - 1] : NULL;
-    /* base membership decides BatchNorm's mode (base_training): keep it for every node */
-    int base_layers = lo ? m->base_layers - lo + 1 : (hi < m->base_layers ? hi : m->base_layers);
-    if (base_layers < 1)
-        base_layers = 1;
-    rb_buf_printf(&b, "[model] name=%s_%s backbone=custom base_layers=%d base_training=%s\n", m->name,
-                  lo ? "head" : "base", base_layers, m->base_training ? "true" : "false");
-    if (cut && cut->rank == 3)
-        rb_buf_printf(&b, "[InputLayer] name=%s shape=%d,%d,%d preprocess=none\n", cut->name, cut->h, cut->w, cut->c);
-    else if (cut)
-        rb_buf_printf(&b, "[InputLayer] name=%s shape=%d preprocess=none\n", cut->name, cut->c);
-    int node = -1;
-    char *save = NULL;
-    for (char *line = strtok_r(full, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] != '[' || strncmp(line, "[model]", 7) == 0)
-            continue;
-        node++;
-        if (node >= lo && node < hi)
-            rb_buf_printf(&b, "%s\n", line);
-    }
-    free(full);
-    rb_buf_put(&b, "", 1);
-    if (b.failed) {
-        rb_buf_free(&b);
-        return NULL;
-    }
-    return (char *)b.data;
-}
-
-/* Pairs (dst view, src view) with the same layer and weight name. */
-static void copy_weights(rb_model *dst, const rb_model *src)
-{
-    int nd, ns;
-    const rb_param_view *vd = rb_model_params(dst, &nd), *vs = rb_model_params(src, &ns);
-    for (int i = 0; i < nd; i++)
-        for (int j = 0; j < ns; j++)
-            if (!strcmp(vd[i].layer, vs[j].layer) && !strcmp(vd[i].weight, vs[j].weight)) {
-                int64_t n = 1;
-                for (int d = 0; d < vd[i].ndim; d++)
-                    n *= vd[i].shape[d];
-                memcpy(vd[i].data, vs[j].data, (size_t)n * sizeof(float));
-                break;
-            }
-}
-
-/* Optimizer state is blocks of nparams floats laid out like the parameters (src/optim.c):
- * move each weight's slice of every block. */
-static void copy_optim(train_net *dst, const train_net *src)
-{
-    int64_t blocks = dst->m->nparams ? optim_state_size(&dst->ocfg, dst->m->nparams) / dst->m->nparams : 0;
-    int nd, ns;
-    const rb_param_view *vd = rb_model_params(dst->m, &nd), *vs = rb_model_params(src->m, &ns);
-    for (int i = 0; i < nd; i++) {
-        if (vd[i].is_state)
-            continue;
-        for (int j = 0; j < ns; j++) {
-            if (strcmp(vd[i].layer, vs[j].layer) || strcmp(vd[i].weight, vs[j].weight))
-                continue;
-            int64_t n = 1;
-            for (int d = 0; d < vd[i].ndim; d++)
-                n *= vd[i].shape[d];
-            for (int64_t k = 0; k < blocks; k++)
-                memcpy(dst->opt.state + k * dst->m->nparams + vd[i].offset,
-                       src->opt.state + k * src->m->nparams + vs[j].offset, (size_t)n * sizeof(float));
-            break;
-        }
-    }
-    dst->opt.step = src->opt.step;
-}
-
 /* Head -> whole model (weights, optimizer state). */
 static void cache_push(train_ctx *x)
 {
     if (!x->cached)
         return;
-    copy_weights(x->net.m, x->head.m);
-    copy_optim(&x->net, &x->head);
+    rb_model_copy_weights(x->net.m, x->head.m);
+    rb_model_copy_optim(&x->net.opt, x->net.m, &x->head.opt, x->head.m);
 }
 
 /* Base features of records [lo, hi) of d on this rank, all gathered into *out. */
@@ -1195,7 +1100,7 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
     const char *mode = job_str(&x->cfg, "feature_cache");
     if (x->cached || !strcmp(mode, "false"))
         return 0;
-    int f = cache_cut(x->net.m);
+    int f = rb_model_head_start(x->net.m);
     if (f < 0 || augment_config_active(aug)) {
         if (!strcmp(mode, "true") && x->w.rank == 0)
             rb_warn("feature_cache: not possible in this stage (%s)",
@@ -1205,19 +1110,14 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
     double t0 = rb_now();
     const rb_node *cut = &x->net.m->nodes[f - 1];
     x->feat_dim = cut->size;
-    char *bd = sub_desc(x->net.m, 0, f), *hd = sub_desc(x->net.m, f, x->net.m->nnodes);
     rb_model *base = NULL;
-    int rc = bd && hd ? 0 : rb_fail(err, NULL, "out of memory");
+    int rc = rb_model_cut(&base, x->net.m, 0, f, err);
     if (rc == 0)
-        rc = rb_model_from_desc(&base, bd, err);
-    if (rc == 0)
-        rc = rb_model_from_desc(&x->head.m, hd, err);
-    free(bd);
-    free(hd);
+        rc = rb_model_cut(&x->head.m, x->net.m, f, x->net.m->nnodes, err);
     rb_workspace *ws = NULL;
     if (rc == 0) {
-        copy_weights(base, x->net.m);
-        copy_weights(x->head.m, x->net.m);
+        rb_model_copy_weights(base, x->net.m);
+        rb_model_copy_weights(x->head.m, x->net.m);
         x->head.m->seed = x->net.m->seed;
         ws = rb_workspace_create(base, 32, 0, err);
         rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;
@@ -1239,7 +1139,7 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         if (rc == 0)
             rc = setup_workspaces(x, err);
         if (rc == 0) {
-            copy_optim(&x->head, &x->net);
+            rb_model_copy_optim(&x->head.opt, x->head.m, &x->net.opt, x->net.m);
             x->cached = 1;
             rb_info("feature cache: %lld base features per image computed once for %lld records in %.1f s; "
                     "training %s onwards", (long long)x->feat_dim,

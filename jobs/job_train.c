@@ -605,10 +605,11 @@ static int validate(train_ctx *x, rb_error *err)
     int32_t *labels = malloc((size_t)(hi - lo + 1) * sizeof *labels);
     float *prob = malloc((size_t)bs * (size_t)x->nclasses * sizeof *prob);
     float *dummy = malloc((size_t)bs * (size_t)x->nclasses * sizeof *dummy);
+    int32_t *pred = malloc((size_t)bs * sizeof *pred);
     int rc = 0;
     double loss_sum = 0;
     int64_t *cm = calloc((size_t)x->nclasses * (size_t)x->nclasses, sizeof *cm);
-    if (!img || !idx || !lab || !scores || !labels || !prob || !dummy || !cm)
+    if (!img || !idx || !lab || !scores || !labels || !prob || !dummy || !pred || !cm)
         rc = rb_fail(err, NULL, "out of memory in validation");
     for (int64_t s = lo; rc == 0 && s < hi; s += bs) {
         int n = (int)(hi - s < bs ? hi - s : bs);
@@ -641,19 +642,14 @@ static int validate(train_ctx *x, rb_error *err)
                 prob[(size_t)i * 2 + 1 - x->positive] = 1 - p1;
             } else
                 memcpy(prob + (size_t)i * k, out + (size_t)i * k, (size_t)k * sizeof *prob);
-            const float *p = prob + (size_t)i * x->nclasses;
-            int pred = 0;
-            for (int c = 1; c < x->nclasses; c++)
-                if (p[c] > p[pred])
-                    pred = c;
-            if (lab[i] >= 0 && lab[i] < x->nclasses)
-                cm[lab[i] * x->nclasses + pred]++;
-            scores[s - lo + i] = p[x->positive];
+            scores[s - lo + i] = prob[(size_t)i * x->nclasses + x->positive];
             labels[s - lo + i] = lab[i];
         }
+        metrics_argmax(pred, prob, n, x->nclasses);
+        metrics_confusion_add(cm, x->nclasses, lab, pred, n);
     }
     if (!rb_mpi_agree_ok(rc == 0)) {
-        free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(cm);
+        free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(pred); free(cm);
         return rc == 0 ? rb_fail(err, NULL, "validation failed on another rank") : -1;
     }
     /* counts reduce; scores gather to rank 0 for the AUC */
@@ -669,30 +665,17 @@ static int validate(train_ctx *x, rb_error *err)
     for (int i = 0; i < M_COUNT; i++)
         v[i] = NAN;
     if (rc == 0 && x->w.rank == 0) {
-        int64_t n = (int64_t)(ls1 / sizeof(float)), right = 0, total = 0;
-        for (int c = 0; c < x->nclasses; c++)
-            for (int q = 0; q < x->nclasses; q++) {
-                total += cm[c * x->nclasses + q];
-                right += c == q ? cm[c * x->nclasses + q] : 0;
-            }
+        int64_t n = (int64_t)(ls1 / sizeof(float));
         v[M_VLOSS] = tot[0] / (tot[1] > 0 ? tot[1] : 1);
-        v[M_VACC] = total ? (double)right / (double)total : NAN;
-        /* positive class vs the rest, at the argmax decision */
-        int64_t tp = 0, fn = 0, tn = 0, fp = 0;
+        /* positive class vs the rest, at the argmax decision; NaN where undefined */
+        metrics_screening sc;
+        metrics_screening_from_confusion(&sc, cm, x->nclasses, x->positive);
+        int64_t total = sc.tp + sc.fp + sc.tn + sc.fn, right = 0;
         for (int c = 0; c < x->nclasses; c++)
-            for (int q = 0; q < x->nclasses; q++) {
-                int64_t cnt = cm[c * x->nclasses + q];
-                if (c == x->positive && q == x->positive)
-                    tp += cnt;
-                else if (c == x->positive)
-                    fn += cnt;
-                else if (q == x->positive)
-                    fp += cnt;
-                else
-                    tn += cnt;
-            }
-        v[M_VSENS] = tp + fn ? (double)tp / (double)(tp + fn) : NAN;
-        v[M_VSPEC] = tn + fp ? (double)tn / (double)(tn + fp) : NAN;
+            right += cm[c * x->nclasses + c];
+        v[M_VACC] = total ? (double)right / (double)total : NAN;
+        v[M_VSENS] = sc.tp + sc.fn ? sc.sensitivity : NAN;
+        v[M_VSPEC] = sc.tn + sc.fp ? sc.specificity : NAN;
         rb_error aerr;
         if (metrics_auc(&v[M_VAUC], (const int32_t *)all_l, (const float *)all_s, 1, n, x->nclasses, x->positive,
                         &aerr) < 0)
@@ -709,7 +692,7 @@ static int validate(train_ctx *x, rb_error *err)
     rb_mpi_bcast_f64(v, M_COUNT); /* callbacks decide alike on every rank */
     for (int i = M_VLOSS; i < M_COUNT; i++)
         x->metrics[i] = v[i];
-    free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(cm);
+    free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(pred); free(cm);
     return rc;
 }
 

@@ -563,6 +563,22 @@ void metrics_screening_from_counts(metrics_screening *s, int64_t tp, int64_t fp,
         s->balanced_accuracy = 0.0;
 }
 
+void metrics_screening_from_confusion(metrics_screening *s, const int64_t *cm, int32_t k,
+                                      int32_t positive)
+{
+    int64_t tp = 0, fp = 0, tn = 0, fn = 0;
+    for (int32_t t = 0; t < k; t++)
+        for (int32_t p = 0; p < k; p++) {
+            int64_t c = cm[(int64_t)t * k + p];
+            if (t == positive)
+                *(p == positive ? &tp : &fn) += c;
+            else
+                *(p == positive ? &fp : &tn) += c;
+        }
+    metrics_screening_from_counts(s, tp, fp, tn, fn);
+    s->positive = positive;
+}
+
 int metrics_screening_compute(metrics_screening *s, const int32_t *y_true, const float *score,
                               int64_t stride, int64_t n, int32_t k, int32_t positive,
                               double threshold, rb_error *err)

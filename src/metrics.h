@@ -152,6 +152,12 @@ int64_t metrics_binary_counts_add(int64_t counts[4], const int32_t *y_true, cons
 void metrics_screening_from_counts(metrics_screening *s, int64_t tp, int64_t fp, int64_t tn,
                                    int64_t fn);
 
+/* The same for class `positive` against the rest at the decision a (k, k) confusion matrix
+ * records (e.g. the argmax): tp = cm[positive][positive], fn the rest of its row, fp the
+ * rest of its column, tn everything else. */
+void metrics_screening_from_confusion(metrics_screening *s, const int64_t *cm, int32_t k,
+                                      int32_t positive);
+
 int metrics_screening_compute(metrics_screening *s, const int32_t *y_true, const float *score,
                               int64_t stride, int64_t n, int32_t k, int32_t positive,
                               double threshold, rb_error *err);

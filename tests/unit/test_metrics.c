@@ -739,6 +739,23 @@ static void bootstrap_props(void)
     free(s);
 }
 
+/* One class against the rest from a 3x3 confusion matrix equals the counts of the
+ * labels at that decision. */
+static void screening_from_confusion(void)
+{
+    /* rows: true 0, 1, 2; columns: predicted */
+    const int64_t cm[9] = {5, 1, 2, /**/ 3, 7, 0, /**/ 1, 4, 6};
+    metrics_screening s;
+    metrics_screening_from_confusion(&s, cm, 3, 1);
+    CHECK(s.positive == 1 && s.tp == 7 && s.fn == 3 && s.fp == 5 && s.tn == 14,
+          "one-vs-rest counts tp %lld fn %lld fp %lld tn %lld", (long long)s.tp,
+          (long long)s.fn, (long long)s.fp, (long long)s.tn);
+    CHECK(s.sensitivity == 0.7 && s.specificity == 14.0 / 19.0, "sensitivity %g specificity %g",
+          s.sensitivity, s.specificity);
+    metrics_screening_from_confusion(&s, cm, 3, 0);
+    CHECK(s.tp == 5 && s.fn == 3 && s.fp == 4 && s.tn == 17, "class 0 against the rest");
+}
+
 int main(void)
 {
     hand_2x2();
@@ -746,5 +763,6 @@ int main(void)
     mergeable();
     golden_all();
     bootstrap_props();
+    screening_from_confusion();
     return TEST_DONE();
 }

@@ -12,6 +12,7 @@
 #include "rb_log.h"
 #include "rb_mpi.h"
 #include "shard.h"
+#include "shard_dataset.h"
 #include "shard_index.h"
 
 #include <hdf5.h>
@@ -76,17 +77,15 @@ static int list_records(shard_reader *r, const char *name, rb_error *err)
     return rc;
 }
 
-static int verify_shard(shard_reader *r, const shard_index_entry *e, int64_t *bad_total, rb_error *err)
+static int verify_shard(shard_reader *r, int64_t *bad_total, rb_error *err)
 {
-    int64_t bad = 0;
-    if (shard_verify(r, &bad, err) < 0)
+    int64_t bad = 0, which[10];
+    if (shard_verify_list(r, &bad, which, 10, err) < 0)
         return -1;
+    for (int64_t i = 0; i < bad && i < 10; i++)
+        printf("  %s: record %lld fails its CRC-32 check\n", r->path, (long long)which[i]);
     if (bad)
         printf("  %s: %lld record(s) with a wrong checksum\n", r->path, (long long)bad);
-    if (e && e->records != r->n) {
-        printf("  %s: %lld records, index.json says %lld\n", r->path, (long long)r->n, (long long)e->records);
-        bad++;
-    }
     *bad_total += bad;
     return 0;
 }
@@ -129,10 +128,15 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
         rc = shard_open(&r, p, err);
         if (rc == 0) {
             print_shard(&r, idx.shards[k].file);
+            rb_error e;
+            if (shard_check_index(&r, dir, &idx, &idx.shards[k], &e) < 0) {
+                printf("  problem: %s\n", e.msg);
+                bad++;
+            }
             if (job_bool(c, "list"))
                 rc = list_records(&r, idx.shards[k].file, err);
             if (rc == 0 && job_bool(c, "verify"))
-                rc = verify_shard(&r, &idx.shards[k], &bad, err);
+                rc = verify_shard(&r, &bad, err);
             if (rc == 0 && want >= 0 && idx.shards[k].split == export_split) {
                 if (want < r.n) {
                     rc = export_record(&r, want, job_str(c, "image_out"), err);
@@ -147,13 +151,12 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
     if (rc == 0 && want >= 0 && job_int(c, "export_image") >= 0)
         rc = rb_fail(err, NULL, "export_image %lld: the %s split has fewer records",
                      (long long)job_int(c, "export_image"), job_str(c, "split"));
-    if (rc == 0 && job_bool(c, "verify")) {
-        if (bad)
-            rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: verification found %lld problem(s)",
-                         dir, (long long)bad);
-        else
-            printf("verified: every record checksum matches\n");
-    }
+    if (rc == 0 && bad)
+        rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %s found %lld problem(s) (listed above)",
+                     dir, job_bool(c, "verify") ? "verification" : "the check of the shards against index.json",
+                     (long long)bad);
+    else if (rc == 0 && job_bool(c, "verify"))
+        printf("verified: index.json's checksum, its agreement with every shard, and every record checksum match\n");
     shard_index_free(&idx);
     return rc;
 }
@@ -174,7 +177,7 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     if (job_bool(c, "list"))
         rc = list_records(&r, path, err);
     if (rc == 0 && job_bool(c, "verify")) {
-        rc = verify_shard(&r, NULL, &bad, err);
+        rc = verify_shard(&r, &bad, err);
         if (rc == 0 && bad)
             rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %lld record(s) with a wrong checksum",
                          path, (long long)bad);

@@ -32,7 +32,7 @@ poke() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
 "$RADBATCH" inspect "$M" > "$T/inspect.out" || fail "inspect of the intact model"
 grep -q "integrity: every checksum matches" "$T/inspect.out" || fail "inspect does not report the checksums"
 "$RADBATCH" inspect "$T/s32" --verify > "$T/verify.out" || fail "inspect --verify of the intact shards"
-grep -q "^verified: index.json's checksum, its agreement with every shard, and every record checksum match" \
+grep -q "^verified: every record checksum matches; so do index.json's own checksum and its agreement with every shard" \
     "$T/verify.out" || fail "inspect --verify summary"
 ok "intact model and shards verify"
 
@@ -88,7 +88,18 @@ expect 1 "$C: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel)
     "$RADBATCH" train --shards "$T/s32" --run_dir "$T/resume" --backbone mobilenetv2 \
     --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 \
     --checkpoint_every_steps 4 --resume true --quiet
-ok "a damaged checkpoint is refused on resume"
+# the checkpoint intact, but best.h5 (restore_best's weights) damaged
+mkdir -p "$T/resume2/checkpoints"
+cp "$(ls "$T/run/checkpoints/"ckpt-*.h5 | sort | tail -1)" "$T/resume2/checkpoints/"
+cp "$(ls "$T/run/checkpoints/"ckpt-*.DONE | sort | tail -1)" "$T/resume2/checkpoints/"
+cp "$T/run/best.h5" "$T/resume2/best.h5"
+off=$(data_offset "$T/resume2/best.h5" /weights/dense/kernel)
+poke "$T/resume2/best.h5" $((off + 8)) '\x01\x02'
+expect 1 "$T/resume2/best.h5: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel)" \
+    "$RADBATCH" train --shards "$T/s32" --run_dir "$T/resume2" --backbone mobilenetv2 \
+    --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 \
+    --checkpoint_every_steps 4 --resume true --quiet
+ok "a damaged checkpoint or best.h5 is refused on resume"
 
 # ---- shards: 8 overwritten bytes in record 5 of the train shard
 D="$T/bad-record"
@@ -106,6 +117,8 @@ for cache in 4096 0; do
 done
 [ ! -e "$T/bad-train-0/model.h5" ] || fail "train wrote a model from a damaged shard"
 expect 1 "$rec" "$RADBATCH" evaluate --model "$M" --data "$D" --split train --out "$T/ev-rec" --quiet
+[ ! -e "$T/ev-rec/metrics.json" ] || fail "evaluate wrote metrics from a damaged shard"
+expect 1 "$rec" "$RADBATCH" inspect "$S" --export_image 5 --image_out "$T/rec5.png"
 expect 1 "$D: verification found 1 problem(s)" "$RADBATCH" inspect "$D" --verify
 grep -qF "$S: record 5 fails its CRC-32 check" "$T/out" || fail "inspect --verify does not name the record"
 # infer goes on and lists the record in errors.csv
@@ -143,6 +156,14 @@ expect 1 "$D/train-00000-of-00001.h5: class_names [NORMAL, PNEUMONIA], $D/index.
 grep -qF "warning: $D/index.json: a format_version 1 index.json carries no checksum" "$T/out" \
     || fail "no warning for an index.json without checksum"
 expect 1 "problem: $D/train-00000-of-00001.h5: class_names [NORMAL, PNEUMONIA]" "$RADBATCH" inspect "$D" --verify
+expect 1 "$D: the check of the shards against index.json found 2 problem(s)" "$RADBATCH" inspect "$D"
+# infer goes on: each disagreeing shard is an errors.csv row, none of its records is used
+"$RADBATCH" infer --model "$M" --input "$D" --out "$T/swapped-inf1" --quiet > /dev/null 2>&1 || true
+for f in train-00000-of-00001.h5 val-00000-of-00001.h5; do
+    grep -F "$f" "$T/swapped-inf1/errors.csv" | grep -qF "class_names [NORMAL, PNEUMONIA]" \
+        || { cat "$T/swapped-inf1/errors.csv"; fail "infer does not report $f"; }
+done
+[ "$(tail -n +2 "$T/swapped-inf1/predictions.csv" 2>/dev/null | wc -l)" = 0 ] || fail "infer used records of disagreeing shards"
 ok "swapped class names in index.json are refused"
 
 D="$T/count"

@@ -156,7 +156,8 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
                      dir, job_bool(c, "verify") ? "verification" : "the check of the shards against index.json",
                      (long long)bad);
     else if (rc == 0 && job_bool(c, "verify"))
-        printf("verified: index.json's checksum, its agreement with every shard, and every record checksum match\n");
+        printf("verified: every record checksum matches; so do index.json's own checksum and its agreement with "
+               "every shard\n");
     shard_index_free(&idx);
     return rc;
 }

@@ -357,6 +357,24 @@ int main(void)
               contains(err.msg, "damaged.h5: checksum mismatch in the optimizer state (/optimizer/state)"),
           "flipped optimizer byte: %s", err.msg);
 
+    /* a version-2 file that lost a checksum attribute: an error, not an unverified load */
+    copy_file(good, damaged);
+    {
+        hid_t f = H5Fopen(damaged, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t d = H5Dopen2(f, "/weights/bn_Conv1/beta", H5P_DEFAULT);
+        H5Adelete(d, "xxh3");
+        H5Dclose(d);
+        H5Adelete(f, "model_card_xxh3");
+        H5Fclose(f);
+    }
+    CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
+              contains(err.msg, "damaged.h5: no readable checksum for the model card (attribute model_card_xxh3)"),
+          "missing card checksum: %s", err.msg);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 &&
+              contains(err.msg, "damaged.h5: no readable checksum for tensor 'bn_Conv1/beta' (/weights/bn_Conv1/beta) "
+                                "(attribute xxh3)"),
+          "missing tensor checksum: %s", err.msg);
+
     /* a truncated file (a copy cut short): refused on open */
     copy_file(good, damaged);
     FILE *tf = fopen(damaged, "r+b");

@@ -1,8 +1,10 @@
 /* radbatch model and checkpoint files (see model_file.h, docs/formats-model.md). */
 #include "model_file.h"
 #include "h5util.h"
+#include "rb_log.h"
 
 #include <hdf5.h>
+#include <xxhash.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,11 @@
 
 #define MAX_TENSORS 1000000
 
+/* Checksums are XXH3-64 of the bytes as stored (float32 little-endian for tensors). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "model_file.c hashes tensors in memory order, which is the file order only on little-endian hosts"
+#endif
+
 static const char *ROOT_DESCRIPTION =
     "radbatch model file. Root attributes: architecture (the model description radbatch "
     "builds the network from), model_card (JSON), class_names (index = class id). "
@@ -27,7 +34,77 @@ static const char *ROOT_DESCRIPTION =
     "[kh, kw, in, out], Dense kernel [in, out]); layer order in /weights@layer_names, weight "
     "order in each layer's weight_names; kind = weight (trained) or state (BatchNorm moving "
     "statistics). Checkpoints add /optimizer (state as one float32 vector) and /train_state "
-    "(epoch, step, data position, seed, best metric). Format: docs/formats-model.md.";
+    "(epoch, step, data position, seed, best metric). Integrity: every tensor has an "
+    "attribute xxh3 (XXH3-64 of its float32 little-endian bytes, 16 hex digits); the root "
+    "has architecture_xxh3, model_card_xxh3 and class_names_xxh3, /optimizer and "
+    "/train_state an xxh3 of their attributes; all are checked on load. "
+    "Format: docs/formats-model.md.";
+
+/* ---------------------------------------------------------------- checksums */
+
+static void hex64(char out[17], uint64_t h) { snprintf(out, 17, "%016llx", (unsigned long long)h); }
+
+static uint64_t text_hash(const char *s) { return XXH3_64bits(s ? s : "", s ? strlen(s) : 0); }
+
+/* each name followed by a NUL byte, so ["ab","c"] and ["a","bc"] differ */
+static uint64_t names_hash(const char *const *v, int n)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return 0;
+    XXH3_64bits_reset(st);
+    for (int i = 0; i < n; i++)
+        XXH3_64bits_update(st, v[i] ? v[i] : "", (v[i] ? strlen(v[i]) : 0) + 1);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
+}
+
+/* /optimizer's attributes as one text: "kind\nstep\nconfig" */
+static uint64_t optimizer_hash(const char *kind, int64_t step, const char *config)
+{
+    size_t len = strlen(kind) + strlen(config ? config : "") + 32;
+    char *t = malloc(len);
+    if (!t)
+        return 0;
+    snprintf(t, len, "%s\n%lld\n%s", kind, (long long)step, config ? config : "");
+    uint64_t h = text_hash(t);
+    free(t);
+    return h;
+}
+
+/* /train_state's attributes as one text (best_metric in hexadecimal float notation) */
+static uint64_t train_state_hash(const model_file_train_state *t)
+{
+    char s[256];
+    snprintf(s, sizeof s, "%lld\n%lld\n%lld\n%llu\n%a\n%s", (long long)t->epoch, (long long)t->step,
+             (long long)t->data_position, (unsigned long long)t->rng_seed, t->best_metric,
+             t->best_metric_name);
+    return text_hash(s);
+}
+
+static int attr_write_hash(hid_t obj, const char *name, uint64_t h)
+{
+    char hex[17];
+    hex64(hex, h);
+    return h5_attr_write_str(obj, name, hex);
+}
+
+/* Compare obj@name (16 hex digits) with h. 0 when equal; otherwise -1 with an error that
+ * names the file and `what`. */
+static int attr_check_hash(hid_t obj, const char *name, uint64_t h, const char *path, const char *what,
+                           rb_error *err)
+{
+    const char *hint = "the file is damaged (a changed byte); use another copy, or rerun train to rewrite it";
+    char stored[64] = "";
+    if (H5Aexists(obj, name) <= 0 || h5_attr_read_str(obj, name, stored, sizeof stored) < 0)
+        return rb_fail(err, hint, "%s: no readable checksum for %s (attribute %s)", path, what, name);
+    char want[17];
+    hex64(want, h);
+    if (strcmp(stored, want) != 0)
+        return rb_fail(err, hint, "%s: checksum mismatch in %s: stored %s, computed %s", path, what, stored, want);
+    return 0;
+}
 
 /* ---------------------------------------------------------------- HDF5 helpers */
 
@@ -186,6 +263,12 @@ static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *sh
             int8_t t = (int8_t)trainable;
             rc = h5_attr_write_scalar(d, "trainable", H5T_STD_I8LE, H5T_NATIVE_INT8, &t);
         }
+        if (rc == 0) {
+            int64_t n = 1;
+            for (int i = 0; i < ndim; i++)
+                n *= shape[i];
+            rc = attr_write_hash(d, "xxh3", XXH3_64bits(data, (size_t)n * sizeof(float)));
+        }
         H5Dclose(d);
     }
     H5Sclose(s);
@@ -220,7 +303,10 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         h5_attr_write_str(f, "model_card", c->model_card ? c->model_card : "{}") < 0 ||
         h5_attr_write_strs(f, "class_names", c->class_names, c->n_classes) < 0 ||
         h5_attr_write_str(f, "radbatch_version", RADBATCH_VERSION) < 0 ||
-        h5_attr_write_str(f, "created", created) < 0)
+        h5_attr_write_str(f, "created", created) < 0 ||
+        attr_write_hash(f, "architecture_xxh3", text_hash(c->architecture)) < 0 ||
+        attr_write_hash(f, "model_card_xxh3", text_hash(c->model_card ? c->model_card : "{}")) < 0 ||
+        attr_write_hash(f, "class_names_xxh3", names_hash(c->class_names, c->n_classes)) < 0)
         return rb_fail(err, hint, "%s: cannot write the root attributes", path);
 
     /* /weights: one group per layer, in model order */
@@ -311,6 +397,7 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         fail = fail || h5_attr_write_str(g, "kind", o->kind) < 0;
         fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
         fail = fail || h5_attr_write_str(g, "config", o->config ? o->config : "{}") < 0;
+        fail = fail || attr_write_hash(g, "xxh3", optimizer_hash(o->kind, o->step, o->config ? o->config : "{}")) < 0;
         fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
         fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
         if (g >= 0)
@@ -336,6 +423,7 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         fail = fail || h5_attr_write_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                                    &t->best_metric) < 0;
         fail = fail || h5_attr_write_str(g, "best_metric_name", t->best_metric_name) < 0;
+        fail = fail || attr_write_hash(g, "xxh3", train_state_hash(t)) < 0;
         if (g >= 0)
             H5Gclose(g);
         if (fail) {
@@ -406,7 +494,7 @@ int model_file_save(const char *path, const model_file_contents *c, rb_error *er
 
 /* ---------------------------------------------------------------- loading */
 
-static hid_t open_checked(const char *path, rb_error *err)
+static hid_t open_checked(const char *path, int *version_out, rb_error *err)
 {
     if (access(path, R_OK) != 0)
         return rb_fail(err, "check the path", "%s: cannot open: %s", path, strerror(errno));
@@ -415,8 +503,8 @@ static hid_t open_checked(const char *path, rb_error *err)
                        "%s: not an HDF5 file", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return rb_fail(err, "the file may be damaged or locked (HDF5_USE_FILE_LOCKING=FALSE)",
-                       "%s: cannot open as HDF5", path);
+        return rb_fail(err, "the file is truncated or damaged (or locked: HDF5_USE_FILE_LOCKING=FALSE); use another copy",
+                       "%s: cannot open as HDF5 (truncated or damaged?)", path);
     char *fmt = NULL;
     if (attr_read_str(f, "format", &fmt, 0, path, err) < 0) {
         H5Fclose(f);
@@ -441,14 +529,15 @@ static hid_t open_checked(const char *path, rb_error *err)
         H5Fclose(f);
         return -1;
     }
-    if (version != MODEL_FILE_VERSION) {
+    if (version != MODEL_FILE_VERSION && version != MODEL_FILE_VERSION_NO_CHECKSUMS) {
         H5Fclose(f);
         return rb_fail(err,
                        version > MODEL_FILE_VERSION ? "written by a newer radbatch; upgrade to read it"
                                                     : "the file is damaged",
-                       "%s: format_version %d, this radbatch reads version %d", path, (int)version,
-                       MODEL_FILE_VERSION);
+                       "%s: format_version %d, this radbatch reads versions %d and %d", path, (int)version,
+                       MODEL_FILE_VERSION_NO_CHECKSUMS, MODEL_FILE_VERSION);
     }
+    *version_out = version;
     return f;
 }
 
@@ -545,14 +634,21 @@ void model_file_header_free(model_file_header *h)
     memset(h, 0, sizeof *h);
 }
 
-static int read_header(hid_t f, const char *path, model_file_header *h, rb_error *err)
+static int read_header(hid_t f, const char *path, int version, model_file_header *h, rb_error *err)
 {
-    h->format_version = MODEL_FILE_VERSION;
+    h->format_version = version;
+    h->has_checksums = version >= MODEL_FILE_VERSION;
     if (attr_read_str(f, "architecture", &h->architecture, 1, path, err) < 0 ||
-        attr_read_str(f, "model_card", &h->model_card, 0, path, err) < 0)
+        attr_read_str(f, "model_card", &h->model_card, h->has_checksums, path, err) < 0)
         return -1;
     int r = attr_read_strs(f, "class_names", &h->class_names, &h->n_classes, path, err);
     if (r < 0)
+        return -1;
+    if (h->has_checksums &&
+        (attr_check_hash(f, "architecture_xxh3", text_hash(h->architecture), path, "the architecture text", err) < 0 ||
+         attr_check_hash(f, "model_card_xxh3", text_hash(h->model_card), path, "the model card", err) < 0 ||
+         attr_check_hash(f, "class_names_xxh3", names_hash((const char *const *)h->class_names, h->n_classes), path,
+                         "the class names", err) < 0))
         return -1;
     char *ver = NULL;
     if (attr_read_str(f, "radbatch_version", &ver, 0, path, err) < 0)
@@ -569,6 +665,9 @@ static int read_header(hid_t f, const char *path, model_file_header *h, rb_error
         int fail = attr_read_str(g, "kind", &kind, 1, path, err) < 0 ||
                    attr_read_num(g, "step", H5T_NATIVE_INT64, &h->optimizer_step, path, err) < 0 ||
                    attr_read_str(g, "config", &h->optimizer_config, 0, path, err) < 0;
+        if (!fail && h->has_checksums)
+            fail = attr_check_hash(g, "xxh3", optimizer_hash(kind, h->optimizer_step, h->optimizer_config), path,
+                                   "/optimizer (kind, step, config)", err) < 0;
         if (!fail) {
             snprintf(h->optimizer_kind, sizeof h->optimizer_kind, "%s", kind);
             hid_t d = H5Lexists(g, "state", H5P_DEFAULT) > 0 ? H5Dopen2(g, "state", H5P_DEFAULT)
@@ -606,6 +705,8 @@ static int read_header(hid_t f, const char *path, model_file_header *h, rb_error
         if (!fail) {
             snprintf(t->best_metric_name, sizeof t->best_metric_name, "%s", name ? name : "");
             h->has_train_state = 1;
+            if (h->has_checksums)
+                fail = attr_check_hash(g, "xxh3", train_state_hash(t), path, "/train_state", err) < 0;
         }
         free(name);
         H5Gclose(g);
@@ -621,9 +722,10 @@ int model_file_read_header(const char *path, model_file_header *h, rb_error *err
     h5_quiet q;
     h5_quiet_begin(&q);
     int rc = -1;
-    hid_t f = open_checked(path, err);
+    int version = 0;
+    hid_t f = open_checked(path, &version, err);
     if (f >= 0) {
-        rc = read_header(f, path, h, err);
+        rc = read_header(f, path, version, h, err);
         H5Fclose(f);
     }
     h5_quiet_end(&q);
@@ -632,8 +734,8 @@ int model_file_read_header(const char *path, model_file_header *h, rb_error *err
     return rc;
 }
 
-static int load_weights(hid_t f, const char *path, const rb_param_view *views, int n_views,
-                        rb_error *err)
+static int load_weights(hid_t f, const char *path, int version, const rb_param_view *views, int n_views,
+                        unsigned flags, int8_t *sum_ok, rb_error *err)
 {
     char **names = NULL;
     int nn = 0;
@@ -727,13 +829,47 @@ static int load_weights(hid_t f, const char *path, const rb_param_view *views, i
         hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
         herr_t r = d >= 0 ? H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->data)
                           : -1;
-        if (d >= 0)
-            H5Dclose(d);
         if (r < 0) {
+            if (d >= 0)
+                H5Dclose(d);
             rb_fail(err, "the file may be truncated or damaged", "%s: cannot read %s", path, dp);
             goto done;
         }
+        int64_t n = 1;
+        for (int k = 0; k < v->ndim; k++)
+            n *= v->shape[k];
+        char what[700];
+        snprintf(what, sizeof what, "tensor '%s/%s' (%s)", v->layer, v->weight, dp);
+        r = version >= MODEL_FILE_VERSION
+                ? attr_check_hash(d, "xxh3", XXH3_64bits(v->data, (size_t)n * sizeof(float)), path, what, err)
+                : 0;
+        H5Dclose(d);
+        if (sum_ok) { /* recorded, not an error */
+            sum_ok[i] = (int8_t)(r == 0);
+            r = 0;
+        }
+        if (r < 0)
+            goto done;
+        if (!(flags & MODEL_FILE_ALLOW_NONFINITE)) {
+            int64_t nan = 0, inf = 0, first = -1;
+            for (int64_t j = 0; j < n; j++)
+                if (!isfinite(v->data[j])) {
+                    nan += isnan(v->data[j]) != 0;
+                    inf += isinf(v->data[j]) != 0;
+                    if (first < 0)
+                        first = j;
+                }
+            if (first >= 0) {
+                rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
+                        "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
+                        path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
+                goto done;
+            }
+        }
     }
+    if (version < MODEL_FILE_VERSION && rb_log_rank() == 0)
+        rb_warn("%s: a format_version %d model file carries no checksums; its weights were loaded unverified "
+                "(saving it again with this radbatch adds them)", path, version);
     rc = 0;
 done:
     free(taken);
@@ -744,12 +880,18 @@ done:
 int model_file_load_weights(const char *path, const rb_param_view *views, int n_views,
                             rb_error *err)
 {
+    return model_file_load_weights_opt(path, views, n_views, 0, NULL, err);
+}
+
+int model_file_load_weights_opt(const char *path, const rb_param_view *views, int n_views, unsigned flags,
+                                int8_t *checksum_ok, rb_error *err)
+{
     h5_quiet q;
     h5_quiet_begin(&q);
-    int rc = -1;
-    hid_t f = open_checked(path, err);
+    int rc = -1, version = 0;
+    hid_t f = open_checked(path, &version, err);
     if (f >= 0) {
-        rc = load_weights(f, path, views, n_views, err);
+        rc = load_weights(f, path, version, views, n_views, flags, checksum_ok, err);
         H5Fclose(f);
     }
     h5_quiet_end(&q);
@@ -760,8 +902,8 @@ int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_erro
 {
     h5_quiet q;
     h5_quiet_begin(&q);
-    int rc = -1;
-    hid_t f = open_checked(path, err);
+    int rc = -1, version = 0;
+    hid_t f = open_checked(path, &version, err);
     if (f >= 0) {
         hid_t d = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0
                       ? H5Dopen2(f, "/optimizer/state", H5P_DEFAULT)
@@ -779,9 +921,13 @@ int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_erro
                         "checkpoint",
                         "%s: /optimizer/state holds %lld floats, the optimizer needs %lld", path,
                         (long long)np, (long long)n);
-            else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, state) < 0)
+            else if (np > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, state) < 0)
                 rb_fail(err, "the file may be truncated", "%s: cannot read /optimizer/state",
                         path);
+            else if (version >= MODEL_FILE_VERSION &&
+                     attr_check_hash(d, "xxh3", XXH3_64bits(np > 0 ? (const void *)state : "", (size_t)np * sizeof(float)),
+                                     path, "the optimizer state (/optimizer/state)", err) < 0)
+                ;
             else
                 rc = 0;
             H5Dclose(d);

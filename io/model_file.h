@@ -24,7 +24,8 @@
 #include <stdint.h>
 
 #define MODEL_FILE_FORMAT "radbatch-model"
-#define MODEL_FILE_VERSION 1
+#define MODEL_FILE_VERSION 2              /* written: every tensor and the card carry an XXH3-64 */
+#define MODEL_FILE_VERSION_NO_CHECKSUMS 1 /* still read, with a warning: no checksums to verify */
 
 /* Where a training run stands; enough, with the job file, to resume it exactly (the data
  * order and every random draw are functions of rng_seed, epoch and sample index). */
@@ -61,6 +62,7 @@ int model_file_save(const char *path, const model_file_contents *c, rb_error *er
 
 typedef struct model_file_header {
     int format_version;
+    int has_checksums;         /* version 2: every checksum was present and verified */
     char *architecture;        /* malloc'd */
     char *model_card;          /* malloc'd, NULL when absent */
     int n_classes;
@@ -77,16 +79,28 @@ typedef struct model_file_header {
     model_file_train_state train_state;
 } model_file_header;
 
-/* Validates the magic and the version, reads everything but the tensors. */
+/* Validates the magic and the version, reads everything but the tensors, and verifies the
+ * checksums of the architecture, the model card, the class names and (checkpoints) the
+ * optimizer and train-state attributes. */
 int model_file_read_header(const char *path, model_file_header *h, rb_error *err);
 void model_file_header_free(model_file_header *h);
 
 /* Reads every view's tensor; the file must hold exactly these tensors (same layer and
- * weight names, same shapes), or the error names the first difference. */
+ * weight names, same shapes), or the error names the first difference. Each tensor's
+ * XXH3-64 is checked against its xxh3 attribute, and a NaN or Inf in a tensor is an error
+ * naming it. A version-1 file (no checksums) loads with a warning. */
 int model_file_load_weights(const char *path, const rb_param_view *views, int n_views,
                             rb_error *err);
 
-/* Reads the optimizer state (n floats, as the header's optimizer_state_len). */
+/* The same for diagnostics (inspect --diff). flags: MODEL_FILE_ALLOW_NONFINITE loads NaN
+ * and Inf values. checksum_ok: NULL, or [n_views] set to 1 where the tensor's checksum
+ * matches (or the file has none) and 0 where it does not; a mismatch is then not an error. */
+#define MODEL_FILE_ALLOW_NONFINITE 1u
+int model_file_load_weights_opt(const char *path, const rb_param_view *views, int n_views, unsigned flags,
+                                int8_t *checksum_ok, rb_error *err);
+
+/* Reads the optimizer state (n floats, as the header's optimizer_state_len) and checks its
+ * XXH3-64 (values are not checked for finiteness). */
 int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_error *err);
 
 #endif

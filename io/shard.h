@@ -70,11 +70,15 @@ typedef struct shard_reader {
     int shard_index, shard_count;
     char plan_hash[40];
     int64_t chunk_rows; /* images per HDF5 chunk: read in multiples of this */
+    uint32_t *crc;      /* [n] /checksums, read by shard_open */
+    int64_t num_records; /* the num_records attribute */
 } shard_reader;
 
 int shard_open(shard_reader *r, const char *path, rb_error *err);
 void shard_close(shard_reader *r);
-/* rows [lo, lo+count) of /images into out ([count,H,W,C]) and labels (may be NULL) */
+/* rows [lo, lo+count) of /images into out ([count,H,W,C]) and labels (may be NULL). Every
+ * record's CRC-32 is checked against /checksums: a mismatch is an error naming the shard
+ * file and the record (its row in the shard). */
 int shard_read(shard_reader *r, int64_t lo, int64_t count, uint8_t *images, int32_t *labels,
                rb_error *err);
 int shard_read_labels(shard_reader *r, int32_t *out, rb_error *err);    /* [n] */
@@ -83,6 +87,8 @@ int shard_read_checksums(shard_reader *r, uint32_t *out, rb_error *err); /* [n] 
 int shard_read_path(shard_reader *r, int64_t i, char **out, rb_error *err);
 /* Recompute every record's CRC-32 and compare with /checksums; *bad = mismatches. */
 int shard_verify(shard_reader *r, int64_t *bad, rb_error *err);
+/* The same, with the first max_which damaged records' rows in which[]. */
+int shard_verify_list(shard_reader *r, int64_t *bad, int64_t *which, int max_which, rb_error *err);
 
 /* CRC-32 of a record's pixels. */
 uint32_t shard_record_crc(const uint8_t *pixels, size_t len);

@@ -1,8 +1,93 @@
 #include "shard_dataset.h"
 #include "fsutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
+
+static const char *split_name(int s)
+{
+    static const char *nm[SHARD_INDEX_SPLITS] = {"train", "val", "test", "all"};
+    return s >= 0 && s < SHARD_INDEX_SPLITS ? nm[s] : "?";
+}
+
+static void names_text(char *buf, size_t cap, char *const *v, int n)
+{
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%s", i ? ", " : "", v[i]);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "]");
+}
+
+int shard_check_index(shard_reader *r, const char *dir, const shard_index *x, const shard_index_entry *e,
+                      rb_error *err)
+{
+    const char *hint = "the shard and index.json disagree: one was changed or damaged after convert; rerun convert";
+    char *ip = fs_join(dir, "index.json");
+    const char *idx = ip ? ip : "index.json";
+    int rc = -1;
+    if (r->height != x->height || r->width != x->width || r->channels != x->channels) {
+        rb_fail(err, hint, "%s: images are %dx%dx%d, %s says %dx%dx%d", r->path, r->height, r->width, r->channels, idx,
+                x->height, x->width, x->channels);
+        goto out;
+    }
+    int same = r->nclasses == x->nclasses;
+    for (int c = 0; same && c < x->nclasses; c++)
+        same = strcmp(r->class_names[c], x->class_names[c]) == 0;
+    if (!same) {
+        char a[512], b[512];
+        names_text(a, sizeof a, r->class_names, r->nclasses);
+        names_text(b, sizeof b, x->class_names, x->nclasses);
+        rb_fail(err, hint, "%s: class_names %s, %s says %s", r->path, a, idx, b);
+        goto out;
+    }
+    if (strcmp(r->split, split_name(e->split)) != 0 || r->shard_index != e->index || r->shard_count != e->count) {
+        rb_fail(err, hint, "%s: split %s shard %d of %d, %s says split %s shard %d of %d", r->path, r->split,
+                r->shard_index, r->shard_count, idx, split_name(e->split), e->index, e->count);
+        goto out;
+    }
+    if (r->n != e->records) {
+        rb_fail(err, hint, "%s: %lld records, %s says %lld", r->path, (long long)r->n, idx, (long long)e->records);
+        goto out;
+    }
+    if (e->plan_hash[0] && strcmp(r->plan_hash, e->plan_hash) != 0) {
+        rb_fail(err, hint, "%s: plan_hash %s, %s says %s", r->path, r->plan_hash, idx, e->plan_hash);
+        goto out;
+    }
+    char ck[17];
+    snprintf(ck, sizeof ck, "%016llx", (unsigned long long)XXH3_64bits(r->crc, (size_t)r->n * sizeof *r->crc));
+    if (e->checksum[0] && strcmp(ck, e->checksum) != 0) {
+        rb_fail(err, hint, "%s: the XXH3-64 of its /checksums is %s, %s says %s", r->path, ck, idx, e->checksum);
+        goto out;
+    }
+    int32_t *labels = malloc((size_t)(r->n + 1) * sizeof *labels);
+    int64_t *count = calloc((size_t)x->nclasses + 1, sizeof *count);
+    if (!labels || !count) {
+        free(labels);
+        free(count);
+        rb_fail(err, NULL, "out of memory");
+        goto out;
+    }
+    rc = shard_read_labels(r, labels, err);
+    for (int64_t i = 0; rc == 0 && i < r->n; i++) {
+        if (labels[i] < -1 || labels[i] >= x->nclasses)
+            rc = rb_fail(err, hint, "%s: record %lld has label %d, outside -1..%d", r->path, (long long)i, labels[i],
+                         x->nclasses - 1);
+        else if (labels[i] >= 0)
+            count[labels[i]]++;
+    }
+    for (int c = 0; rc == 0 && c < x->nclasses; c++)
+        if (count[c] != e->per_class[c])
+            rc = rb_fail(err, hint, "%s: %lld records of class %s, %s says %lld", r->path, (long long)count[c],
+                         x->class_names[c], idx, (long long)e->per_class[c]);
+    free(labels);
+    free(count);
+out:
+    free(ip);
+    return rc;
+}
 
 void shard_dataset_close(shard_dataset *d)
 {
@@ -64,10 +149,7 @@ int shard_dataset_open(shard_dataset *d, const char *dir, const char *split_name
         }
         opened++;
         shard_reader *r = &d->shards[j];
-        if (r->n != e->records || r->height != x->height || r->width != x->width || r->channels != x->channels) {
-            rb_fail(err, "rerun convert: the folder is inconsistent", "%s: %lld records of %dx%dx%d, index.json says %lld of %dx%dx%d",
-                    r->path, (long long)r->n, r->height, r->width, r->channels, (long long)e->records, x->height,
-                    x->width, x->channels);
+        if (shard_check_index(r, dir, x, e, err) < 0) {
             d->nshards = opened;
             shard_dataset_close(d);
             return -1;

@@ -28,12 +28,21 @@ typedef struct shard_dataset {
 } shard_dataset;
 
 /* Open split `split_name` ("train", "val", "test", "all") of a shards folder. Checks that
- * every listed shard exists and matches index.json (format, size, records). */
+ * every listed shard exists and agrees with index.json (shard_check_index). Records are
+ * CRC-checked as they are read (all of them here when the split is cached in memory). */
 int shard_dataset_open(shard_dataset *d, const char *dir, const char *split_name, int64_t cache_bytes,
                        rb_error *err);
 void shard_dataset_close(shard_dataset *d);
 
-/* Copy records idx[0..n) into images [n,H,W,C] (labels [n] may be NULL). */
+/* Does shard r (opened from `dir`) agree with its index.json entry e? Compares image size,
+ * class names, split, shard index and count, record count, plan hash, the records per
+ * class (from /labels) and the XXH3-64 of /checksums. An error names the shard, index.json
+ * and what disagrees. */
+int shard_check_index(shard_reader *r, const char *dir, const shard_index *x, const shard_index_entry *e,
+                      rb_error *err);
+
+/* Copy records idx[0..n) into images [n,H,W,C] (labels [n] may be NULL). A record failing
+ * its CRC-32 check is an error naming the shard file and the record's row. */
 int shard_dataset_read(shard_dataset *d, const int64_t *idx, int n, uint8_t *images, int32_t *labels,
                        rb_error *err);
 /* Source path of record i (malloc'd). */

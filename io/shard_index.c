@@ -1,5 +1,6 @@
 #include "shard_index.h"
 #include "fsutil.h"
+#include "rb_log.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -12,6 +13,44 @@
 #endif
 
 static const char *split_names[SHARD_INDEX_SPLITS] = {"train", "val", "test", "all"};
+
+/* index.json's own checksum: the member "index_checksum": "<16 hex digits>", the XXH3-64 of
+ * the file's bytes with those 16 digits written as '0'. Finds the digits in text[0..len):
+ * their offset, or -1 when the member is absent or malformed. */
+#define INDEX_CHECKSUM_KEY "\"index_checksum\":"
+static long find_index_checksum(const char *text, size_t len)
+{
+    size_t k = strlen(INDEX_CHECKSUM_KEY);
+    long at = -1;
+    for (size_t i = 0; i + k <= len; i++)
+        if (memcmp(text + i, INDEX_CHECKSUM_KEY, k) == 0)
+            at = (long)i; /* the last one */
+    if (at < 0)
+        return -1;
+    size_t i = (size_t)at + k;
+    while (i < len && (text[i] == ' ' || text[i] == '\t'))
+        i++;
+    if (i + 18 > len || text[i] != '"' || text[i + 17] != '"')
+        return -1;
+    for (size_t j = i + 1; j < i + 17; j++)
+        if (!((text[j] >= '0' && text[j] <= '9') || (text[j] >= 'a' && text[j] <= 'f')))
+            return -1;
+    return (long)(i + 1);
+}
+
+static uint64_t index_text_hash(const char *text, size_t len, long digits)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return 0;
+    XXH3_64bits_reset(st);
+    XXH3_64bits_update(st, text, (size_t)digits);
+    XXH3_64bits_update(st, "0000000000000000", 16);
+    XXH3_64bits_update(st, text + digits + 16, len - (size_t)digits - 16);
+    uint64_t h = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return h;
+}
 
 int shard_index_split_id(const char *name)
 {
@@ -85,6 +124,7 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
     cJSON_AddItemToObject(root, "stats", st);
     if (x->config)
         cJSON_AddStringToObject(root, "config", x->config);
+    cJSON_AddStringToObject(root, "index_checksum", "0000000000000000");
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text)
@@ -97,7 +137,16 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
     if (path && withnl) {
         memcpy(withnl, text, len);
         withnl[len] = '\n';
-        rc = fs_write_file_atomic(path, withnl, len + 1, err);
+        /* the checksum covers the bytes as written, newline included */
+        long digits = find_index_checksum(withnl, len + 1);
+        if (digits < 0)
+            rb_fail(err, NULL, "%s: cannot place its checksum", path);
+        else {
+            char hex[17];
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)index_text_hash(withnl, len + 1, digits));
+            memcpy(withnl + digits, hex, 16);
+            rc = fs_write_file_atomic(path, withnl, len + 1, err);
+        }
     } else
         rb_fail(err, NULL, "out of memory");
     free(withnl);
@@ -153,7 +202,6 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
         return -1;
     }
     cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
-    free(buf);
     const char *hint = "rerun 'radbatch convert' to rewrite it";
     int rc = -1;
     if (!root) {
@@ -163,10 +211,32 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
     const char *fmt = get_str(root, "format");
     int64_t ver = 0, v;
     if (!fmt || strcmp(fmt, SHARD_INDEX_FORMAT) != 0 || get_int(root, "format_version", &ver) < 0 ||
-        ver != SHARD_INDEX_VERSION) {
-        rb_fail(err, hint, "%s: not a radbatch shard index of version %d", path, SHARD_INDEX_VERSION);
+        (ver != SHARD_INDEX_VERSION && ver != SHARD_INDEX_VERSION_NO_CHECKSUM)) {
+        rb_fail(err, hint, "%s: not a radbatch shard index of version %d or %d", path, SHARD_INDEX_VERSION_NO_CHECKSUM,
+                SHARD_INDEX_VERSION);
         goto out;
     }
+    if (ver >= SHARD_INDEX_VERSION) {
+        long digits = find_index_checksum((const char *)buf, len);
+        const char *parsed = get_str(root, "index_checksum");
+        if (digits < 0 || !parsed) {
+            rb_fail(err, "the file was edited or damaged; rerun 'radbatch convert' to rewrite it",
+                    "%s: no index_checksum member (16 hex digits)", path);
+            goto out;
+        }
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)index_text_hash((const char *)buf, len, digits));
+        if (memcmp(hex, buf + digits, 16) != 0 || strcmp(parsed, hex) != 0) {
+            rb_fail(err,
+                    "index.json was edited or damaged after convert wrote it; rerun 'radbatch convert' to "
+                    "rewrite it",
+                    "%s: checksum mismatch: index_checksum says %.16s, the file's bytes give %s", path,
+                    (const char *)buf + digits, hex);
+            goto out;
+        }
+    } else if (rb_log_rank() == 0)
+        rb_warn("%s: a format_version 1 index.json carries no checksum; only its agreement with the shards is "
+                "checked (rerun convert to add one)", path);
     if (get_int(root, "height", &v) < 0)
         goto bad;
     x->height = (int)v;
@@ -229,6 +299,50 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
         for (int c = 0; c < x->nclasses && e->per_class; c++)
             x->split_class[e->split * x->nclasses + c] += e->per_class[c];
     }
+    /* the per-split summary must agree with the shards listed */
+    const cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
+    for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(splits, split_names[s]);
+        int nsh = 0;
+        for (int k = 0; k < x->nshards; k++)
+            nsh += x->shards[k].split == s;
+        if (!o) {
+            if (nsh) {
+                rb_fail(err, hint, "%s: splits has no '%s' entry, but %d %s shard(s) are listed", path, split_names[s],
+                        nsh, split_names[s]);
+                goto out;
+            }
+            continue;
+        }
+        int64_t rec = -1;
+        if (get_int(o, "records", &rec) < 0 || rec != x->split_records[s]) {
+            rb_fail(err, hint, "%s: splits.%s.records says %lld, its shards' records add up to %lld", path,
+                    split_names[s], (long long)rec, (long long)x->split_records[s]);
+            goto out;
+        }
+        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "per_class");
+        for (int c = 0; c < x->nclasses; c++) {
+            int64_t n = -1;
+            if (get_int(pc, x->class_names[c], &n) < 0 || n != x->split_class[s * x->nclasses + c]) {
+                rb_fail(err, hint, "%s: splits.%s.per_class.%s says %lld, its shards add up to %lld", path,
+                        split_names[s], x->class_names[c], (long long)n,
+                        (long long)x->split_class[s * x->nclasses + c]);
+                goto out;
+            }
+        }
+        const cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "shards");
+        int j = 0, same = cJSON_IsArray(files) && cJSON_GetArraySize(files) == nsh;
+        for (int k = 0; k < x->nshards && same; k++)
+            if (x->shards[k].split == s) {
+                const cJSON *f = cJSON_GetArrayItem(files, j++);
+                same = cJSON_IsString(f) && strcmp(f->valuestring, x->shards[k].file) == 0;
+            }
+        if (!same) {
+            rb_fail(err, hint, "%s: splits.%s.shards does not list the %s shards of the shards array", path,
+                    split_names[s], split_names[s]);
+            goto out;
+        }
+    }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stats");
     if (st) {
         get_int(st, "input_files", &x->input_files);
@@ -246,6 +360,7 @@ out:
     if (rc != 0)
         shard_index_free(x);
     cJSON_Delete(root);
+    free(buf);
     free(path);
     return rc;
 }

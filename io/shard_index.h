@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 #define SHARD_INDEX_FORMAT "radbatch-shards"
-#define SHARD_INDEX_VERSION 1
+#define SHARD_INDEX_VERSION 2               /* written: carries index_checksum */
+#define SHARD_INDEX_VERSION_NO_CHECKSUM 1   /* still read, with a warning */
 #define SHARD_INDEX_SPLITS 4 /* train, val, test, all */
 
 typedef struct shard_index_entry {
@@ -41,6 +42,9 @@ typedef struct shard_index {
 } shard_index;
 
 int shard_index_write(const char *dir, const shard_index *idx, rb_error *err);
+/* Reads <dir>/index.json. Checks its index_checksum (version 2) and that its per-split
+ * summary (records, per_class, shard list) agrees with its shards array; an error names
+ * the file and what disagrees. */
 int shard_index_read(const char *dir, shard_index *idx, rb_error *err);
 void shard_index_free(shard_index *idx);
 /* XXH3-64 of index.json's bytes, hex: identifies the data a model was trained on. */

@@ -2,6 +2,7 @@
 #include "dir_stream.h"
 #include "fsutil.h"
 #include "shard.h"
+#include "shard_dataset.h"
 #include "shard_index.h"
 
 #include <cjson/cJSON.h>
@@ -447,6 +448,9 @@ static int list_shards(list_state *s, rb_error *err)
             rc = rb_fail(err, NULL, "out of memory");
         else if (stat(p, &st) != 0 || shard_open(&r, p, &e) < 0) {
             add_error(s, idx.shards[k].file, "shard missing or unreadable");
+        } else if (shard_check_index(&r, l->input, &idx, &idx.shards[k], &e) < 0) {
+            add_error(s, idx.shards[k].file, e.msg); /* disagrees with index.json: none of its records is used */
+            shard_close(&r);
         } else {
             char mt[32];
             infer_mtime_text(mt, (int64_t)st.st_mtim.tv_sec, (int32_t)st.st_mtim.tv_nsec);

@@ -12,6 +12,7 @@
 #include "rb_log.h"
 #include "rb_mpi.h"
 #include "shard.h"
+#include "shard_dataset.h"
 #include "shard_index.h"
 
 #include <hdf5.h>
@@ -26,7 +27,8 @@ static const opt_spec inspect_opts[] = {
     {"export_image", OPT_INT, "-1", NULL, "write record N as PNG (a shard, or the split's shards of a folder in order)"},
     {"list", OPT_BOOL, "false", NULL, "print every record: split, shard, row, label, path"},
     {"diff", OPT_STRING, "", NULL,
-     "model files: compare every weight with this second model file (max absolute and relative difference)"},
+     "model files: compare every weight with this second model file (max absolute and relative difference; "
+     "NaN/Inf counted per tensor and an error)"},
     {"split", OPT_STRING, "train", NULL, "split used by export_image on a shards folder"},
     {"image_out", OPT_STRING, "record.png", NULL, "where export_image writes the PNG"},
     {NULL, 0, NULL, NULL, NULL},
@@ -75,17 +77,15 @@ static int list_records(shard_reader *r, const char *name, rb_error *err)
     return rc;
 }
 
-static int verify_shard(shard_reader *r, const shard_index_entry *e, int64_t *bad_total, rb_error *err)
+static int verify_shard(shard_reader *r, int64_t *bad_total, rb_error *err)
 {
-    int64_t bad = 0;
-    if (shard_verify(r, &bad, err) < 0)
+    int64_t bad = 0, which[10];
+    if (shard_verify_list(r, &bad, which, 10, err) < 0)
         return -1;
+    for (int64_t i = 0; i < bad && i < 10; i++)
+        printf("  %s: record %lld fails its CRC-32 check\n", r->path, (long long)which[i]);
     if (bad)
         printf("  %s: %lld record(s) with a wrong checksum\n", r->path, (long long)bad);
-    if (e && e->records != r->n) {
-        printf("  %s: %lld records, index.json says %lld\n", r->path, (long long)r->n, (long long)e->records);
-        bad++;
-    }
     *bad_total += bad;
     return 0;
 }
@@ -128,10 +128,15 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
         rc = shard_open(&r, p, err);
         if (rc == 0) {
             print_shard(&r, idx.shards[k].file);
+            rb_error e;
+            if (shard_check_index(&r, dir, &idx, &idx.shards[k], &e) < 0) {
+                printf("  problem: %s\n", e.msg);
+                bad++;
+            }
             if (job_bool(c, "list"))
                 rc = list_records(&r, idx.shards[k].file, err);
             if (rc == 0 && job_bool(c, "verify"))
-                rc = verify_shard(&r, &idx.shards[k], &bad, err);
+                rc = verify_shard(&r, &bad, err);
             if (rc == 0 && want >= 0 && idx.shards[k].split == export_split) {
                 if (want < r.n) {
                     rc = export_record(&r, want, job_str(c, "image_out"), err);
@@ -146,13 +151,13 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
     if (rc == 0 && want >= 0 && job_int(c, "export_image") >= 0)
         rc = rb_fail(err, NULL, "export_image %lld: the %s split has fewer records",
                      (long long)job_int(c, "export_image"), job_str(c, "split"));
-    if (rc == 0 && job_bool(c, "verify")) {
-        if (bad)
-            rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: verification found %lld problem(s)",
-                         dir, (long long)bad);
-        else
-            printf("verified: every record checksum matches\n");
-    }
+    if (rc == 0 && bad)
+        rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %s found %lld problem(s) (listed above)",
+                     dir, job_bool(c, "verify") ? "verification" : "the check of the shards against index.json",
+                     (long long)bad);
+    else if (rc == 0 && job_bool(c, "verify"))
+        printf("verified: every record checksum matches; so do index.json's own checksum and its agreement with "
+               "every shard\n");
     shard_index_free(&idx);
     return rc;
 }
@@ -173,7 +178,7 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     if (job_bool(c, "list"))
         rc = list_records(&r, path, err);
     if (rc == 0 && job_bool(c, "verify")) {
-        rc = verify_shard(&r, NULL, &bad, err);
+        rc = verify_shard(&r, &bad, err);
         if (rc == 0 && bad)
             rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %lld record(s) with a wrong checksum",
                          path, (long long)bad);
@@ -191,7 +196,9 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     return rc;
 }
 
-/* Largest differences between the tensors of two model files of the same architecture. */
+/* Largest differences between the tensors of two model files of the same architecture.
+ * A diagnostic: tensors failing their checksum are listed and NaN and Inf values counted
+ * per tensor, rather than stopping the load; either makes the diff fail after printing. */
 static int diff_models(const char *a, const char *b, rb_error *err)
 {
     model_file_header h;
@@ -205,34 +212,82 @@ static int diff_models(const char *a, const char *b, rb_error *err)
     int na, nb;
     const rb_param_view *va = rc == 0 ? rb_model_params(ma, &na) : NULL;
     const rb_param_view *vb = rc == 0 ? rb_model_params(mb, &nb) : NULL;
+    int8_t *ok[2] = {NULL, NULL};
+    if (rc == 0) {
+        ok[0] = malloc((size_t)na + 1);
+        ok[1] = malloc((size_t)nb + 1);
+        if (!ok[0] || !ok[1])
+            rc = rb_fail(err, NULL, "out of memory");
+    }
     if (rc == 0)
-        rc = model_file_load_weights(a, va, na, err);
-    if (rc == 0 && (rc = model_file_load_weights(b, vb, nb, err)) < 0)
+        rc = model_file_load_weights_opt(a, va, na, MODEL_FILE_ALLOW_NONFINITE, ok[0], err);
+    if (rc == 0 && (rc = model_file_load_weights_opt(b, vb, nb, MODEL_FILE_ALLOW_NONFINITE, ok[1], err)) < 0)
         rb_error_prefix(err, "diff: ");
     if (rc == 0) {
+        int64_t sum_bad[2] = {0, 0};
+        for (int i = 0; i < na; i++)
+            for (int s = 0; s < 2; s++)
+                if (!ok[s][i]) {
+                    printf("checksum mismatch: %s/%s in %s\n", va[i].layer, va[i].weight, s ? b : a);
+                    sum_bad[s]++;
+                }
+
         double max_abs = 0, max_ref = 0;
-        int64_t differ = 0, total = 0;
+        int64_t differ = 0, total = 0, bad[2] = {0, 0};
+        int bad_tensors[2] = {0, 0};
         const char *worst = "";
         for (int i = 0; i < na; i++) {
             int64_t n = 1;
             for (int d = 0; d < va[i].ndim; d++)
                 n *= va[i].shape[d];
+            int64_t nan[2] = {0, 0}, inf[2] = {0, 0};
             for (int64_t j = 0; j < n; j++) {
-                double d = fabs((double)va[i].data[j] - (double)vb[i].data[j]);
-                if (fabs(va[i].data[j]) > max_ref)
-                    max_ref = fabs(va[i].data[j]);
-                differ += va[i].data[j] != vb[i].data[j];
+                float x = va[i].data[j], y = vb[i].data[j];
+                nan[0] += isnan(x) != 0;
+                inf[0] += isinf(x) != 0;
+                nan[1] += isnan(y) != 0;
+                inf[1] += isinf(y) != 0;
+                if (!isfinite(x) || !isfinite(y)) {
+                    differ += !(x == y || (isnan(x) && isnan(y)));
+                    continue;
+                }
+                double d = fabs((double)x - (double)y);
+                if (fabs(x) > max_ref)
+                    max_ref = fabs(x);
+                differ += x != y;
                 if (d > max_abs) {
                     max_abs = d;
                     worst = va[i].layer;
                 }
             }
             total += n;
+            if (nan[0] + inf[0] + nan[1] + inf[1])
+                printf("non-finite: %s/%s: a %lld NaN %lld Inf, b %lld NaN %lld Inf (of %lld values)\n", va[i].layer,
+                       va[i].weight, (long long)nan[0], (long long)inf[0], (long long)nan[1], (long long)inf[1],
+                       (long long)n);
+            for (int s = 0; s < 2; s++) {
+                bad[s] += nan[s] + inf[s];
+                bad_tensors[s] += nan[s] + inf[s] > 0;
+            }
         }
-        printf("diff: %lld of %lld values differ; max |a-b| %.3g (in %s); max |a| %.3g; relative %.3g\n",
+        printf("diff: %lld of %lld values differ; max |a-b| %.3g (in %s); max |a| %.3g; relative %.3g%s\n",
                (long long)differ, (long long)total, max_abs, worst[0] ? worst : "-", max_ref,
-               max_ref > 0 ? max_abs / max_ref : 0.0);
+               max_ref > 0 ? max_abs / max_ref : 0.0, bad[0] + bad[1] ? " (finite values only)" : "");
+        char what[2][512] = {"", ""};
+        if (sum_bad[0] + sum_bad[1])
+            snprintf(what[0], sizeof what[0], "; tensors failing their checksum: %s %lld, %s %lld", a,
+                     (long long)sum_bad[0], b, (long long)sum_bad[1]);
+        if (bad[0] + bad[1])
+            snprintf(what[1], sizeof what[1], "; non-finite values: %s %lld in %d tensor(s), %s %lld in %d tensor(s)", a,
+                     (long long)bad[0], bad_tensors[0], b, (long long)bad[1], bad_tensors[1]);
+        if (what[0][0] || what[1][0])
+            rc = rb_fail(err,
+                         "a tensor failing its checksum was changed after it was written (the file is damaged); "
+                         "NaN or Inf weights make a model unusable: use another copy or an earlier checkpoint",
+                         "diff: the models cannot be compared value for value%s%s", what[0], what[1]);
     }
+    free(ok[0]);
+    free(ok[1]);
     if (ma)
         rb_model_free(ma);
     if (mb)
@@ -256,6 +311,21 @@ static int inspect_model(const char *path, rb_error *err)
     int rc = rb_model_from_desc(&m, h.architecture, err);
     if (rc == 0) {
         rb_model_summary(m, stdout);
+        /* a full load: every checksum and every value is checked */
+        int nv;
+        const rb_param_view *views = rb_model_params(m, &nv);
+        rc = model_file_load_weights(path, views, nv, err);
+        if (rc == 0 && h.has_optimizer) {
+            float *st = malloc((size_t)(h.optimizer_state_len + 1) * sizeof *st);
+            rc = st ? model_file_load_optimizer(path, st, h.optimizer_state_len, err)
+                    : rb_fail(err, NULL, "out of memory");
+            free(st);
+        }
+        if (rc == 0)
+            printf("  integrity: %s\n",
+                   h.has_checksums ? "every checksum matches (tensors, architecture, model card, class names); "
+                                     "no NaN or Inf weights"
+                                   : "no checksums in this format_version 1 file; no NaN or Inf weights");
         rb_model_free(m);
     }
     if (rc == 0 && h.model_card)

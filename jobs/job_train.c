@@ -1346,10 +1346,13 @@ static int train_main(train_ctx *x, rb_error *err)
             const rb_param_view *views = rb_model_params(x->a->m, &nv);
             float *saved_p = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
             float *saved_s = malloc((size_t)x->a->m->nstate * sizeof(float) + 4);
+            ok = 1;
             if (bp && saved_p && saved_s && fs_is_file(bp)) {
                 memcpy(saved_p, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
                 memcpy(saved_s, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
-                if (model_file_load_weights(bp, views, nv, err) == 0) {
+                /* a damaged best.h5 stops the job rather than leaving restore_best without weights */
+                ok = model_file_load_weights(bp, views, nv, err) == 0;
+                if (ok) {
                     memcpy(x->best_params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
                     memcpy(x->best_state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
                 }
@@ -1359,6 +1362,10 @@ static int train_main(train_ctx *x, rb_error *err)
             free(saved_p);
             free(saved_s);
             free(bp);
+            if (!rb_mpi_agree_ok(ok)) {
+                free(perm);
+                return ok ? -2 : -1;
+            }
         } else
             rb_info("resume: no complete checkpoint in %s, starting fresh", x->run_dir);
     }

@@ -1,5 +1,7 @@
 /* radbatch model/checkpoint files: bit-exact round trip (NaN payloads, -0, denormals,
- * infinities), header fields, atomic write, and every refusal with its message. */
+ * infinities), header fields, atomic write, every refusal with its message, and the
+ * integrity checks: a changed byte in a tensor, the model card, the class names or the
+ * optimizer state, a NaN weight, a truncated file, and an older file without checksums. */
 #include "keras_import.h"
 #include "model_file.h"
 #include "rb_rng.h"
@@ -10,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NV 7
 
@@ -93,6 +96,67 @@ static int leftover_tmp(const char *dir)
     return n;
 }
 
+/* Flip one bit of byte `off` of the file. */
+static void flip_byte(const char *path, long off)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f || fseek(f, off, SEEK_SET) != 0) {
+        if (f)
+            fclose(f);
+        return;
+    }
+    int c = fgetc(f);
+    fseek(f, off, SEEK_SET);
+    fputc(c ^ 0x10, f);
+    fclose(f);
+}
+
+/* File offset of a contiguous dataset's first byte. */
+static long data_offset(const char *path, const char *dataset)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, dataset, H5P_DEFAULT);
+    haddr_t a = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(f);
+    return (long)a;
+}
+
+/* Offset of the first occurrence of `needle` in the file, -1 if none. */
+static long find_bytes(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    long at = -1;
+    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        size_t k = strlen(needle);
+        for (long i = 0; i + (long)k <= n && at < 0; i++)
+            if (memcmp(buf + i, needle, k) == 0)
+                at = i;
+    }
+    free(buf);
+    fclose(f);
+    return at;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, n, b);
+    if (a)
+        fclose(a);
+    if (b)
+        fclose(b);
+}
+
 static void set_version(const char *path, int32_t v)
 {
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -140,7 +204,8 @@ int main(void)
 
     model_file_header h;
     CHECK(model_file_read_header(path, &h, &err) == 0, "header: %s", err.msg);
-    CHECK(h.format_version == MODEL_FILE_VERSION, "version");
+    CHECK(h.format_version == MODEL_FILE_VERSION && h.format_version == 2 && h.has_checksums,
+          "version 2 with checksums");
     CHECK(h.architecture && strcmp(h.architecture, arch) == 0, "architecture round trip");
     CHECK(h.model_card && strcmp(h.model_card, card) == 0, "model card");
     CHECK(h.n_classes == 3 && strcmp(h.class_names[2], classes[2]) == 0, "class names (UTF-8)");
@@ -157,8 +222,18 @@ int main(void)
           "train state");
     model_file_header_free(&h);
 
-    CHECK(model_file_load_weights(path, b.v, NV, &err) == 0, "load: %s", err.msg);
+    /* the weights hold NaN and Inf (fill_bits): refused by a normal load, naming the tensor */
+    CHECK(model_file_load_weights(path, b.v, NV, &err) < 0 &&
+              contains(err.msg, "model.h5: tensor 'Conv1/kernel' (/weights/Conv1/kernel) holds non-finite values") &&
+              contains(err.msg, "(first at index 2)"),
+          "non-finite weights refused: %s", err.msg);
+    /* ... and loaded bit for bit when allowed (inspect --diff) */
+    int8_t ok[NV];
+    CHECK(model_file_load_weights_opt(path, b.v, NV, MODEL_FILE_ALLOW_NONFINITE, ok, &err) == 0, "load: %s",
+          err.msg);
     CHECK(memcmp(a.buf, b.buf, (size_t)a.total * sizeof(float)) == 0, "weights bit-exact");
+    for (int i = 0; i < NV; i++)
+        CHECK(ok[i] == 1, "checksum of tensor %d matches", i);
     CHECK(model_file_load_optimizer(path, opt_back, n_opt, &err) == 0, "optimizer: %s", err.msg);
     CHECK(memcmp(opt, opt_back, (size_t)n_opt * sizeof(float)) == 0, "optimizer bit-exact");
     char want[128];
@@ -174,7 +249,8 @@ int main(void)
     rb_param_view rev[NV];
     for (int i = 0; i < NV; i++)
         rev[i] = r.v[NV - 1 - i];
-    CHECK(model_file_load_weights(path, rev, NV, &err) == 0, "reordered: %s", err.msg);
+    CHECK(model_file_load_weights_opt(path, rev, NV, MODEL_FILE_ALLOW_NONFINITE, NULL, &err) == 0, "reordered: %s",
+          err.msg);
     CHECK(memcmp(a.buf, r.buf, (size_t)a.total * sizeof(float)) == 0, "reordered bit-exact");
     free(r.buf);
 
@@ -214,13 +290,112 @@ int main(void)
           "missing tensor");
     b.v[3].weight = "moving_mean";
 
-    set_version(path, 2);
+    set_version(path, 3);
     CHECK(model_file_read_header(path, &h, &err) < 0 &&
-              contains(err.msg, "format_version 2, this radbatch reads version 1") &&
+              contains(err.msg, "format_version 3, this radbatch reads versions 1 and 2") &&
               contains(err.hint, "newer radbatch"),
           "newer version refused");
     CHECK(model_file_load_weights(path, b.v, NV, &err) < 0, "newer version refused (weights)");
-    set_version(path, 1);
+    set_version(path, 2);
+
+    /* ---- integrity: a model of finite weights, then one changed byte at a time */
+    for (int64_t i = 0; i < a.total; i++)
+        a.buf[i] = (float)((i % 17) - 8) * 0.125f;
+    char good[4200], damaged[4200];
+    snprintf(good, sizeof good, "%s/good.h5", dir);
+    snprintf(damaged, sizeof damaged, "%s/damaged.h5", dir);
+    for (int64_t i = 0; i < n_opt; i++)
+        opt[i] = (float)i;
+    CHECK(model_file_save(good, &c, &err) == 0, "save: %s", err.msg);
+    CHECK(model_file_load_weights(good, b.v, NV, &err) == 0, "finite weights load: %s", err.msg);
+    CHECK(model_file_load_optimizer(good, opt_back, n_opt, &err) == 0, "optimizer loads: %s", err.msg);
+
+    /* a flipped byte in a weight dataset: the error names the file and the tensor */
+    copy_file(good, damaged);
+    flip_byte(damaged, data_offset(damaged, "/weights/dense/kernel") + 5);
+    CHECK(model_file_read_header(damaged, &h, &err) == 0, "the header is intact: %s", err.msg);
+    model_file_header_free(&h);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel): stored "),
+          "flipped weight byte");
+    CHECK(model_file_load_weights_opt(damaged, b.v, NV, MODEL_FILE_ALLOW_NONFINITE, ok, &err) == 0 && ok[5] == 0 &&
+              ok[0] == 1 && ok[6] == 1,
+          "diagnostic load names only the damaged tensor");
+
+    /* a weight that is NaN although its checksum matches (saved that way) */
+    a.buf[a.v[6].offset + 1] = NAN;
+    CHECK(model_file_save(damaged, &c, &err) == 0, "save: %s", err.msg);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 &&
+              contains(err.msg, "damaged.h5: tensor 'dense/bias' (/weights/dense/bias) holds non-finite values: 1 NaN, "
+                                "0 Inf (first at index 1)"),
+          "NaN weight: %s", err.msg);
+    a.buf[a.v[6].offset + 1] = 0.5f;
+
+    /* a flipped byte in the model card's text */
+    copy_file(good, damaged);
+    long at = find_bytes(damaged, "chest x-ray");
+    CHECK(at > 0, "card text found in the file");
+    flip_byte(damaged, at + 2);
+    CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in the model card: stored "),
+          "flipped card byte: %s", err.msg);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) == 0, "the tensors are intact");
+
+    /* a flipped byte in a class name */
+    copy_file(good, damaged);
+    at = find_bytes(damaged, "PNEUMONIA");
+    CHECK(at > 0, "class name found in the file");
+    flip_byte(damaged, at + 1);
+    CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in the class names: stored "),
+          "flipped class-name byte: %s", err.msg);
+
+    /* a flipped byte in the optimizer state of a checkpoint */
+    copy_file(good, damaged);
+    flip_byte(damaged, data_offset(damaged, "/optimizer/state") + 9);
+    CHECK(model_file_load_optimizer(damaged, opt_back, n_opt, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in the optimizer state (/optimizer/state)"),
+          "flipped optimizer byte: %s", err.msg);
+
+    /* a version-2 file that lost a checksum attribute: an error, not an unverified load */
+    copy_file(good, damaged);
+    {
+        hid_t f = H5Fopen(damaged, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t d = H5Dopen2(f, "/weights/bn_Conv1/beta", H5P_DEFAULT);
+        H5Adelete(d, "xxh3");
+        H5Dclose(d);
+        H5Adelete(f, "model_card_xxh3");
+        H5Fclose(f);
+    }
+    CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
+              contains(err.msg, "damaged.h5: no readable checksum for the model card (attribute model_card_xxh3)"),
+          "missing card checksum: %s", err.msg);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 &&
+              contains(err.msg, "damaged.h5: no readable checksum for tensor 'bn_Conv1/beta' (/weights/bn_Conv1/beta) "
+                                "(attribute xxh3)"),
+          "missing tensor checksum: %s", err.msg);
+
+    /* a truncated file (a copy cut short): refused on open */
+    copy_file(good, damaged);
+    FILE *tf = fopen(damaged, "r+b");
+    fseek(tf, 0, SEEK_END);
+    long size = ftell(tf);
+    fclose(tf);
+    CHECK(truncate(damaged, size - 100) == 0, "truncate");
+    CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
+              contains(err.msg, "damaged.h5: cannot open as HDF5 (truncated or damaged?)"),
+          "truncated file: %s", err.msg);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 && contains(err.msg, "cannot open as HDF5"),
+          "truncated file (weights)");
+
+    /* an older file (format_version 1) carries no checksums: it loads, unverified */
+    copy_file(good, damaged);
+    flip_byte(damaged, data_offset(damaged, "/weights/dense/kernel") + 5);
+    set_version(damaged, 1);
+    CHECK(model_file_read_header(damaged, &h, &err) == 0 && h.format_version == 1 && !h.has_checksums,
+          "version 1 header: %s", err.msg);
+    model_file_header_free(&h);
+    CHECK(model_file_load_weights(damaged, b.v, NV, &err) == 0, "version 1 loads unverified: %s", err.msg);
 
     char keras[4200];
     snprintf(keras, sizeof keras, "%s/tests/golden/keras/tfkeras_mnv2mini_weights.h5",

@@ -302,7 +302,8 @@ static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *o
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) /* an empty folder leaves names NULL, which qsort must not get */
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     int rc = 0;
     for (int64_t i = 0; i < n && rc == 0; i++) {
         if (names[i][0] == '.') /* hidden files and folders (.DS_Store, .git) */
@@ -351,7 +352,7 @@ int fs_walk(const char *root, fs_list *out, fs_error_fn on_error, void *user, rb
     free(seen.dev);
     free(seen.ino);
     free(seen.used);
-    if (rc == 0) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
+    if (rc == 0 && out->n > 1) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
         qsort(out->rel, (size_t)out->n, sizeof *out->rel, cmp_str);
     return rc;
 }

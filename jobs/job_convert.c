@@ -590,7 +590,8 @@ static int write_duplicates_csv(convert_ctx *x, rb_error *err)
             pairs[nd][0] = x->pl.dup_of[j];
             pairs[nd++][1] = j;
         }
-    qsort(pairs, (size_t)nd, sizeof *pairs, cmp_pair);
+    if (nd > 1)
+        qsort(pairs, (size_t)nd, sizeof *pairs, cmp_pair);
     for (int64_t k = 0; k < nd; k++) {
         int64_t first = pairs[k][0];
         int64_t rows[2] = {first, pairs[k][1]};

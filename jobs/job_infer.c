@@ -548,7 +548,8 @@ static int chunk_commit(infer_ctx *x, chunk_job *c, rb_error *err)
         return rb_fail(err, NULL, "out of memory");
     for (int i = 0; i < c->n; i++)
         order[i] = &c->slots[i];
-    qsort(order, (size_t)c->n, sizeof *order, cmp_slot);
+    if (c->n > 1)
+        qsort(order, (size_t)c->n, sizeof *order, cmp_slot);
     rb_buf part = {0}, errs = {0};
     for (int i = 0; i < c->n; i++) {
         slot *s = order[i];

@@ -656,21 +656,11 @@ static int parse_settings(convert_ctx *x, rb_error *err)
     x->H = (int)job_int(c, "height");
     x->W = (int)job_int(c, "width");
     x->C = (int)job_int(c, "channels");
-    if (x->H < 1 || x->W < 1 || x->H > 8192 || x->W > 8192)
-        return rb_fail(err, "height and width are 1..8192", "convert: bad output size %dx%d", x->H, x->W);
-    if (x->C != 1 && x->C != 3)
-        return rb_fail(err, "channels is 1 (gray) or 3 (RGB)", "convert: bad channels %d", x->C);
+    /* the ranges of numeric keys are checked with the options (job_config.c) */
     if (resize_mode_parse(job_str(c, "resize"), &x->mode) < 0)
         return rb_fail(err, NULL, "convert: bad resize '%s'", job_str(c, "resize"));
     x->dct = job_bool(c, "dct_scaling");
-    double vf = job_float(c, "val_fraction");
-    if (vf < 0 || vf >= 1)
-        return rb_fail(err, "val_fraction is in [0, 1)", "convert: bad val_fraction %g", vf);
-    if (job_float(c, "shard_size_mb") <= 0)
-        return rb_fail(err, NULL, "convert: shard_size_mb must be positive");
     int64_t lvl = job_int(c, "compression");
-    if (lvl < 0 || lvl > 9)
-        return rb_fail(err, "compression is a deflate level 0..9", "convert: bad compression %lld", (long long)lvl);
     image_limits_default(&x->lim);
     x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);

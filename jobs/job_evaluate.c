@@ -189,27 +189,8 @@ static int check_config(eval_ctx *x, rb_error *err)
         return rb_fail(err, "give --data <shards folder | image folder(s)> (or shards)", "evaluate: no data given");
     if (!*x->out)
         return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
-    int64_t tta = job_int(c, "tta");
-    if (tta < 0 || tta > 2)
-        return rb_fail(err, "accepted: 0 (none), 1 (flip), 2 (flip and shifts)", "evaluate: tta = %lld",
-                       (long long)tta);
-    double target = job_float(c, "target");
-    if (!(target >= 0 && target <= 1))
-        return rb_fail(err, "a rate in [0, 1], e.g. 0.95", "evaluate: target = %g", target);
-    if (!isfinite(job_float(c, "threshold_value")))
-        return rb_fail(err, "a probability, e.g. 0.5", "evaluate: threshold_value is not a number");
-    int64_t digits = job_int(c, "digits");
-    if (digits < 0 || digits > 12)
-        return rb_fail(err, "0 to 12 (scikit-learn's default is 2)", "evaluate: digits = %lld", (long long)digits);
-    if (job_int(c, "bootstrap") < 0)
-        return rb_fail(err, "0 (none) or a number of resamples, e.g. 1000", "evaluate: bootstrap = %lld",
-                       (long long)job_int(c, "bootstrap"));
-    int64_t b = job_int(c, "batch_size");
-    if (b < 1 || b > 1024)
-        return rb_fail(err, "1 to 1024", "evaluate: batch_size = %lld", (long long)b);
-    if (job_int(c, "threads") < 0)
-        return rb_fail(err, "0 (automatic) or a thread count", "evaluate: threads = %lld",
-                       (long long)job_int(c, "threads"));
+    /* tta, target, threshold_value, digits, bootstrap, batch_size, threads: ranges checked with
+     * the options (job_config.c) */
     const char *split = job_str(c, "split");
     if (shard_index_split_id(split) < 0)
         return rb_fail(err, "accepted: train, val, test, all", "evaluate: split = '%s'", split);

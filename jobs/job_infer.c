@@ -782,15 +782,10 @@ static int parse_settings(infer_ctx *x, rb_error *err)
     const char *out = job_str(c, "out");
     if (!*out)
         return rb_fail(err, "--out <run folder>", "infer: no output folder given");
+    /* chunk, batch, tta, threads, limits: ranges checked with the options (job_config.c) */
     x->chunk = job_int(c, "chunk");
-    if (x->chunk < 1 || x->chunk > 1000000)
-        return rb_fail(err, "chunk is 1..1000000", "infer: bad chunk %lld", (long long)x->chunk);
     x->batch = (int)job_int(c, "batch");
-    if (x->batch < 1 || x->batch > INFER_MAX_BATCH)
-        return rb_fail(err, "batch is 1..1024", "infer: bad batch %d", x->batch);
     x->tta = (int)job_int(c, "tta");
-    if (x->tta < 0 || x->tta > 2)
-        return rb_fail(err, "tta is 0 (off), 1 (flip) or 2 (flip and shifts)", "infer: bad tta %d", x->tta);
     x->threads = (int)job_int(c, "threads");
     if (x->threads <= 0)
         x->threads = x->w.threads;
@@ -798,8 +793,10 @@ static int parse_settings(infer_ctx *x, rb_error *err)
     image_limits_default(&x->lim);
     x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
-    if (x->lim.max_pixels < 1 || x->lim.max_file_bytes < 1)
-        return rb_fail(err, "max_megapixels and max_file_mb are positive", "infer: bad limits");
+    if (x->lim.max_pixels < 1)
+        x->lim.max_pixels = 1;
+    if (x->lim.max_file_bytes < 1)
+        x->lim.max_file_bytes = 1;
     x->input = abs_path(input);
     x->out = strdup(out);
     x->work = fs_join(out, "work");

@@ -1277,8 +1277,7 @@ static int train_main(train_ctx *x, rb_error *err)
         return rb_fail(err, "set shards = <folder written by radbatch convert>", "train: no shards folder");
     if (!*x->run_dir)
         return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
-    if (job_int(c, "batch_size") < 1 || job_int(c, "epochs") < 0 || job_int(c, "fine_tune_epochs") < 0)
-        return rb_fail(err, NULL, "train: batch_size must be >= 1 and epochs >= 0");
+    /* batch_size, epochs and the other numbers: ranges checked with the options (job_config.c) */
     int ok = 1;
     if (x->w.rank == 0)
         ok = fs_mkdirs(x->run_dir, err) == 0 && shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0;

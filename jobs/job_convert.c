@@ -13,6 +13,7 @@
 #include "csv.h"
 #include "fsutil.h"
 #include "image.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
@@ -748,8 +749,8 @@ static int convert_main(convert_ctx *x, rb_error *err)
         return ok ? -2 : -1;
 
     ok = parse_settings(x, err) == 0;
-    if (ok && rank == 0)
-        ok = fs_mkdirs(x->out, err) == 0;
+    if (ok && rank == 0) /* the folder is unfinished from here until summary.json is written last */
+        ok = fs_mkdirs(x->out, err) == 0 && job_marker_clear(x->out, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
 
@@ -891,6 +892,15 @@ static int convert_main(convert_ctx *x, rb_error *err)
         for (int s = 0; s < SHARD_INDEX_SPLITS; s++)
             total += idx.split_records[s];
         double el = rb_now() - t0;
+        if (rc == 0) { /* the marker last: the folder is finished */
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddNumberToObject(f, "records", (double)total);
+            cJSON_AddNumberToObject(f, "shards", x->pl.nshards);
+            cJSON_AddNumberToObject(f, "input_files", (double)x->in.n);
+            cJSON_AddNumberToObject(f, "errors", (double)nerr);
+            cJSON_AddNumberToObject(f, "duplicate_groups", (double)x->pl.ndup_groups);
+            rc = job_marker_write(x->out, "convert", f, err);
+        }
         if (rc == 0) {
             rb_info("wrote %lld records in %d shards to %s (%d kept from an earlier run) in %.1f s, %.0f images/s",
                     (long long)total, x->pl.nshards, x->out, reused, el, el > 0 ? (double)total / el : 0.0);

@@ -15,6 +15,7 @@
 #include "infer_list.h"
 #include "infer_merge.h"
 #include "infer_work.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
@@ -830,7 +831,18 @@ static int infer_main(infer_ctx *x, rb_error *err)
 
     /* rank 0: folders, the models' fingerprint, run.json, --since checks, listing */
     if (rank == 0) {
-        ok = fs_mkdirs(x->work, err) == 0 && model_fingerprint(x->model_list, x->fingerprint, err) == 0;
+        ok = model_fingerprint(x->model_list, x->fingerprint, err) == 0 && fs_mkdirs(x->work, err) == 0;
+        if (ok) {
+            /* the run folder is unfinished from here until the merge writes summary.json last:
+             * the marker and the outputs of an earlier run go (the merge makes them again) */
+            ok = job_marker_clear(x->out, err) == 0;
+            for (int i = 0; ok && infer_outputs[i]; i++) {
+                char *q = fs_join(x->out, infer_outputs[i]);
+                if (q && unlink(q) != 0 && errno != ENOENT)
+                    ok = rb_fail(err, NULL, "%s: cannot remove the output of an earlier run: %s", q, strerror(errno)) == 0;
+                free(q);
+            }
+        }
         if (ok) {
             clean_temps(x->out);
             clean_temps(x->work);

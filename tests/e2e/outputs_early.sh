@@ -33,6 +33,15 @@ set -e
 [ $rc = 1 ] && [ ! -e "$T/infer-nomodel2" ] || { cat "$T/n2.log"; fail "infer on 2 ranks with a missing model: exit $rc or folder left"; }
 ok "missing inputs: exit 1, no output folder left"
 
+# evaluate --run_dir takes only a finished training run (its summary.json)
+cp -r "$T/m" "$T/unfinished"
+rm "$T/unfinished/summary.json"
+fails_clean unfinished/evaluate evaluate --run_dir "$T/unfinished" --data "$T/s32"
+grep -q "not a finished training run" "$T/unfinished/evaluate.log" || { cat "$T/unfinished/evaluate.log"; fail "evaluate of an unfinished run: no clear message"; }
+"$RADBATCH" evaluate --run_dir "$T/m" --data "$T/s32" --bootstrap 0 --quiet > /dev/null || fail "evaluate --run_dir of a finished run"
+grep -q '"complete":[[:space:]]*true' "$T/m/evaluate/summary.json" || fail "evaluate wrote no summary.json"
+ok "evaluate --run_dir: an unfinished training run is refused"
+
 # an output folder that exists but cannot be written
 lock() { mkdir -p "$1"; if [ "$(id -u)" = 0 ]; then chattr +i "$1"; else chmod 555 "$1"; fi; }
 unlock() { if [ "$(id -u)" = 0 ]; then chattr -i "$1" 2>/dev/null || true; else chmod 755 "$1"; fi; }

@@ -46,6 +46,20 @@ expect2 json yes-please predict --model "$M" --json yes-please "$SAMPLE/NORMAL/x
 expect2 verify nope inspect "$T/s" --verify nope
 ok "booleans other than true/false/yes/no/1/0: exit 2"
 
+# no output folder at all: a bad configuration too
+nout() {
+    local key=$1 rc; shift
+    set +e
+    "$RADBATCH" "$@" > "$T/out.log" 2>&1
+    rc=$?
+    set -e
+    [ $rc = 2 ] && grep -q "key '$key' is empty" "$T/out.log" || { cat "$T/out.log"; fail "$* without $key: exit $rc, expected 2 naming $key"; }
+}
+nout out convert "$SAMPLE"
+nout run_dir train --shards "$T/s"
+nout out infer --model "$M" --input "$SAMPLE"
+ok "no output folder: exit 2"
+
 # the same in a job file, top level and in the command's section
 printf 'height = -5\n' > "$T/top.ini"
 expect2 height -5 convert "$T/top.ini" "$SAMPLE" --out "$T/o"

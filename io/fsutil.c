@@ -398,7 +398,7 @@ int fs_check_out_dir(const char *dir, rb_error *err)
             return rb_fail(err, "give a folder for the outputs", "%s: output path exists and is not a folder", dir);
         return probe_write(dir, dir, err);
     }
-    if (errno != ENOENT)
+    if (errno != ENOENT && errno != ENOTDIR)
         return rb_fail(err, NULL, "%s: output folder: %s", dir, strerror(errno));
     /* walk up to the nearest existing ancestor */
     char *a = strdup(dir);
@@ -425,7 +425,7 @@ int fs_check_out_dir(const char *dir, rb_error *err)
                 rc = probe_write(a, dir, err);
             break;
         }
-        if (errno != ENOENT || strcmp(a, ".") == 0 || strcmp(a, "/") == 0) {
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(a, ".") == 0 || strcmp(a, "/") == 0) {
             rc = rb_fail(err, NULL, "%s: cannot create the output folder: %s: %s", dir, a, strerror(errno));
             break;
         }

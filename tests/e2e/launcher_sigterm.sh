@@ -55,3 +55,23 @@ who=launcher stopped mpirun mpirun -n 2
 [ $rc = 1 ] || { cat "$T/mpirun.log"; fail "SIGTERM to mpirun itself: exit $rc; docs/train.md says Open MPI 4.1's mpirun exits 1: update it"; }
 resumed_same mpirun
 ok "SIGTERM to the ranks or to slurm/mpirun-term: exit 75; to mpirun itself: exit 1; all resume to the same weights"
+
+# what mpirun does to the ranks on a SIGTERM of its own: SIGTERM, then SIGKILL 1 s later (a
+# rank that needs 3 s to stop never finishes)
+cat > "$T/slow-rank.sh" <<EOS
+trap 'sleep 3; touch "$T/slow-finished-\$OMPI_COMM_WORLD_RANK"; exit 75' TERM
+touch "$T/slow-ready-\$OMPI_COMM_WORLD_RANK"
+sleep 100 & wait
+EOS
+mpirun -n 2 bash "$T/slow-rank.sh" > "$T/slow.log" 2>&1 &
+pid=$!
+for i in $(seq 300); do [ -e "$T/slow-ready-0" ] && [ -e "$T/slow-ready-1" ] && break; sleep 0.1; done
+kill -TERM "$pid"
+set +e
+wait "$pid"
+rc=$?
+set -e
+sleep 3.5
+[ $rc = 1 ] || fail "mpirun with slow ranks: exit $rc, expected 1"
+! ls "$T"/slow-finished-* > /dev/null 2>&1 || fail "a rank got 3 s to stop after SIGTERM to mpirun; docs/train.md says it is killed after 1 s"
+ok "SIGTERM to mpirun: the ranks are killed 1 s later and mpirun exits 1"

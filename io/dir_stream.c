@@ -107,6 +107,8 @@ static int cmp_off(const void *a, const void *b)
 static pthread_mutex_t g_sort_lock = PTHREAD_MUTEX_INITIALIZER;
 static void sort_names(frame *f)
 {
+    if (f->n < 2) /* an empty folder has no arrays to sort (qsort must not get NULL) */
+        return;
     pthread_mutex_lock(&g_sort_lock);
     g_sort_arena = f->arena;
     qsort(f->off, (size_t)f->n, sizeof *f->off, cmp_off);

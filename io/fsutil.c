@@ -302,7 +302,8 @@ static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *o
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) /* an empty folder leaves names NULL, which qsort must not get */
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     int rc = 0;
     for (int64_t i = 0; i < n && rc == 0; i++) {
         if (names[i][0] == '.') /* hidden files and folders (.DS_Store, .git) */
@@ -351,7 +352,7 @@ int fs_walk(const char *root, fs_list *out, fs_error_fn on_error, void *user, rb
     free(seen.dev);
     free(seen.ino);
     free(seen.used);
-    if (rc == 0) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
+    if (rc == 0 && out->n > 1) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
         qsort(out->rel, (size_t)out->n, sizeof *out->rel, cmp_str);
     return rc;
 }
@@ -362,4 +363,115 @@ void fs_list_free(fs_list *l)
         free(l->rel[i]);
     free(l->rel);
     memset(l, 0, sizeof *l);
+}
+
+/* Create and remove a probe file in existing folder d. */
+static int probe_write(const char *d, const char *for_dir, rb_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, ".radbatch-write-probe.%ld", (long)getpid());
+    char *p = fs_join(d, name);
+    if (!p)
+        return rb_fail(err, NULL, "out of memory");
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    int e = errno;
+    if (fd >= 0) {
+        close(fd);
+        unlink(p);
+    }
+    free(p);
+    if (fd < 0) {
+        if (strcmp(d, for_dir) == 0)
+            return rb_fail(err, "choose an output folder this job may write to (permissions, read-only mount?)",
+                           "%s: output folder is not writable: %s", for_dir, strerror(e));
+        return rb_fail(err, "create the output folder first, or choose one under a writable folder",
+                       "%s: cannot create the output folder: %s is not writable: %s", for_dir, d, strerror(e));
+    }
+    return 0;
+}
+
+int fs_check_out_dir(const char *dir, rb_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return rb_fail(err, "give a folder for the outputs", "%s: output path exists and is not a folder", dir);
+        return probe_write(dir, dir, err);
+    }
+    if (errno != ENOENT && errno != ENOTDIR)
+        return rb_fail(err, NULL, "%s: output folder: %s", dir, strerror(errno));
+    /* walk up to the nearest existing ancestor */
+    char *a = strdup(dir);
+    if (!a)
+        return rb_fail(err, NULL, "out of memory");
+    int rc = 0;
+    for (;;) {
+        size_t l = strlen(a);
+        while (l > 1 && a[l - 1] == '/')
+            a[--l] = 0;
+        char *slash = strrchr(a, '/');
+        if (!slash) {
+            strcpy(a, ".");
+        } else if (slash == a) {
+            a[1] = 0;
+        } else {
+            *slash = 0;
+        }
+        if (stat(a, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                rc = rb_fail(err, "give a folder for the outputs", "%s: cannot create the output folder: %s is not a folder",
+                             dir, a);
+            else
+                rc = probe_write(a, dir, err);
+            break;
+        }
+        if ((errno != ENOENT && errno != ENOTDIR) || strcmp(a, ".") == 0 || strcmp(a, "/") == 0) {
+            rc = rb_fail(err, NULL, "%s: cannot create the output folder: %s: %s", dir, a, strerror(errno));
+            break;
+        }
+    }
+    free(a);
+    return rc;
+}
+
+char *fs_first_missing(const char *dir)
+{
+    struct stat st;
+    if (!dir || !*dir || stat(dir, &st) == 0)
+        return NULL;
+    char *a = strdup(dir), *last = NULL;
+    while (a) {
+        size_t l = strlen(a);
+        while (l > 1 && a[l - 1] == '/')
+            a[--l] = 0;
+        if (stat(a, &st) == 0)
+            break;
+        free(last);
+        last = strdup(a);
+        char *slash = strrchr(a, '/');
+        if (!slash || slash == a)
+            break;
+        *slash = 0;
+    }
+    free(a);
+    return last;
+}
+
+int fs_remove_empty_dirs(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *p = fs_join(dir, e->d_name);
+        struct stat st;
+        if (p && lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            fs_remove_empty_dirs(p);
+        free(p);
+    }
+    closedir(d);
+    return rmdir(dir) == 0;
 }

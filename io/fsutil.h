@@ -18,6 +18,16 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_erro
 /* mkdir -p */
 int fs_mkdirs(const char *path, rb_error *err);
 int fs_is_dir(const char *path);
+/* Before any compute: can this run write its outputs to folder `dir`? An existing `dir` must
+ * be a folder where a file can be created (tried with a probe file, so read-only mounts,
+ * immutable folders and permissions all count, also for root); a missing one must have a
+ * nearest existing ancestor that is such a folder. Leaves nothing behind. */
+int fs_check_out_dir(const char *dir, rb_error *err);
+/* The outermost folder that fs_mkdirs(dir) would create (malloc'd), or NULL when dir exists. */
+char *fs_first_missing(const char *dir);
+/* Remove `dir` and the folders under it when they hold no file (bottom up); anything that
+ * holds a file stays. Returns 1 when dir itself was removed. */
+int fs_remove_empty_dirs(const char *dir);
 int fs_is_file(const char *path);
 /* a/b joined (malloc'd) */
 char *fs_join(const char *a, const char *b);

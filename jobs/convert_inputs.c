@@ -105,7 +105,8 @@ static int list_subdirs(const char *dir, char ***out, int *n, int *nfiles)
         free(p);
     }
     closedir(d);
-    qsort(*out, (size_t)*n, sizeof **out, cmp_str);
+    if (*n > 1) /* an empty folder leaves *out NULL */
+        qsort(*out, (size_t)*n, sizeof **out, cmp_str);
     return 0;
 }
 

@@ -146,7 +146,8 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
         if (e[i].ok)
             hs[m++] = (hashed){e[i].hash, i};
     }
-    qsort(hs, (size_t)m, sizeof *hs, cmp_hashed);
+    if (m > 1)
+        qsort(hs, (size_t)m, sizeof *hs, cmp_hashed);
     for (int64_t a = 0; a < m;) {
         int64_t b = a + 1;
         while (b < m && memcmp(hs[b].h, hs[a].h, 16) == 0)
@@ -175,7 +176,8 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
         }
         ks[nk++] = (keyed){keys[i], i};
     }
-    qsort(ks, (size_t)nk, sizeof *ks, cmp_keyed);
+    if (nk > 1)
+        qsort(ks, (size_t)nk, sizeof *ks, cmp_keyed);
     for (int64_t a = 0; a < nk;) {
         int64_t b = a + 1;
         while (b < nk && strcmp(ks[b].key, ks[a].key) == 0) {

@@ -17,6 +17,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const char *const infer_outputs[] = {"errors.csv", "predictions.csv", "flagged.csv", "index.csv", "index.idx",
+                                     "report.html", NULL};
+
+/* Test hook: RADBATCH_TEST_KILL_MERGE=<point> makes the merge die by SIGKILL there. */
+static int test_kill_point(const char *point)
+{
+    const char *v = getenv("RADBATCH_TEST_KILL_MERGE");
+    return v && strcmp(v, point) == 0;
+}
+
 /* ---- k-way merge of files sorted by their first field ---------------------------------- */
 typedef int (*merge_sink)(void *ctx, const char *rec, size_t len, rb_error *err);
 typedef char *(*level0_name)(const void *ctx, int64_t i); /* malloc'd path of input i */
@@ -401,7 +411,8 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
     return rc;
 }
 
-static int write_report(const infer_merge_cfg *c, const infer_merge_result *r, top_list *top, rb_error *err)
+static int write_report(const infer_merge_cfg *c, const char *dir, const infer_merge_result *r, top_list *top,
+                        rb_error *err)
 {
     char title[600];
     snprintf(title, sizeof title, "radbatch infer: %s", c->input);
@@ -465,7 +476,7 @@ static int write_report(const infer_merge_cfg *c, const infer_merge_result *r, t
     free(fc);
 
     html_h2(d, "Errors");
-    char *ep = fs_join(c->out, "errors.csv");
+    char *ep = fs_join(dir, "errors.csv");
     FILE *ef = ep ? fopen(ep, "r") : NULL;
     free(ep);
     if (ef && r->errors) {
@@ -497,7 +508,7 @@ static int write_report(const infer_merge_cfg *c, const infer_merge_result *r, t
         html_h2(d, "Model card");
         html_pre(d, c->card);
     }
-    char *rp = fs_join(c->out, "report.html");
+    char *rp = fs_join(dir, "report.html");
     int rc = rp ? html_end_write(d, rp, err) : rb_fail(err, NULL, "out of memory");
     free(rp);
     return rc;
@@ -509,17 +520,25 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
     r->per_class = calloc((size_t)c->nclasses + 1, sizeof *r->per_class);
     if (!r->per_class)
         return rb_fail(err, NULL, "out of memory");
+    /* Every output is written complete into work/merge/ first and renamed into the run folder
+     * only when all of them are, then summary.json, the marker, goes last: a kill at any point
+     * leaves no final-named file beside temporary ones (the run folder was emptied of the
+     * outputs of any earlier run at the start). */
     char *mdir = fs_join(c->work, "merge");
     if (!mdir || fs_mkdirs(mdir, err) < 0) {
         free(mdir);
         return -1;
     }
-    free(mdir);
 
     /* errors.csv */
     csv_writer ew;
-    if (csv_writer_open(&ew, fs_join(c->out, "errors.csv"), err) < 0)
+    char *ep = fs_join(mdir, "errors.csv");
+    int orc = ep ? csv_writer_open(&ew, ep, err) : rb_fail(err, NULL, "out of memory");
+    free(ep);
+    if (orc < 0) {
+        free(mdir);
         return -1;
+    }
     csv_field(&ew, "path");
     csv_field(&ew, "reason");
     csv_end_row(&ew);
@@ -528,10 +547,13 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
     int rc = merge_tree(&et, c->nchunks + 1, sink_errors, ectx, err);
     if (rc < 0) {
         csv_writer_abort(&ew);
+        free(mdir);
         return -1;
     }
-    if (csv_writer_close(&ew, err) < 0)
+    if (csv_writer_close(&ew, err) < 0) {
+        free(mdir);
         return -1;
+    }
 
     /* predictions, flagged, index */
     final_ctx x;
@@ -545,9 +567,10 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
     if (!x.fields || !x.top.it) {
         free(x.fields);
         free(x.top.it);
+        free(mdir);
         return rb_fail(err, NULL, "out of memory");
     }
-    char *pp = fs_join(c->out, "predictions.csv"), *fp = fs_join(c->out, "flagged.csv");
+    char *pp = fs_join(mdir, "predictions.csv"), *fp = fs_join(mdir, "flagged.csv");
     rc = csv_writer_open(&x.pred, pp, err);
     if (rc == 0 && csv_writer_open(&x.flag, fp, err) < 0) {
         csv_writer_abort(&x.pred);
@@ -570,7 +593,7 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
         csvrow_field(&h, "flagged", 0);
         rb_buf_put(&h, "\n", 1);
         rb_buf_put(&h, "", 1);
-        rc = h.failed ? rb_fail(err, NULL, "out of memory") : infer_index_open(&x.index, c->out, (const char *)h.data, err);
+        rc = h.failed ? rb_fail(err, NULL, "out of memory") : infer_index_open(&x.index, mdir, (const char *)h.data, err);
         rb_buf_free(&h);
         if (rc < 0) {
             csv_writer_abort(&x.pred);
@@ -614,10 +637,23 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
     rb_buf_free(&x.row);
     free(x.fields);
     if (rc == 0)
-        rc = write_report(c, r, &x.top, err);
-    /* summary.json last: its presence with complete = true marks a finished run */
+        rc = write_report(c, mdir, r, &x.top, err);
+    /* publish: rename every output into the run folder; summary.json last, its presence with
+     * complete = true marks a finished run */
+    for (int i = 0; rc == 0 && infer_outputs[i]; i++) {
+        char *from = fs_join(mdir, infer_outputs[i]), *to = fs_join(c->out, infer_outputs[i]);
+        if (!from || !to)
+            rc = rb_fail(err, NULL, "out of memory");
+        else if (rename(from, to) != 0)
+            rc = rb_fail(err, NULL, "%s: cannot rename into place: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    if (rc == 0 && test_kill_point("publish"))
+        raise(SIGKILL);
     if (rc == 0)
         rc = write_summary(c, r, err);
+    free(mdir);
     for (int i = 0; i < x.top.n; i++)
         free(x.top.it[i].path);
     free(x.top.it);

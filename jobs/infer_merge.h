@@ -8,8 +8,9 @@
  *   index.csv/.idx   every listed file with its latest prediction (the cumulative index)
  *   errors.csv       listing errors and per-chunk errors, merged the same way
  *   summary.json, report.html
- * The outputs are written to temporary names and renamed, so a kill during the merge
- * leaves either the old file or the new one; rerunning the command merges again. */
+ * All of them are written complete into work/merge/ first, then renamed into the run folder
+ * together, then summary.json (the marker of a finished run) is written last; a kill at any
+ * point leaves no summary.json, and rerunning the command merges again. */
 #ifndef INFER_MERGE_H
 #define INFER_MERGE_H
 
@@ -49,6 +50,9 @@ typedef struct infer_merge_result {
     int64_t *per_class;         /* [nclasses], malloc'd */
     int64_t hist[INFER_HIST_BINS];
 } infer_merge_result;
+
+/* The run folder's outputs besides summary.json, in the order they are published. */
+extern const char *const infer_outputs[];
 
 int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_error *err);
 void infer_merge_result_free(infer_merge_result *r);

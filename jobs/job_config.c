@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +47,8 @@ static int accepted_keys(const command_spec *cmd, char *buf, size_t n)
 
 static int parse_bool(const char *v, int *out)
 {
-    static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};
-    for (int i = 0; i < 4; i++) {
+    static const char *yes[] = {"1", "true", "yes"}, *no[] = {"0", "false", "no"};
+    for (int i = 0; i < 3; i++) {
         if (strcasecmp(v, yes[i]) == 0) {
             *out = 1;
             return 0;
@@ -58,6 +59,101 @@ static int parse_bool(const char *v, int *out)
         }
     }
     return -1;
+}
+
+/* The accepted range of every numeric key, in one table: {command or NULL for every command
+ * with the key, key, lowest, highest, flags, what is accepted as printed}. A key not listed
+ * takes any number of its type. A unit test checks that every row names a key of a command
+ * and that every default is accepted. */
+enum { RANGE_LO_OPEN = 1, RANGE_HI_OPEN = 2, RANGE_OR_ZERO = 4, RANGE_OR_MINUS_ONE = 8, RANGE_ONE_OR_THREE = 16 };
+#define NOLIMIT 1e300
+static const job_range ranges[] = {
+    /* shared by several commands */
+    {NULL, "threads", 0, 4096, 0, "0 (automatic) or a thread count up to 4096"},
+    {NULL, "tta", 0, 2, 0, "0 (none), 1 (flip) or 2 (flip and shifts)"},
+    {NULL, "max_error_fraction", 0, 1, 0, "a fraction in [0, 1]"},
+    {NULL, "max_megapixels", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of megapixels"},
+    {NULL, "max_file_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
+    /* convert */
+    {"convert", "height", 1, 8192, 0, "an integer in 1..8192"},
+    {"convert", "width", 1, 8192, 0, "an integer in 1..8192"},
+    {"convert", "channels", 1, 3, RANGE_ONE_OR_THREE, "1 (gray) or 3 (RGB)"},
+    {"convert", "val_fraction", 0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"},
+    {"convert", "shard_size_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
+    {"convert", "min_shards", 1, 1000000, 0, "an integer in 1..1000000"},
+    {"convert", "compression", 0, 9, 0, "a deflate level 0..9 (0: none)"},
+    /* train */
+    {"train", "cache_mb", 0, 1 << 30, 0, "0 or a positive number of MiB"},
+    {"train", "head_dropout", 0, 1, RANGE_HI_OPEN | RANGE_OR_MINUS_ONE, "-1 (the backbone's default) or a rate in [0, 1)"},
+    {"train", "head_dense_dropout", 0, 1, RANGE_HI_OPEN, "a rate in [0, 1)"},
+    {"train", "epochs", 0, 1000000, 0, "an integer in 0..1000000"},
+    {"train", "batch_size", 1, 1 << 20, 0, "an integer in 1..1048576"},
+    {"train", "learning_rate", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number"},
+    {"train", "momentum", 0, 1, RANGE_HI_OPEN, "a number in [0, 1)"},
+    {"train", "label_smoothing", 0, 1, RANGE_HI_OPEN, "a number in [0, 1)"},
+    {"train", "l2", 0, NOLIMIT, 0, "a number >= 0"},
+    {"train", "rotation", 0, 180, 0, "degrees in [0, 180]"},
+    {"train", "width_shift", 0, 10000, 0, "a fraction of the width in [0, 1) or pixels >= 1"},
+    {"train", "height_shift", 0, 10000, 0, "a fraction of the height in [0, 1) or pixels >= 1"},
+    {"train", "shear", 0, 80, 0, "degrees in [0, 80]"},
+    {"train", "zoom", 0, 0.95, 0, "a number in [0, 0.95]"},
+    {"train", "crop", 0.05, 1, RANGE_OR_ZERO, "0 (off) or the share of each side kept, in [0.05, 1]"},
+    {"train", "brightness", 0, 1, 0, "a number in [0, 1]"},
+    {"train", "contrast", 0, 1, 0, "a number in [0, 1]"},
+    {"train", "fill_value", 0, 255, 0, "a gray level in [0, 255]"},
+    {"train", "early_stopping_patience", 0, 1000000, 0, "0 (off) or a number of epochs"},
+    {"train", "reduce_lr_patience", 0, 1000000, 0, "0 (off) or a number of epochs"},
+    {"train", "reduce_lr_factor", 0, 1, RANGE_LO_OPEN | RANGE_HI_OPEN, "a factor in (0, 1)"},
+    {"train", "min_lr", 0, NOLIMIT, 0, "a number >= 0"},
+    {"train", "fine_tune_epochs", 0, 1000000, 0, "an integer in 0..1000000"},
+    {"train", "fine_tune_fraction", 0, 1, 0, "a fraction in [0, 1]"},
+    {"train", "fine_tune_learning_rate", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number"},
+    {"train", "checkpoint_every_steps", 0, NOLIMIT, 0, "0 (epoch ends only) or a number of steps"},
+    {"train", "max_steps", 0, NOLIMIT, 0, "0 (no limit) or a number of steps"},
+    /* evaluate */
+    {"evaluate", "target", 0, 1, 0, "a rate in [0, 1], e.g. 0.95"},
+    {"evaluate", "threshold_value", 0, 1, 0, "a probability in [0, 1], e.g. 0.5"},
+    {"evaluate", "bootstrap", 0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"},
+    {"evaluate", "digits", 0, 12, 0, "0 to 12 (scikit-learn's default is 2)"},
+    {"evaluate", "batch_size", 1, 1024, 0, "an integer in 1..1024"},
+    /* infer */
+    {"infer", "chunk", 1, 1000000, 0, "an integer in 1..1000000"},
+    {"infer", "batch", 1, 1024, 0, "an integer in 1..1024"},
+    /* inspect */
+    {"inspect", "export_image", -1, NOLIMIT, 0, "-1 (none) or a record number >= 0"},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
+const job_range *job_range_table(void) { return ranges; }
+
+const job_range *job_range_find(const char *cmd, const char *key)
+{
+    const job_range *any = NULL;
+    for (const job_range *r = ranges; r->key; r++)
+        if (strcmp(r->key, key) == 0) {
+            if (r->cmd && strcmp(r->cmd, cmd) == 0)
+                return r;
+            if (!r->cmd)
+                any = r;
+        }
+    return any;
+}
+
+static int range_ok(const job_range *r, double v)
+{
+    if ((r->flags & RANGE_OR_ZERO) && v == 0)
+        return 1;
+    if ((r->flags & RANGE_OR_MINUS_ONE) && v == -1)
+        return 1;
+    if ((r->flags & RANGE_ONE_OR_THREE) && v != 1 && v != 3)
+        return 0;
+    if (v < r->lo || v > r->hi)
+        return 0;
+    if ((r->flags & RANGE_LO_OPEN) && v == r->lo)
+        return 0;
+    if ((r->flags & RANGE_HI_OPEN) && v == r->hi)
+        return 0;
+    return 1;
 }
 
 static int choice_ok(const char *choices, const char *v)
@@ -76,38 +172,46 @@ static int choice_ok(const char *choices, const char *v)
     return 0;
 }
 
-/* Check the text of a value against its type. */
+/* Check the text of a value against its type and its range. */
 static int validate(const command_spec *cmd, int i, const char *v, const char *from, rb_error *err)
 {
     const opt_spec *o = &cmd->opts[i];
+    const job_range *r = job_range_find(cmd->name, o->key);
     char *end;
+    double num = 0;
     switch (o->type) {
     case OPT_STRING:
         return 0;
     case OPT_INT:
         errno = 0;
-        (void)strtoll(v, &end, 10);
+        num = (double)strtoll(v, &end, 10);
         if (!*v || *end || errno)
-            return rb_fail(err, o->help, "%s: key '%s' wants an integer, got '%s'", from, o->key, v);
-        return 0;
+            return rb_fail(err, o->help, "%s: key '%s' = '%s' is not an integer; accepted: %s", from, o->key, v,
+                           r ? r->what : "an integer");
+        break;
     case OPT_FLOAT:
         errno = 0;
-        (void)strtod(v, &end);
-        if (!*v || *end || errno)
-            return rb_fail(err, o->help, "%s: key '%s' wants a number, got '%s'", from, o->key, v);
-        return 0;
+        num = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(num))
+            return rb_fail(err, o->help, "%s: key '%s' = '%s' is not a finite number; accepted: %s", from, o->key,
+                           v, r ? r->what : "a number");
+        break;
     case OPT_BOOL: {
         int b;
         if (parse_bool(v, &b) < 0)
-            return rb_fail(err, "use true or false", "%s: key '%s' wants true|false, got '%s'", from,
-                           o->key, v);
+            return rb_fail(err, "write --key=true to set a switch right before an input path",
+                           "%s: key '%s' = '%s' is not a boolean; accepted: true|false, yes|no, 1|0 (any case)",
+                           from, o->key, v);
         return 0;
     }
     case OPT_CHOICE:
         if (!choice_ok(o->choices, v))
-            return rb_fail(err, NULL, "%s: key '%s' accepts %s, got '%s'", from, o->key, o->choices, v);
+            return rb_fail(err, NULL, "%s: key '%s' = '%s' is not a choice of the key; accepted: %s", from, o->key, v,
+                           o->choices);
         return 0;
     }
+    if (r && !range_ok(r, num))
+        return rb_fail(err, o->help, "%s: key '%s' = '%s' is out of range; accepted: %s", from, o->key, v, r->what);
     return 0;
 }
 
@@ -214,11 +318,8 @@ int job_config_parse(job_config *c, const command_spec *cmd, int argc, char **ar
             int i = strchr(s, '=') ? -1 : spec_find(cmd, s + 2);
             if (i >= 0 && cmd->opts[i].type != OPT_BOOL && a + 1 < argc)
                 a++;
-            else if (i >= 0 && cmd->opts[i].type == OPT_BOOL && a + 1 < argc) {
-                int b;
-                if (parse_bool(argv[a + 1], &b) == 0)
-                    a++;
-            }
+            else if (i >= 0 && cmd->opts[i].type == OPT_BOOL && a + 1 < argc && argv[a + 1][0] != '-')
+                a++;
             continue;
         }
         size_t l = strlen(s);
@@ -264,8 +365,9 @@ int job_config_parse(job_config *c, const command_spec *cmd, int argc, char **ar
             if (eq)
                 v = eq + 1;
             else if (cmd->opts[i].type == OPT_BOOL) {
-                int b;
-                if (a + 1 < argc && parse_bool(argv[a + 1], &b) == 0)
+                /* a bare --flag is true; a word after it is its value and must be a
+                 * boolean (never taken as an input path) */
+                if (a + 1 < argc && argv[a + 1][0] != '-')
                     v = argv[++a];
                 else
                     v = "true";
@@ -344,6 +446,9 @@ void job_config_print_help(const command_spec *cmd)
         const char *t = o->type == OPT_CHOICE ? o->choices : type_name(o->type);
         printf("  %-22s %-28s default: %s\n      %s\n", o->key, t, (o->def && *o->def) ? o->def : "(empty)",
                o->help);
+        const job_range *r = job_range_find(cmd->name, o->key);
+        if (r)
+            printf("      accepted: %s\n", r->what);
     }
 }
 

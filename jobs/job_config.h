@@ -55,6 +55,18 @@ typedef struct job_config {
     int help;          /* --help was given */
 } job_config;
 
+/* The accepted range of a numeric key (see job_config.c for the table). `what` is printed in
+ * errors and --help. */
+typedef struct job_range {
+    const char *cmd; /* NULL: every command that has the key */
+    const char *key;
+    double lo, hi;
+    unsigned flags;
+    const char *what;
+} job_range;
+const job_range *job_range_find(const char *cmd, const char *key); /* NULL: any value of the type */
+const job_range *job_range_table(void);                             /* terminated by key = NULL */
+
 /* All commands, for cross-command validation of top-level job-file keys. NULL-terminated. */
 extern const command_spec *const job_commands[];
 

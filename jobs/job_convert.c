@@ -13,6 +13,7 @@
 #include "csv.h"
 #include "fsutil.h"
 #include "image.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
@@ -594,7 +595,8 @@ static int write_duplicates_csv(convert_ctx *x, rb_error *err)
             pairs[nd][0] = x->pl.dup_of[j];
             pairs[nd++][1] = j;
         }
-    qsort(pairs, (size_t)nd, sizeof *pairs, cmp_pair);
+    if (nd > 1)
+        qsort(pairs, (size_t)nd, sizeof *pairs, cmp_pair);
     for (int64_t k = 0; k < nd; k++) {
         int64_t first = pairs[k][0];
         int64_t rows[2] = {first, pairs[k][1]};
@@ -659,21 +661,11 @@ static int parse_settings(convert_ctx *x, rb_error *err)
     x->H = (int)job_int(c, "height");
     x->W = (int)job_int(c, "width");
     x->C = (int)job_int(c, "channels");
-    if (x->H < 1 || x->W < 1 || x->H > 8192 || x->W > 8192)
-        return rb_fail(err, "height and width are 1..8192", "convert: bad output size %dx%d", x->H, x->W);
-    if (x->C != 1 && x->C != 3)
-        return rb_fail(err, "channels is 1 (gray) or 3 (RGB)", "convert: bad channels %d", x->C);
+    /* the ranges of numeric keys are checked with the options (job_config.c) */
     if (resize_mode_parse(job_str(c, "resize"), &x->mode) < 0)
         return rb_fail(err, NULL, "convert: bad resize '%s'", job_str(c, "resize"));
     x->dct = job_bool(c, "dct_scaling");
-    double vf = job_float(c, "val_fraction");
-    if (vf < 0 || vf >= 1)
-        return rb_fail(err, "val_fraction is in [0, 1)", "convert: bad val_fraction %g", vf);
-    if (job_float(c, "shard_size_mb") <= 0)
-        return rb_fail(err, NULL, "convert: shard_size_mb must be positive");
     int64_t lvl = job_int(c, "compression");
-    if (lvl < 0 || lvl > 9)
-        return rb_fail(err, "compression is a deflate level 0..9", "convert: bad compression %lld", (long long)lvl);
     image_limits_default(&x->lim);
     x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
@@ -766,8 +758,8 @@ static int convert_main(convert_ctx *x, rb_error *err)
         return ok ? -2 : -1;
 
     ok = parse_settings(x, err) == 0;
-    if (ok && rank == 0)
-        ok = fs_mkdirs(x->out, err) == 0;
+    if (ok && rank == 0) /* the folder is unfinished from here until summary.json is written last */
+        ok = fs_mkdirs(x->out, err) == 0 && job_marker_clear(x->out, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
 
@@ -909,6 +901,15 @@ static int convert_main(convert_ctx *x, rb_error *err)
         for (int s = 0; s < SHARD_INDEX_SPLITS; s++)
             total += idx.split_records[s];
         double el = rb_now() - t0;
+        if (rc == 0) { /* the marker last: the folder is finished */
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddNumberToObject(f, "records", (double)total);
+            cJSON_AddNumberToObject(f, "shards", x->pl.nshards);
+            cJSON_AddNumberToObject(f, "input_files", (double)x->in.n);
+            cJSON_AddNumberToObject(f, "errors", (double)nerr);
+            cJSON_AddNumberToObject(f, "duplicate_groups", (double)x->pl.ndup_groups);
+            rc = job_marker_write(x->out, "convert", f, err);
+        }
         if (rc == 0) {
             rb_info("wrote %lld records in %d shards to %s (%d kept from an earlier run) in %.1f s, %.0f images/s",
                     (long long)total, x->pl.nshards, x->out, reused, el, el > 0 ? (double)total / el : 0.0);

@@ -17,6 +17,7 @@
 #include "convert_inputs.h"
 #include "csv.h"
 #include "fsutil.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "metrics.h"
 #include "rb_buf.h"
@@ -87,6 +88,7 @@ typedef struct eval_ctx {
     char *data;     /* comma-separated data paths */
     const char *out;
     char *out_owned; /* out when derived from run_dir */
+    int model_from_run; /* model = run_dir/model.h5: the training run must be finished */
     trained_model tm;
     int k;
     int positive;   /* screening class, -1 none */
@@ -172,6 +174,7 @@ static int check_config(eval_ctx *x, rb_error *err)
     if (!*x->models && *run_dir) {
         free(x->models);
         x->models = fs_join(run_dir, "model.h5");
+        x->model_from_run = 1;
     }
     if (!*x->data && *job_str(c, "shards")) {
         free(x->data);
@@ -189,27 +192,8 @@ static int check_config(eval_ctx *x, rb_error *err)
         return rb_fail(err, "give --data <shards folder | image folder(s)> (or shards)", "evaluate: no data given");
     if (!*x->out)
         return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
-    int64_t tta = job_int(c, "tta");
-    if (tta < 0 || tta > 2)
-        return rb_fail(err, "accepted: 0 (none), 1 (flip), 2 (flip and shifts)", "evaluate: tta = %lld",
-                       (long long)tta);
-    double target = job_float(c, "target");
-    if (!(target >= 0 && target <= 1))
-        return rb_fail(err, "a rate in [0, 1], e.g. 0.95", "evaluate: target = %g", target);
-    if (!isfinite(job_float(c, "threshold_value")))
-        return rb_fail(err, "a probability, e.g. 0.5", "evaluate: threshold_value is not a number");
-    int64_t digits = job_int(c, "digits");
-    if (digits < 0 || digits > 12)
-        return rb_fail(err, "0 to 12 (scikit-learn's default is 2)", "evaluate: digits = %lld", (long long)digits);
-    if (job_int(c, "bootstrap") < 0)
-        return rb_fail(err, "0 (none) or a number of resamples, e.g. 1000", "evaluate: bootstrap = %lld",
-                       (long long)job_int(c, "bootstrap"));
-    int64_t b = job_int(c, "batch_size");
-    if (b < 1 || b > 1024)
-        return rb_fail(err, "1 to 1024", "evaluate: batch_size = %lld", (long long)b);
-    if (job_int(c, "threads") < 0)
-        return rb_fail(err, "0 (automatic) or a thread count", "evaluate: threads = %lld",
-                       (long long)job_int(c, "threads"));
+    /* tta, target, threshold_value, digits, bootstrap, batch_size, threads: ranges checked with
+     * the options (job_config.c) */
     const char *split = job_str(c, "split");
     if (shard_index_split_id(split) < 0)
         return rb_fail(err, "accepted: train, val, test, all", "evaluate: split = '%s'", split);
@@ -1204,6 +1188,14 @@ static int report_all(eval_ctx *x, rb_error *err)
         rc = write_csvs(x, &ev, y_pred_all, err);
     if (rc == 0)
         rc = write_report_html(x, &ev, report, err);
+    if (rc == 0) { /* the marker last: the folder is finished */
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "models", x->models);
+        cJSON_AddStringToObject(f, "data", x->data);
+        cJSON_AddNumberToObject(f, "images", (double)x->counts[0]);
+        cJSON_AddNumberToObject(f, "unreadable", (double)x->counts[1]);
+        rc = job_marker_write(x->out, "evaluate", f, err);
+    }
     if (rc == 0) {
         printf("\nClassification Report:\n%s\n", report);
         printf("Confusion matrix (rows: true, columns: predicted):\n");
@@ -1255,8 +1247,13 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     int64_t threads = job_int(&x->cfg, "threads");
     x->threads = threads > 0 ? (int)threads : x->w.threads > 0 ? x->w.threads : 1;
     double t0 = rb_now();
-    int rc = trained_model_load(&x->tm, x->models, x->threads * (int)job_int(&x->cfg, "batch_size"), x->threads,
-                                err);
+    int rc = 0;
+    if (x->model_from_run && !job_marker_done(job_str(&x->cfg, "run_dir"), "train"))
+        rc = rb_fail(err, "finish the training run first (rerun train with --resume true), or give --model",
+                     "evaluate: %s is not a finished training run (no complete %s)", job_str(&x->cfg, "run_dir"),
+                     JOB_MARKER_FILE);
+    if (rc == 0)
+        rc = trained_model_load(&x->tm, x->models, x->threads * (int)job_int(&x->cfg, "batch_size"), x->threads, err);
     if ((rc = agree_step(x, rc)) < 0)
         return rc;
     x->k = x->tm.nclasses;
@@ -1286,7 +1283,8 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     rc = open_data(x, err);
     if ((rc = agree_step(x, rc == -2 ? -2 : rc)) < 0)
         return rc;
-    int ok = x->w.rank != 0 || fs_mkdirs(x->out, err) == 0;
+    /* the folder is unfinished from here until summary.json is written last */
+    int ok = x->w.rank != 0 || (fs_mkdirs(x->out, err) == 0 && job_marker_clear(x->out, err) == 0);
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
     if (x->w.rank == 0)

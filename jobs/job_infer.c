@@ -15,6 +15,7 @@
 #include "infer_list.h"
 #include "infer_merge.h"
 #include "infer_work.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "rb_buf.h"
 #include "rb_log.h"
@@ -548,7 +549,8 @@ static int chunk_commit(infer_ctx *x, chunk_job *c, rb_error *err)
         return rb_fail(err, NULL, "out of memory");
     for (int i = 0; i < c->n; i++)
         order[i] = &c->slots[i];
-    qsort(order, (size_t)c->n, sizeof *order, cmp_slot);
+    if (c->n > 1)
+        qsort(order, (size_t)c->n, sizeof *order, cmp_slot);
     rb_buf part = {0}, errs = {0};
     for (int i = 0; i < c->n; i++) {
         slot *s = order[i];
@@ -781,15 +783,10 @@ static int parse_settings(infer_ctx *x, rb_error *err)
     const char *out = job_str(c, "out");
     if (!*out)
         return rb_fail(err, "--out <run folder>", "infer: no output folder given");
+    /* chunk, batch, tta, threads, limits: ranges checked with the options (job_config.c) */
     x->chunk = job_int(c, "chunk");
-    if (x->chunk < 1 || x->chunk > 1000000)
-        return rb_fail(err, "chunk is 1..1000000", "infer: bad chunk %lld", (long long)x->chunk);
     x->batch = (int)job_int(c, "batch");
-    if (x->batch < 1 || x->batch > INFER_MAX_BATCH)
-        return rb_fail(err, "batch is 1..1024", "infer: bad batch %d", x->batch);
     x->tta = (int)job_int(c, "tta");
-    if (x->tta < 0 || x->tta > 2)
-        return rb_fail(err, "tta is 0 (off), 1 (flip) or 2 (flip and shifts)", "infer: bad tta %d", x->tta);
     x->threads = (int)job_int(c, "threads");
     if (x->threads <= 0)
         x->threads = x->w.threads;
@@ -797,8 +794,10 @@ static int parse_settings(infer_ctx *x, rb_error *err)
     image_limits_default(&x->lim);
     x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
-    if (x->lim.max_pixels < 1 || x->lim.max_file_bytes < 1)
-        return rb_fail(err, "max_megapixels and max_file_mb are positive", "infer: bad limits");
+    if (x->lim.max_pixels < 1)
+        x->lim.max_pixels = 1;
+    if (x->lim.max_file_bytes < 1)
+        x->lim.max_file_bytes = 1;
     x->input = abs_path(input);
     x->out = strdup(out);
     x->work = fs_join(out, "work");
@@ -832,7 +831,18 @@ static int infer_main(infer_ctx *x, rb_error *err)
 
     /* rank 0: folders, the models' fingerprint, run.json, --since checks, listing */
     if (rank == 0) {
-        ok = fs_mkdirs(x->work, err) == 0 && model_fingerprint(x->model_list, x->fingerprint, err) == 0;
+        ok = model_fingerprint(x->model_list, x->fingerprint, err) == 0 && fs_mkdirs(x->work, err) == 0;
+        if (ok) {
+            /* the run folder is unfinished from here until the merge writes summary.json last:
+             * the marker and the outputs of an earlier run go (the merge makes them again) */
+            ok = job_marker_clear(x->out, err) == 0;
+            for (int i = 0; ok && infer_outputs[i]; i++) {
+                char *q = fs_join(x->out, infer_outputs[i]);
+                if (q && unlink(q) != 0 && errno != ENOENT)
+                    ok = rb_fail(err, NULL, "%s: cannot remove the output of an earlier run: %s", q, strerror(errno)) == 0;
+                free(q);
+            }
+        }
         if (ok) {
             clean_temps(x->out);
             clean_temps(x->work);

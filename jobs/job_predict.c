@@ -134,11 +134,7 @@ static int predict_main(job_config *cfg, rb_error *err)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no model file given");
     else if (nimg == 0)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no image given");
-    else if (tta < 0 || tta > 2)
-        rc = rb_fail(err, "accepted: 0 (none), 1 (flip), 2 (flip and shifts)", "predict: tta = %lld",
-                     (long long)tta);
-    else if (threads < 0)
-        rc = rb_fail(err, "0 (automatic) or a thread count", "predict: threads = %lld", (long long)threads);
+    /* tta and threads: ranges checked with the options (job_config.c) */
     if (rc < 0) {
         free(models);
         free(images);

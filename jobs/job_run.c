@@ -1,11 +1,38 @@
 #include "job_run.h"
 
+#include "fsutil.h"
 #include "rb_log.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The key naming each command's output folder. */
+static const struct {
+    const char *cmd, *key;
+} out_keys[] = {{"convert", "out"}, {"train", "run_dir"}, {"evaluate", "out"}, {"infer", "out"}};
+
+/* The output folder this run will write (malloc'd), or NULL (a command without one, or
+ * evaluate without out and run_dir: it reports that itself). *missing names the key when
+ * the command needs the folder and none is given (a bad configuration: exit 2). */
+static char *out_dir(const job_driver *d, const char **missing)
+{
+    *missing = NULL;
+    for (size_t i = 0; i < sizeof out_keys / sizeof out_keys[0]; i++) {
+        if (strcmp(out_keys[i].cmd, d->cmd->name) != 0)
+            continue;
+        const char *v = job_str(d->cfg, out_keys[i].key);
+        if (*v)
+            return strdup(v);
+        if (!strcmp(d->cmd->name, "evaluate")) {
+            if (*job_str(d->cfg, "run_dir")) /* <run_dir>/evaluate */
+                return fs_join(job_str(d->cfg, "run_dir"), "evaluate");
+        } else
+            *missing = out_keys[i].key;
+    }
+    return NULL;
+}
 
 static int has_key(const command_spec *cmd, const char *key)
 {
@@ -90,9 +117,34 @@ int job_run(const job_driver *d, int argc, char **argv)
     } else {
         if (has_key(d->cmd, "quiet"))
             rb_log_set_quiet(job_bool(d->cfg, "quiet"));
-        rc = d->main(d->ctx, &err);
-        report = rc == JOB_FAILED || (rc == JOB_BAD_CONFIG && rank == 0);
-        code = rc == 0 ? 0 : rc == JOB_PREEMPTED ? 75 : rc == JOB_BAD_CONFIG ? 2 : 1;
+        /* the output folder must be writable before any compute; what this run creates of
+         * it is removed again when the run fails while it is still empty */
+        const char *missing;
+        char *out = out_dir(d, &missing), *created = NULL;
+        int ok = 1;
+        if (missing) {
+            rb_fail(&err, "give the output folder in the job file or on the command line",
+                    "%s: key '%s' is empty: no output folder (set %s = <folder>, or --%s <folder>)", d->cmd->name,
+                    missing, missing, missing);
+            ok = -2;
+        } else if (out && rank == 0) {
+            ok = fs_check_out_dir(out, &err) == 0;
+            created = fs_first_missing(out);
+        }
+        if (d->world && !rb_mpi_agree_ok(ok) && ok)
+            ok = -1; /* rank 0 failed the check and reports it */
+        if (ok != 1) {
+            report = ok == 0 || ok == -2; /* every rank has the missing key: one message */
+            code = ok == -2 ? 2 : 1;
+        } else {
+            rc = d->main(d->ctx, &err);
+            report = rc == JOB_FAILED || (rc == JOB_BAD_CONFIG && rank == 0);
+            code = rc == 0 ? 0 : rc == JOB_PREEMPTED ? 75 : rc == JOB_BAD_CONFIG ? 2 : 1;
+        }
+        if (code != 0 && code != 75 && created && fs_remove_empty_dirs(created))
+            rb_info("removed the empty output folder %s that this failed run had created", created);
+        free(created);
+        free(out);
     }
     if (!(rc == 0 && d->cfg->help))
         report_errors(d->world, report ? &err : NULL);

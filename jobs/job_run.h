@@ -1,8 +1,11 @@
-/* The driver every command shares: start MPI, parse the flags and job file, print --help,
- * run the command, print its error, free, end MPI, and turn the outcome into the exit code.
+/* The driver every command shares: start MPI, parse the flags and job file (types and
+ * ranges of values: job_config.c), print --help, check the output folder (convert out,
+ * train run_dir, evaluate out, infer out: given, and writable, before any compute), run the
+ * command, print its error, remove the output folders a failed run created while they are
+ * still empty, free, end MPI, and turn the outcome into the exit code.
  *
- * Exit codes: 0 done; 1 failed; 2 bad flags, keys or values; 75 stopped by SIGTERM and
- * resumable (train, infer). */
+ * Exit codes: 0 done; 1 failed; 2 bad flags, keys or values, or no output folder; 75
+ * stopped by SIGTERM and resumable (train, infer). */
 #ifndef JOB_RUN_H
 #define JOB_RUN_H
 

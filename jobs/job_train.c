@@ -9,6 +9,7 @@
  * checkpoints and model files. */
 #include "commands.h"
 #include "fsutil.h"
+#include "job_marker.h"
 #include "job_run.h"
 #include "keras_import.h"
 #include "loss.h"
@@ -1269,11 +1270,12 @@ static int train_main(train_ctx *x, rb_error *err)
         return rb_fail(err, "set shards = <folder written by radbatch convert>", "train: no shards folder");
     if (!*x->run_dir)
         return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
-    if (job_int(c, "batch_size") < 1 || job_int(c, "epochs") < 0 || job_int(c, "fine_tune_epochs") < 0)
-        return rb_fail(err, NULL, "train: batch_size must be >= 1 and epochs >= 0");
+    /* batch_size, epochs and the other numbers: ranges checked with the options (job_config.c) */
     int ok = 1;
     if (x->w.rank == 0)
-        ok = fs_mkdirs(x->run_dir, err) == 0 && shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0;
+        /* the run folder is unfinished from here until summary.json is written last */
+        ok = shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0 && fs_mkdirs(x->run_dir, err) == 0 &&
+             job_marker_clear(x->run_dir, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;
     int64_t cache = job_int(c, "cache_mb") * 1048576;
@@ -1485,6 +1487,14 @@ static int train_main(train_ctx *x, rb_error *err)
             rb_info("decision threshold for %s (Youden on val): %.4f", x->class_names[x->positive], threshold);
         free(p);
         free(card);
+        if (ok) { /* the marker last: the run folder is finished */
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "model", "model.h5");
+            cJSON_AddNumberToObject(f, "epochs", (double)x->epoch);
+            cJSON_AddNumberToObject(f, "steps", (double)x->step);
+            cJSON_AddNumberToObject(f, "ranks", x->w.size);
+            ok = job_marker_write(x->run_dir, "train", f, err) == 0;
+        }
     }
     if (!rb_mpi_agree_ok(ok))
         return ok ? -2 : -1;

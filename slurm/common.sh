@@ -236,16 +236,15 @@ rb_out_dir() {
     echo "$v"
 }
 
-# What a finished run of each command leaves in its output folder: exit code 0 without it
-# means the ranks never ran (srun returns 0 when a step fails to launch).
-rb_product() {
-    case "$1" in convert) echo index.json ;; train) echo model.h5 ;; evaluate) echo metrics.json ;;
-                 infer) echo summary.json ;; esac
-}
+# rb_finished DIR: true when DIR holds the marker of a finished radbatch run: every command
+# (convert, train, evaluate, infer) writes summary.json with "complete": true last, after all
+# its other outputs. Exit code 0 without it means the ranks never ran (srun returns 0 when a
+# step fails to launch); a folder without it is unfinished whatever else it holds.
+rb_finished() { [ -f "$1/summary.json" ] && [ "$(rb_json_get "$1/summary.json" complete)" = true ]; }
 
 # The whole body of radbatch-<command>.sbatch: COMMAND OUTKEY ARGS...
 rb_main() {
-    local cmd=$1 key=$2 out extra=() rc prod; shift 2
+    local cmd=$1 key=$2 out extra=() rc; shift 2
     rb_begin "radbatch-$cmd"
     out=$(rb_out_dir "$cmd" "$key" "$@")
     mkdir -p "$out" || rb_die "cannot create $out"
@@ -258,9 +257,8 @@ rb_main() {
     if [ -z "$(rb_arg_get "$key" "$@")" ]; then extra=("--$key" "$out" "${extra[@]}"); fi
     rb_step "$cmd" "$@" "${extra[@]}"
     rc=$?
-    prod=$(rb_product "$cmd")
-    if [ "$rc" = 0 ] && [ -n "$prod" ] && [ ! -e "$out/$prod" ]; then
-        rb_log "radbatch $cmd exited 0 but wrote no $out/$prod: the ranks did not run (see the launcher's messages above)"
+    if [ "$rc" = 0 ] && ! rb_finished "$out"; then
+        rb_log "radbatch $cmd exited 0 but $out has no complete summary.json: the ranks did not run (see the launcher's messages above)"
         rc=1
     fi
     rb_finish "$rc" "radbatch $cmd"

@@ -64,11 +64,22 @@ for n in 1 2; do
     # in the middle of the merge (after 100 rows), then again after the merge had finished
     killed "km-$n" $n RADBATCH_TEST_KILL_IN_MERGE=100
     [ ! -f "$T/km-$n/summary.json" ] || fail "km-$n: summary.json written by a run killed in the merge"
+    for f in $OUTS; do [ ! -e "$T/km-$n/$f" ] || fail "km-$n: a run killed in the merge left a final-named $f"; done
     rerun "km-$n" $n
     same_as_clean "$T/km-$n"
     grep -q '"images_this_run":[[:space:]]*0,' "$T/km-$n/summary.json" || fail "km-$n: the rerun after a merge kill predicted images again"
     rerun "km-$n" $n
     same_as_clean "$T/km-$n"
+    # a finished folder rerun and killed in the merge is unfinished again: no marker, no outputs
+    killed "km-$n" $n RADBATCH_TEST_KILL_IN_MERGE=100
+    [ ! -f "$T/km-$n/summary.json" ] || fail "km-$n: the marker of the earlier run survived a killed rerun"
+    for f in $OUTS; do [ ! -e "$T/km-$n/$f" ] || fail "km-$n: a killed rerun left the final-named $f of the earlier run"; done
+    # killed after the outputs are renamed into place, before the marker
+    killed "kp-$n" $n RADBATCH_TEST_KILL_MERGE=publish
+    [ ! -f "$T/kp-$n/summary.json" ] || fail "kp-$n: summary.json written by a run killed before it"
+    rerun "kp-$n" $n
+    same_as_clean "$T/kp-$n"
+    grep -q '"complete":[[:space:]]*true' "$T/kp-$n/summary.json" || fail "kp-$n: no complete summary.json after the rerun"
 
     # SIGTERM after 2 chunks: exit 75, then the rerun finishes
     set +e

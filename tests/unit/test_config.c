@@ -1,4 +1,5 @@
 /* job_config: file + section + flags precedence, unknown keys, type errors. */
+#include "commands.h"
 #include "job_config.h"
 #include "test_util.h"
 
@@ -33,7 +34,7 @@ int main(void)
 
     job_config c;
     rb_error err;
-    char *argv1[] = {"convert", ini, "in1", "--rate", "0.25", "--flag", "in2", NULL};
+    char *argv1[] = {"convert", ini, "in1", "--rate", "0.25", "in2", "--flag", NULL};
     int rc = job_config_parse(&c, &demo, 7, argv1, &err);
     CHECK(rc == 0, "parse failed: %s", err.msg);
     if (rc == 0) {
@@ -81,6 +82,92 @@ int main(void)
     char *argv6[] = {"convert", "/nonexistent/job.ini", NULL};
     rc = job_config_parse(&c, &demo, 2, argv6, &err);
     CHECK(rc == -1 && strstr(err.msg, "/nonexistent/job.ini"), "missing file: %s", err.msg);
+    job_config_free(&c);
+
+    /* booleans: true/false/yes/no/1/0 in any case; a word after --flag is its value, never an
+     * input path; anything else is a bad value */
+    const char *truthy[] = {"true", "YES", "1", "True"}, *falsy[] = {"false", "No", "0", "FALSE"};
+    for (int i = 0; i < 4; i++) {
+        char *a1[] = {"convert", "--flag", (char *)truthy[i], NULL}, *a0[] = {"convert", "--flag", (char *)falsy[i], NULL};
+        rc = job_config_parse(&c, &demo, 3, a1, &err);
+        CHECK(rc == 0 && job_bool(&c, "flag") == 1 && c.npositional == 0, "--flag %s", truthy[i]);
+        job_config_free(&c);
+        rc = job_config_parse(&c, &demo, 3, a0, &err);
+        CHECK(rc == 0 && job_bool(&c, "flag") == 0 && c.npositional == 0, "--flag %s", falsy[i]);
+        job_config_free(&c);
+    }
+    const char *bad_bools[] = {"maybe", "on", "off", "2", "some/input/folder"};
+    for (int i = 0; i < 5; i++) {
+        char *a[] = {"convert", "--flag", (char *)bad_bools[i], NULL};
+        rc = job_config_parse(&c, &demo, 3, a, &err);
+        CHECK(rc == -1 && strstr(err.msg, "flag") && strstr(err.msg, bad_bools[i]), "--flag %s: %s", bad_bools[i],
+              rc ? err.msg : "accepted");
+        job_config_free(&c);
+        char kv[64];
+        snprintf(kv, sizeof kv, "--flag=%s", bad_bools[i]);
+        char *b[] = {"convert", kv, NULL};
+        rc = job_config_parse(&c, &demo, 2, b, &err);
+        CHECK(rc == -1, "%s accepted", kv);
+        job_config_free(&c);
+    }
+    char *argv7[] = {"convert", "in1", "--flag", "--rate", "0.1", NULL};
+    rc = job_config_parse(&c, &demo, 5, argv7, &err);
+    CHECK(rc == 0 && job_bool(&c, "flag") == 1 && c.npositional == 1, "bare --flag before another option");
+    job_config_free(&c);
+    write_file(ini, "[convert]\nflag = perhaps\n");
+    rc = job_config_parse(&c, &demo, 2, argv5, &err);
+    CHECK(rc == -1 && strstr(err.msg, "perhaps") && strstr(err.msg, ini), "job file bad boolean: %s", err.msg);
+    job_config_free(&c);
+
+    /* ranges of the real commands: every row names a key of a command with a number type,
+     * every default is accepted, a value out of range names key, value and what is accepted */
+    for (const job_range *r = job_range_table(); r->key; r++) {
+        int found = 0;
+        for (int k = 0; job_commands[k]; k++) {
+            if (r->cmd && strcmp(r->cmd, job_commands[k]->name) != 0)
+                continue;
+            for (const opt_spec *o = job_commands[k]->opts; o->key; o++)
+                if (!strcmp(o->key, r->key)) {
+                    found++;
+                    CHECK(o->type == OPT_INT || o->type == OPT_FLOAT, "range of non-numeric key %s", r->key);
+                }
+        }
+        CHECK(found > 0, "range row %s/%s names no key of a command", r->cmd ? r->cmd : "*", r->key);
+    }
+    for (int k = 0; job_commands[k]; k++)
+        for (const opt_spec *o = job_commands[k]->opts; o->key; o++) {
+            if (!o->def || !*o->def)
+                continue;
+            char kv[300];
+            snprintf(kv, sizeof kv, "--%s=%s", o->key, o->def);
+            char *a[] = {(char *)job_commands[k]->name, kv, NULL};
+            rc = job_config_parse(&c, job_commands[k], 2, a, &err);
+            CHECK(rc == 0, "%s: the default %s is rejected: %s", job_commands[k]->name, kv, err.msg);
+            job_config_free(&c);
+        }
+    struct {
+        const char *cmd, *key, *value;
+    } bad[] = {{"train", "batch_size", "-3"},   {"train", "batch_size", "0"},  {"convert", "height", "0"},
+               {"convert", "channels", "2"},    {"infer", "chunk", "0"},       {"convert", "val_fraction", "1"},
+               {"train", "learning_rate", "0"}, {"train", "crop", "0.01"},     {"evaluate", "target", "1.5"},
+               {"infer", "max_error_fraction", "-0.1"}, {"train", "momentum", "nan"}, {"predict", "tta", "3"},
+               {"train", "head_dropout", "-0.5"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const command_spec *cmd = NULL;
+        for (int k = 0; job_commands[k]; k++)
+            if (!strcmp(job_commands[k]->name, bad[i].cmd))
+                cmd = job_commands[k];
+        char kv[300];
+        snprintf(kv, sizeof kv, "--%s", bad[i].key);
+        char *a[] = {(char *)bad[i].cmd, kv, (char *)bad[i].value, NULL};
+        rc = cmd ? job_config_parse(&c, cmd, 3, a, &err) : 0;
+        CHECK(rc == -1 && strstr(err.msg, bad[i].key) && strstr(err.msg, bad[i].value) && strstr(err.msg, "accepted"),
+              "%s %s %s: %s", bad[i].cmd, kv, bad[i].value, rc ? err.msg : "accepted");
+        job_config_free(&c);
+    }
+    char *argv8[] = {"train", "--head_dropout", "-1", "--crop", "0", "--batch_size", "1", NULL};
+    rc = job_config_parse(&c, &command_train, 7, argv8, &err);
+    CHECK(rc == 0, "special values of ranges: %s", err.msg);
     job_config_free(&c);
     return TEST_DONE();
 }

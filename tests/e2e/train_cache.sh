@@ -1,4 +1,4 @@
-# labels: train mpi
+# labels: train mpi invariance
 # The frozen-base feature cache gives the same model as running the base every step (the
 # head's dropout masks are keyed by layer name, so the cut-out head draws the same ones),
 # up to float rounding (the cut-out head may run differently fused kernels than the whole

@@ -1,4 +1,4 @@
-# labels: train mpi
+# labels: train mpi invariance
 # Rank-count invariance: the same job on 1, 2 and 4 ranks (same global batch) ends with the
 # same weights and history, within float summation order. Two cases: MobileNetV2 with a
 # frozen base (pretrained weights, dropout in the head), and the seed-001 CNN trained in

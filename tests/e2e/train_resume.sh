@@ -1,4 +1,4 @@
-# labels: train mpi
+# labels: train mpi invariance
 # Checkpoints: a run killed with SIGKILL mid-epoch and resumed ends bit-identical to an
 # uninterrupted run (weights, BatchNorm statistics, history); SIGTERM writes a checkpoint
 # and exits 75, and the resumed run is bit-identical too. The CNN trains in full with

@@ -48,6 +48,16 @@ shared_data() {
     echo "$d"
 }
 
+# A training run's train_log.jsonl in one line: per invocation "start <step>@<checkpoint>" (or
+# "start fresh") and "end <status> <step> <steps_this_run>"
+train_log_summary() {
+    [ -s "$1/train_log.jsonl" ] || fail "$1/train_log.jsonl missing or empty"
+    jq -r 'if .event == "start" then
+               "start " + (if .resumed_from == null then "fresh"
+                           else "\(.resumed_from.step)@\(.resumed_from.checkpoint | sub(".*/"; ""))" end)
+           else "end \(.status) \(.step) \(.steps_this_run)" end' "$1/train_log.jsonl" | paste -sd' ' -
+}
+
 # all shard files of two folders byte-identical, index.json equal except the config line
 same_shards() {
     local a=$1 b=$2 f

@@ -1154,6 +1154,8 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         copy_weights(base, x->net.m);
         copy_weights(x->head.m, x->net.m);
         x->head.m->seed = x->net.m->seed;
+        if (job_bool(&x->cfg, "sync_bn")) /* the cut-out head's BatchNorms sync like the whole model's */
+            rb_model_set_bn_reduce(x->head.m, bn_reduce, NULL);
         int threads = (int)job_int(&x->cfg, "threads");
         ws = rb_workspace_create(base, 32, 0, err);
         rc = ws && rb_workspace_set_threads(ws, threads > 0 ? threads : x->w.threads, err) == 0 ? 0 : -1;

@@ -25,6 +25,7 @@
 #include "train_data.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -170,6 +171,7 @@ typedef struct train_ctx {
     int32_t *val_labels;   /* rank 0: label of every val record */
     int64_t nval;
     int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
+    int64_t step_start;    /* x->step when this invocation began training (after a resume) */
     double t_allreduce;    /* seconds in the gradient allreduce this epoch (rank 0) */
 } train_ctx;
 
@@ -855,6 +857,49 @@ static int save_checkpoint(train_ctx *x, rb_error *err)
     return 0;
 }
 
+/* <run_dir>/train_log.jsonl: rank 0 appends one JSON line when this invocation starts
+ * training ("start", with "resumed_from": the checkpoint, epoch and step it continues from,
+ * or null) and one when it stops ("end": "finished" or "preempted", the step reached and
+ * steps_this_run). Written whatever quiet says, for scripts and tests. */
+static int train_log(train_ctx *x, const char *event, const char *status, const char *ckpt, rb_error *err)
+{
+    if (x->w.rank != 0)
+        return 0;
+    cJSON *o = cJSON_CreateObject();
+    char when[64];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(o, "event", event);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON_AddNumberToObject(o, "ranks", x->w.size);
+    cJSON_AddNumberToObject(o, "epoch", (double)x->epoch);
+    cJSON_AddNumberToObject(o, "step", (double)x->step);
+    if (strcmp(event, "start") == 0) {
+        if (ckpt) {
+            cJSON *r = cJSON_AddObjectToObject(o, "resumed_from");
+            cJSON_AddStringToObject(r, "checkpoint", ckpt);
+            cJSON_AddNumberToObject(r, "epoch", (double)x->epoch);
+            cJSON_AddNumberToObject(r, "step", (double)x->step);
+            cJSON_AddNumberToObject(r, "batch_in_epoch", (double)x->next_batch);
+        } else
+            cJSON_AddNullToObject(o, "resumed_from");
+    } else {
+        cJSON_AddStringToObject(o, "status", status);
+        cJSON_AddNumberToObject(o, "steps_this_run", (double)(x->step - x->step_start));
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    char *p = fs_join(x->run_dir, "train_log.jsonl");
+    FILE *f = p && line ? fopen(p, "a") : NULL;
+    int rc = 0;
+    if (!f || fprintf(f, "%s\n", line) < 0 || fclose(f) != 0)
+        rc = rb_fail(err, "check that run_dir is writable and the disk not full", "%s: cannot append: %s",
+                     p ? p : "train_log.jsonl", strerror(errno));
+    free(p);
+    free(line);
+    return rc;
+}
+
 static double hex_double(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -1103,6 +1148,8 @@ static int cache_maybe_begin(train_ctx *x, const augment_config *aug, rb_error *
         rb_model_copy_weights(base, x->net.m);
         rb_model_copy_weights(x->head.m, x->net.m);
         x->head.m->seed = x->net.m->seed;
+        if (job_bool(&x->cfg, "sync_bn")) /* the cut-out head's BatchNorms sync like the whole model's */
+            rb_model_set_bn_reduce(x->head.m, bn_reduce, NULL);
         ws = rb_workspace_create(base, 32, 0, err);
         rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;
     }
@@ -1332,14 +1379,16 @@ static int train_main(train_ctx *x, rb_error *err)
         rb_model_summary(x->a->m, stdout);
 
     int64_t e1 = job_int(c, "epochs"), e2 = job_int(c, "fine_tune_epochs");
+    char *resumed_from = NULL;
     if (job_bool(c, "resume")) {
         char *ck = checkpoint_find_latest(x->run_dir);
         if (ck) {
             rb_info("resuming from %s", ck);
             ok = load_checkpoint(x, ck, err) == 0;
-            free(ck);
+            resumed_from = ck;
             if (!rb_mpi_agree_ok(ok)) {
                 free(perm);
+                free(resumed_from);
                 return ok ? -2 : -1;
             }
             /* the best model so far, for restore_best */
@@ -1374,9 +1423,12 @@ static int train_main(train_ctx *x, rb_error *err)
     if (x->step == 0 && x->w.rank == 0)
         checkpoint_clear(x->run_dir); /* a fresh start: older checkpoints would shadow the new ones */
     /* initial weights identical everywhere (same seed and files; checked, not assumed) */
-    if (check_consistency(x, err) < 0) {
+    x->step_start = x->step;
+    ok = check_consistency(x, err) == 0 && train_log(x, "start", NULL, resumed_from, err) == 0;
+    free(resumed_from);
+    if (!rb_mpi_agree_ok(ok)) {
         free(perm);
-        return -1;
+        return ok ? -2 : -1;
     }
 
     int rc = 0, preempted = 0;
@@ -1447,8 +1499,12 @@ static int train_main(train_ctx *x, rb_error *err)
     cache_end(x);
     if (rc < 0)
         return -1;
-    if (preempted)
+    if (preempted) {
+        ok = train_log(x, "end", "preempted", NULL, err) == 0;
+        if (!rb_mpi_agree_ok(ok))
+            return ok ? -2 : -1;
         return JOB_PREEMPTED; /* checkpoint written, run incomplete */
+    }
 
     /* final model: the best epoch's weights (restore_best), threshold from val */
     if (job_bool(c, "restore_best") && !isnan(x->best)) {
@@ -1485,6 +1541,7 @@ static int train_main(train_ctx *x, rb_error *err)
             rb_info("model: %s%s", p, isnan(threshold) ? "" : "");
         if (ok && !isnan(threshold))
             rb_info("decision threshold for %s (Youden on val): %.4f", x->class_names[x->positive], threshold);
+        ok = ok && train_log(x, "end", "finished", NULL, err) == 0;
         free(p);
         free(card);
         if (ok) { /* the marker last: the run folder is finished */

@@ -9,7 +9,7 @@ PACKAGES=(build-essential cmake pkg-config git
           libopenmpi-dev openmpi-bin libopenblas-dev
           libhdf5-dev hdf5-tools
           libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libtiff-dev
-          libinih-dev libcjson-dev libxxhash-dev libzip-dev zlib1g-dev
+          libinih-dev libcjson-dev libxxhash-dev libzip-dev zlib1g-dev jq
           slurmctld slurmd slurm-client munge chromium
           python3-h5py python3-numpy)
 

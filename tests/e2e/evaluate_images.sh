@@ -1,4 +1,4 @@
-# labels: mpi
+# labels: mpi invariance
 # radbatch evaluate on image folders (with corrupt and non-image files, which go to
 # errors.csv while the run goes on), on 1 and 2 ranks; the same images as shards give the
 # same probabilities; an ensemble of two models averages their probabilities; TTA runs.

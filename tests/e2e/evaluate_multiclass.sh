@@ -1,4 +1,4 @@
-# labels: mpi
+# labels: mpi invariance
 # radbatch evaluate with three classes (the sample's PNEUMONIA split into BACTERIA and
 # VIRUS by file name): argmax decisions, one-vs-rest AUCs, no screening and no roc.csv
 # unless positive_class is given; 1 and 2 ranks identical.

@@ -1,4 +1,4 @@
-# labels: mpi
+# labels: mpi invariance
 # radbatch evaluate on shards: 1, 2 and 3 ranks (and 2 threads on one rank) give
 # byte-identical reports; the report files agree with each other (confusion matrix =
 # counts of predictions.csv, decisions = threshold on the probabilities); sklearn's

@@ -1,4 +1,4 @@
-# labels: infer mpi
+# labels: infer mpi invariance
 # 1, 2 and 3 ranks (and 1 or 2 threads per rank) give byte-identical predictions.csv,
 # flagged.csv, errors.csv and index.csv; the same images given as a .txt list, a .csv list
 # or as the shards they were converted to get the same probabilities.

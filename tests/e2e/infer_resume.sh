@@ -1,4 +1,4 @@
-# labels: infer mpi
+# labels: infer mpi invariance
 # Exactly-once rows: runs killed with SIGKILL after some committed chunks (on rank 0 or on
 # another rank), in the middle of the listing, twice in a row, and in the middle of the
 # merge, then rerun with the same command, end byte-identical to an uninterrupted run, with

@@ -1,4 +1,4 @@
-# labels: infer mpi
+# labels: infer mpi invariance
 # --since: a second run over an archive with 3 new files, 1 modified and 1 deleted predicts
 # exactly those 4, carries the others over, and writes a cumulative index equal to a full
 # run's; a run that finds nothing new says so and exits 0 with an empty report;

@@ -16,20 +16,46 @@ mkdir -p "$T"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 
+# A test that cannot run its checks says why and reports itself skipped: exit 77 (ctest's
+# SKIP_RETURN_CODE), never 0. skip_part: one part is left out, the test goes on, and a run
+# that would have passed exits 77 instead (rb_exit_trap, the EXIT trap; a test that sets its
+# own EXIT trap calls rb_exit_trap with the exit status at its end).
+skip() { echo "SKIP: $*"; exit 77; }
+skip_part() { echo "SKIP: $*"; echo "$*" >> "$T/skipped-parts"; }
+rb_exit_trap() {
+    local rc=${1:-$?}
+    if [ "$rc" = 0 ] && [ -s "$T/skipped-parts" ]; then
+        echo "some parts were skipped (SKIP lines above): reporting the test as skipped"
+        exit 77
+    fi
+}
+trap 'rb_exit_trap $?' EXIT
+
 # run N ranks: mpirun for N > 1, plain (MPI singleton) for 1
 rb_run() {
     local n=$1; shift
     if [ "$n" = 1 ]; then "$RADBATCH" "$@"; else mpirun -n "$n" "$RADBATCH" "$@"; fi
 }
 
-# Shared data set, or a SKIP line.
+# The shared data set's folder on stdout, or a SKIP line on stderr and status 1:
+#   D=$(shared_data chest_xray/train) || exit 77
 shared_data() {
     local d="${RADBATCH_DATA:-$RADBATCH_SRC/../shared/data}"
     if [ ! -d "$d/$1" ]; then
-        echo "SKIP: $d/$1 not found (set RADBATCH_DATA to the folder holding $1)"
+        echo "SKIP: $d/$1 not found (set RADBATCH_DATA to the folder holding $1)" >&2
         return 1
     fi
     echo "$d"
+}
+
+# A training run's train_log.jsonl in one line: per invocation "start <step>@<checkpoint>" (or
+# "start fresh") and "end <status> <step> <steps_this_run>"
+train_log_summary() {
+    [ -s "$1/train_log.jsonl" ] || fail "$1/train_log.jsonl missing or empty"
+    jq -r 'if .event == "start" then
+               "start " + (if .resumed_from == null then "fresh"
+                           else "\(.resumed_from.step)@\(.resumed_from.checkpoint | sub(".*/"; ""))" end)
+           else "end \(.status) \(.step) \(.steps_this_run)" end' "$1/train_log.jsonl" | paste -sd' ' -
 }
 
 # all shard files of two folders byte-identical, index.json equal except the config line and

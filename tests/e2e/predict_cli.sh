@@ -1,3 +1,4 @@
+# labels: invariance
 # radbatch predict: text and --json output for single images, the same probabilities as
 # evaluate, corrupt/missing files reported by name while the others are still predicted
 # (exit 1), bad keys (exit 2), and the time of a model load plus one image.

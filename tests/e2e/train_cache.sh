@@ -1,11 +1,13 @@
-# labels: train mpi
+# labels: train mpi invariance
 # The frozen-base feature cache gives the same model as running the base every step (the
 # head's dropout masks are keyed by layer name, so the cut-out head draws the same ones),
 # up to float rounding (the cut-out head may run differently fused kernels than the whole
 # model: measured 3e-8 relative, bound 1e-6), through a two-stage run, on 1 and 2 ranks: stage 1 caches the pooled features; stage 2
 # fine-tunes the top 30% of the base (from block_12_expand, whose BatchNorms must stay in
 # inference mode as base layers) and caches block_11_add. A SIGTERM in the middle of the
-# cached stage resumes bit-identically to the uninterrupted cached run.
+# cached stage resumes bit-identically to the uninterrupted cached run, and train_log.jsonl
+# shows that it continued from the step-7 checkpoint (a restart from scratch would end
+# bit-identical too).
 source "$(dirname "$0")/lib.sh"
 "$RADBATCH" convert "$SAMPLE" --out "$T/s96" --height 96 --width 96 --group_regex "$GROUPS_RE" --quiet > /dev/null
 W="$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
@@ -28,6 +30,11 @@ for n in 1 2; do
     rb_run $n "${args[@]}" --run_dir "$T/term$n" --resume true > "$T/resume$n.log" 2>&1 || { cat "$T/resume$n.log"; fail "resume"; }
     "$RADBATCH" inspect "$T/cache$n/model.h5" --diff "$T/term$n/model.h5" > "$T/tdiff$n"
     grep -q "^diff: 0 of" "$T/tdiff$n" || fail "resume in the cached stage differs: $(cat "$T/tdiff$n")"
+    # 10 steps per epoch, 3 epochs; SIGTERM after step 6 checkpoints at step 7 and exits
+    got=$(train_log_summary "$T/term$n")
+    [ "$got" = "start fresh end preempted 7 7 start 7@ckpt-0000000007.h5 end finished 30 23" ] \
+        || fail "SIGTERM+resume in the cached stage on $n ranks did not continue from the step-7 checkpoint: train_log.jsonl says: $got"
+    [ "$(train_log_summary "$T/cache$n")" = "start fresh end finished 30 30" ] || fail "cached run: train_log.jsonl says: $(train_log_summary "$T/cache$n")"
     echo "$n rank(s): cache = no cache, SIGTERM resume exact"
 done
 ok "feature cache"

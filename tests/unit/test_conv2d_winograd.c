@@ -1,3 +1,4 @@
+/* labels: invariance */
 /* Winograd F(2x2,3x3) Conv2D (src/layers/conv2d_winograd.c), through the public
  * conv2d_forward / conv2d_backward, against double-precision direct references:
  * forward (with and without bias), din (accumulated into a non-zero din), and dw

@@ -765,17 +765,9 @@ static void test_fixture(void)
     if (!data)
         return;
     char fix[4200];
-    const char *fe = getenv("RADBATCH_FIXTURES");
-    if (fe)
-        snprintf(fix, sizeof fix, "%s/mobilenetv2/reference_activations.h5", fe);
-    else
-        snprintf(fix, sizeof fix, "%s/../shared/fixtures/mobilenetv2/reference_activations.h5",
-                 test_srcdir());
-    struct stat st;
-    if (stat(fix, &st) != 0) {
-        printf("SKIP: %s not found (set RADBATCH_FIXTURES to the folder holding "
-               "mobilenetv2/reference_activations.h5)\n",
-               fix);
+    if (test_fixture_path(fix, sizeof fix, "reference_activations.h5") != 0) {
+        test_skip("%s not found (set RADBATCH_FIXTURES to the folder holding "
+                  "mobilenetv2/reference_activations.h5)", fix);
         return;
     }
     const size_t per = 224 * 224 * 3;

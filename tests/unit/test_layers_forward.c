@@ -1,3 +1,4 @@
+/* labels: invariance */
 /* Forward kernels of src/layers/ against the naive double-precision references of
  * layers_ref.h (Keras/TensorFlow semantics: 'same'/'valid' geometry, valid-cell average
  * pooling, batch statistics, stable softmax, exact input rescaling).

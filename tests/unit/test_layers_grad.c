@@ -1,3 +1,4 @@
+/* labels: invariance */
 /* Every backward kernel of src/layers/ against central finite differences.
  *
  * Method: the loss is L = sum(r * f(inputs)) with a fixed random r (r is also the dout

@@ -61,16 +61,11 @@ static void test_mobilenetv2_224(void)
 
     /* every layer as in the fixture table: index, name, class, inbound, shape, weights */
     char path[1024];
-    const char *fx = getenv("RADBATCH_FIXTURES");
-    if (fx)
-        snprintf(path, sizeof path, "%s/mobilenetv2/mobilenetv2_layers_224.tsv", fx);
-    else
-        snprintf(path, sizeof path, "%s/../shared/fixtures/mobilenetv2/mobilenetv2_layers_224.tsv",
-                 test_srcdir());
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        printf("SKIP: %s not found (set RADBATCH_FIXTURES); layer table not compared\n", path);
-    } else {
+    FILE *f = NULL;
+    if (test_fixture_path(path, sizeof path, "mobilenetv2_layers_224.tsv") == 0)
+        f = fopen(path, "r");
+    CHECK(f != NULL, "%s: cannot open (tests/data/mobilenetv2 holds a copy)", path);
+    if (f) {
         char line[4096];
         int rows = 0;
         if (!fgets(line, sizeof line, f))

@@ -1,3 +1,4 @@
+/* labels: invariance */
 /* Whole-model backward against finite differences of the loss (loss.h, from logits and
  * from probabilities), batch 3: a tiny MobileNetV2-like graph (ZeroPadding2D, stride-2
  * Conv2D, DepthwiseConv2D, ReLU6, residual Add, BN, GAP, Dropout, Dense) in training-mode

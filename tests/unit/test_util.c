@@ -1,10 +1,23 @@
 #include "test_util.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-int t_failures = 0, t_checks = 0;
+int t_failures = 0, t_checks = 0, t_skips = 0;
+
+void test_skip(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("SKIP: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    t_skips++;
+}
 
 const char *test_srcdir(void)
 {
@@ -39,8 +52,24 @@ const char *test_shared_data(const char *what)
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/%s", path, what);
     if (stat(probe, &st) != 0) {
-        printf("SKIP: %s not found (set RADBATCH_DATA to the folder holding %s)\n", probe, what);
+        test_skip("%s not found (set RADBATCH_DATA to the folder holding %s)", probe, what);
         return NULL;
     }
     return path;
+}
+
+int test_fixture_path(char *out, size_t n, const char *name)
+{
+    const char *env = getenv("RADBATCH_FIXTURES");
+    struct stat st;
+    if (env) {
+        snprintf(out, n, "%s/mobilenetv2/%s", env, name);
+        if (stat(out, &st) == 0)
+            return 0;
+    }
+    snprintf(out, n, "%s/../shared/fixtures/mobilenetv2/%s", test_srcdir(), name);
+    if (stat(out, &st) == 0)
+        return 0;
+    snprintf(out, n, "%s/tests/data/mobilenetv2/%s", test_srcdir(), name);
+    return stat(out, &st) == 0 ? 0 : -1;
 }

@@ -1,3 +1,4 @@
+/* labels: invariance */
 /* An image's output depends on the image and the model only: never on its batch
  * companions, its position in the batch, the batch size, the workspace's capacity or the
  * thread count (docs/engine.md, "Same answer for an image"). Checked bit for bit on the

@@ -11,6 +11,41 @@ void h5_quiet_begin(h5_quiet *q)
 
 void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
+hid_t h5_mem_fapl(size_t increment)
+{
+    hid_t p = H5Pcreate(H5P_FILE_ACCESS);
+    if (p < 0)
+        return -1;
+    if (increment < 65536)
+        increment = 65536;
+    if (H5Pset_fapl_core(p, increment, 0) < 0 || H5Pset_fclose_degree(p, H5F_CLOSE_STRONG) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+int h5_mem_image(hid_t f, void **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    if (H5Fflush(f, H5F_SCOPE_LOCAL) < 0)
+        return -1;
+    ssize_t n = H5Fget_file_image(f, NULL, 0);
+    if (n <= 0)
+        return -1;
+    void *b = malloc((size_t)n);
+    if (!b)
+        return -1;
+    if (H5Fget_file_image(f, b, (size_t)n) != n) {
+        free(b);
+        return -1;
+    }
+    *buf = b;
+    *len = (size_t)n;
+    return 0;
+}
+
 hid_t h5_vlen_str(H5T_cset_t cset)
 {
     hid_t t = H5Tcopy(H5T_C_S1);

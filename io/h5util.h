@@ -17,6 +17,17 @@ typedef struct {
 void h5_quiet_begin(h5_quiet *q);
 void h5_quiet_end(const h5_quiet *q);
 
+/* Files we write are built in memory (HDF5's core driver without a backing store) and written
+ * out by our own code (fs_write_temp / fs_write_file_atomic): HDF5 then never meets a write
+ * error. (When it does, e.g. a full disk during H5Fclose, HDF5 1.10 keeps a half-closed file
+ * that its exit handler later dereferences: a SIGSEGV after the error was reported.)
+ * h5_mem_fapl: file access properties for H5Fcreate that grow the image by `increment`
+ * bytes at a time (an estimate of the final size saves reallocations); -1 on failure. */
+hid_t h5_mem_fapl(size_t increment);
+/* Flush the in-memory file f and copy its image into *buf (malloc'd, *len bytes). f stays
+ * open (the caller closes it). 0 or -1. */
+int h5_mem_image(hid_t f, void **buf, size_t *len);
+
 /* A variable-length string type in `cset` (H5T_CSET_UTF8 is what h5py writes for str;
  * HDF5 will not convert between ASCII and UTF-8, so readers pass the file type's cset).
  * -1 on failure. */

@@ -757,7 +757,7 @@ static int save_checkpoint(train_ctx *x, rb_error *err)
         free(card);
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? rb_fail(err, NULL, "checkpoint failed on rank 0") : -1;
+        return ok ? JOB_FAILED_ELSEWHERE : -1; /* rank 0 reports the file (a full disk...) */
     return 0;
 }
 
@@ -877,7 +877,7 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
             free(card);
         }
         if (!rb_mpi_agree_ok(ok))
-            return -1;
+            return ok ? JOB_FAILED_ELSEWHERE : -1;
     } else {
         x->wait_es++;
         x->wait_lr++;
@@ -1429,7 +1429,7 @@ static int train_main(train_ctx *x, rb_error *err)
             break;
         int hok = x->w.rank != 0 || history_write(x, err) == 0;
         if (!rb_mpi_agree_ok(hok)) {
-            rc = -1;
+            rc = hok ? JOB_FAILED_ELSEWHERE : -1;
             break;
         }
         if ((rc = save_checkpoint(x, err)) < 0)
@@ -1445,7 +1445,7 @@ static int train_main(train_ctx *x, rb_error *err)
     free(perm);
     cache_end(x);
     if (rc < 0)
-        return -1;
+        return rc == JOB_FAILED_ELSEWHERE ? rc : -1;
     if (preempted)
         return JOB_PREEMPTED; /* checkpoint written, run incomplete */
 

@@ -119,10 +119,10 @@ int fs_write_fail_at(rb_error *err, const char *file, int line, const char *path
     const char *hint;
     if (e == ENOSPC)
         hint = "the disk is full: free space on the output file system (or write elsewhere), then rerun the "
-               "same command; finished outputs are kept and the run resumes";
+               "same command: what was finished is kept and the run resumes from there";
     else if (e == EDQUOT)
-        hint = "the disk quota is exceeded: free space or raise the quota, then rerun the same command; "
-               "finished outputs are kept and the run resumes";
+        hint = "the disk quota is exceeded: free space or raise the quota, then rerun the same command: what "
+               "was finished is kept and the run resumes from there";
     else if (e == EIO)
         hint = "the storage reported an I/O error: check the device or mount, then rerun the same command";
     else

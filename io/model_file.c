@@ -349,23 +349,11 @@ static int model_file_save_quiet(const char *path, const model_file_contents *c,
     /* The architecture text and model card can exceed the 64 KiB that compact attribute
      * storage allows: dense attribute storage (HDF5 >= 1.8 file format) lifts the limit.
      * The file is built in memory and written out by fs_write_file_atomic (temp, fsync,
-     * rename): a full disk is then our write error, never HDF5's (h5util.h).
-     * The lower version bound stays at the earliest: the objects still use the 1.8 formats
-     * that dense attributes need, but the superblock is version 0, because HDF5 1.10's
-     * H5Fget_file_image clears the write-access flag of a version 2 superblock without
-     * updating its checksum, and the file would not open again. */
-    size_t guess = 1 << 20;
-    for (int i = 0; i < c->n_views; i++) {
-        size_t n = sizeof(float);
-        for (int d = 0; d < c->views[i].ndim && d < 4; d++)
-            n *= (size_t)c->views[i].shape[d];
-        guess += n + 512;
-    }
-    if (c->optimizer && c->optimizer->n > 0)
-        guess += (size_t)c->optimizer->n * sizeof(float);
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = h5_mem_fapl(guess);
+     * rename): a full disk is then our write error, never HDF5's (h5util.h). */
+    h5_mem_file mem;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = h5_mem_fapl(&mem);
     if (fcpl < 0 || fapl < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18) < 0) {
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
         if (fcpl >= 0)
             H5Pclose(fcpl);
         if (fapl >= 0)
@@ -377,18 +365,19 @@ static int model_file_save_quiet(const char *path, const model_file_contents *c,
     hid_t f = H5Fcreate(mem_name, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
-    if (f < 0)
+    if (f < 0) {
+        h5_mem_free(&mem);
         return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
+    }
     int rc = write_contents(f, path, c, err);
-    void *image = NULL;
     size_t len = 0;
-    if (rc == 0 && h5_mem_image(f, &image, &len) < 0)
-        rc = rb_fail(err, "is the machine out of memory?", "%s: cannot take the HDF5 image", path);
     if (H5Fclose(f) < 0 && rc == 0)
         rc = rb_fail(err, "is the machine out of memory?", "%s: cannot finish the HDF5 file", path);
+    if (rc == 0 && h5_mem_bytes(&mem, &len) < 0)
+        rc = rb_fail(err, "is the machine out of memory?", "%s: the HDF5 file built in memory is incomplete", path);
     if (rc == 0)
-        rc = fs_write_file_atomic(path, image, len, err);
-    free(image);
+        rc = fs_write_file_atomic(path, mem.buf, len, err);
+    h5_mem_free(&mem);
     return rc;
 }
 

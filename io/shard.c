@@ -90,7 +90,8 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
     /* built in memory and written out below (h5util.h): a full disk is then our write error,
      * never HDF5's */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    hid_t fapl = h5_mem_fapl((size_t)(r->n * (rec_bytes + 160)) + 65536);
+    h5_mem_file mem;
+    hid_t fapl = h5_mem_fapl(&mem);
     H5Pset_obj_track_times(fcpl, 0);
     hid_t f = fcpl < 0 || fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (fcpl >= 0)
@@ -99,8 +100,10 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
         H5Pclose(fapl);
     free(tmp);
     tmp = NULL;
-    if (f < 0)
+    if (f < 0) {
+        h5_mem_free(&mem);
         return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
+    }
     int bad = 0;
 
     /* /images: chunks of whole images, ~1 MiB */
@@ -181,18 +184,15 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
         bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
         bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
     }
-    void *image = NULL;
     size_t image_len = 0;
-    if (!bad && h5_mem_image(f, &image, &image_len) < 0)
-        bad = 1;
-    if (H5Fclose(f) < 0)
+    if (H5Fclose(f) < 0 || h5_mem_bytes(&mem, &image_len) < 0)
         bad = 1;
     if (bad) {
-        free(image);
+        h5_mem_free(&mem);
         return rb_fail(err, "is the machine out of memory?", "%s: building the shard in memory failed", path);
     }
-    int rc = fs_write_temp(path, image, image_len, &tmp, err);
-    free(image);
+    int rc = fs_write_temp(path, mem.buf, image_len, &tmp, err);
+    h5_mem_free(&mem);
     if (rc < 0)
         return -1;
     /* Start writing the file back to disk now; shard_write_finish() waits for the rest. */

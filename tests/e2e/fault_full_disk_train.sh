@@ -22,8 +22,9 @@ same_as_clean() {
 }
 
 # ranks, MiB, checkpoint_every_steps: 5 MiB holds one checkpoint (step 3) but not the next;
-# 0.75 MiB does not hold best.h5 at the end of the first epoch
-for case in "1 5 3" "2 5 3" "1 0.75 0"; do
+# 0.75 MiB does not hold best.h5 at the end of the first epoch; 6 MiB holds best.h5 and the
+# checkpoint of epoch 1 but not those of epoch 2
+for case in "1 5 3" "2 5 3" "1 0.75 0" "1 6 0"; do
     read -r n mib every <<< "$case"
     name="n$n-${mib}m-every$every"
     clean="$T/clean-$n-$every"
@@ -37,11 +38,17 @@ for case in "1 5 3" "2 5 3" "1 0.75 0"; do
         grep -q "ckpt-0000000006.h5: cannot write" "$T/$name.log" || fail "$name: expected the step-6 checkpoint to fail"
         [ -f "$M/run/checkpoints/ckpt-0000000003.DONE" ] || fail "$name: the step-3 checkpoint is not complete"
         [ ! -e "$M/run/checkpoints/ckpt-0000000006.DONE" ] || fail "$name: the failed checkpoint is marked complete"
-        "$RADBATCH" inspect "$M/run/checkpoints/ckpt-0000000003.h5" > "$T/$name.inspect" 2>&1 ||
-            { cat "$T/$name.inspect"; fail "$name: the step-3 checkpoint does not load"; }
-    else
+    elif [ "$mib" = 0.75 ]; then
         grep -q "best.h5: cannot write" "$T/$name.log" || fail "$name: expected best.h5 to fail"
+    else
+        [ -f "$M/run/checkpoints/ckpt-0000000010.DONE" ] || fail "$name: the epoch-1 checkpoint is not complete"
+        [ -f "$M/run/best.h5" ] || fail "$name: no best.h5 from the first epoch"
     fi
+    # what is there loads: the files under their final names are whole
+    for f in "$M"/run/best.h5 "$M"/run/checkpoints/*.h5; do
+        [ -f "$f" ] || continue
+        "$RADBATCH" inspect "$f" > "$T/$name.inspect" 2>&1 || { cat "$T/$name.inspect"; fail "$name: $f does not load"; }
+    done
     fd_grow "$M" 32m
     rb_run "$n" "${args[@]}" --checkpoint_every_steps "$every" --run_dir "$M/run" --resume true > "$T/$name.resume.log" 2>&1 ||
         { cat "$T/$name.resume.log"; fail "$name: resume with space"; }

@@ -27,7 +27,7 @@ fd_grow() { mount -o "remount,size=$2" "$1" || fail "cannot remount $1 with size
 # fd_umount DIR
 fd_umount() { umount "$1" || fail "cannot unmount $1"; }
 
-FD_BOUND=${FD_BOUND:-60} # seconds a failing run may take, on a loaded 2-core machine
+FD_BOUND=${FD_BOUND:-30} # seconds a failing run may take, on a loaded 2-core machine
 
 # fd_expect_full NAME PATH_PART N ARGS...: radbatch ARGS on N ranks must fail on the full disk: exit code 1 (not a
 # timeout, not a signal: no SIGSEGV, no core), within FD_BOUND seconds, on every rank (mpirun
@@ -48,7 +48,8 @@ fd_expect_full() {
     ! grep -qiE 'segmentation fault|signal: |core dumped|sanitizer' "$log" || { cat "$log"; fail "$name: crashed"; }
     [ $rc -eq 1 ] || { cat "$log"; fail "$name: exit code $rc, expected 1"; }
     grep -q "^error: .*$where[^ ]*: cannot write" "$log" || { cat "$log"; fail "$name: no error naming a file under $where"; }
-    grep -q "No space left on device" "$log" || { cat "$log"; fail "$name: the error does not say the disk is full"; }
+    grep -qE "cannot write [0-9]+ bytes: No space left on device \([0-9]+ bytes free on that file system\)" "$log" ||
+        { cat "$log"; fail "$name: the error does not say the disk is full, the bytes needed and the space left"; }
     grep -q "hint: the disk is full" "$log" || { cat "$log"; fail "$name: no hint"; }
     [ "$(grep -c '^error: ' "$log")" -le "${FD_MAX_ERRORS:-1}" ] || { cat "$log"; fail "$name: more than one error line"; }
     echo "$name: exit 1 after ${took} s: $(grep -m1 '^error: ' "$log")"

@@ -4,8 +4,8 @@
 # in its exit handler after a failed H5Fclose), every file under a final name complete, no
 # temp files left; after space is freed the same command keeps the finished shards and ends
 # byte-identical to a run that never ran out of space. Needs root for the mounts (else 77).
-source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/full_disk.bash"
+source "$(dirname "$0")/lib.sh"
 M="$T/mnt"
 fd_mount "$M" 64k # SKIP early when mounts are not possible
 fd_umount "$M"

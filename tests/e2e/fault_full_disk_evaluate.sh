@@ -5,8 +5,8 @@
 # as they were (each is replaced only by a complete new file); after space is freed the
 # same command writes reports byte-identical to a clean run. predict --json redirected to a
 # full disk: exit 1 naming the file instead of a silently short result. Needs root (else 77).
-source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/full_disk.bash"
+source "$(dirname "$0")/lib.sh"
 M="$T/mnt"
 fd_mount "$M" 64k # SKIP early when mounts are not possible
 fd_umount "$M"

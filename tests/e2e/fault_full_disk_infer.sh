@@ -6,8 +6,8 @@
 # final names are complete (equal to a clean run's), and after space is freed the same
 # command resumes from the committed chunks and ends byte-identical to a clean run.
 # Needs root for the mounts (else 77).
-source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/full_disk.bash"
+source "$(dirname "$0")/lib.sh"
 M="$T/mnt"
 fd_mount "$M" 64k # SKIP early when mounts are not possible
 fd_umount "$M"

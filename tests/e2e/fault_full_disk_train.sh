@@ -5,8 +5,8 @@
 # The checkpoints finished before are complete and load, no model.h5 is written, no temp
 # files stay; after space is freed, --resume true continues from the last good checkpoint
 # and ends bit-identical to a run that never ran out of space. Needs root (else 77).
-source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/full_disk.bash"
+source "$(dirname "$0")/lib.sh"
 M="$T/mnt"
 fd_mount "$M" 64k # SKIP early when mounts are not possible
 fd_umount "$M"

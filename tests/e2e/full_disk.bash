@@ -1,9 +1,13 @@
-# Helpers for the full-disk tests (tests/e2e/fault_full_disk_*.sh), sourced after lib.sh.
+# Helpers for the full-disk tests (tests/e2e/fault_full_disk_*.sh), sourced before lib.sh
+# (a mount left by a killed earlier run is removed first, so lib.sh can clear the folder).
 # (Named .bash so that the e2e glob, *.sh, does not take it for a test.)
 #
 # Small tmpfs mounts stand in for a full file system: writes past the size fail with ENOSPC
 # the way a full disk or an exhausted quota does. Mounting needs root (CI runs as root);
 # without it the test exits 77 with a SKIP line.
+
+FD_STALE="${RADBATCH_TEST_TMP:-/tmp/radbatch-tests}/$(basename "$0" .sh)/mnt"
+! mountpoint -q "$FD_STALE" 2> /dev/null || umount "$FD_STALE" 2> /dev/null || umount -l "$FD_STALE" || true
 
 FD_MOUNTS=()
 fd_cleanup() {

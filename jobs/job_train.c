@@ -1488,7 +1488,16 @@ static int train_run(void *ctx, rb_error *err)
 {
     train_ctx *x = ctx;
     x->job_text = job_config_dump(&x->cfg);
-    return train_main(x, err);
+    int rc = train_main(x, err);
+    /* a full disk (io/fsutil.h's hint): here the rerun that resumes needs resume = true */
+    if (rc == JOB_FAILED && (strstr(err->hint, "the disk is full") == err->hint ||
+                             strstr(err->hint, "the disk quota is exceeded") == err->hint)) {
+        char *cut = strstr(err->hint, ", then rerun");
+        if (cut)
+            snprintf(cut, sizeof err->hint - (size_t)(cut - err->hint),
+                     ", then rerun with --resume true: training continues from the newest complete checkpoint");
+    }
+    return rc;
 }
 
 static void train_free(void *ctx)

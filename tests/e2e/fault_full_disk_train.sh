@@ -32,6 +32,7 @@ for case in "1 5 3" "2 5 3" "1 0.75 0" "1 6 0"; do
         { cat "$T/$name.clean.log"; fail "$name: clean run"; }
     fd_mount "$M" "$(awk "BEGIN { print int($mib * 1024) }")k"
     fd_expect_full "$name" "$M/run/" "$n" "${args[@]}" --checkpoint_every_steps "$every" --run_dir "$M/run"
+    grep -q "hint: .*then rerun with --resume true" "$T/$name.log" || fail "$name: the hint does not say --resume true"
     [ ! -e "$M/run/model.h5" ] || fail "$name: model.h5 written by a failed run"
     fd_no_temp "$M"
     if [ "$every" -gt 0 ]; then

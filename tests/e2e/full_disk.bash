@@ -62,6 +62,6 @@ fd_expect_full() {
 # fd_no_temp DIR: no temporary files left behind in DIR (recursively)
 fd_no_temp() {
     local left
-    left=$(find "$1" -name '*.tmp.*' -o -name '*.tmp-*' | head -3)
+    left=$(find "$1" -name '*.tmp.*' -o -name '*.tmp-*' | sed -n 1,3p) # sed reads all: no SIGPIPE
     [ -z "$left" ] || fail "temporary files left in $1: $left"
 }

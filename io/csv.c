@@ -66,16 +66,8 @@ void csv_end_row(csv_writer *w)
 
 int csv_writer_close(csv_writer *w, rb_error *err)
 {
-    int rc = 0;
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
-        rc = rb_fail(err, "is the disk full?", "%s: write failed: %s", w->path, strerror(errno));
-    if (fclose(w->f) != 0 && rc == 0)
-        rc = rb_fail(err, "is the disk full?", "%s: write failed: %s", w->path, strerror(errno));
+    int rc = fs_commit_stream(w->f, w->tmp, w->path, err);
     w->f = NULL;
-    if (rc == 0 && rename(w->tmp, w->path) != 0)
-        rc = rb_fail(err, NULL, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
-    if (rc != 0)
-        unlink(w->tmp);
     free(w->path);
     free(w->tmp);
     w->path = w->tmp = NULL;

@@ -191,8 +191,9 @@ static int frame_compact(dir_stream *s, frame *f, rb_error *err)
             fclose(f->runs[i].f);
         free(f->runs[i].cur);
     }
-    if (fflush(fp) != 0 || fseek(fp, 0, SEEK_SET) != 0) {
-        int e = errno;
+    errno = 0;
+    if (fflush(fp) != 0 || ferror(fp) || fseek(fp, 0, SEEK_SET) != 0) { /* ferror: a write inside fwrite */
+        int e = errno ? errno : EIO;
         fclose(fp);
         f->nruns = 0;
         return rb_fail(err, "is the disk full?", "%s: cannot write a large folder's names: %s", s->spill_dir,
@@ -224,8 +225,9 @@ static int frame_spill(dir_stream *s, frame *f, rb_error *err)
         const char *nm = f->arena + f->off[i];
         fwrite(nm, 1, strlen(nm) + 1, fp);
     }
-    if (fflush(fp) != 0 || fseek(fp, 0, SEEK_SET) != 0) {
-        int e = errno;
+    errno = 0;
+    if (fflush(fp) != 0 || ferror(fp) || fseek(fp, 0, SEEK_SET) != 0) { /* ferror: a write inside fwrite */
+        int e = errno ? errno : EIO;
         fclose(fp);
         return rb_fail(err, "is the disk full?", "%s: cannot write a large folder's names: %s", s->spill_dir,
                        strerror(e));

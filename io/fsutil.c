@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 char *fs_temp_name(const char *path)
@@ -82,8 +83,76 @@ int fs_read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len,
     return 0;
 }
 
-int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_error *err)
+/* Free bytes for unprivileged writers on the file system holding path (its folder when path
+ * does not exist yet), or -1. */
+static long long fs_free_bytes(const char *path)
 {
+    struct statvfs v;
+    if (statvfs(path, &v) == 0)
+        return (long long)v.f_bavail * (long long)v.f_frsize;
+    char *d = strdup(path);
+    if (!d)
+        return -1;
+    char *slash = strrchr(d, '/');
+    long long r = -1;
+    if (slash) {
+        if (slash == d)
+            slash[1] = 0;
+        else
+            *slash = 0;
+    } else
+        strcpy(d, ".");
+    if (statvfs(d, &v) == 0)
+        r = (long long)v.f_bavail * (long long)v.f_frsize;
+    free(d);
+    return r;
+}
+
+int fs_write_fail_at(rb_error *err, const char *file, int line, const char *path, int e, uint64_t need)
+{
+    char needs[64] = "", avail[64] = "";
+    if (need > 0)
+        snprintf(needs, sizeof needs, " %llu bytes", (unsigned long long)need);
+    long long fr = e == ENOSPC || e == EDQUOT ? fs_free_bytes(path) : -1;
+    if (fr >= 0)
+        snprintf(avail, sizeof avail, " (%lld bytes free on that file system)", fr);
+    const char *hint;
+    if (e == ENOSPC)
+        hint = "the disk is full: free space on the output file system (or write elsewhere), then rerun the "
+               "same command: what was finished is kept and the run resumes from there";
+    else if (e == EDQUOT)
+        hint = "the disk quota is exceeded: free space or raise the quota, then rerun the same command: what "
+               "was finished is kept and the run resumes from there";
+    else if (e == EIO)
+        hint = "the storage reported an I/O error: check the device or mount, then rerun the same command";
+    else
+        hint = "check the output folder and its file system, then rerun the same command";
+    return rb_fail_at(err, file, line, hint, "%s: cannot write%s: %s%s", path, needs, strerror(e), avail);
+}
+
+/* Write all of data to fd; 0, or -1 with errno set. */
+static int write_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        if (w == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int fs_write_temp(const char *path, const void *data, size_t len, char **tmpp, rb_error *err)
+{
+    *tmpp = NULL;
     char *tmp = fs_temp_name(path);
     if (!tmp)
         return rb_fail(err, NULL, "%s: out of memory", path);
@@ -91,39 +160,101 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_erro
     if (fd < 0) {
         int e = errno;
         free(tmp);
+        if (e == ENOSPC || e == EDQUOT || e == EIO)
+            return fs_write_fail(err, path, e, len);
         return rb_fail(err, "check that the folder exists and is writable", "%s: cannot create: %s", path,
                        strerror(e));
     }
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
+    if (write_all(fd, data, len) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return fs_write_fail(err, path, e, len);
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if (close(fd) != 0) {
         int e = errno;
         unlink(tmp);
         free(tmp);
-        return rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(e));
+        return fs_write_fail(err, path, e, len);
     }
+    *tmpp = tmp;
+    return 0;
+}
+
+static void fsync_parent(const char *path)
+{
+    char *d = strdup(path);
+    if (!d)
+        return;
+    char *slash = strrchr(d, '/');
+    if (slash == d)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    int fd = open(slash ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(d);
+}
+
+int fs_commit_temp(const char *tmp, const char *path, rb_error *err)
+{
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        struct stat st;
+        uint64_t need = fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        return fs_write_fail(err, path, e, need);
+    }
+    close(fd);
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        free(tmp);
-        return rb_fail(err, NULL, "%s: cannot rename into place: %s", path, strerror(e));
+        return rb_fail(err, "check permissions of the output folder", "%s: cannot rename %s into place: %s", path,
+                       tmp, strerror(e));
     }
-    free(tmp);
+    fsync_parent(path);
     return 0;
+}
+
+int fs_commit_stream(FILE *f, const char *tmp, const char *path, rb_error *err)
+{
+    long size = ftell(f);
+    uint64_t need = size > 0 ? (uint64_t)size : 0;
+    int e = 0;
+    errno = 0;
+    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)
+        e = errno ? errno : EIO;
+    if (fclose(f) != 0 && !e)
+        e = errno ? errno : EIO;
+    if (e) {
+        unlink(tmp);
+        return fs_write_fail(err, path, e, need);
+    }
+    if (rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return rb_fail(err, "check permissions of the output folder", "%s: cannot rename %s into place: %s", path,
+                       tmp, strerror(e));
+    }
+    fsync_parent(path);
+    return 0;
+}
+
+int fs_write_file_atomic(const char *path, const void *data, size_t len, rb_error *err)
+{
+    char *tmp;
+    if (fs_write_temp(path, data, len, &tmp, err) < 0)
+        return -1;
+    int rc = fs_commit_temp(tmp, path, err);
+    free(tmp);
+    return rc;
 }
 
 int fs_mkdirs(const char *path, rb_error *err)

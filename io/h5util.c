@@ -1,7 +1,9 @@
 #include "h5util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void h5_quiet_begin(h5_quiet *q)
 {
@@ -10,6 +12,136 @@ void h5_quiet_begin(h5_quiet *q)
 }
 
 void h5_quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+/* One finished buffer is kept for the next file (a shard after a shard): its pages are
+ * already mapped, so building the next file costs no page faults. */
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *spare_buf;
+static size_t spare_cap;
+
+static void *mem_alloc(h5_mem_file *m, void *ptr, size_t n)
+{
+    if (ptr && ptr == m->buf && n <= m->cap)
+        return ptr;
+    if (!ptr) {
+        pthread_mutex_lock(&spare_mu);
+        if (spare_buf && spare_cap >= n) {
+            ptr = spare_buf;
+            m->cap = spare_cap;
+            spare_buf = NULL;
+            spare_cap = 0;
+        }
+        pthread_mutex_unlock(&spare_mu);
+        if (ptr) {
+            m->buf = ptr;
+            return ptr;
+        }
+    }
+    void *p = realloc(ptr, n);
+    if (p) {
+        m->buf = p;
+        m->cap = n;
+    }
+    return p;
+}
+
+static void *mem_malloc(size_t n, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    return mem_alloc(udata, NULL, n);
+}
+
+static void *mem_memcpy(void *dst, const void *src, size_t n, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dst, src, n);
+}
+
+static void *mem_realloc(void *ptr, size_t n, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    return mem_alloc(udata, ptr, n);
+}
+
+static herr_t mem_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    h5_mem_file *m = udata;
+    if (ptr && ptr == m->buf && op == H5FD_FILE_IMAGE_OP_FILE_CLOSE)
+        return 0; /* the finished file: kept for the caller */
+    if (ptr == m->buf) {
+        m->buf = NULL;
+        m->cap = 0;
+    }
+    free(ptr);
+    return 0;
+}
+
+static void *mem_udata_copy(void *udata) { return udata; }
+static herr_t mem_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
+hid_t h5_mem_fapl(h5_mem_file *m)
+{
+    m->buf = NULL;
+    m->cap = 0;
+    hid_t p = H5Pcreate(H5P_FILE_ACCESS);
+    if (p < 0)
+        return -1;
+    /* The core driver zero-fills each increment it adds (so it is touched memory) and
+     * reallocates at every one: 4 MiB keeps both small (large buffers grow by mremap). */
+    const size_t increment = (size_t)4 << 20;
+    H5FD_file_image_callbacks_t cb = {mem_malloc, mem_memcpy, mem_realloc, mem_free,
+                                      mem_udata_copy, mem_udata_free, m};
+    if (H5Pset_fapl_core(p, increment, 0) < 0 || H5Pset_file_image_callbacks(p, &cb) < 0 ||
+        H5Pset_fclose_degree(p, H5F_CLOSE_STRONG) < 0) {
+        H5Pclose(p);
+        return -1;
+    }
+    return p;
+}
+
+int h5_mem_bytes(const h5_mem_file *m, size_t *len)
+{
+    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const uint8_t *b = m->buf;
+    *len = 0;
+    if (!b || m->cap < 48 || memcmp(b, sig, 8) != 0)
+        return -1;
+    /* superblock versions 0/1: sizes of offsets at byte 13, end-of-file address at 40 (44
+     * in version 1); versions 2/3: size of offsets at byte 9, end of file at 28 */
+    int ver = b[8];
+    size_t off_size = ver < 2 ? b[13] : b[9], at = ver == 0 ? 40 : ver == 1 ? 44 : 28;
+    if (ver > 3 || off_size != 8)
+        return -1;
+    uint64_t eof = 0;
+    for (int i = 7; i >= 0; i--)
+        eof = eof << 8 | b[at + (size_t)i];
+    if (eof < 48 || eof > m->cap)
+        return -1;
+    *len = (size_t)eof;
+    return 0;
+}
+
+void h5_mem_free(h5_mem_file *m)
+{
+    if (!m->buf)
+        return;
+    pthread_mutex_lock(&spare_mu);
+    if (m->cap > spare_cap) {
+        free(spare_buf);
+        spare_buf = m->buf;
+        spare_cap = m->cap;
+        m->buf = NULL;
+    }
+    pthread_mutex_unlock(&spare_mu);
+    free(m->buf);
+    m->buf = NULL;
+    m->cap = 0;
+}
 
 hid_t h5_vlen_str(H5T_cset_t cset)
 {

@@ -17,6 +17,31 @@ typedef struct {
 void h5_quiet_begin(h5_quiet *q);
 void h5_quiet_end(const h5_quiet *q);
 
+/* Files we write are built in memory (HDF5's core driver without a backing store) and written
+ * out by our own code (fs_write_temp / fs_write_file_atomic): HDF5 then never meets a write
+ * error. (When it does, e.g. a full disk during H5Fclose, HDF5 1.10 keeps a half-closed file
+ * that its exit handler later dereferences: a SIGSEGV after the error was reported.)
+ * The core driver's buffer is ours (file image callbacks): H5Fclose finishes the file in it
+ * and hands it over instead of freeing it, so there is no second copy.
+ *
+ *   h5_mem_file m = {0};
+ *   hid_t fapl = h5_mem_fapl(&m);   H5Fcreate(name, ..., fapl); H5Pclose(fapl);
+ *   ... write ...; H5Fclose(f);
+ *   size_t len; if (h5_mem_bytes(&m, &len) == 0) write m.buf[0, len) to the file
+ *   h5_mem_free(&m);                            (always, also after a failure)
+ *
+ * The buffer grows 4 MiB at a time, so a file takes at most that much more memory than its
+ * size. m must stay in place until H5Fclose. -1 on failure. */
+typedef struct h5_mem_file {
+    void *buf;  /* the core driver's buffer, ours after H5Fclose */
+    size_t cap; /* its allocated size */
+} h5_mem_file;
+hid_t h5_mem_fapl(h5_mem_file *m);
+/* After H5Fclose: the file's size (the end-of-file address in its superblock). -1 when the
+ * buffer holds no complete HDF5 file. */
+int h5_mem_bytes(const h5_mem_file *m, size_t *len);
+void h5_mem_free(h5_mem_file *m);
+
 /* A variable-length string type in `cset` (H5T_CSET_UTF8 is what h5py writes for str;
  * HDF5 will not convert between ASCII and UTF-8, so readers pass the file type's cset).
  * -1 on failure. */

@@ -1,5 +1,6 @@
 /* radbatch model and checkpoint files (see model_file.h, docs/formats-model.md). */
 #include "model_file.h"
+#include "fsutil.h"
 #include "h5util.h"
 #include "rb_log.h"
 
@@ -277,16 +278,6 @@ static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *sh
 
 /* ---------------------------------------------------------------- saving */
 
-static int fsync_path(const char *p, int dir)
-{
-    int fd = open(p, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 static int write_contents(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
 {
     const char *hint = "check free space and permissions of the output folder";
@@ -443,12 +434,12 @@ static int model_file_save_quiet(const char *path, const model_file_contents *c,
 {
     if (!c || !c->architecture)
         return rb_fail(err, NULL, "%s: no architecture text to save", path);
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp)
-        return rb_fail(err, NULL, "%s: path too long", path);
     /* The architecture text and model card can exceed the 64 KiB that compact attribute
-     * storage allows: dense attribute storage (HDF5 >= 1.8 file format) lifts the limit. */
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+     * storage allows: dense attribute storage (HDF5 >= 1.8 file format) lifts the limit.
+     * The file is built in memory and written out by fs_write_file_atomic (temp, fsync,
+     * rename): a full disk is then our write error, never HDF5's (h5util.h). */
+    h5_mem_file mem;
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = h5_mem_fapl(&mem);
     if (fcpl < 0 || fapl < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
         if (fcpl >= 0)
@@ -457,30 +448,25 @@ static int model_file_save_quiet(const char *path, const model_file_contents *c,
             H5Pclose(fapl);
         return rb_fail(err, NULL, "%s: HDF5 property setup failed", path);
     }
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    char mem_name[4200]; /* never on disk; a name of its own so it matches no open file */
+    snprintf(mem_name, sizeof mem_name, "%s.in-memory.%ld", path, (long)getpid());
+    hid_t f = H5Fcreate(mem_name, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
-    if (f < 0)
-        return rb_fail(err, "check that the folder exists and is writable",
-                       "%s: cannot create %s", path, tmp);
-    int rc = write_contents(f, path, c, err);
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = rb_fail(err, "check free space", "%s: cannot finish writing %s", path, tmp);
-    if (rc == 0 && fsync_path(tmp, 0) < 0)
-        rc = rb_fail(err, "check free space and the file system", "%s: fsync of %s failed: %s",
-                     path, tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = rb_fail(err, "check permissions of the output folder", "%s: rename from %s failed: %s",
-                     path, tmp, strerror(errno));
-    if (rc < 0) {
-        unlink(tmp);
-        return -1;
+    if (f < 0) {
+        h5_mem_free(&mem);
+        return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
     }
-    /* make the rename itself durable */
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    fsync_path(dirname(dir), 1);
-    return 0;
+    int rc = write_contents(f, path, c, err);
+    size_t len = 0;
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = rb_fail(err, "is the machine out of memory?", "%s: cannot finish the HDF5 file", path);
+    if (rc == 0 && h5_mem_bytes(&mem, &len) < 0)
+        rc = rb_fail(err, "is the machine out of memory?", "%s: the HDF5 file built in memory is incomplete", path);
+    if (rc == 0)
+        rc = fs_write_file_atomic(path, mem.buf, len, err);
+    h5_mem_free(&mem);
+    return rc;
 }
 
 int model_file_save(const char *path, const model_file_contents *c, rb_error *err)

@@ -86,20 +86,25 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
     char *tmp = fs_temp_name(path);
     if (!tmp)
         return rb_fail(err, NULL, "%s: out of memory", path);
+    const int64_t rec_bytes = (int64_t)m->height * m->width * m->channels;
+    /* built in memory and written out below (h5util.h): a full disk is then our write error,
+     * never HDF5's */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    h5_mem_file mem;
+    hid_t fapl = h5_mem_fapl(&mem);
     H5Pset_obj_track_times(fcpl, 0);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    H5Pclose(fcpl);
-    H5Pclose(fapl);
+    hid_t f = fcpl < 0 || fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    free(tmp);
+    tmp = NULL;
     if (f < 0) {
-        free(tmp);
-        return rb_fail(err, "check that the output folder exists, is writable and not full",
-                       "%s: cannot create HDF5 file", path);
+        h5_mem_free(&mem);
+        return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
     }
     int bad = 0;
-    const int64_t rec_bytes = (int64_t)m->height * m->width * m->channels;
 
     /* /images: chunks of whole images, ~1 MiB */
     {
@@ -179,13 +184,17 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
         bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
         bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
     }
-    if (H5Fclose(f) < 0)
+    size_t image_len = 0;
+    if (H5Fclose(f) < 0 || h5_mem_bytes(&mem, &image_len) < 0)
         bad = 1;
     if (bad) {
-        unlink(tmp);
-        free(tmp);
-        return rb_fail(err, "check free disk space", "%s: writing the shard failed", path);
+        h5_mem_free(&mem);
+        return rb_fail(err, "is the machine out of memory?", "%s: building the shard in memory failed", path);
     }
+    int rc = fs_write_temp(path, mem.buf, image_len, &tmp, err);
+    h5_mem_free(&mem);
+    if (rc < 0)
+        return -1;
     /* Start writing the file back to disk now; shard_write_finish() waits for the rest. */
     int fd = open(tmp, O_RDONLY);
     if (fd >= 0) {
@@ -208,15 +217,7 @@ int shard_write_finish(shard_pending *pend, rb_error *err)
     if (!pend->tmp)
         return 0;
     /* fsync the temp file before the rename so a crash cannot leave a short file */
-    int rc = 0, fd = open(pend->tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0)
-        rc = rb_fail(err, "check free disk space", "%s: writing the shard to disk failed", pend->path);
-    if (fd >= 0)
-        close(fd);
-    if (rc == 0 && rename(pend->tmp, pend->path) != 0)
-        rc = rb_fail(err, NULL, "%s: cannot rename the finished shard into place", pend->path);
-    if (rc != 0)
-        unlink(pend->tmp);
+    int rc = fs_commit_temp(pend->tmp, pend->path, err);
     free(pend->tmp);
     free(pend->path);
     pend->tmp = pend->path = NULL;

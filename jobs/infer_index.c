@@ -176,23 +176,14 @@ int infer_index_add(infer_index_writer *w, const char *row, size_t len)
 
 static int close_one(FILE *f, const char *tmp, const char *path, rb_error *err)
 {
-    int rc = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(errno));
-    if (fclose(f) != 0 && rc == 0)
-        rc = rb_fail(err, "is the disk full?", "%s: write failed: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = rb_fail(err, NULL, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return fs_commit_stream(f, tmp, path, err);
 }
 
 int infer_index_close(infer_index_writer *w, rb_error *err)
 {
     int rc = 0;
-    if (fseek(w->idx, 16, SEEK_SET) != 0 || fwrite(&w->rows, 8, 1, w->idx) != 1)
-        rc = rb_fail(err, NULL, "%s: write failed", w->idx_path);
+    if (fseek(w->idx, 16, SEEK_SET) != 0 || fwrite(&w->rows, 8, 1, w->idx) != 1 || fseek(w->idx, 0, SEEK_END) != 0)
+        rc = fs_write_fail(err, w->idx_path, errno ? errno : EIO, 24 + 8 * (uint64_t)w->rows);
     /* the offsets file goes last: an index.csv without its index.idx is not taken as one */
     if (rc == 0)
         rc = close_one(w->csv, w->csv_tmp, w->csv_path, err);

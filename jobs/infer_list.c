@@ -499,9 +499,11 @@ static void *list_thread(void *arg)
     if (rc == 0 && !stopped && s.in_chunk > 0)
         rc = publish_chunk(&s, &l->err);
     if (s.errors) {
+        long size = ftell(s.errors);
         if (fflush(s.errors) != 0 || fsync(fileno(s.errors)) != 0)
-            rc = rc ? rc : rb_fail(&l->err, "is the disk full?", "%s: write failed", s.errors_tmp);
-        fclose(s.errors);
+            rc = rc ? rc : fs_write_fail(&l->err, ep, errno, size > 0 ? (uint64_t)size : 0);
+        if (fclose(s.errors) != 0 && rc == 0)
+            rc = fs_write_fail(&l->err, ep, errno, size > 0 ? (uint64_t)size : 0);
         if (rc == 0 && !stopped && rename(s.errors_tmp, ep) != 0)
             rc = rb_fail(&l->err, NULL, "%s: cannot rename into place: %s", ep, strerror(errno));
         unlink(s.errors_tmp);
@@ -527,8 +529,10 @@ static void *list_thread(void *arg)
     }
     /* written also when stopped or failed (complete = false): waiting workers then end */
     rb_error e2;
-    if (listing_write(l, complete, XXH3_64bits_digest(s.digest), rc == 0 ? &l->err : &e2) < 0 && rc == 0)
+    if (listing_write(l, complete, XXH3_64bits_digest(s.digest), rc == 0 ? &l->err : &e2) < 0 && rc == 0) {
         rc = -1;
+        complete = 0; /* not recorded (a full disk): the main thread reports it, workers stop */
+    }
     XXH3_freeState(s.digest);
     rb_buf_free(&s.chunk);
     free(s.errors_tmp);

@@ -126,8 +126,16 @@ static int merge_tree(const tree_names *t, int64_t n0, merge_sink final, void *c
                              strerror(errno));
             else {
                 rc = merge_files(paths, m, sink_file, f, err);
-                if (fclose(f) != 0 && rc == 0)
-                    rc = rb_fail(err, "is the disk full?", "%s: write failed", out);
+                long size = ftell(f);
+                errno = 0;
+                int bad = fflush(f) != 0 || ferror(f);
+                int e = errno ? errno : EIO;
+                if (fclose(f) != 0 && !bad) {
+                    bad = 1;
+                    e = errno ? errno : EIO;
+                }
+                if (bad && rc == 0)
+                    rc = fs_write_fail(err, out, e, size > 0 ? (uint64_t)size : 0);
             }
             for (int k = 0; k < m; k++) {
                 if (level > 0 && rc == 0)

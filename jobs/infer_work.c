@@ -175,21 +175,5 @@ void infer_hash_hex(const void *data, size_t len, char out[17])
 
 int infer_write_atomic(const char *path, const void *data, size_t len, rb_error *err)
 {
-    if (fs_write_file_atomic(path, data, len, err) < 0)
-        return -1;
-    /* make the rename itself durable: fsync the folder */
-    char *dir = strdup(path);
-    if (dir) {
-        char *s = strrchr(dir, '/');
-        if (s) {
-            *s = 0;
-            int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd >= 0) {
-                fsync(fd);
-                close(fd);
-            }
-        }
-        free(dir);
-    }
-    return 0;
+    return fs_write_file_atomic(path, data, len, err); /* fsyncs the folder too: the rename is durable */
 }

@@ -591,7 +591,10 @@ static int chunk_commit(infer_ctx *x, chunk_job *c, rb_error *err)
 }
 
 /* ---- waiting for a chunk to be listed --------------------------------------------------- */
-/* 1: chunk k is listed; 0: the listing ended before k; -1: error; -2: SIGTERM */
+/* 1: chunk k is listed; 0: the listing ended before k, or another rank stopped the work
+ * (failed or SIGTERM: chunks not listed by then are left to the rerun); -1: error (the
+ * listing failed, e.g. its disk is full: listing.json, which tells the waiting workers, may
+ * then be missing too); -2: SIGTERM */
 static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
 {
     char *p = infer_chunk_path(x->work, "chunk", k);
@@ -618,6 +621,19 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
         }
         if (g_term) {
             rc = -2;
+            break;
+        }
+        if (x->w.rank == 0 && atomic_load(&x->lister.state) == -1) {
+            rc = fs_is_file(p) ? 1 : -1;
+            if (rc < 0) {
+                *err = x->lister.err;
+                if (!err->msg[0])
+                    rb_fail(err, NULL, "infer: the listing of %s stopped", x->input);
+            }
+            break;
+        }
+        if (rb_work_stopped(x->wc)) {
+            rc = fs_is_file(p) ? 1 : 0;
             break;
         }
         usleep(pause);

@@ -13,10 +13,12 @@
 #include "trained_model.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const opt_spec predict_opts[] = {
     {"model", OPT_STRING, "", NULL,
@@ -109,6 +111,20 @@ static void print_result(const trained_model *t, const char *path, const float *
                (double)p[t->positive], p[t->positive] >= t->threshold ? ">=" : "<", t->threshold, src);
 }
 
+/* The results go to standard output, often redirected to a file: a failed write there (a
+ * full disk) is an error naming that file, not a silently short result. */
+static int stdout_fail(int e, rb_error *err)
+{
+    char target[4096];
+    ssize_t n = readlink("/proc/self/fd/1", target, sizeof target - 1);
+    if (n > 0)
+        target[n] = 0;
+    else
+        snprintf(target, sizeof target, "standard output");
+    fs_write_fail(err, target, e ? e : EIO, 0);
+    return rb_error_prefix(err, "predict (standard output): ");
+}
+
 static int predict_main(job_config *cfg, rb_error *err)
 {
     char *models = strdup(job_str(cfg, "model"));
@@ -183,7 +199,8 @@ static int predict_main(job_config *cfg, rb_error *err)
             }
             free(why[i]);
         }
-        fflush(stdout);
+        if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+            rc = stdout_fail(errno, err);
     }
     if (rc == 0 && failed && !json)
         fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);

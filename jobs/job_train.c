@@ -853,7 +853,7 @@ static int save_checkpoint(train_ctx *x, rb_error *err)
         free(card);
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? rb_fail(err, NULL, "checkpoint failed on rank 0") : -1;
+        return ok ? JOB_FAILED_ELSEWHERE : -1; /* rank 0 reports the file (a full disk...) */
     return 0;
 }
 
@@ -1016,7 +1016,7 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
             free(card);
         }
         if (!rb_mpi_agree_ok(ok))
-            return -1;
+            return ok ? JOB_FAILED_ELSEWHERE : -1;
     } else {
         x->wait_es++;
         x->wait_lr++;
@@ -1482,7 +1482,7 @@ static int train_main(train_ctx *x, rb_error *err)
             break;
         int hok = x->w.rank != 0 || history_write(x, err) == 0;
         if (!rb_mpi_agree_ok(hok)) {
-            rc = -1;
+            rc = hok ? JOB_FAILED_ELSEWHERE : -1;
             break;
         }
         if ((rc = save_checkpoint(x, err)) < 0)
@@ -1498,11 +1498,11 @@ static int train_main(train_ctx *x, rb_error *err)
     free(perm);
     cache_end(x);
     if (rc < 0)
-        return -1;
+        return rc == JOB_FAILED_ELSEWHERE ? rc : JOB_FAILED;
     if (preempted) {
         ok = train_log(x, "end", "preempted", NULL, err) == 0;
         if (!rb_mpi_agree_ok(ok))
-            return ok ? -2 : -1;
+            return ok ? JOB_FAILED_ELSEWHERE : JOB_FAILED;
         return JOB_PREEMPTED; /* checkpoint written, run incomplete */
     }
 
@@ -1562,7 +1562,16 @@ static int train_run(void *ctx, rb_error *err)
 {
     train_ctx *x = ctx;
     x->job_text = job_config_dump(&x->cfg);
-    return train_main(x, err);
+    int rc = train_main(x, err);
+    /* a full disk (io/fsutil.h's hint): here the rerun that resumes needs resume = true */
+    if (rc == JOB_FAILED && (strstr(err->hint, "the disk is full") == err->hint ||
+                             strstr(err->hint, "the disk quota is exceeded") == err->hint)) {
+        char *cut = strstr(err->hint, ", then rerun");
+        if (cut)
+            snprintf(cut, sizeof err->hint - (size_t)(cut - err->hint),
+                     ", then rerun with --resume true: training continues from the newest complete checkpoint");
+    }
+    return rc;
 }
 
 static void train_free(void *ctx)

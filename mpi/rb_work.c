@@ -60,6 +60,14 @@ void rb_work_stop(rb_work_counter *c)
     MPI_Win_flush(0, c->win);
 }
 
+int rb_work_stopped(rb_work_counter *c)
+{
+    int64_t none = 0, got = 0;
+    MPI_Fetch_and_op(&none, &got, MPI_INT64_T, 0, 0, MPI_NO_OP, c->win);
+    MPI_Win_flush(0, c->win);
+    return got >= STOP_FLAG;
+}
+
 void rb_work_free(rb_work_counter **cp)
 {
     rb_work_counter *c = *cp;

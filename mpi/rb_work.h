@@ -33,6 +33,9 @@ int64_t rb_work_take(rb_work_counter *c);
 void rb_work_poke(rb_work_counter *c);
 /* Ask every rank to stop taking items (non-collective, any rank, any time). */
 void rb_work_stop(rb_work_counter *c);
+/* 1 once some rank called rb_work_stop (non-collective, one atomic read): a rank waiting for
+ * an item to become ready polls it, so it learns that another rank failed or stopped. */
+int rb_work_stopped(rb_work_counter *c);
 /* Collective. */
 void rb_work_free(rb_work_counter **c);
 

@@ -437,6 +437,12 @@ int job_precedence(const job_config *c, const char *key)
     return !strcmp(s, "command line") ? 3 : !strcmp(s, "job file section") ? 2 : !strcmp(s, "job file") ? 1 : 0;
 }
 
+const char *job_str_either(const job_config *c, const char *a, const char *b)
+{
+    const char *va = job_str(c, a), *vb = job_str(c, b);
+    return *vb && (!*va || job_precedence(c, b) > job_precedence(c, a)) ? vb : va;
+}
+
 void job_config_print_help(const command_spec *cmd)
 {
     printf("%s\n\n%s\n\n", cmd->usage, cmd->summary);

@@ -82,6 +82,9 @@ int job_is_set(const job_config *c, const char *key); /* not the default */
 /* Where the value comes from, by precedence: 0 default, 1 job file top level, 2 the
  * command's job-file section, 3 command line. Decides between two keys naming one thing. */
 int job_precedence(const job_config *c, const char *key);
+/* The value of key a or, when b is set at a higher level (or a is empty), of key b: one
+ * setting with two names, e.g. convert's out and the pipeline's shards folder. */
+const char *job_str_either(const job_config *c, const char *a, const char *b);
 
 /* Print usage, summary and the key table (key, type, default, help). */
 void job_config_print_help(const command_spec *cmd);

@@ -671,9 +671,7 @@ static int parse_settings(convert_ctx *x, rb_error *err)
     x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
     /* one folder, one key: a job file names its shards folder once (top-level shards, read
      * by train and evaluate too); out, where given at the same or a higher level, wins */
-    x->out = job_str(c, "out");
-    if (*job_str(c, "shards") && (!*x->out || job_precedence(c, "shards") > job_precedence(c, "out")))
-        x->out = job_str(c, "shards");
+    x->out = job_str_either(c, "out", "shards");
     if (!*x->out)
         return rb_fail(err, "set shards = <folder> in the job file (train and evaluate read it too) or give --out <folder>",
                        "convert: no output folder");

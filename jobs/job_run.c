@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The key naming each command's output folder. */
+/* The key naming each command's output folder, and its other name (convert's out is the
+ * pipeline's shards folder, job_str_either) */
 static const struct {
-    const char *cmd, *key;
-} out_keys[] = {{"convert", "out"}, {"train", "run_dir"}, {"evaluate", "out"}, {"infer", "out"}};
+    const char *cmd, *key, *alias;
+} out_keys[] = {{"convert", "out", "shards"}, {"train", "run_dir", NULL}, {"evaluate", "out", NULL},
+                {"infer", "out", NULL}};
 
 /* The output folder this run will write (malloc'd), or NULL (a command without one, or
  * evaluate without out and run_dir: it reports that itself). *missing names the key when
@@ -22,7 +24,8 @@ static char *out_dir(const job_driver *d, const char **missing)
     for (size_t i = 0; i < sizeof out_keys / sizeof out_keys[0]; i++) {
         if (strcmp(out_keys[i].cmd, d->cmd->name) != 0)
             continue;
-        const char *v = job_str(d->cfg, out_keys[i].key);
+        const char *v = out_keys[i].alias ? job_str_either(d->cfg, out_keys[i].key, out_keys[i].alias)
+                                          : job_str(d->cfg, out_keys[i].key);
         if (*v)
             return strdup(v);
         if (!strcmp(d->cmd->name, "evaluate")) {

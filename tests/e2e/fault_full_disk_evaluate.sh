@@ -50,12 +50,12 @@ done
 # predict --json into a file on a full disk
 images=$(find "$SAMPLE" -name '*.jpeg' | sort | sed -n 1,40p) # sed reads all: no SIGPIPE under pipefail
 # shellcheck disable=SC2086
-"$RADBATCH" predict --model "$T/m/model.h5" --json $images > "$T/clean.json" 2> "$T/clean-predict.log" ||
+"$RADBATCH" predict --model "$T/m/model.h5" --json true $images > "$T/clean.json" 2> "$T/clean-predict.log" ||
     { cat "$T/clean-predict.log"; fail "predict clean run"; }
 fd_mount "$M" 4k
 set +e
 # shellcheck disable=SC2086
-timeout -k 5 "$FD_BOUND" "$RADBATCH" predict --model "$T/m/model.h5" --json $images > "$M/out.json" 2> "$T/predict.log"
+timeout -k 5 "$FD_BOUND" "$RADBATCH" predict --model "$T/m/model.h5" --json true $images > "$M/out.json" 2> "$T/predict.log"
 rc=$?
 set -e
 [ $rc -eq 1 ] || { cat "$T/predict.log"; fail "predict to a full disk: exit code $rc, expected 1"; }

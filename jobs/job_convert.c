@@ -741,7 +741,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     }
     if (!rb_mpi_agree_ok(ok)) {
         rb_buf_free(&packed);
-        return rank == 0 ? -1 : -2; /* -2: another rank reported it */
+        return rank == 0 ? JOB_FAILED : JOB_FAILED_ELSEWHERE;
     }
     void *data = packed.data;
     size_t len = packed.len;
@@ -753,13 +753,13 @@ static int convert_main(convert_ctx *x, rb_error *err)
     }
     rb_buf_free(&packed);
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
 
     ok = parse_settings(x, err) == 0;
     if (ok && rank == 0) /* the folder is unfinished from here until summary.json is written last */
         ok = fs_mkdirs(x->out, err) == 0 && job_marker_clear(x->out, err) == 0;
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
 
     double t_listed = rb_now();
     /* 2. pass 1: hash and probe */
@@ -780,7 +780,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     };
     ok = plan_make(&x->pl, x->in.e, x->in.n, &ps, x->settings_hash, x->world.size, err) == 0;
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     if (rank == 0) {
         for (int s = 0; s < SPLIT_COUNT; s++)
             if (x->pl.split_count[s])
@@ -800,7 +800,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     if (!rb_mpi_agree_ok(ok)) {
         free(reused);
         rb_buf_free(&stats);
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     }
     int64_t mine = 0;
     for (int k = 0; k < x->pl.nshards; k++) {
@@ -814,7 +814,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     free(reused);
     if (!rb_mpi_agree_ok(ok)) {
         rb_buf_free(&stats);
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     }
 
     double t_written = rb_now();
@@ -949,7 +949,7 @@ static int convert_main(convert_ctx *x, rb_error *err)
     free(all_errors);
     rb_mpi_max_i64(&exit_state, 1);
     if (exit_state)
-        return rank == 0 ? -1 : -2;
+        return rank == 0 ? JOB_FAILED : JOB_FAILED_ELSEWHERE;
     return 0;
 }
 

@@ -283,7 +283,7 @@ static int open_data(eval_ctx *x, rb_error *err)
     }
     if (!rb_mpi_agree_ok(ok)) {
         rb_buf_free(&packed);
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     }
     void *data = packed.data;
     size_t len = packed.len;
@@ -295,7 +295,7 @@ static int open_data(eval_ctx *x, rb_error *err)
     }
     rb_buf_free(&packed);
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     /* split folders: keep the chosen split (class folders have no split: keep all) */
     int sp = shard_index_split_id(split);
     int64_t m = 0;
@@ -1224,19 +1224,20 @@ static int report_all(eval_ctx *x, rb_error *err)
     return rc;
 }
 
-/* After a step every rank ran: 0 when it succeeded everywhere, else -1 on the ranks that
- * print their error and -2 on the others. When rank 0 failed, it alone prints (the ranks
- * usually failed alike: a missing model or shards file). rc: this rank's result. */
+/* After a step every rank ran: 0 when it succeeded everywhere, else JOB_FAILED on the ranks
+ * that print their error and JOB_FAILED_ELSEWHERE on the others. When rank 0 failed, it
+ * alone prints (the ranks usually failed alike: a missing model or shards file). rc: this
+ * rank's result. */
 static int agree_step(const eval_ctx *x, int rc)
 {
     int ok = rc == 0;
     if (rb_mpi_agree_ok(ok))
         return 0;
-    int64_t r0 = x->w.rank == 0 && rc == -1;
+    int64_t r0 = x->w.rank == 0 && rc == JOB_FAILED;
     rb_mpi_max_i64(&r0, 1);
-    if (rc == -1 && (x->w.rank == 0 || !r0))
-        return -1;
-    return -2;
+    if (rc == JOB_FAILED && (x->w.rank == 0 || !r0))
+        return JOB_FAILED;
+    return JOB_FAILED_ELSEWHERE;
 }
 
 /* 0 ok; -1 this rank failed (err set); -2 another rank failed; -3 bad configuration */
@@ -1281,12 +1282,12 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
                 x->tm.channels, x->tm.nmembers > 1 ? "ensemble" : "one member");
     }
     rc = open_data(x, err);
-    if ((rc = agree_step(x, rc == -2 ? -2 : rc)) < 0)
+    if ((rc = agree_step(x, rc)) < 0)
         return rc;
     /* the folder is unfinished from here until summary.json is written last */
     int ok = x->w.rank != 0 || (fs_mkdirs(x->out, err) == 0 && job_marker_clear(x->out, err) == 0);
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     if (x->w.rank == 0)
         rb_info("%s: %lld records (%s)", x->data, (long long)x->n, x->is_shards ? job_str(&x->cfg, "split") : "images");
 
@@ -1294,7 +1295,7 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     ok = run_my_records(x, &pack, err) == 0;
     if (!rb_mpi_agree_ok(ok)) {
         rb_buf_free(&pack);
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     }
     void *all = NULL;
     size_t alen = 0;
@@ -1305,7 +1306,7 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     ok = x->w.rank != 0 || (unpack_all(x, all, alen, err) == 0 && choose_threshold(x, err) == 0);
     free(all);
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     rb_mpi_bcast_f64(&x->threshold, 1);
 
     /* every rank decides its records; counts summed over the ranks */
@@ -1346,7 +1347,7 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
         ok = ok && report_all(x, err) == 0;
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     return 0;
 }
 

@@ -843,7 +843,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
     int rank = x->w.rank;
     int ok = parse_settings(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
 
     /* rank 0: folders, the models' fingerprint, run.json, --since checks, listing */
     if (rank == 0) {
@@ -891,7 +891,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
         }
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     void *fp = x->fingerprint;
     size_t fl = 17;
     if (rb_mpi_bcast_bytes(&fp, &fl, err) < 0)
@@ -936,7 +936,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
         x->have_prev = ok;
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     if (rank == 0) {
         rb_info("infer: %s (%s) with %d model(s) at %dx%dx%d, %s, threshold %.4f on %s; %d rank(s) x %d thread(s)",
                 x->input, infer_input_kind_name(x->kind), x->tm.nmembers, x->tm.height, x->tm.width,
@@ -951,7 +951,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
         ok = infer_list_start(&x->lister, err) == 0;
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
 
     /* the work loop: take a chunk number, wait until it is listed, do it unless done */
     if (rb_work_create(&x->wc, 0, err) < 0)
@@ -1098,7 +1098,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
     }
     rb_work_free(&x->wc);
     if (flags[1])
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     if (flags[0]) {
         if (rank == 0)
             rb_info("SIGTERM: stopped after the current chunks (%lld images this run); rerun the same command to finish",
@@ -1113,7 +1113,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
             *err = x->lister.err;
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
 
     /* rank 0: merge the parts into the outputs */
     int64_t exit_state = 0;
@@ -1177,7 +1177,7 @@ static int infer_main(infer_ctx *x, rb_error *err)
     }
     rb_mpi_max_i64(&exit_state, 1);
     if (exit_state)
-        return rank == 0 ? -1 : -2;
+        return rank == 0 ? JOB_FAILED : JOB_FAILED_ELSEWHERE;
     return 0;
 }
 

@@ -157,7 +157,7 @@ static int predict_main(job_config *cfg, rb_error *err)
         return -3;
     }
     if (threads == 0) {
-        rb_world w = {0, 1, 0, 1, 0};
+        rb_world w = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1};
         threads = rb_threads_per_rank(&w);
     }
     int json = job_bool(cfg, "json");

@@ -19,6 +19,13 @@
 #define JOB_BAD_CONFIG (-3)       /* rank 0 prints err: exit 2 */
 #define JOB_PREEMPTED 75          /* stopped by SIGTERM, rerun to finish (EX_TEMPFAIL): exit 75 */
 
+/* This rank's code once rb_mpi_agree_ok(ok) said that some rank failed: JOB_FAILED when it
+ * was this one (ok == 0: it reports err), else JOB_FAILED_ELSEWHERE. */
+static inline int job_failed_where(int ok)
+{
+    return ok ? JOB_FAILED_ELSEWHERE : JOB_FAILED;
+}
+
 typedef struct job_driver {
     const command_spec *cmd;
     void *ctx;       /* the command's state, zeroed by the caller; passed to main and cleanup */

@@ -215,6 +215,8 @@ static int parse_head(train_ctx *x, rb_head_opts *h, rb_error *err)
     if (strcmp(units, "auto") != 0) {
         h->nunits = 0;
         char *s = strdup(units), *save = NULL;
+        if (!s)
+            return rb_fail(err, NULL, "out of memory");
         for (char *t = strtok_r(s, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
             if (h->nunits == RB_HEAD_MAX_UNITS || atoi(t) <= 0) {
                 free(s);
@@ -242,12 +244,16 @@ static int parse_class_weight(train_ctx *x, rb_error *err)
     if (!strcmp(cw, "none") || !*cw)
         return 0;
     x->class_weight = calloc((size_t)x->nclasses, sizeof *x->class_weight);
+    if (!x->class_weight)
+        return rb_fail(err, NULL, "out of memory");
     if (!strcmp(cw, "balanced")) {
         /* sklearn compute_class_weight('balanced'): n / (k * n_c) */
         for (int c = 0; c < x->nclasses; c++)
             x->class_weight[c] = x->tr.per_class[c] ? (float)((double)x->tr.n / ((double)x->nclasses * (double)x->tr.per_class[c])) : 0.0f;
     } else {
         char *s = strdup(cw), *save = NULL;
+        if (!s)
+            return rb_fail(err, NULL, "out of memory");
         int k = 0;
         for (char *t = strtok_r(s, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
             char *end;
@@ -527,14 +533,15 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
     double loss_sum = 0, correct = 0;
     int k = x->sigmoid ? 1 : x->nclasses;
     if (b->n > 0) {
-        rb_forward_args a = {b->features ? (const void *)b->features : (const void *)b->images,
-                             b->features ? RB_INPUT_F32 : RB_INPUT_U8, b->n, 1, 0, (uint64_t)x->epoch,
-                             b->sample_base};
+        rb_forward_args a = {.input = b->features ? (const void *)b->features : (const void *)b->images,
+                             .type = b->features ? RB_INPUT_F32 : RB_INPUT_U8, .n = b->n, .training = 1,
+                             .rng_key = (uint64_t)x->epoch, .sample_base = b->sample_base};
         if (rb_model_forward(x->a->m, x->a->ws, &a, err) < 0)
             return -1;
         const float *logits = rb_workspace_logits(x->a->ws);
         const float *out = rb_workspace_output(x->a->ws, x->a->m->output);
-        loss_spec ls = {b->n, k, b->global_n, x->class_weight, (float)job_float(&x->cfg, "label_smoothing")};
+        loss_spec ls = {.n = b->n, .classes = k, .global_n = b->global_n, .class_weight = x->class_weight,
+                        .label_smoothing = (float)job_float(&x->cfg, "label_smoothing")};
         int rc;
         if (x->sigmoid) {
             for (int i = 0; i < b->n; i++)
@@ -618,7 +625,7 @@ static int validate(train_ctx *x, rb_error *err)
         int n = (int)(hi - s < bs ? hi - s : bs);
         for (int i = 0; i < n; i++)
             idx[i] = s + i;
-        rb_forward_args a = {img, RB_INPUT_U8, n, 0, 0, 0, s};
+        rb_forward_args a = {.input = img, .type = RB_INPUT_U8, .n = n, .sample_base = s};
         if (x->cached) { /* base features computed once: run the head alone */
             memcpy(lab, d->labels + s, (size_t)n * sizeof *lab);
             a.input = x->feat_val + s * x->feat_dim;
@@ -630,7 +637,7 @@ static int validate(train_ctx *x, rb_error *err)
         const float *out = rb_workspace_output(x->a->ws_eval, x->a->m->output);
         const float *logits = rb_workspace_logits(x->a->ws_eval);
         double part = 0;
-        loss_spec ls = {n, k, n, NULL, 0}; /* only the sum is used */
+        loss_spec ls = {.n = n, .classes = k, .global_n = n}; /* only the sum is used */
         if (x->sigmoid) {
             for (int i = 0; i < n; i++)
                 x->targets[i] = lab[i] == x->positive ? 1.0f : 0.0f;
@@ -1107,7 +1114,7 @@ static int cache_features(train_ctx *x, rb_model *base, rb_workspace *ws, shard_
         int n = (int)(hi - s < bs ? hi - s : bs);
         for (int i = 0; i < n; i++)
             idx[i] = s + i;
-        rb_forward_args a = {img, RB_INPUT_U8, n, 0, 0, 0, s};
+        rb_forward_args a = {.input = img, .type = RB_INPUT_U8, .n = n, .sample_base = s};
         if ((rc = shard_dataset_read(d, idx, n, img, NULL, err)) == 0 && (rc = rb_model_forward(base, ws, &a, err)) == 0)
             memcpy(mine + (s - lo) * dim, rb_workspace_output(ws, base->output), (size_t)n * (size_t)dim * sizeof(float));
     }
@@ -1324,16 +1331,16 @@ static int train_main(train_ctx *x, rb_error *err)
         ok = shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0 && fs_mkdirs(x->run_dir, err) == 0 &&
              job_marker_clear(x->run_dir, err) == 0;
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     int64_t cache = job_int(c, "cache_mb") * 1048576;
     ok = shard_dataset_open(&x->tr, job_str(c, "shards"), job_str(c, "train_split"), cache, err) == 0;
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     x->have_val = *job_str(c, "val_split") != 0;
     if (x->have_val) {
         ok = shard_dataset_open(&x->va, job_str(c, "shards"), job_str(c, "val_split"), cache, err) == 0;
         if (!rb_mpi_agree_ok(ok))
-            return ok ? -2 : -1;
+            return job_failed_where(ok);
     }
     x->nclasses = x->tr.index.nclasses;
     x->class_names = x->tr.index.class_names;
@@ -1389,7 +1396,7 @@ static int train_main(train_ctx *x, rb_error *err)
             if (!rb_mpi_agree_ok(ok)) {
                 free(perm);
                 free(resumed_from);
-                return ok ? -2 : -1;
+                return job_failed_where(ok);
             }
             /* the best model so far, for restore_best */
             char *bp = fs_join(x->run_dir, "best.h5");
@@ -1415,7 +1422,7 @@ static int train_main(train_ctx *x, rb_error *err)
             free(bp);
             if (!rb_mpi_agree_ok(ok)) {
                 free(perm);
-                return ok ? -2 : -1;
+                return job_failed_where(ok);
             }
         } else
             rb_info("resume: no complete checkpoint in %s, starting fresh", x->run_dir);
@@ -1428,7 +1435,7 @@ static int train_main(train_ctx *x, rb_error *err)
     free(resumed_from);
     if (!rb_mpi_agree_ok(ok)) {
         free(perm);
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     }
 
     int rc = 0, preempted = 0;
@@ -1554,7 +1561,7 @@ static int train_main(train_ctx *x, rb_error *err)
         }
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? -2 : -1;
+        return job_failed_where(ok);
     return 0;
 }
 

@@ -178,7 +178,7 @@ int trained_model_predict(trained_model *t, const uint8_t *images, int n, float 
             in = t->tmp;
         }
         for (int mi = 0; mi < t->nmembers; mi++) {
-            rb_forward_args a = {in, RB_INPUT_U8, n, 0, 0, 0, 0};
+            rb_forward_args a = {.input = in, .type = RB_INPUT_U8, .n = n};
             if (rb_model_forward(t->m[mi], t->ws[mi], &a, err) < 0)
                 return -1;
             const float *out = rb_workspace_output(t->ws[mi], t->m[mi]->output);

@@ -1,3 +1,4 @@
+#include "test_hooks.h"
 #include "infer_list.h"
 #include "dir_stream.h"
 #include "fsutil.h"
@@ -301,8 +302,8 @@ static int publish_chunk(list_state *s, rb_error *err)
         s->chunk.len = 0;
         s->in_chunk = 0;
         /* test hook: die (SIGKILL) in the middle of the listing */
-        const char *kill_at = getenv("RADBATCH_TEST_KILL_IN_LISTING");
-        if (kill_at && atomic_load(&l->chunks) >= atoll(kill_at))
+        long long kill_at = test_hook_int(HOOK_KILL_IN_LISTING);
+        if (kill_at >= 0 && atomic_load(&l->chunks) >= kill_at)
             raise(SIGKILL);
     }
     return rc;

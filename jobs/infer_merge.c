@@ -1,3 +1,4 @@
+#include "test_hooks.h"
 #include "infer_merge.h"
 #include "csv.h"
 #include "fsutil.h"
@@ -20,12 +21,6 @@
 const char *const infer_outputs[] = {"errors.csv", "predictions.csv", "flagged.csv", "index.csv", "index.idx",
                                      "report.html", NULL};
 
-/* Test hook: RADBATCH_TEST_KILL_MERGE=<point> makes the merge die by SIGKILL there. */
-static int test_kill_point(const char *point)
-{
-    const char *v = getenv("RADBATCH_TEST_KILL_MERGE");
-    return v && strcmp(v, point) == 0;
-}
 
 /* ---- k-way merge of files sorted by their first field ---------------------------------- */
 typedef int (*merge_sink)(void *ctx, const char *rec, size_t len, rb_error *err);
@@ -319,8 +314,7 @@ static int sink_final(void *ctx, const char *rec, size_t len, rb_error *err)
         top_add(&x->top, p, f[0]);
     }
     /* test hook: die (SIGKILL) in the middle of the merge */
-    const char *kill_at = getenv("RADBATCH_TEST_KILL_IN_MERGE");
-    if (kill_at && x->r->predicted == atoll(kill_at))
+    if (x->r->predicted == test_hook_int(HOOK_KILL_IN_MERGE))
         raise(SIGKILL);
     return 0;
 }
@@ -657,7 +651,7 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
         free(from);
         free(to);
     }
-    if (rc == 0 && test_kill_point("publish"))
+    if (rc == 0 && test_hook_is(HOOK_KILL_MERGE, "publish"))
         raise(SIGKILL);
     if (rc == 0)
         rc = write_summary(c, r, err);

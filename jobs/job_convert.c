@@ -7,6 +7,7 @@
  * each rank decodes an equal share of the remaining records and writes the shards it owns
  * (temp name, rename), receiving the records of those shards that other ranks decoded.
  * Rank 0 gathers the results and writes index.json, errors.csv and duplicates.csv. */
+#include "test_hooks.h"
 #include "commands.h"
 #include "convert_inputs.h"
 #include "convert_plan.h"
@@ -382,13 +383,14 @@ static int find_reusable(convert_ctx *x, int8_t *reused, rb_buf *stats, rb_error
 
 /* Put a written shard in place (fsync, rename); the resume test's hook kills the rank after
  * the given number of finished shards. */
-static int finish_shard(shard_pending *pend, const char *kill_after, int *written, rb_error *err)
+static int finish_shard(shard_pending *pend, int *written, rb_error *err)
 {
     if (!pend->tmp)
         return 0;
     if (shard_write_finish(pend, err) < 0)
         return -1;
-    if (kill_after && ++*written >= atoi(kill_after))
+    long long kill_after = test_hook_int(HOOK_KILL_AFTER_SHARDS);
+    if (kill_after >= 0 && ++*written >= kill_after)
         raise(SIGKILL);
     return 0;
 }
@@ -423,7 +425,6 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
         return rb_fail(err, "lower shard_size_mb", "out of memory for a shard of %lld records", (long long)shard_cap);
     }
     /* Test hook for the resume test: die by SIGKILL after this many finished shards (per rank). */
-    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_SHARDS");
     int written = 0, failed = 0;
     int64_t done = 0;
     shard_pending pend = {0};
@@ -465,7 +466,7 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
                 }
             }
             /* the previous shard's disk write went on while this one was decoded */
-            if (!failed && finish_shard(&pend, kill_after, &written, err) < 0)
+            if (!failed && finish_shard(&pend, &written, err) < 0)
                 failed = 1;
             if (!failed && write_shard_records(x, s, images, meta, stats, &pend, err) < 0)
                 failed = 1;
@@ -491,7 +492,7 @@ static int convert_pass2(convert_ctx *x, const int8_t *reused, rb_buf *stats, rb
                 rb_mpi_abort(1);
         }
     }
-    if (!failed && finish_shard(&pend, kill_after, &written, err) < 0)
+    if (!failed && finish_shard(&pend, &written, err) < 0)
         failed = 1;
     rb_error ignored;
     shard_write_finish(&pend, &ignored); /* after a failure: nothing half-done stays behind */

@@ -8,6 +8,7 @@
  * and therefore the rows are the same. Rank 0 then merges the sorted parts into the
  * outputs (jobs/infer_merge.c). With --since, files whose (size, mtime) or content hash
  * match the previous run's index keep their earlier prediction and are not decoded. */
+#include "test_hooks.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "image.h"
@@ -959,10 +960,10 @@ static int infer_main(infer_ctx *x, rb_error *err)
     double t0 = rb_now(), t_print = t0;
     int stopped = 0, resumed = 0;
     ok = 1;
-    const char *kill_after = getenv("RADBATCH_TEST_KILL_AFTER_CHUNKS");
-    const char *kill_rank = getenv("RADBATCH_TEST_KILL_RANK");
-    const char *term_after = getenv("RADBATCH_TEST_TERM_AFTER_CHUNKS");
-    if (getenv("RADBATCH_TEST_WAIT_LISTING")) { /* test hook: start work once the listing is complete */
+    const long long kill_after = test_hook_int(HOOK_KILL_AFTER_CHUNKS);
+    const long long term_after = test_hook_int(HOOK_TERM_AFTER_CHUNKS);
+    const int hook_rank = test_hook_int(HOOK_KILL_RANK) < 0 || test_hook_int(HOOK_KILL_RANK) == rank;
+    if (test_hook_str(HOOK_WAIT_LISTING)) { /* start work once the listing is complete */
         int64_t n;
         while (infer_listing_read(x->work, &n, NULL, NULL, NULL) != 1)
             usleep(2000);
@@ -1062,9 +1063,9 @@ static int infer_main(infer_ctx *x, rb_error *err)
             rb_work_stop(x->wc);
         } else if (ok) {
             x->chunks_done++;
-            if (kill_after && x->chunks_done >= atoll(kill_after) && (!kill_rank || atoi(kill_rank) == rank))
+            if (kill_after >= 0 && x->chunks_done >= kill_after && hook_rank)
                 raise(SIGKILL);
-            if (term_after && x->chunks_done == atoll(term_after) && (!kill_rank || atoi(kill_rank) == rank))
+            if (term_after >= 0 && x->chunks_done == term_after && hook_rank)
                 raise(SIGTERM);
             if (rank == 0 && rb_now() - t_print > 5) {
                 t_print = rb_now();

@@ -7,6 +7,7 @@
  * is keyed by (seed, epoch, epoch position), so the run does not depend on the number of
  * ranks beyond float summation order. Rank 0 prints, validates, writes history.csv,
  * checkpoints and model files. */
+#include "test_hooks.h"
 #include "commands.h"
 #include "fsutil.h"
 #include "job_marker.h"
@@ -1290,12 +1291,10 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
         x->next_batch = done_batch;
         rb_progress_update(&prog, done_batch);
         /* test hook for the resume test: SIGKILL after this many steps in total */
-        const char *kill_at = getenv("RADBATCH_TEST_KILL_AFTER_STEPS");
-        if (kill_at && x->step == atoll(kill_at))
+        if (x->step == test_hook_int(HOOK_KILL_AFTER_STEPS))
             raise(SIGKILL);
         /* ... and a SIGTERM as Slurm sends it before the time limit (seen next step) */
-        const char *term_at = getenv("RADBATCH_TEST_TERM_AFTER_STEPS");
-        if (term_at && x->step == atoll(term_at) && x->w.rank == 0)
+        if (x->step == test_hook_int(HOOK_TERM_AFTER_STEPS) && x->w.rank == 0)
             raise(SIGTERM);
         int at_end = done_batch == nb;
         if (x->stop_requested) {

@@ -45,14 +45,6 @@ static int launched_rank(void)
     return 0;
 }
 
-static const char *reason_of(const char *msg, const char *path)
-{
-    size_t l = strlen(path);
-    if (strncmp(msg, path, l) == 0 && msg[l] == ':' && msg[l + 1] == ' ')
-        return msg + l + 2;
-    return msg;
-}
-
 static double round6(float v) { return round((double)v * 1e6) / 1e6; }
 
 static void print_error(const char *path, const char *reason, int json)
@@ -184,7 +176,7 @@ static int predict_main(job_config *cfg, rb_error *err)
             image_info info;
             if (trained_model_load_image(&t, images[b0 + i], px + (size_t)nok * rec, &info, &fe) < 0) {
                 slot[i] = -1;
-                why[i] = strdup(reason_of(fe.msg, images[b0 + i]));
+                why[i] = strdup(trained_model_error_reason(fe.msg, images[b0 + i]));
             } else
                 slot[i] = nok++;
         }

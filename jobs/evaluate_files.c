@@ -1,0 +1,402 @@
+/* radbatch evaluate, steps 6 and 7 (docs/evaluate.md "Outputs", "Printed output"): rank 0
+ * computes the metrics on the gathered records in record order (src/metrics.h), checks
+ * them against the counts summed over the ranks, writes metrics.json,
+ * classification_report.txt, confusion_matrix.csv, predictions.csv, roc.csv, errors.csv
+ * and report.html, each to a temporary name renamed into place, then summary.json last,
+ * and prints the report. */
+#include "csv.h"
+#include "evaluate.h"
+#include "fsutil.h"
+#include "job_marker.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static cJSON *prf_json(const metrics_prf *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "precision", p->precision);
+    cJSON_AddNumberToObject(o, "recall", p->recall);
+    cJSON_AddNumberToObject(o, "f1", p->f1);
+    cJSON_AddNumberToObject(o, "support", (double)p->support);
+    return o;
+}
+
+static cJSON *ci_json(const metrics_ci *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "estimate", c->estimate);
+    cJSON_AddNumberToObject(o, "lo", c->lo);
+    cJSON_AddNumberToObject(o, "hi", c->hi);
+    cJSON_AddNumberToObject(o, "n_defined", (double)c->n_defined);
+    return o;
+}
+
+static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
+{
+    const job_config *c = &x->cfg;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "radbatch_version", RADBATCH_VERSION);
+    cJSON *models = cJSON_AddArrayToObject(j, "models");
+    for (int i = 0; i < x->tm.nmembers; i++)
+        cJSON_AddItemToArray(models, cJSON_CreateString(x->tm.path[i]));
+    cJSON *data = cJSON_AddObjectToObject(j, "data");
+    cJSON_AddStringToObject(data, "path", x->data);
+    cJSON_AddStringToObject(data, "kind", x->is_shards ? "shards" : "images");
+    if (x->is_shards || x->img_splits)
+        cJSON_AddStringToObject(data, "split", job_str(c, "split"));
+    cJSON_AddNumberToObject(j, "tta", (double)job_int(c, "tta"));
+    cJSON_AddItemToObject(j, "class_names", cJSON_CreateStringArray((const char *const *)x->tm.class_names, x->k));
+    cJSON *cnt = cJSON_AddObjectToObject(j, "counts");
+    cJSON_AddNumberToObject(cnt, "records", (double)x->counts[3]);
+    cJSON_AddNumberToObject(cnt, "evaluated", (double)(x->counts[0] - x->counts[2]));
+    cJSON_AddNumberToObject(cnt, "unlabelled", (double)x->counts[2]);
+    cJSON_AddNumberToObject(cnt, "unreadable", (double)x->counts[1]);
+    cJSON_AddNumberToObject(cnt, "errors", (double)x->all.nerr);
+    cJSON *sup = cJSON_AddObjectToObject(cnt, "per_class");
+    for (int i = 0; i < x->k; i++)
+        cJSON_AddNumberToObject(sup, x->tm.class_names[i], (double)ev->cls.per_class[i].support);
+    cJSON_AddNumberToObject(j, "accuracy", ev->cls.accuracy);
+    cJSON *pc = cJSON_AddObjectToObject(j, "per_class");
+    for (int i = 0; i < x->k; i++) {
+        cJSON *o = prf_json(&ev->cls.per_class[i]);
+        cJSON_AddNumberToObject(o, "auc_ovr", ev->auc_ovr ? ev->auc_ovr[i] : NAN);
+        cJSON_AddItemToObject(pc, x->tm.class_names[i], o);
+    }
+    cJSON_AddItemToObject(j, "macro_avg", prf_json(&ev->cls.macro));
+    cJSON_AddItemToObject(j, "weighted_avg", prf_json(&ev->cls.weighted));
+    cJSON *auc = cJSON_AddObjectToObject(j, "auc_ovr");
+    cJSON_AddNumberToObject(auc, "macro", ev->auc_macro);
+    cJSON_AddNumberToObject(auc, "weighted", ev->auc_weighted);
+    cJSON *cm = cJSON_AddArrayToObject(j, "confusion_matrix");
+    for (int i = 0; i < x->k; i++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int jj = 0; jj < x->k; jj++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber((double)ev->confusion[i * x->k + jj]));
+        cJSON_AddItemToArray(cm, row);
+    }
+    if (ev->has_screening) {
+        const metrics_screening *s = &ev->screening;
+        cJSON *sc = cJSON_AddObjectToObject(j, "screening");
+        cJSON_AddStringToObject(sc, "positive_class", x->tm.class_names[x->positive]);
+        cJSON *th = cJSON_AddObjectToObject(sc, "threshold");
+        cJSON_AddNumberToObject(th, "value", s->threshold);
+        cJSON_AddStringToObject(th, "rule", evaluate_threshold_rule(x));
+        cJSON_AddStringToObject(th, "source", x->thr.source);
+        if (x->thr.rule == THR_SENSITIVITY || x->thr.rule == THR_SPECIFICITY)
+            cJSON_AddNumberToObject(th, "target", job_float(c, "target"));
+        cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
+        cJSON_AddNumberToObject(sc, "tp", (double)s->tp);
+        cJSON_AddNumberToObject(sc, "fp", (double)s->fp);
+        cJSON_AddNumberToObject(sc, "tn", (double)s->tn);
+        cJSON_AddNumberToObject(sc, "fn", (double)s->fn);
+        cJSON_AddNumberToObject(sc, "sensitivity", s->sensitivity);
+        cJSON_AddNumberToObject(sc, "specificity", s->specificity);
+        cJSON_AddNumberToObject(sc, "ppv", s->ppv);
+        cJSON_AddNumberToObject(sc, "npv", s->npv);
+        cJSON_AddNumberToObject(sc, "f1", s->f1);
+        cJSON_AddNumberToObject(sc, "mcc", s->mcc);
+        cJSON_AddNumberToObject(sc, "balanced_accuracy", s->balanced_accuracy);
+        cJSON_AddNumberToObject(sc, "accuracy", s->accuracy);
+        cJSON_AddNumberToObject(sc, "roc_auc", ev->roc.auc);
+        if (ev->has_bootstrap) {
+            const metrics_bootstrap *b = &ev->bootstrap;
+            cJSON *bo = cJSON_AddObjectToObject(sc, "bootstrap");
+            cJSON_AddNumberToObject(bo, "resamples", (double)b->resamples);
+            cJSON_AddNumberToObject(bo, "seed", (double)b->seed);
+            cJSON_AddNumberToObject(bo, "level", b->level);
+            cJSON_AddItemToObject(bo, "accuracy", ci_json(&b->accuracy));
+            cJSON_AddItemToObject(bo, "sensitivity", ci_json(&b->sensitivity));
+            cJSON_AddItemToObject(bo, "specificity", ci_json(&b->specificity));
+            cJSON_AddItemToObject(bo, "roc_auc", ci_json(&b->auc));
+        }
+    }
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, rb_error *err)
+{
+    char *p = fs_join(dir, name);
+    if (!p)
+        return rb_fail(err, NULL, "out of memory");
+    int rc = fs_write_file_atomic(p, text, strlen(text), err);
+    free(p);
+    return rc;
+}
+
+static int open_csv(csv_writer *w, const char *dir, const char *name, rb_error *err)
+{
+    char *p = fs_join(dir, name);
+    if (!p)
+        return rb_fail(err, NULL, "out of memory");
+    int rc = csv_writer_open(w, p, err);
+    free(p);
+    return rc;
+}
+
+/* Probabilities in predictions.csv: 6 decimals, like Keras' printed values and enough to
+ * reproduce every decision at a 4-decimal threshold. */
+static void csv_prob(csv_writer *w, float v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.6f", (double)v);
+    csv_field(w, b);
+}
+
+static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *y_pred_all, rb_error *err)
+{
+    int k = x->k;
+    char **names = x->tm.class_names;
+    csv_writer w;
+    /* confusion_matrix.csv */
+    if (open_csv(&w, x->out, "confusion_matrix.csv", err) < 0)
+        return -1;
+    csv_field(&w, "true\\predicted");
+    for (int j = 0; j < k; j++)
+        csv_field(&w, names[j]);
+    csv_end_row(&w);
+    for (int i = 0; i < k; i++) {
+        csv_field(&w, names[i]);
+        for (int j = 0; j < k; j++)
+            csv_field_int(&w, (long long)ev->confusion[i * k + j]);
+        csv_end_row(&w);
+    }
+    if (csv_writer_close(&w, err) < 0)
+        return -1;
+    /* predictions.csv */
+    if (open_csv(&w, x->out, "predictions.csv", err) < 0)
+        return -1;
+    csv_field(&w, "path");
+    csv_field(&w, "true_label");
+    csv_field(&w, "predicted_label");
+    for (int j = 0; j < k; j++) {
+        char h[512];
+        snprintf(h, sizeof h, "prob_%s", names[j]);
+        csv_field(&w, h);
+    }
+    csv_end_row(&w);
+    for (int64_t i = 0; i < x->n; i++) {
+        if (!x->all.ok[i])
+            continue;
+        csv_field(&w, x->all.paths[i]);
+        csv_field(&w, x->all.labels[i] >= 0 && x->all.labels[i] < k ? names[x->all.labels[i]] : "");
+        csv_field(&w, names[y_pred_all[i]]);
+        for (int j = 0; j < k; j++)
+            csv_prob(&w, x->all.probs[i * k + j]);
+        csv_end_row(&w);
+    }
+    if (csv_writer_close(&w, err) < 0)
+        return -1;
+    /* roc.csv: the positive class's curve (binary screening) */
+    if (ev->has_screening) {
+        if (open_csv(&w, x->out, "roc.csv", err) < 0)
+            return -1;
+        csv_field(&w, "fpr");
+        csv_field(&w, "tpr");
+        csv_field(&w, "threshold");
+        csv_end_row(&w);
+        for (int64_t i = 0; i < ev->roc.n_points; i++) {
+            char b[64];
+            snprintf(b, sizeof b, "%.17g", ev->roc.fpr[i]);
+            csv_field(&w, b);
+            snprintf(b, sizeof b, "%.17g", ev->roc.tpr[i]);
+            csv_field(&w, b);
+            snprintf(b, sizeof b, "%.17g", ev->roc.thresholds[i]);
+            csv_field(&w, b);
+            csv_end_row(&w);
+        }
+        if (csv_writer_close(&w, err) < 0)
+            return -1;
+    }
+    else { /* no curve: no roc.csv from an earlier run in this folder either */
+        char *p = fs_join(x->out, "roc.csv");
+        if (p && fs_is_file(p))
+            unlink(p);
+        free(p);
+    }
+    /* errors.csv: listing problems, then unreadable images in record order */
+    if (open_csv(&w, x->out, "errors.csv", err) < 0)
+        return -1;
+    csv_field(&w, "path");
+    csv_field(&w, "reason");
+    csv_end_row(&w);
+    for (int64_t i = 0; i < x->all.nerr; i++) {
+        csv_field(&w, x->all.err_path[i]);
+        csv_field(&w, x->all.err_reason[i]);
+        csv_end_row(&w);
+    }
+    return csv_writer_close(&w, err);
+}
+void evaluate_fmt4(char *b, size_t cap, double v)
+{
+    if (isnan(v))
+        snprintf(b, cap, "n/a");
+    else if (isinf(v))
+        snprintf(b, cap, v > 0 ? "inf" : "-inf");
+    else
+        snprintf(b, cap, "%.4f", v);
+}
+
+void evaluate_fmt_ci(char *b, size_t cap, const metrics_ci *c)
+{
+    if (isnan(c->lo) || isnan(c->hi))
+        snprintf(b, cap, "n/a");
+    else
+        snprintf(b, cap, "%.4f - %.4f", c->lo, c->hi);
+}
+static void print_screening(const eval_ctx *x, const metrics_eval *ev)
+{
+    const metrics_screening *s = &ev->screening;
+    const metrics_bootstrap *b = ev->has_bootstrap ? &ev->bootstrap : NULL;
+    char t[32];
+    evaluate_fmt4(t, sizeof t, s->threshold);
+    printf("Screening (%s positive when its probability >= %s; threshold %s: %s):\n", x->tm.class_names[x->positive],
+           t, evaluate_threshold_rule(x), x->thr.source);
+    struct {
+        const char *name;
+        double v;
+        const metrics_ci *ci;
+    } m[] = {{"sensitivity", s->sensitivity, b ? &b->sensitivity : NULL},
+             {"specificity", s->specificity, b ? &b->specificity : NULL},
+             {"PPV", s->ppv, NULL},
+             {"NPV", s->npv, NULL},
+             {"F1", s->f1, NULL},
+             {"MCC", s->mcc, NULL},
+             {"balanced accuracy", s->balanced_accuracy, NULL},
+             {"accuracy", s->accuracy, b ? &b->accuracy : NULL},
+             {"ROC AUC", ev->roc.auc, b ? &b->auc : NULL}};
+    printf(" ");
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        evaluate_fmt4(t, sizeof t, m[i].v);
+        printf(" %s %s", m[i].name, t);
+        if (m[i].ci && !isnan(m[i].ci->lo))
+            printf(" [%.4f, %.4f]", m[i].ci->lo, m[i].ci->hi);
+        printf(i + 1 < sizeof m / sizeof m[0] ? "," : "\n");
+    }
+    printf("  tp %lld  fp %lld  tn %lld  fn %lld", (long long)s->tp, (long long)s->fp, (long long)s->tn,
+           (long long)s->fn);
+    if (b)
+        printf("  (95%% CI: percentile bootstrap, %lld resamples, seed %llu)", (long long)b->resamples,
+               (unsigned long long)b->seed);
+    printf("\n");
+}
+
+/* Rank 0: the metrics and every output file. */
+int evaluate_report(eval_ctx *x, rb_error *err)
+{
+    int k = x->k;
+    int64_t n = x->n, m = 0;
+    int32_t *y_pred_all = malloc((size_t)(n ? n : 1) * sizeof *y_pred_all);
+    int32_t *yt = malloc((size_t)(n ? n : 1) * sizeof *yt);
+    int32_t *yp = malloc((size_t)(n ? n : 1) * sizeof *yp);
+    float *pr = malloc((size_t)(n ? n : 1) * k * sizeof *pr);
+    if (!y_pred_all || !yt || !yp || !pr) {
+        free(y_pred_all);
+        free(yt);
+        free(yp);
+        free(pr);
+        return rb_fail(err, NULL, "out of memory for %lld records", (long long)n);
+    }
+    evaluate_decide(x, x->all.probs, n, y_pred_all);
+    for (int64_t i = 0; i < n; i++)
+        if (x->all.ok[i]) {
+            yt[m] = x->all.labels[i];
+            yp[m] = y_pred_all[i];
+            memcpy(pr + m * k, x->all.probs + i * k, (size_t)k * sizeof *pr);
+            m++;
+        }
+    metrics_eval_config cfg;
+    metrics_eval_config_default(&cfg);
+    cfg.positive = x->positive;
+    cfg.rule = METRICS_THRESHOLD_FIXED;
+    cfg.threshold = x->thr.value;
+    cfg.bootstrap = job_int(&x->cfg, "bootstrap");
+    cfg.seed = (uint64_t)job_int(&x->cfg, "seed");
+    cfg.level = 0.95;
+    metrics_eval ev;
+    int rc = metrics_eval_compute(&ev, &cfg, yt, yp, pr, m, k, err);
+    free(yt);
+    free(yp);
+    free(pr);
+    if (rc < 0) {
+        free(y_pred_all);
+        return -1;
+    }
+    /* the summed per-rank counts must be the matrix of the gathered records */
+    if (memcmp(ev.confusion, x->cm, (size_t)k * k * sizeof *x->cm) != 0)
+        rc = rb_fail(err, "please report this with the command line", "internal: the confusion matrix summed over "
+                                                                      "the ranks differs from the gathered one");
+    char *report = NULL;
+    if (rc == 0) {
+        int64_t len = metrics_report_text(NULL, NULL, 0, &ev.cls, (const char *const *)x->tm.class_names,
+                                          (int)job_int(&x->cfg, "digits"));
+        report = len >= 0 ? malloc((size_t)len + 1) : NULL;
+        if (!report)
+            rc = rb_fail(err, NULL, "out of memory");
+        else
+            metrics_report_text(NULL, report, (size_t)len + 1, &ev.cls, (const char *const *)x->tm.class_names,
+                                (int)job_int(&x->cfg, "digits"));
+    }
+    char *json = rc == 0 ? metrics_json_text(x, &ev) : NULL;
+    if (rc == 0 && !json)
+        rc = rb_fail(err, NULL, "out of memory");
+    if (rc == 0)
+        rc = write_text(x->out, "classification_report.txt", report, err);
+    if (rc == 0) {
+        size_t l = strlen(json);
+        char *j2 = malloc(l + 2);
+        if (!j2)
+            rc = rb_fail(err, NULL, "out of memory");
+        else {
+            memcpy(j2, json, l);
+            j2[l] = '\n';
+            j2[l + 1] = '\0';
+            rc = write_text(x->out, "metrics.json", j2, err);
+            free(j2);
+        }
+    }
+    if (rc == 0)
+        rc = write_csvs(x, &ev, y_pred_all, err);
+    if (rc == 0)
+        rc = evaluate_write_report_html(x, &ev, report, err);
+    if (rc == 0) { /* the marker last: the folder is finished */
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "models", x->models);
+        cJSON_AddStringToObject(f, "data", x->data);
+        cJSON_AddNumberToObject(f, "images", (double)x->counts[0]);
+        cJSON_AddNumberToObject(f, "unreadable", (double)x->counts[1]);
+        rc = job_marker_write(x->out, "evaluate", f, err);
+    }
+    if (rc == 0) {
+        printf("\nClassification Report:\n%s\n", report);
+        printf("Confusion matrix (rows: true, columns: predicted):\n");
+        metrics_confusion_text(stdout, NULL, 0, ev.confusion, k, (const char *const *)x->tm.class_names);
+        printf("\n");
+        if (ev.has_screening)
+            print_screening(x, &ev);
+        if (k > 2 || !ev.has_screening) {
+            printf("ROC AUC one-vs-rest:");
+            for (int i = 0; i < k; i++)
+                printf(" %s %.4f", x->tm.class_names[i], ev.auc_ovr[i]);
+            printf("; macro %.4f, weighted %.4f\n", ev.auc_macro, ev.auc_weighted);
+        }
+        printf("\nevaluated %lld images (%lld unreadable) in %.1f s, %.0f images/s on %d rank(s)\n",
+               (long long)(x->counts[0]), (long long)x->counts[1], x->seconds,
+               x->seconds > 0 ? (double)x->counts[0] / x->seconds : 0.0, x->w.size);
+        if (x->counts[1])
+            printf("unreadable images: %s/errors.csv\n", x->out);
+        printf("report: %s/report.html\n", x->out);
+        fflush(stdout);
+    }
+    free(report);
+    free(json);
+    free(y_pred_all);
+    metrics_eval_free(&ev);
+    return rc;
+}

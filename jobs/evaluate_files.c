@@ -287,17 +287,16 @@ static void print_screening(const eval_ctx *x, const metrics_eval *ev)
     printf("\n");
 }
 
-/* Rank 0: the metrics and every output file. */
-int evaluate_report(eval_ctx *x, rb_error *err)
+/* The metrics of the readable records in record order, and the decision of every record
+ * in y_pred_all[n]; checked against the confusion matrix summed over the ranks. */
+static int compute_metrics(const eval_ctx *x, metrics_eval *ev, int32_t *y_pred_all, rb_error *err)
 {
     int k = x->k;
     int64_t n = x->n, m = 0;
-    int32_t *y_pred_all = malloc((size_t)(n ? n : 1) * sizeof *y_pred_all);
     int32_t *yt = malloc((size_t)(n ? n : 1) * sizeof *yt);
     int32_t *yp = malloc((size_t)(n ? n : 1) * sizeof *yp);
     float *pr = malloc((size_t)(n ? n : 1) * k * sizeof *pr);
-    if (!y_pred_all || !yt || !yp || !pr) {
-        free(y_pred_all);
+    if (!yt || !yp || !pr) {
         free(yt);
         free(yp);
         free(pr);
@@ -319,35 +318,38 @@ int evaluate_report(eval_ctx *x, rb_error *err)
     cfg.bootstrap = job_int(&x->cfg, "bootstrap");
     cfg.seed = (uint64_t)job_int(&x->cfg, "seed");
     cfg.level = 0.95;
-    metrics_eval ev;
-    int rc = metrics_eval_compute(&ev, &cfg, yt, yp, pr, m, k, err);
+    int rc = metrics_eval_compute(ev, &cfg, yt, yp, pr, m, k, err);
     free(yt);
     free(yp);
     free(pr);
-    if (rc < 0) {
-        free(y_pred_all);
+    if (rc < 0)
         return -1;
-    }
     /* the summed per-rank counts must be the matrix of the gathered records */
-    if (memcmp(ev.confusion, x->cm, (size_t)k * k * sizeof *x->cm) != 0)
-        rc = rb_fail(err, "please report this with the command line", "internal: the confusion matrix summed over "
-                                                                      "the ranks differs from the gathered one");
-    char *report = NULL;
-    if (rc == 0) {
-        int64_t len = metrics_report_text(NULL, NULL, 0, &ev.cls, (const char *const *)x->tm.class_names,
-                                          (int)job_int(&x->cfg, "digits"));
-        report = len >= 0 ? malloc((size_t)len + 1) : NULL;
-        if (!report)
-            rc = rb_fail(err, NULL, "out of memory");
-        else
-            metrics_report_text(NULL, report, (size_t)len + 1, &ev.cls, (const char *const *)x->tm.class_names,
-                                (int)job_int(&x->cfg, "digits"));
+    if (memcmp(ev->confusion, x->cm, (size_t)k * k * sizeof *x->cm) != 0) {
+        metrics_eval_free(ev);
+        return rb_fail(err, "please report this with the command line", "internal: the confusion matrix summed over "
+                                                                        "the ranks differs from the gathered one");
     }
-    char *json = rc == 0 ? metrics_json_text(x, &ev) : NULL;
-    if (rc == 0 && !json)
-        rc = rb_fail(err, NULL, "out of memory");
-    if (rc == 0)
-        rc = write_text(x->out, "classification_report.txt", report, err);
+    return 0;
+}
+
+/* classification_report.txt's text (malloc'd), or NULL when out of memory. */
+static char *classification_report_text(const eval_ctx *x, const metrics_eval *ev)
+{
+    int digits = (int)job_int(&x->cfg, "digits");
+    const char *const *names = (const char *const *)x->tm.class_names;
+    int64_t len = metrics_report_text(NULL, NULL, 0, &ev->cls, names, digits);
+    char *report = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (report)
+        metrics_report_text(NULL, report, (size_t)len + 1, &ev->cls, names, digits);
+    return report;
+}
+
+/* Every output file, summary.json last. */
+static int write_files(const eval_ctx *x, const metrics_eval *ev, const int32_t *y_pred_all, const char *report,
+                       const char *json, rb_error *err)
+{
+    int rc = write_text(x->out, "classification_report.txt", report, err);
     if (rc == 0) {
         size_t l = strlen(json);
         char *j2 = malloc(l + 2);
@@ -362,9 +364,9 @@ int evaluate_report(eval_ctx *x, rb_error *err)
         }
     }
     if (rc == 0)
-        rc = write_csvs(x, &ev, y_pred_all, err);
+        rc = write_csvs(x, ev, y_pred_all, err);
     if (rc == 0)
-        rc = evaluate_write_report_html(x, &ev, report, err);
+        rc = evaluate_write_report_html(x, ev, report, err);
     if (rc == 0) { /* the marker last: the folder is finished */
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "models", x->models);
@@ -373,27 +375,50 @@ int evaluate_report(eval_ctx *x, rb_error *err)
         cJSON_AddNumberToObject(f, "unreadable", (double)x->counts[1]);
         rc = job_marker_write(x->out, "evaluate", f, err);
     }
-    if (rc == 0) {
-        printf("\nClassification Report:\n%s\n", report);
-        printf("Confusion matrix (rows: true, columns: predicted):\n");
-        metrics_confusion_text(stdout, NULL, 0, ev.confusion, k, (const char *const *)x->tm.class_names);
-        printf("\n");
-        if (ev.has_screening)
-            print_screening(x, &ev);
-        if (k > 2 || !ev.has_screening) {
-            printf("ROC AUC one-vs-rest:");
-            for (int i = 0; i < k; i++)
-                printf(" %s %.4f", x->tm.class_names[i], ev.auc_ovr[i]);
-            printf("; macro %.4f, weighted %.4f\n", ev.auc_macro, ev.auc_weighted);
-        }
-        printf("\nevaluated %lld images (%lld unreadable) in %.1f s, %.0f images/s on %d rank(s)\n",
-               (long long)(x->counts[0]), (long long)x->counts[1], x->seconds,
-               x->seconds > 0 ? (double)x->counts[0] / x->seconds : 0.0, x->w.size);
-        if (x->counts[1])
-            printf("unreadable images: %s/errors.csv\n", x->out);
-        printf("report: %s/report.html\n", x->out);
-        fflush(stdout);
+    return rc;
+}
+
+/* The classification report, the confusion matrix, the screening line or the one-vs-rest
+ * AUCs, the time and rate, and where report.html is. */
+static void print_report(const eval_ctx *x, const metrics_eval *ev, const char *report)
+{
+    int k = x->k;
+    printf("\nClassification Report:\n%s\n", report);
+    printf("Confusion matrix (rows: true, columns: predicted):\n");
+    metrics_confusion_text(stdout, NULL, 0, ev->confusion, k, (const char *const *)x->tm.class_names);
+    printf("\n");
+    if (ev->has_screening)
+        print_screening(x, ev);
+    if (k > 2 || !ev->has_screening) {
+        printf("ROC AUC one-vs-rest:");
+        for (int i = 0; i < k; i++)
+            printf(" %s %.4f", x->tm.class_names[i], ev->auc_ovr[i]);
+        printf("; macro %.4f, weighted %.4f\n", ev->auc_macro, ev->auc_weighted);
     }
+    printf("\nevaluated %lld images (%lld unreadable) in %.1f s, %.0f images/s on %d rank(s)\n",
+           (long long)(x->counts[0]), (long long)x->counts[1], x->seconds,
+           x->seconds > 0 ? (double)x->counts[0] / x->seconds : 0.0, x->w.size);
+    if (x->counts[1])
+        printf("unreadable images: %s/errors.csv\n", x->out);
+    printf("report: %s/report.html\n", x->out);
+    fflush(stdout);
+}
+
+int evaluate_report(eval_ctx *x, rb_error *err)
+{
+    int32_t *y_pred_all = malloc((size_t)(x->n ? x->n : 1) * sizeof *y_pred_all);
+    if (!y_pred_all)
+        return rb_fail(err, NULL, "out of memory for %lld records", (long long)x->n);
+    metrics_eval ev;
+    if (compute_metrics(x, &ev, y_pred_all, err) < 0) {
+        free(y_pred_all);
+        return -1;
+    }
+    char *report = classification_report_text(x, &ev);
+    char *json = report ? metrics_json_text(x, &ev) : NULL;
+    int rc = report && json ? write_files(x, &ev, y_pred_all, report, json, err) : rb_fail(err, NULL, "out of memory");
+    if (rc == 0)
+        print_report(x, &ev, report);
     free(report);
     free(json);
     free(y_pred_all);

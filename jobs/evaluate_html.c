@@ -128,18 +128,10 @@ static char *history_path(const eval_ctx *x)
     return p;
 }
 
-int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const char *report_text, rb_error *err)
+/* The models, data, counts and TTA. */
+static void html_overview(html_doc *d, const eval_ctx *x)
 {
     const job_config *c = &x->cfg;
-    char **names = x->tm.class_names;
-    int k = x->k;
-    char title[512];
-    const char *mname = strrchr(x->tm.path[0], '/');
-    snprintf(title, sizeof title, "radbatch evaluate: %s%s", mname ? mname + 1 : x->tm.path[0],
-             x->tm.nmembers > 1 ? " (ensemble)" : "");
-    html_doc *d = html_begin(title);
-    if (!d)
-        return rb_fail(err, NULL, "out of memory building report.html");
     rb_buf mlist = {0};
     for (int i = 0; i < x->tm.nmembers; i++)
         rb_buf_printf(&mlist, "%s%s", i ? ", " : "", x->tm.path[i]);
@@ -155,7 +147,13 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     html_para(d, "Records: %lld; evaluated: %lld; unlabelled: %lld; unreadable: %lld. Test-time augmentation: %s.",
               (long long)x->counts[3], (long long)(x->counts[0] - x->counts[2]), (long long)x->counts[2],
               (long long)x->counts[1], tta == 0 ? "none" : tta == 1 ? "flip (2 views)" : "flip and shifts (6 views)");
+}
 
+/* Accuracy, the screening metrics with their intervals and the threshold, the averages. */
+static void html_metrics(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
+{
+    char **names = x->tm.class_names;
+    int k = x->k;
     html_h2(d, "Metrics");
     const char *hdr[3] = {"metric", "value", "95% CI (bootstrap)"};
     char cell[16][3][64];
@@ -207,7 +205,13 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
             html_para(d, "Confidence intervals: percentile bootstrap, %lld resamples, seed %llu.",
                       (long long)b->resamples, (unsigned long long)b->seed);
     }
+}
 
+/* Precision, recall, F1, support and AUC of each class, and the classification report. */
+static void html_per_class(html_doc *d, const eval_ctx *x, const metrics_eval *ev, const char *report_text)
+{
+    char **names = x->tm.class_names;
+    int k = x->k;
     html_h2(d, "Per class");
     {
         const char *ph[6] = {"class", "precision", "recall", "f1-score", "support", "AUC (one-vs-rest)"};
@@ -234,7 +238,14 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     }
     html_para(d, "Classification report (scikit-learn's layout):");
     html_pre(d, report_text);
+}
 
+/* The confusion-matrix heatmap and, with a screening class, the ROC curve with the
+ * operating point of the threshold. */
+static void html_plots(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
+{
+    char **names = x->tm.class_names;
+    int k = x->k;
     html_h2(d, ev->has_screening ? "Confusion matrix and ROC curve" : "Confusion matrix");
     html_svg_confusion(d, ev->confusion, k, (const char *const *)names);
     if (ev->has_screening) {
@@ -243,7 +254,11 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
         double op_tpr = s->tp + s->fn > 0 ? (double)s->tp / (double)(s->tp + s->fn) : NAN;
         html_svg_roc(d, ev->roc.fpr, ev->roc.tpr, ev->roc.n_points, ev->roc.auc, op_fpr, op_tpr);
     }
+}
 
+/* Loss and accuracy curves of history.csv, when there is one. */
+static void html_training_curves(html_doc *d, const eval_ctx *x)
+{
     char *hp = history_path(x);
     history h;
     if (hp && history_read(hp, &h) == 0) {
@@ -265,7 +280,10 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     } else if (hp)
         html_para(d, "Training curves: %s could not be read.", hp);
     free(hp);
+}
 
+static void html_model_card(html_doc *d, const eval_ctx *x)
+{
     html_h2(d, "Model card");
     if (x->tm.card) {
         cJSON *card = cJSON_Parse(x->tm.card);
@@ -275,7 +293,11 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
         cJSON_Delete(card);
     } else
         html_para(d, "The model file holds no model card.");
+}
 
+/* The count and the first MAX_LISTED_ERRORS rows of errors.csv. */
+static void html_errors(html_doc *d, const eval_ctx *x)
+{
     html_h2(d, "Errors");
     if (x->all.nerr == 0)
         html_para(d, "None: every image was read.");
@@ -292,6 +314,24 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
         html_table(d, 2, eh, ec ? (int)shown : 0, ec);
         free(ec);
     }
+}
+
+int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const char *report_text, rb_error *err)
+{
+    char title[512];
+    const char *mname = strrchr(x->tm.path[0], '/');
+    snprintf(title, sizeof title, "radbatch evaluate: %s%s", mname ? mname + 1 : x->tm.path[0],
+             x->tm.nmembers > 1 ? " (ensemble)" : "");
+    html_doc *d = html_begin(title);
+    if (!d)
+        return rb_fail(err, NULL, "out of memory building report.html");
+    html_overview(d, x);
+    html_metrics(d, x, ev);
+    html_per_class(d, x, ev, report_text);
+    html_plots(d, x, ev);
+    html_training_curves(d, x);
+    html_model_card(d, x);
+    html_errors(d, x);
     char *p = fs_join(x->out, "report.html");
     int rc = html_end_write(d, p, err);
     free(p);

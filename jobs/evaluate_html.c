@@ -163,9 +163,9 @@ static void html_metrics(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
 #define ROW(name, v, ci)                                                                                             \
     do {                                                                                                             \
         snprintf(cell[rows][0], 64, "%s", name);                                                                     \
-        evaluate_fmt4(cell[rows][1], 64, v);                                                                                  \
+        evaluate_fmt4(cell[rows][1], 64, v);                                                                         \
         if (ci)                                                                                                      \
-            evaluate_fmt_ci(cell[rows][2], 64, ci);                                                                           \
+            evaluate_fmt_ci(cell[rows][2], 64, ci);                                                                  \
         else                                                                                                         \
             cell[rows][2][0] = '\0';                                                                                 \
         rows++;                                                                                                      \
@@ -308,8 +308,8 @@ static void html_errors(html_doc *d, const eval_ctx *x)
             ec[i * 2] = x->all.err_path[i];
             ec[i * 2 + 1] = x->all.err_reason[i];
         }
-        html_para(d, "%lld file(s) or folder(s) could not be used%s; errors.csv lists them all.", (long long)x->all.nerr,
-                  x->all.nerr > shown ? " (the first 200 below)" : "");
+        html_para(d, "%lld file(s) or folder(s) could not be used%s; errors.csv lists them all.",
+                  (long long)x->all.nerr, x->all.nerr > shown ? " (the first 200 below)" : "");
         const char *eh[2] = {"path", "reason"};
         html_table(d, 2, eh, ec ? (int)shown : 0, ec);
         free(ec);

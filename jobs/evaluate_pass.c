@@ -163,7 +163,8 @@ int evaluate_unpack_all(eval_ctx *x, const uint8_t *data, size_t len, rb_error *
     for (int64_t i = 0; i < n; i++) {
         const char *p, *r = NULL;
         if (rb_buf_get(&b, &x->all.labels[i], sizeof(int32_t)) < 0 || rb_buf_get(&b, &x->all.ok[i], 1) < 0 ||
-            (x->all.ok[i] ? rb_buf_get(&b, x->all.probs + i * k, (size_t)k * sizeof(float)) < 0 : !(r = rb_buf_get_str(&b))) ||
+            (x->all.ok[i] ? rb_buf_get(&b, x->all.probs + i * k, (size_t)k * sizeof(float)) < 0
+                          : !(r = rb_buf_get_str(&b))) ||
             !(p = rb_buf_get_str(&b)))
             return rb_fail(err, NULL, "internal: gathered records end at %lld of %lld", (long long)i, (long long)n);
         x->all.paths[i] = strdup(p);

@@ -117,7 +117,14 @@ static int stdout_fail(int e, rb_error *err)
     return rb_error_prefix(err, "predict (standard output): ");
 }
 
-static int predict_main(job_config *cfg, rb_error *err)
+/* Some image could not be read: each was reported as met, exit 1 (job_run.h: a failure
+ * already reported). */
+#define PREDICT_UNREADABLE (-4)
+
+/* The model files (the key, else the first positional .h5) and the images (the other
+ * positionals). 0, or JOB_BAD_CONFIG with err set; *models is malloc'd, *images too. */
+static int gather_inputs(const job_config *cfg, char **models_out, const char ***images_out, int *nimg_out,
+                         rb_error *err)
 {
     char *models = strdup(job_str(cfg, "model"));
     const char **images = calloc((size_t)cfg->npositional + 1, sizeof *images);
@@ -136,7 +143,6 @@ static int predict_main(job_config *cfg, rb_error *err)
         } else
             images[nimg++] = p;
     }
-    int64_t tta = job_int(cfg, "tta"), threads = job_int(cfg, "threads");
     int rc = 0;
     if (!models || !*models)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no model file given");
@@ -146,26 +152,24 @@ static int predict_main(job_config *cfg, rb_error *err)
     if (rc < 0) {
         free(models);
         free(images);
-        return -3;
+        return JOB_BAD_CONFIG;
     }
-    if (threads == 0) {
-        rb_world w = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1};
-        threads = rb_threads_per_rank(&w);
-    }
-    int json = job_bool(cfg, "json");
-    trained_model t;
-    int batch = nimg < PREDICT_BATCH ? nimg : PREDICT_BATCH;
-    if (trained_model_load(&t, models, batch, (int)threads, err) < 0) {
-        free(models);
-        free(images);
-        return -1;
-    }
-    trained_model_set_tta(&t, (int)tta);
-    size_t rec = (size_t)t.height * t.width * t.channels;
+    *models_out = models;
+    *images_out = images;
+    *nimg_out = nimg;
+    return 0;
+}
+
+/* Read, predict and print the images in batches of `batch` (<= PREDICT_BATCH, the model's
+ * workspace); *failed counts the images that could not be read. */
+static int predict_images(trained_model *t, int batch, const char **images, int nimg, int json, int *failed,
+                          rb_error *err)
+{
+    size_t rec = (size_t)t->height * t->width * t->channels;
     uint8_t *px = malloc((size_t)batch * rec);
-    float *probs = malloc((size_t)batch * t.nclasses * sizeof *probs);
+    float *probs = malloc((size_t)batch * t->nclasses * sizeof *probs);
     int slot[PREDICT_BATCH];
-    int failed = 0;
+    int rc = 0;
     if (!px || !probs)
         rc = rb_fail(err, NULL, "out of memory");
     for (int b0 = 0; rc == 0 && b0 < nimg; b0 += batch) {
@@ -174,36 +178,63 @@ static int predict_main(job_config *cfg, rb_error *err)
         for (int i = 0; i < nb; i++) {
             rb_error fe;
             image_info info;
-            if (trained_model_load_image(&t, images[b0 + i], px + (size_t)nok * rec, &info, &fe) < 0) {
+            if (trained_model_load_image(t, images[b0 + i], px + (size_t)nok * rec, &info, &fe) < 0) {
                 slot[i] = -1;
                 why[i] = strdup(trained_model_error_reason(fe.msg, images[b0 + i]));
             } else
                 slot[i] = nok++;
         }
         if (nok > 0)
-            rc = trained_model_predict(&t, px, nok, probs, err);
+            rc = trained_model_predict(t, px, nok, probs, err);
         for (int i = 0; i < nb; i++) {
             if (rc == 0 && slot[i] >= 0)
-                print_result(&t, images[b0 + i], probs + (size_t)slot[i] * t.nclasses, json);
+                print_result(t, images[b0 + i], probs + (size_t)slot[i] * t->nclasses, json);
             else if (rc == 0) {
                 print_error(images[b0 + i], why[i] ? why[i] : "cannot be read", json);
-                failed++;
+                (*failed)++;
             }
             free(why[i]);
         }
         if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
             rc = stdout_fail(errno, err);
     }
-    if (rc == 0 && failed && !json)
-        fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);
     free(px);
     free(probs);
+    return rc;
+}
+
+/* 0, JOB_FAILED, JOB_BAD_CONFIG or PREDICT_UNREADABLE */
+static int predict_main(job_config *cfg, rb_error *err)
+{
+    char *models = NULL;
+    const char **images = NULL;
+    int nimg = 0;
+    int rc = gather_inputs(cfg, &models, &images, &nimg, err);
+    if (rc < 0)
+        return rc;
+    int64_t tta = job_int(cfg, "tta"), threads = job_int(cfg, "threads");
+    if (threads == 0) {
+        rb_world w = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1};
+        threads = rb_threads_per_rank(&w);
+    }
+    trained_model t;
+    int batch = nimg < PREDICT_BATCH ? nimg : PREDICT_BATCH;
+    if (trained_model_load(&t, models, batch, (int)threads, err) < 0) {
+        free(models);
+        free(images);
+        return JOB_FAILED;
+    }
+    trained_model_set_tta(&t, (int)tta);
+    int failed = 0;
+    rc = predict_images(&t, batch, images, nimg, job_bool(cfg, "json"), &failed, err);
+    if (rc == 0 && failed && !job_bool(cfg, "json"))
+        fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);
     trained_model_free(&t);
     free(models);
     free(images);
     if (rc < 0)
-        return -1;
-    return failed ? -4 : 0;
+        return JOB_FAILED;
+    return failed ? PREDICT_UNREADABLE : 0;
 }
 
 static int predict_run(void *ctx, rb_error *err) { return predict_main(ctx, err); }
@@ -214,14 +245,20 @@ static int run_predict(int argc, char **argv)
         return 0;
     job_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    job_driver d = {&command_predict, &cfg, &cfg, NULL, NULL, predict_run, NULL};
+    job_driver d = {.cmd = &command_predict,
+                    .ctx = &cfg,
+                    .cfg = &cfg,
+                    .world = NULL,
+                    .on_sigterm = NULL,
+                    .main = predict_run,
+                    .cleanup = NULL};
     return job_run(&d, argc, argv);
 }
 
 const command_spec command_predict = {
-    "predict",
-    "class, confidence and class probabilities of single image files (text or JSON lines)",
-    "usage: radbatch predict [job.ini] --model run/model.h5[,more.h5] image... [--json] [--tta 0|1|2]",
-    predict_opts,
-    run_predict,
+    .name = "predict",
+    .summary = "class, confidence and class probabilities of single image files (text or JSON lines)",
+    .usage = "usage: radbatch predict [job.ini] --model run/model.h5[,more.h5] image... [--json] [--tta 0|1|2]",
+    .opts = predict_opts,
+    .run = run_predict,
 };

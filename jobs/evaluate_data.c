@@ -24,45 +24,39 @@ static int join_names(char **names, int n, char **out)
     return 0;
 }
 
-/* The data: a shards folder, or image folders listed by rank 0 and broadcast. */
-int evaluate_open_data(eval_ctx *x, rb_error *err)
+/* A shards folder: the records of the split, at the model's size and with its classes. */
+static int open_shards(eval_ctx *x, const char *split, rb_error *err)
 {
-    const char *split = job_str(&x->cfg, "split");
-    char *first = strdup(x->data);
-    char *comma = strchr(first, ',');
-    if (comma)
-        *comma = '\0';
-    char *idx = fs_join(first, "index.json");
-    x->is_shards = fs_is_file(idx);
-    free(idx);
-    free(first);
+    if (strchr(x->data, ','))
+        return rb_fail(err, "evaluate one shards folder at a time", "evaluate: data '%s' lists several inputs "
+                                                                     "and the first is a shards folder",
+                       x->data);
+    if (shard_dataset_open(&x->ds, x->data, split, 0, err) < 0)
+        return -1;
+    shard_dataset *d = &x->ds;
+    if (d->height != x->tm.height || d->width != x->tm.width || d->channels != x->tm.channels)
+        return rb_fail(err, "convert the data at the model's size, or evaluate on the image folders",
+                       "%s: records are %dx%dx%d, the model takes %dx%dx%d", x->data, d->height, d->width,
+                       d->channels, x->tm.height, x->tm.width, x->tm.channels);
+    if (d->index.nclasses != x->k)
+        return rb_fail(err, "evaluate on data with the model's classes", "%s: %d classes, the model has %d",
+                       x->data, d->index.nclasses, x->k);
+    for (int i = 0; i < x->k; i++)
+        if (strcmp(d->index.class_names[i], x->tm.class_names[i]) != 0)
+            return rb_fail(err, "the shards must list the model's classes in the model's order",
+                           "%s: class %d is '%s', the model's is '%s'", x->data, i, d->index.class_names[i],
+                           x->tm.class_names[i]);
+    if (strcmp(d->index.resize, resize_mode_name(x->tm.resize)) != 0 && x->w.rank == 0)
+        rb_warn("%s: records were resized with '%s', the model was trained with '%s'", x->data, d->index.resize,
+                resize_mode_name(x->tm.resize));
+    x->n = d->n;
+    return 0;
+}
+
+/* Image folders: rank 0 lists them and broadcasts the list. */
+static int list_images(eval_ctx *x, rb_error *err)
+{
     int ok = 1;
-    if (x->is_shards) {
-        if (strchr(x->data, ','))
-            return rb_fail(err, "evaluate one shards folder at a time", "evaluate: data '%s' lists several inputs "
-                                                                         "and the first is a shards folder",
-                           x->data);
-        if (shard_dataset_open(&x->ds, x->data, split, 0, err) < 0)
-            return -1;
-        shard_dataset *d = &x->ds;
-        if (d->height != x->tm.height || d->width != x->tm.width || d->channels != x->tm.channels)
-            return rb_fail(err, "convert the data at the model's size, or evaluate on the image folders",
-                           "%s: records are %dx%dx%d, the model takes %dx%dx%d", x->data, d->height, d->width,
-                           d->channels, x->tm.height, x->tm.width, x->tm.channels);
-        if (d->index.nclasses != x->k)
-            return rb_fail(err, "evaluate on data with the model's classes", "%s: %d classes, the model has %d",
-                           x->data, d->index.nclasses, x->k);
-        for (int i = 0; i < x->k; i++)
-            if (strcmp(d->index.class_names[i], x->tm.class_names[i]) != 0)
-                return rb_fail(err, "the shards must list the model's classes in the model's order",
-                               "%s: class %d is '%s', the model's is '%s'", x->data, i, d->index.class_names[i],
-                               x->tm.class_names[i]);
-        if (strcmp(d->index.resize, resize_mode_name(x->tm.resize)) != 0 && x->w.rank == 0)
-            rb_warn("%s: records were resized with '%s', the model was trained with '%s'", x->data, d->index.resize,
-                    resize_mode_name(x->tm.resize));
-        x->n = d->n;
-        return 0;
-    }
     rb_buf packed = {0};
     if (x->w.rank == 0) {
         char *roots[256];
@@ -100,6 +94,12 @@ int evaluate_open_data(eval_ctx *x, rb_error *err)
     rb_buf_free(&packed);
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
+    return 0;
+}
+
+/* Keep the images of the chosen split. */
+static int keep_split(eval_ctx *x, const char *split, rb_error *err)
+{
     /* split folders: keep the chosen split (class folders have no split: keep all) */
     int sp = shard_index_split_id(split);
     int64_t m = 0;
@@ -121,4 +121,22 @@ int evaluate_open_data(eval_ctx *x, rb_error *err)
                        "evaluate: no images found in %s%s%s", x->data, x->in.nroots ? " for split " : "",
                        x->in.nroots ? split : "");
     return 0;
+}
+
+/* The data: a shards folder, or image folders listed by rank 0 and broadcast. */
+int evaluate_open_data(eval_ctx *x, rb_error *err)
+{
+    const char *split = job_str(&x->cfg, "split");
+    char *first = strdup(x->data);
+    char *comma = strchr(first, ',');
+    if (comma)
+        *comma = '\0';
+    char *idx = fs_join(first, "index.json");
+    x->is_shards = fs_is_file(idx);
+    free(idx);
+    free(first);
+    if (x->is_shards)
+        return open_shards(x, split, err);
+    int rc = list_images(x, err);
+    return rc < 0 ? rc : keep_split(x, split, err);
 }

@@ -87,128 +87,20 @@ static int h5_exists(hid_t loc, const char *path)
     return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
 }
 
-/* Read a string attribute (scalar or 1-D array, fixed or variable length) into a malloc'd
- * array of malloc'd strings. Keras writes an empty list as a float64 array of shape (0,);
- * that reads as zero strings. Returns 1 when the attribute is absent, 0 on success. */
+/* A string attribute as Keras writes it (scalar or 1-D array, fixed or variable length, ASCII
+ * or UTF-8) into a malloc'd array of malloc'd strings. Keras writes an empty list as a float64
+ * array of shape (0,); that reads as zero strings. Returns 1 when the attribute is absent. */
 static int h5_attr_strings_one(hid_t obj, const char *attr, char ***out, int *n_out,
                                const char *file, const char *objname, rb_error *err)
 {
-    *out = NULL;
-    *n_out = 0;
-    htri_t ex = H5Aexists(obj, attr);
-    if (ex < 0)
-        return rb_fail(err, NULL, "%s: cannot check attribute %s of %s", file, attr, objname);
-    if (ex == 0)
-        return 1;
-    int rc = -1;
-    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT);
-    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hid_t mt = -1;
-    char **v = NULL;
-    char *fixed = NULL;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (a < 0 || ft < 0 || sp < 0 || n < 0) {
-        rb_fail(err, "the file may be damaged", "%s: cannot open attribute %s of %s", file, attr,
-                objname);
-        goto done;
-    }
-    if (n > MAX_LAYERS * 16) {
-        rb_fail(err, NULL, "%s: attribute %s of %s has %lld entries, too many", file, attr,
-                objname, (long long)n);
-        goto done;
-    }
-    if (H5Tget_class(ft) != H5T_STRING) {
-        if (n == 0) { /* Keras' empty weight_names */
-            rc = 0;
-            goto done;
-        }
-        rb_fail(err, NULL, "%s: attribute %s of %s is not a string list", file, attr, objname);
-        goto done;
-    }
-    v = calloc((size_t)(n ? n : 1), sizeof *v);
-    if (!v) {
-        rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-        goto done;
-    }
-    if (H5Tis_variable_str(ft) > 0) {
-        mt = h5_vlen_str(H5Tget_cset(ft));
-        if (mt < 0) {
-            rb_fail(err, NULL, "%s: HDF5 string type setup failed", file);
-            goto done;
-        }
-        char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
-        if (!raw) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-        if (H5Aread(a, mt, raw) < 0) {
-            free(raw);
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s of %s", file,
-                    attr, objname);
-            goto done;
-        }
-        int oom = 0;
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = xstrdup(raw[i] ? raw[i] : "");
-            oom |= !v[i];
-        }
-        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-        free(raw);
-        if (oom) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-    } else {
-        size_t sz = H5Tget_size(ft);
-        if (sz == 0 || sz > 65536) {
-            rb_fail(err, NULL, "%s: attribute %s of %s has string size %zu", file, attr, objname,
-                    sz);
-            goto done;
-        }
-        mt = H5Tcopy(ft);
-        fixed = malloc(sz * (size_t)(n ? n : 1));
-        if (mt < 0 || !fixed) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-        if (H5Aread(a, mt, fixed) < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s of %s", file,
-                    attr, objname);
-            goto done;
-        }
-        int space_pad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
-        for (hssize_t i = 0; i < n; i++) {
-            const char *s = fixed + (size_t)i * sz;
-            size_t len = strnlen(s, sz);
-            while (space_pad && len > 0 && s[len - 1] == ' ')
-                len--;
-            v[i] = malloc(len + 1);
-            if (!v[i]) {
-                rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-                goto done;
-            }
-            memcpy(v[i], s, len);
-            v[i][len] = 0;
-        }
-    }
-    *out = v;
-    *n_out = (int)n;
-    v = NULL;
-    rc = 0;
-done:
-    if (v)
-        h5_strings_free(v, (int)n);
-    free(fixed);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
+    const h5_strs_spec spec = {
+        .file = file,
+        .object = objname,
+        .max_n = MAX_LAYERS * 16,
+        .max_fixed = 65536,
+        .flags = H5_STRS_FILE_CSET | H5_STRS_EMPTY_NUMERIC | H5_STRS_STRIP_SPACEPAD,
+    };
+    return h5_attr_read_strs(obj, attr, &spec, out, n_out, err);
 }
 
 /* Keras splits attributes above HDF5's 64 KiB header limit into `name0`, `name1`, ...

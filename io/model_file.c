@@ -109,90 +109,13 @@ static int attr_check_hash(hid_t obj, const char *name, uint64_t h, const char *
 
 /* ---------------------------------------------------------------- HDF5 helpers */
 
-/* Read a string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings.
- * Returns 1 when absent. */
+/* A string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings: UTF-8
+ * variable-length or fixed-length strings, at most MAX_TENSORS. Returns 1 when absent. */
 static int attr_read_strs(hid_t obj, const char *name, char ***out, int *n_out, const char *path,
                           rb_error *err)
 {
-    *out = NULL;
-    *n_out = 0;
-    htri_t ex = H5Aexists(obj, name);
-    if (ex < 0)
-        return rb_fail(err, NULL, "%s: cannot check attribute %s", path, name);
-    if (ex == 0)
-        return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    hid_t mt = -1;
-    char **v = NULL;
-    char *fixed = NULL;
-    int rc = -1;
-    if (a < 0 || ft < 0 || sp < 0 || n < 0 || n > MAX_TENSORS) {
-        rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-        goto done;
-    }
-    if (H5Tget_class(ft) != H5T_STRING) {
-        rb_fail(err, NULL, "%s: attribute %s is not a string", path, name);
-        goto done;
-    }
-    v = calloc((size_t)(n ? n : 1), sizeof *v);
-    if (!v) {
-        rb_fail(err, NULL, "%s: out of memory", path);
-        goto done;
-    }
-    if (H5Tis_variable_str(ft) > 0) {
-        mt = h5_vlen_str(H5T_CSET_UTF8);
-        char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
-        if (mt < 0 || !raw || H5Aread(a, mt, raw) < 0) {
-            free(raw);
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-            goto done;
-        }
-        int oom = 0;
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = strdup(raw[i] ? raw[i] : "");
-            oom |= !v[i];
-        }
-        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-        free(raw);
-        if (oom) {
-            rb_fail(err, NULL, "%s: out of memory", path);
-            goto done;
-        }
-    } else {
-        size_t sz = H5Tget_size(ft);
-        mt = H5Tcopy(ft);
-        fixed = malloc(sz * (size_t)(n ? n : 1));
-        if (mt < 0 || !fixed || H5Aread(a, mt, fixed) < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-            goto done;
-        }
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = strndup(fixed + (size_t)i * sz, sz);
-            if (!v[i]) {
-                rb_fail(err, NULL, "%s: out of memory", path);
-                goto done;
-            }
-        }
-    }
-    *out = v;
-    *n_out = (int)n;
-    v = NULL;
-    rc = 0;
-done:
-    h5_strings_free(v, (int)(n > 0 ? n : 0));
-    free(fixed);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
+    const h5_strs_spec spec = {.file = path, .max_n = MAX_TENSORS};
+    return h5_attr_read_strs(obj, name, &spec, out, n_out, err);
 }
 
 /* A required scalar string attribute, malloc'd. */

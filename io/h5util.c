@@ -236,6 +236,24 @@ int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
     return rc;
 }
 
+int h5_exists(hid_t loc, const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return 0;
+    strcpy(buf, path);
+    for (char *p = buf + (buf[0] == '/'); *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
+        *p = '/';
+        if (e <= 0)
+            return 0;
+    }
+    return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
+}
+
 void h5_strings_free(char **v, int n)
 {
     if (!v)

@@ -58,6 +58,10 @@ int h5_attr_write_str(hid_t obj, const char *name, const char *value);
 /* 1-D array of n variable-length UTF-8 strings (n = 0: an empty 1-D array). 0 or -1. */
 int h5_attr_write_strs(hid_t obj, const char *name, const char *const *v, int n);
 
+/* Does `path` (absolute or relative to loc) name an existing object? Checks every
+ * component, since H5Lexists fails on a missing intermediate group. */
+int h5_exists(hid_t loc, const char *path);
+
 /* A scalar string attribute (variable or fixed length) into out, cut to cap. -1 when it
  * cannot be opened or read; out is then unchanged. */
 int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap);

@@ -200,6 +200,136 @@ static int report_skip(keras_import_report *rep, const char *layer, int nv, char
     return 0;
 }
 
+/* The file layer answering to model layer L (by name, else by alias) into *cand, -1 when
+ * there is none; an error when more than one answers. */
+static int find_file_layer(const keras_file *kf, const char *path, const char *L, int *cand,
+                           rb_error *err)
+{
+    int n_cand = 0;
+    *cand = -1;
+    for (int pass = 0; pass < 2 && n_cand == 0; pass++)
+        for (int j = 0; j < kf->n_layers; j++) {
+            const char *nm = pass == 0 ? kf->layers[j].name : kf->layers[j].alias;
+            if (nm && strcmp(nm, L) == 0) {
+                if (n_cand == 0)
+                    *cand = j;
+                n_cand++;
+            }
+        }
+    if (n_cand <= 1)
+        return 0;
+    char where[1024];
+    size_t o = 0;
+    for (int j = 0, k = 0; j < kf->n_layers && o < sizeof where; j++)
+        if (strcmp(kf->layers[j].name, L) == 0 ||
+            (kf->layers[j].alias && strcmp(kf->layers[j].alias, L) == 0))
+            o += (size_t)snprintf(where + o, sizeof where - o, "%s%s", k++ ? ", " : "",
+                                  kf->layers[j].where);
+    return rb_fail(err, "the file's layer names are not unique (a file written without layer "
+                   "names); save it with Keras 3 or with save_weights() to an .h5",
+                   "%s: layer '%s' is ambiguous: %d layers of the file answer to it (%s)", path,
+                   L, n_cand, where);
+}
+
+/* STRICT with the model's layer list: the class the file names must be the model's. */
+static int check_class(const keras_layer_info *e, const rb_layer_view *layers, int n_layers,
+                       const char *path, const char *L, rb_error *err)
+{
+    if (!layers || !e->klass)
+        return 0;
+    for (int k = 0; k < n_layers; k++)
+        if (strcmp(layers[k].name, L) == 0 && layers[k].klass &&
+            strcmp(layers[k].klass, e->klass) != 0)
+            return rb_fail(err, "the file belongs to another architecture",
+                           "%s: layer '%s' is a %s in the file but a %s in the model", path, L,
+                           e->klass, layers[k].klass);
+    return 0;
+}
+
+/* What one import needs to hand from step to step. */
+typedef struct {
+    const char *path;
+    const keras_file *kf;
+    const rb_param_view *views;
+    const rb_layer_view *layers;
+    int n_layers;
+    unsigned flags;
+    keras_import_report *rep;
+    int *perm; /* [n_views] file tensor of each view of the layer */
+    char *used; /* [kf->n_layers] file layers taken */
+} import_run;
+
+/* Model layer L, whose views are vi[0..nv): skipped (reported) or loaded. */
+static int import_layer(import_run *r, const char *L, const int *vi, int nv, rb_error *err)
+{
+    const keras_file *kf = r->kf;
+    keras_import_report *rep = r->rep;
+    int cand;
+    if (find_file_layer(kf, r->path, L, &cand, err) < 0)
+        return -1;
+    if (cand < 0) {
+        char near[600];
+        near_names(kf, L, near, sizeof near);
+        if (r->flags & KERAS_IMPORT_SKIP_MISSING) {
+            if (report_skip(rep, L, nv, keras_asprintf("%s: not in the file", L)) < 0)
+                return rb_fail(err, NULL, "out of memory");
+            return 0;
+        }
+        return rb_fail(err, "check the layer names (radbatch inspect lists a file's layers); "
+                       "skip_missing leaves the model's new layers at their initial values",
+                       "%s: layer '%s' of the model is not in the file; %s", r->path, L, near);
+    }
+    const keras_layer_info *e = &kf->layers[cand];
+    r->used[cand] = 1;
+    if ((r->flags & KERAS_IMPORT_STRICT) &&
+        check_class(e, r->layers, r->n_layers, r->path, L, err) < 0)
+        return -1;
+    char why[1500];
+    if (plan_layer(e, r->views, vi, nv, r->perm, why, sizeof why)) {
+        if (r->flags & KERAS_IMPORT_SKIP_MISMATCH) {
+            if (report_skip(rep, L, nv, keras_asprintf("%s: %s", L, why)) < 0)
+                return rb_fail(err, NULL, "out of memory");
+            return 0;
+        }
+        return rb_fail(err, "the file was saved from another architecture or head; "
+                       "skip_mismatch leaves such layers at their initial values",
+                       "%s: layer '%s' (file: %s): %s", r->path, L, e->where, why);
+    }
+    for (int i = 0; i < nv; i++) {
+        const rb_param_view *v = &r->views[vi[i]];
+        int64_t n = keras_numel(v->ndim, v->shape);
+        if (keras_file_read_quiet(kf, &e->t[r->perm[i]], v->data, n, err) < 0)
+            return rb_error_prefix(err, "layer '%s' weight '%s': ", L, v->weight);
+        rep->n_tensors++;
+        rep->n_values += n;
+    }
+    rep->n_layers_loaded++;
+    return 0;
+}
+
+/* The file layers with weights that no model layer took; with STRICT, an error. */
+static int report_unused(const import_run *r, rb_error *err)
+{
+    const keras_file *kf = r->kf;
+    keras_import_report *rep = r->rep;
+    for (int j = 0; j < kf->n_layers; j++) {
+        if (r->used[j] || kf->layers[j].n == 0)
+            continue;
+        if (push_string(&rep->unused, &rep->n_unused, keras_strdup(kf->layers[j].name)) < 0)
+            return rb_fail(err, NULL, "out of memory");
+    }
+    if (!(r->flags & KERAS_IMPORT_STRICT) || rep->n_unused == 0)
+        return 0;
+    char list[800];
+    size_t o = 0;
+    for (int i = 0; i < rep->n_unused && o < sizeof list; i++)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "", rep->unused[i]);
+    return rb_fail(err, "drop strict to load a file holding more layers than the model (by name)",
+                   "%s: %d layer%s with weights in the file %s not in the model: %s", r->path,
+                   rep->n_unused, rep->n_unused == 1 ? "" : "s",
+                   rep->n_unused == 1 ? "is" : "are", list);
+}
+
 static int keras_import_load_quiet(const char *path, const rb_param_view *views, int n_views,
                                    const rb_layer_view *layers, int n_layers, unsigned flags,
                                    keras_import_report *rep, rb_error *err)
@@ -212,11 +342,20 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
     rep->n_tensors_model = n_views;
 
     int rc = -1;
+    import_run r = {
+        .path = path,
+        .kf = kf,
+        .views = views,
+        .layers = layers,
+        .n_layers = n_layers,
+        .flags = flags,
+        .rep = rep,
+        .perm = malloc((size_t)(n_views ? n_views : 1) * sizeof *r.perm),
+        .used = calloc((size_t)(kf->n_layers ? kf->n_layers : 1), 1),
+    };
     int *vi = malloc((size_t)(n_views ? n_views : 1) * sizeof *vi);
-    int *perm = malloc((size_t)(n_views ? n_views : 1) * sizeof *perm);
     char *done_view = calloc((size_t)(n_views ? n_views : 1), 1);
-    char *used = calloc((size_t)(kf->n_layers ? kf->n_layers : 1), 1);
-    if (!vi || !perm || !done_view || !used) {
+    if (!vi || !r.perm || !done_view || !r.used) {
         rb_fail(err, NULL, "out of memory");
         goto done;
     }
@@ -231,110 +370,17 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
                 vi[nv++] = i;
                 done_view[i] = 1;
             }
-        /* candidates by name, then by alias */
-        int cand = -1, n_cand = 0;
-        for (int pass = 0; pass < 2 && n_cand == 0; pass++)
-            for (int j = 0; j < kf->n_layers; j++) {
-                const char *nm = pass == 0 ? kf->layers[j].name : kf->layers[j].alias;
-                if (nm && strcmp(nm, L) == 0) {
-                    if (n_cand == 0)
-                        cand = j;
-                    n_cand++;
-                }
-            }
-        if (n_cand > 1) {
-            char where[1024];
-            size_t o = 0;
-            for (int j = 0, k = 0; j < kf->n_layers && o < sizeof where; j++)
-                if (strcmp(kf->layers[j].name, L) == 0 ||
-                    (kf->layers[j].alias && strcmp(kf->layers[j].alias, L) == 0))
-                    o += (size_t)snprintf(where + o, sizeof where - o, "%s%s", k++ ? ", " : "",
-                                          kf->layers[j].where);
-            rb_fail(err, "the file's layer names are not unique (a file written without layer "
-                    "names); save it with Keras 3 or with save_weights() to an .h5",
-                    "%s: layer '%s' is ambiguous: %d layers of the file answer to it (%s)", path,
-                    L, n_cand, where);
+        if (import_layer(&r, L, vi, nv, err) < 0)
             goto done;
-        }
-        if (n_cand == 0) {
-            char near[600];
-            near_names(kf, L, near, sizeof near);
-            if (flags & KERAS_IMPORT_SKIP_MISSING) {
-                if (report_skip(rep, L, nv, keras_asprintf("%s: not in the file", L)) < 0) {
-                    rb_fail(err, NULL, "out of memory");
-                    goto done;
-                }
-                continue;
-            }
-            rb_fail(err, "check the layer names (radbatch inspect lists a file's layers); "
-                    "skip_missing leaves the model's new layers at their initial values",
-                    "%s: layer '%s' of the model is not in the file; %s", path, L, near);
-            goto done;
-        }
-        const keras_layer_info *e = &kf->layers[cand];
-        used[cand] = 1;
-        if ((flags & KERAS_IMPORT_STRICT) && layers && e->klass) {
-            for (int k = 0; k < n_layers; k++)
-                if (strcmp(layers[k].name, L) == 0 && layers[k].klass &&
-                    strcmp(layers[k].klass, e->klass) != 0) {
-                    rb_fail(err, "the file belongs to another architecture",
-                            "%s: layer '%s' is a %s in the file but a %s in the model", path, L,
-                            e->klass, layers[k].klass);
-                    goto done;
-                }
-        }
-        char why[1500];
-        if (plan_layer(e, views, vi, nv, perm, why, sizeof why)) {
-            if (flags & KERAS_IMPORT_SKIP_MISMATCH) {
-                if (report_skip(rep, L, nv, keras_asprintf("%s: %s", L, why)) < 0) {
-                    rb_fail(err, NULL, "out of memory");
-                    goto done;
-                }
-                continue;
-            }
-            rb_fail(err, "the file was saved from another architecture or head; "
-                    "skip_mismatch leaves such layers at their initial values",
-                    "%s: layer '%s' (file: %s): %s", path, L, e->where, why);
-            goto done;
-        }
-        for (int i = 0; i < nv; i++) {
-            const rb_param_view *v = &views[vi[i]];
-            int64_t n = keras_numel(v->ndim, v->shape);
-            if (keras_file_read_quiet(kf, &e->t[perm[i]], v->data, n, err) < 0) {
-                rb_error_prefix(err, "layer '%s' weight '%s': ", L, v->weight);
-                goto done;
-            }
-            rep->n_tensors++;
-            rep->n_values += n;
-        }
-        rep->n_layers_loaded++;
     }
-    for (int j = 0; j < kf->n_layers; j++) {
-        if (used[j] || kf->layers[j].n == 0)
-            continue;
-        if (push_string(&rep->unused, &rep->n_unused, keras_strdup(kf->layers[j].name)) < 0) {
-            rb_fail(err, NULL, "out of memory");
-            goto done;
-        }
-    }
-    if ((flags & KERAS_IMPORT_STRICT) && rep->n_unused > 0) {
-        char list[800];
-        size_t o = 0;
-        for (int i = 0; i < rep->n_unused && o < sizeof list; i++)
-            o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "",
-                                  rep->unused[i]);
-        rb_fail(err, "drop strict to load a file holding more layers than the model (by name)",
-                "%s: %d layer%s with weights in the file %s not in the model: %s", path,
-                rep->n_unused, rep->n_unused == 1 ? "" : "s", rep->n_unused == 1 ? "is" : "are",
-                list);
+    if (report_unused(&r, err) < 0)
         goto done;
-    }
     rc = 0;
 done:
     free(vi);
-    free(perm);
+    free(r.perm);
     free(done_view);
-    free(used);
+    free(r.used);
     keras_file_close(kf);
     return rc;
 }

@@ -185,7 +185,7 @@ static int json_bool(const cJSON *config, const char *key, int dflt)
  * build() creates them. For the classes radbatch has, that order is known; the names are
  * those of Keras 2's weight_names, so both formats match a model the same way. */
 int keras_var_names(const char *klass, const cJSON *config, const char **names,
-                               int cap)
+                    int cap)
 {
     int n = 0;
     if (!klass)

@@ -76,7 +76,7 @@ static int attr_strings_one(hid_t obj, const char *attr, char ***out, int *n_out
 /* Keras splits attributes above HDF5's 64 KiB header limit into `name0`, `name1`, ...
  * (saving_utils.save_attributes_to_hdf5_group); read either form. 1 when absent. */
 int keras_attr_strings(hid_t obj, const char *attr, char ***out, int *n_out,
-                           const char *file, const char *objname, rb_error *err)
+                       const char *file, const char *objname, rb_error *err)
 {
     int rc = attr_strings_one(obj, attr, out, n_out, file, objname, err);
     if (rc != 1)
@@ -115,7 +115,7 @@ int keras_attr_strings(hid_t obj, const char *attr, char ***out, int *n_out,
 
 /* A scalar string attribute into buf ("" when absent). */
 int keras_attr_string(hid_t obj, const char *attr, char *buf, size_t cap, const char *file,
-                          rb_error *err)
+                      rb_error *err)
 {
     buf[0] = 0;
     char **v;
@@ -164,7 +164,7 @@ void keras_layer_info_free(keras_layer_info *e)
 
 /* Shape and type of a dataset; fails naming it when absent. */
 int keras_tensor_probe(hid_t file, const char *dset, keras_tensor_info *t, const char *path,
-                        rb_error *err)
+                       rb_error *err)
 {
     t->dataset = keras_strdup(dset);
     if (!t->dataset)
@@ -310,7 +310,7 @@ int keras_file_open_quiet(const char *path, keras_file **out, rb_error *err)
     } else {
         if (!kf->keras_version[0])
             keras_attr_string(f, "keras_version", kf->keras_version, sizeof kf->keras_version,
-                           path, NULL);
+                              path, NULL);
         if (keras_walk_v3(kf, "", &list, config ? &cfg : NULL, 0, err) < 0)
             goto done;
     }

@@ -71,13 +71,15 @@ int keras_var_names(const char *klass, const cJSON *config, const char **names, 
 /* o[key] when it is a string, else NULL. */
 const char *keras_json_str(const cJSON *o, const char *key);
 
-/* The layouts: each appends the file's layers to out (cfg may be NULL). */
+/* The layouts: each appends the file's layers to out (cfg may be NULL).
+ * keras_legacy.c: the legacy .h5 layout under group root ("/" or "/model_weights"). */
 int keras_index_legacy(keras_file *kf, const char *root, keras_layer_list *out,
-                       const keras_cfg_map *cfg, rb_error *err);                 /* keras_legacy.c */
+                       const keras_cfg_map *cfg, rb_error *err);
+/* keras_v3.c: group p ("" = the root) of a Keras 3 weights file, recursively. */
 int keras_walk_v3(keras_file *kf, const char *p, keras_layer_list *out, const keras_cfg_map *cfg,
-                  int depth, rb_error *err);                                      /* keras_v3.c */
-/* Opens the archive's model.weights.h5 from memory into kf->h5; *config: its config.json
- * (NULL when absent). */
-int keras_open_archive(keras_file *kf, cJSON **config, rb_error *err);           /* keras_archive.c */
+                  int depth, rb_error *err);
+/* keras_archive.c: opens the archive's model.weights.h5 from memory into kf->h5; *config:
+ * its config.json (NULL when absent). */
+int keras_open_archive(keras_file *kf, cJSON **config, rb_error *err);
 
 #endif

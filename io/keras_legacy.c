@@ -35,8 +35,98 @@ static void split_weight_name(const char *w, char *owner, size_t ocap, char *shr
     }
 }
 
-int keras_index_legacy(keras_file *kf, const char *root, keras_layer_list *out, const keras_cfg_map *cfg,
-                        rb_error *err)
+/* One group G of layer_names (at gpath): one entry, or one per inner layer of a nested
+ * model. */
+static int index_group(keras_file *kf, const char *G, const char *gpath, keras_layer_list *out,
+                       const keras_cfg_map *cfg, rb_error *err)
+{
+    const char *path = kf->path;
+    hid_t lg = H5Gopen2((hid_t)kf->h5, gpath, H5P_DEFAULT);
+    if (lg < 0)
+        return rb_fail(err, NULL, "%s: cannot open group %s", path, gpath);
+    char **wn = NULL;
+    int nw = 0;
+    int r = keras_attr_strings(lg, "weight_names", &wn, &nw, path, gpath, err);
+    H5Gclose(lg);
+    if (r < 0)
+        return -1;
+    /* the owner of each weight: the layer named inside the weight name */
+    char (*owner)[256] = nw ? calloc((size_t)nw, sizeof *owner) : NULL;
+    char (*shrt)[256] = nw ? calloc((size_t)nw, sizeof *shrt) : NULL;
+    if (nw && (!owner || !shrt)) {
+        free(owner);
+        free(shrt);
+        h5_strings_free(wn, nw);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    int all_self = 1, one_other = 1;
+    for (int j = 0; j < nw; j++) {
+        split_weight_name(wn[j], owner[j], sizeof owner[j], shrt[j], sizeof shrt[j]);
+        if (!owner[j][0])
+            snprintf(owner[j], sizeof owner[j], "%s", G);
+        if (strcmp(owner[j], G) != 0)
+            all_self = 0;
+        if (strcmp(owner[j], owner[0]) != 0)
+            one_other = 0;
+    }
+    /* Plain layer: every weight is named after the group. Nested model: weights named
+     * after the inner layers ("Conv1/kernel:0"), one entry per inner layer. A single
+     * other owner may be either (a renamed layer); it answers to both names. */
+    int n_ent = 0;
+    const char *owners[1024];
+    if (nw == 0 || all_self) {
+        owners[n_ent++] = G;
+    } else {
+        for (int j = 0; j < nw; j++) {
+            int seen = 0;
+            for (int k = 0; k < n_ent; k++)
+                seen |= strcmp(owners[k], owner[j]) == 0;
+            if (!seen && n_ent < 1024)
+                owners[n_ent++] = owner[j];
+        }
+    }
+    int fail = 0;
+    for (int k = 0; k < n_ent && !fail; k++) {
+        keras_layer_info *e = keras_layer_list_add(out);
+        if (!e) {
+            fail = rb_fail(err, NULL, "%s: too many layers", path);
+            break;
+        }
+        e->name = keras_strdup(owners[k]);
+        e->where = (nw == 0 || all_self) ? keras_strdup(gpath)
+                                         : keras_asprintf("%s/%s", gpath, owners[k]);
+        if (nw && !all_self && one_other)
+            e->alias = keras_strdup(G);
+        const keras_cfg_layer *c = cfg ? keras_cfg_by_name(cfg, owners[k]) : NULL;
+        if (c && c->klass[0])
+            e->klass = keras_strdup(c->klass);
+        int cnt = 0;
+        for (int j = 0; j < nw; j++)
+            cnt += (nw == 0 || all_self) || strcmp(owner[j], owners[k]) == 0;
+        e->t = cnt ? calloc((size_t)cnt, sizeof *e->t) : NULL;
+        if (!e->name || !e->where || (cnt && !e->t)) {
+            fail = rb_fail(err, NULL, "out of memory");
+            break;
+        }
+        for (int j = 0; j < nw && !fail; j++) {
+            if (!(all_self || strcmp(owner[j], owners[k]) == 0))
+                continue;
+            keras_tensor_info *t = &e->t[e->n++];
+            t->name = keras_strdup(shrt[j]);
+            char dpath[4096];
+            snprintf(dpath, sizeof dpath, "%s/%s", gpath, wn[j]);
+            if (!t->name || keras_tensor_probe((hid_t)kf->h5, dpath, t, path, err) < 0)
+                fail = -1;
+        }
+    }
+    free(owner);
+    free(shrt);
+    h5_strings_free(wn, nw);
+    return fail ? -1 : 0;
+}
+
+int keras_index_legacy(keras_file *kf, const char *root, keras_layer_list *out,
+                       const keras_cfg_map *cfg, rb_error *err)
 {
     const char *path = kf->path;
     hid_t g = H5Gopen2((hid_t)kf->h5, root, H5P_DEFAULT);
@@ -52,11 +142,11 @@ int keras_index_legacy(keras_file *kf, const char *root, keras_layer_list *out, 
         return -1;
     }
     if (keras_attr_string(g, "keras_version", kf->keras_version, sizeof kf->keras_version, path,
-                       err) < 0)
+                          err) < 0)
         goto done;
     if (!kf->keras_version[0] &&
         keras_attr_string((hid_t)kf->h5, "keras_version", kf->keras_version,
-                       sizeof kf->keras_version, path, err) < 0)
+                          sizeof kf->keras_version, path, err) < 0)
         goto done;
     const char *sep = strcmp(root, "/") == 0 ? "" : "/";
     for (int i = 0; i < nl; i++) {
@@ -68,90 +158,7 @@ int keras_index_legacy(keras_file *kf, const char *root, keras_layer_list *out, 
                     "%s: layer_names lists '%s' but there is no group %s", path, G, gpath);
             goto done;
         }
-        hid_t lg = H5Gopen2((hid_t)kf->h5, gpath, H5P_DEFAULT);
-        if (lg < 0) {
-            rb_fail(err, NULL, "%s: cannot open group %s", path, gpath);
-            goto done;
-        }
-        char **wn = NULL;
-        int nw = 0;
-        r = keras_attr_strings(lg, "weight_names", &wn, &nw, path, gpath, err);
-        H5Gclose(lg);
-        if (r < 0)
-            goto done;
-        /* the owner of each weight: the layer named inside the weight name */
-        char (*owner)[256] = nw ? calloc((size_t)nw, sizeof *owner) : NULL;
-        char (*shrt)[256] = nw ? calloc((size_t)nw, sizeof *shrt) : NULL;
-        if (nw && (!owner || !shrt)) {
-            free(owner);
-            free(shrt);
-            h5_strings_free(wn, nw);
-            rb_fail(err, NULL, "out of memory");
-            goto done;
-        }
-        int all_self = 1, one_other = 1;
-        for (int j = 0; j < nw; j++) {
-            split_weight_name(wn[j], owner[j], sizeof owner[j], shrt[j], sizeof shrt[j]);
-            if (!owner[j][0])
-                snprintf(owner[j], sizeof owner[j], "%s", G);
-            if (strcmp(owner[j], G) != 0)
-                all_self = 0;
-            if (strcmp(owner[j], owner[0]) != 0)
-                one_other = 0;
-        }
-        /* Plain layer: every weight is named after the group. Nested model: weights named
-         * after the inner layers ("Conv1/kernel:0"), one entry per inner layer. A single
-         * other owner may be either (a renamed layer); it answers to both names. */
-        int n_ent = 0;
-        const char *owners[1024];
-        if (nw == 0 || all_self) {
-            owners[n_ent++] = G;
-        } else {
-            for (int j = 0; j < nw; j++) {
-                int seen = 0;
-                for (int k = 0; k < n_ent; k++)
-                    seen |= strcmp(owners[k], owner[j]) == 0;
-                if (!seen && n_ent < 1024)
-                    owners[n_ent++] = owner[j];
-            }
-        }
-        int fail = 0;
-        for (int k = 0; k < n_ent && !fail; k++) {
-            keras_layer_info *e = keras_layer_list_add(out);
-            if (!e) {
-                fail = rb_fail(err, NULL, "%s: too many layers", path);
-                break;
-            }
-            e->name = keras_strdup(owners[k]);
-            e->where = (nw == 0 || all_self) ? keras_strdup(gpath) : keras_asprintf("%s/%s", gpath, owners[k]);
-            if (nw && !all_self && one_other)
-                e->alias = keras_strdup(G);
-            const keras_cfg_layer *c = cfg ? keras_cfg_by_name(cfg, owners[k]) : NULL;
-            if (c && c->klass[0])
-                e->klass = keras_strdup(c->klass);
-            int cnt = 0;
-            for (int j = 0; j < nw; j++)
-                cnt += (nw == 0 || all_self) || strcmp(owner[j], owners[k]) == 0;
-            e->t = cnt ? calloc((size_t)cnt, sizeof *e->t) : NULL;
-            if (!e->name || !e->where || (cnt && !e->t)) {
-                fail = rb_fail(err, NULL, "out of memory");
-                break;
-            }
-            for (int j = 0; j < nw && !fail; j++) {
-                if (!(all_self || strcmp(owner[j], owners[k]) == 0))
-                    continue;
-                keras_tensor_info *t = &e->t[e->n++];
-                t->name = keras_strdup(shrt[j]);
-                char dpath[4096];
-                snprintf(dpath, sizeof dpath, "%s/%s", gpath, wn[j]);
-                if (!t->name || keras_tensor_probe((hid_t)kf->h5, dpath, t, path, err) < 0)
-                    fail = -1;
-            }
-        }
-        free(owner);
-        free(shrt);
-        h5_strings_free(wn, nw);
-        if (fail)
+        if (index_group(kf, G, gpath, out, cfg, err) < 0)
             goto done;
     }
     rc = 0;

@@ -75,8 +75,8 @@ static void normalize_v3_path(const char *in, char *out, size_t cap)
 }
 
 /* One group `p` (relative path, "" = root) of a Keras 3 weights file. */
-int keras_walk_v3(keras_file *kf, const char *p, keras_layer_list *out, const keras_cfg_map *cfg, int depth,
-                   rb_error *err)
+int keras_walk_v3(keras_file *kf, const char *p, keras_layer_list *out, const keras_cfg_map *cfg,
+                  int depth, rb_error *err)
 {
     if (depth > MAX_DEPTH)
         return rb_fail(err, NULL, "%s: groups nested deeper than %d", kf->path, MAX_DEPTH);

@@ -201,9 +201,14 @@ static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *sh
 
 /* ---------------------------------------------------------------- saving */
 
-static int write_contents(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
+/* The hint of every failure to build the file. */
+static const char WRITE_HINT[] = "check free space and permissions of the output folder";
+
+/* The root attributes: format, version, architecture, card, classes and their checksums. */
+static int write_root_attrs(hid_t f, const char *path, const model_file_contents *c,
+                            rb_error *err)
 {
-    const char *hint = "check free space and permissions of the output folder";
+    const char *hint = WRITE_HINT;
     int32_t version = MODEL_FILE_VERSION;
     char created[32];
     time_t now = time(NULL);
@@ -222,8 +227,13 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         attr_write_hash(f, "model_card_xxh3", text_hash(c->model_card ? c->model_card : "{}")) < 0 ||
         attr_write_hash(f, "class_names_xxh3", names_hash(c->class_names, c->n_classes)) < 0)
         return rb_fail(err, hint, "%s: cannot write the root attributes", path);
+    return 0;
+}
 
-    /* /weights: one group per layer, in model order */
+/* /weights: one group per layer, in model order, one dataset per weight. */
+static int write_weights(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
+{
+    const char *hint = WRITE_HINT;
     hid_t w = H5Gcreate2(f, "weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (w < 0)
         return rb_fail(err, hint, "%s: cannot create /weights", path);
@@ -299,58 +309,74 @@ static int write_contents(hid_t f, const char *path, const model_file_contents *
         rb_fail(err, hint, "%s: cannot write /weights@layer_names", path);
         goto done;
     }
-
-    if (c->optimizer) {
-        const model_file_optimizer *o = c->optimizer;
-        hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        int64_t shape[1] = {o->n};
-        int fail = g < 0;
-        fail = fail || h5_attr_write_str(g, "description",
-                                "optimizer state of a checkpoint: one float32 vector whose "
-                                "layout belongs to the optimizer kind (src/optim.h)") < 0;
-        fail = fail || h5_attr_write_str(g, "kind", o->kind) < 0;
-        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
-        fail = fail || h5_attr_write_str(g, "config", o->config ? o->config : "{}") < 0;
-        fail = fail || attr_write_hash(g, "xxh3", optimizer_hash(o->kind, o->step, o->config ? o->config : "{}")) < 0;
-        fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
-        fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
-        if (g >= 0)
-            H5Gclose(g);
-        if (fail) {
-            rb_fail(err, hint, "%s: cannot write /optimizer", path);
-            goto done;
-        }
-    }
-    if (c->train_state) {
-        const model_file_train_state *t = c->train_state;
-        hid_t g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        int fail = g < 0;
-        fail = fail || h5_attr_write_str(g, "description",
-                                "where training stands: epochs completed, optimizer steps, "
-                                "samples of the current epoch consumed, seed, best metric") < 0;
-        fail = fail || h5_attr_write_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
-        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
-        fail = fail || h5_attr_write_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                   &t->data_position) < 0;
-        fail = fail || h5_attr_write_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
-                                   &t->rng_seed) < 0;
-        fail = fail || h5_attr_write_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                                   &t->best_metric) < 0;
-        fail = fail || h5_attr_write_str(g, "best_metric_name", t->best_metric_name) < 0;
-        fail = fail || attr_write_hash(g, "xxh3", train_state_hash(t)) < 0;
-        if (g >= 0)
-            H5Gclose(g);
-        if (fail) {
-            rb_fail(err, hint, "%s: cannot write /train_state", path);
-            goto done;
-        }
-    }
     rc = 0;
 done:
     free(lnames);
     free(wnames);
     H5Gclose(w);
     return rc;
+}
+
+/* /optimizer of a checkpoint: the optimizer's state vector and what it needs to go on. */
+static int write_optimizer(hid_t f, const char *path, const model_file_optimizer *o,
+                           rb_error *err)
+{
+    const char *hint = WRITE_HINT;
+    hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int64_t shape[1] = {o->n};
+    int fail = g < 0;
+    fail = fail || h5_attr_write_str(g, "description",
+                            "optimizer state of a checkpoint: one float32 vector whose "
+                            "layout belongs to the optimizer kind (src/optim.h)") < 0;
+    fail = fail || h5_attr_write_str(g, "kind", o->kind) < 0;
+    fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
+    fail = fail || h5_attr_write_str(g, "config", o->config ? o->config : "{}") < 0;
+    fail = fail || attr_write_hash(g, "xxh3", optimizer_hash(o->kind, o->step, o->config ? o->config : "{}")) < 0;
+    fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
+    fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
+    if (g >= 0)
+        H5Gclose(g);
+    if (fail)
+        return rb_fail(err, hint, "%s: cannot write /optimizer", path);
+    return 0;
+}
+
+/* /train_state of a checkpoint: where training stands. */
+static int write_train_state(hid_t f, const char *path, const model_file_train_state *t,
+                             rb_error *err)
+{
+    const char *hint = WRITE_HINT;
+    hid_t g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int fail = g < 0;
+    fail = fail || h5_attr_write_str(g, "description",
+                            "where training stands: epochs completed, optimizer steps, "
+                            "samples of the current epoch consumed, seed, best metric") < 0;
+    fail = fail || h5_attr_write_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
+    fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
+    fail = fail || h5_attr_write_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                               &t->data_position) < 0;
+    fail = fail || h5_attr_write_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                               &t->rng_seed) < 0;
+    fail = fail || h5_attr_write_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                               &t->best_metric) < 0;
+    fail = fail || h5_attr_write_str(g, "best_metric_name", t->best_metric_name) < 0;
+    fail = fail || attr_write_hash(g, "xxh3", train_state_hash(t)) < 0;
+    if (g >= 0)
+        H5Gclose(g);
+    if (fail)
+        return rb_fail(err, hint, "%s: cannot write /train_state", path);
+    return 0;
+}
+
+static int write_contents(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
+{
+    if (write_root_attrs(f, path, c, err) < 0 || write_weights(f, path, c, err) < 0)
+        return -1;
+    if (c->optimizer && write_optimizer(f, path, c->optimizer, err) < 0)
+        return -1;
+    if (c->train_state && write_train_state(f, path, c->train_state, err) < 0)
+        return -1;
+    return 0;
 }
 
 static int model_file_save_quiet(const char *path, const model_file_contents *c, rb_error *err)

@@ -669,6 +669,68 @@ int model_file_read_header(const char *path, model_file_header *h, rb_error *err
     return rc;
 }
 
+/* The dataset of view v (want = "layer/weight") has the view's shape and is float32. */
+static int check_dataset(hid_t f, const char *path, const rb_param_view *v, const char *want,
+                         rb_error *err)
+{
+    char dp[600];
+    snprintf(dp, sizeof dp, "/weights/%s", want);
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    hid_t t = d >= 0 ? H5Dget_type(d) : -1;
+    int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+    hsize_t dims[8] = {0};
+    int same = nd == v->ndim && nd >= 0 && nd <= 8;
+    if (same) {
+        H5Sget_simple_extent_dims(s, dims, NULL);
+        for (int k = 0; k < nd; k++)
+            same &= (int64_t)dims[k] == v->shape[k];
+    }
+    int is_f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+    if (t >= 0)
+        H5Tclose(t);
+    if (s >= 0)
+        H5Sclose(s);
+    if (d >= 0)
+        H5Dclose(d);
+    if (d < 0)
+        return rb_fail(err, "the file may be damaged", "%s: cannot open %s", path, dp);
+    if (!same) {
+        char a[128], b[128];
+        int64_t fs[8];
+        for (int k = 0; k < nd && k < 8; k++)
+            fs[k] = (int64_t)dims[k];
+        h5_shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
+        h5_shape_str(b, sizeof b, v->ndim, v->shape);
+        return rb_fail(err, "the model built from the file's architecture should have the same "
+                       "shapes; the file or the architecture text was changed",
+                       "%s: weight '%s' has shape %s in the file (%s) but %s in the model",
+                       path, want, a, dp, b);
+    }
+    if (!is_f32)
+        return rb_fail(err, NULL, "%s: %s is not float32", path, dp);
+    return 0;
+}
+
+/* The n values of view v (dataset dp) are all finite. */
+static int check_finite(const char *path, const rb_param_view *v, const char *dp, int64_t n,
+                        rb_error *err)
+{
+    int64_t nan = 0, inf = 0, first = -1;
+    for (int64_t j = 0; j < n; j++)
+        if (!isfinite(v->data[j])) {
+            nan += isnan(v->data[j]) != 0;
+            inf += isinf(v->data[j]) != 0;
+            if (first < 0)
+                first = j;
+        }
+    if (first >= 0)
+        return rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
+                       "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
+                       path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
+    return 0;
+}
+
 static int load_weights(hid_t f, const char *path, int version, const rb_param_view *views, int n_views,
                         unsigned flags, int8_t *sum_ok, rb_error *err)
 {
@@ -704,47 +766,8 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
             goto done;
         }
         taken[hit] = 1;
-        char dp[600];
-        snprintf(dp, sizeof dp, "/weights/%s", want);
-        hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-        hid_t s = d >= 0 ? H5Dget_space(d) : -1;
-        hid_t t = d >= 0 ? H5Dget_type(d) : -1;
-        int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
-        hsize_t dims[8] = {0};
-        int same = nd == v->ndim && nd >= 0 && nd <= 8;
-        if (same) {
-            H5Sget_simple_extent_dims(s, dims, NULL);
-            for (int k = 0; k < nd; k++)
-                same &= (int64_t)dims[k] == v->shape[k];
-        }
-        int is_f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
-        if (t >= 0)
-            H5Tclose(t);
-        if (s >= 0)
-            H5Sclose(s);
-        if (d >= 0)
-            H5Dclose(d);
-        if (d < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot open %s", path, dp);
+        if (check_dataset(f, path, v, want, err) < 0)
             goto done;
-        }
-        if (!same) {
-            char a[128], b[128];
-            int64_t fs[8];
-            for (int k = 0; k < nd && k < 8; k++)
-                fs[k] = (int64_t)dims[k];
-            h5_shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
-            h5_shape_str(b, sizeof b, v->ndim, v->shape);
-            rb_fail(err, "the model built from the file's architecture should have the same "
-                    "shapes; the file or the architecture text was changed",
-                    "%s: weight '%s' has shape %s in the file (%s) but %s in the model", path,
-                    want, a, dp, b);
-            goto done;
-        }
-        if (!is_f32) {
-            rb_fail(err, NULL, "%s: %s is not float32", path, dp);
-            goto done;
-        }
     }
     for (int k = 0; k < nn; k++)
         if (!taken[k]) {
@@ -785,22 +808,8 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
         }
         if (r < 0)
             goto done;
-        if (!(flags & MODEL_FILE_ALLOW_NONFINITE)) {
-            int64_t nan = 0, inf = 0, first = -1;
-            for (int64_t j = 0; j < n; j++)
-                if (!isfinite(v->data[j])) {
-                    nan += isnan(v->data[j]) != 0;
-                    inf += isinf(v->data[j]) != 0;
-                    if (first < 0)
-                        first = j;
-                }
-            if (first >= 0) {
-                rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
-                        "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
-                        path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
-                goto done;
-            }
-        }
+        if (!(flags & MODEL_FILE_ALLOW_NONFINITE) && check_finite(path, v, dp, n, err) < 0)
+            goto done;
     }
     if (version < MODEL_FILE_VERSION && rb_log_rank() == 0)
         rb_warn("%s: a format_version %d model file carries no checksums; its weights were loaded unverified "

@@ -220,6 +220,51 @@ void keras_file_close(keras_file *kf)
     free(kf);
 }
 
+/* Which layout an HDF5 file has: legacy files carry layer_names (at the root, or under
+ * /model_weights: *legacy_root), Keras 3 ones a layers/ (or vars/) tree. A radbatch model
+ * file is told apart to give a useful hint. */
+static int detect_layout(keras_file *kf, const char *path, const char **legacy_root,
+                         rb_error *err)
+{
+    hid_t f = (hid_t)kf->h5;
+    if (H5Aexists(f, "layer_names") > 0 || H5Aexists(f, "layer_names0") > 0) {
+        kf->format = KERAS_FORMAT_H5;
+        *legacy_root = "/";
+    } else if (h5_exists(f, "/model_weights")) {
+        kf->format = KERAS_FORMAT_H5_MODEL;
+        *legacy_root = "/model_weights";
+    } else if (h5_exists(f, "/layers") || h5_exists(f, "/vars") ||
+               h5_exists(f, "/_layer_checkpoint_dependencies")) {
+        kf->format = KERAS_FORMAT_WEIGHTS_H5;
+    } else {
+        char fmt[64] = "";
+        if (H5Aexists(f, "format") > 0)
+            keras_attr_string(f, "format", fmt, sizeof fmt, path, NULL);
+        if (strcmp(fmt, "radbatch-model") == 0)
+            rb_fail(err, "load it as a radbatch model (model_file_read_header)",
+                    "%s: this is a radbatch model file, not a Keras weight file", path);
+        else
+            rb_fail(err, "accepted: Keras .h5 (save_weights or model.save), .weights.h5, .keras",
+                    "%s: HDF5 but not a Keras weight file (no layer_names attribute, no "
+                    "/model_weights, no layers/ group)", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* A model.save() .h5's model_config attribute (JSON) into *config, when there is one. */
+static int read_model_config(hid_t f, const char *path, cJSON **config, rb_error *err)
+{
+    char **mc = NULL;
+    int nmc = 0;
+    if (keras_attr_strings(f, "model_config", &mc, &nmc, path, "/", err) < 0)
+        return -1;
+    if (nmc >= 1)
+        *config = cJSON_Parse(mc[0]);
+    h5_strings_free(mc, nmc);
+    return 0;
+}
+
 int keras_file_open_quiet(const char *path, keras_file **out, rb_error *err)
 {
     *out = NULL;
@@ -262,44 +307,15 @@ int keras_file_open_quiet(const char *path, keras_file **out, rb_error *err)
         kf->h5 = f;
     }
     hid_t f = (hid_t)kf->h5;
-    /* Which layout? Legacy files carry layer_names; Keras 3 ones a layers/ (or vars/)
-     * tree. A radbatch model file is told apart to give a useful hint. */
+    /* which layout? */
     const char *legacy_root = NULL;
-    if (kf->format != KERAS_FORMAT_ARCHIVE) {
-        if (H5Aexists(f, "layer_names") > 0 || H5Aexists(f, "layer_names0") > 0) {
-            kf->format = KERAS_FORMAT_H5;
-            legacy_root = "/";
-        } else if (h5_exists(f, "/model_weights")) {
-            kf->format = KERAS_FORMAT_H5_MODEL;
-            legacy_root = "/model_weights";
-        } else if (h5_exists(f, "/layers") || h5_exists(f, "/vars") ||
-                   h5_exists(f, "/_layer_checkpoint_dependencies")) {
-            kf->format = KERAS_FORMAT_WEIGHTS_H5;
-        } else {
-            char fmt[64] = "";
-            if (H5Aexists(f, "format") > 0)
-                keras_attr_string(f, "format", fmt, sizeof fmt, path, NULL);
-            if (strcmp(fmt, "radbatch-model") == 0)
-                rb_fail(err, "load it as a radbatch model (model_file_read_header)",
-                        "%s: this is a radbatch model file, not a Keras weight file", path);
-            else
-                rb_fail(err, "accepted: Keras .h5 (save_weights or model.save), .weights.h5, .keras",
-                        "%s: HDF5 but not a Keras weight file (no layer_names attribute, no "
-                        "/model_weights, no layers/ group)", path);
-            goto done;
-        }
-    }
+    if (kf->format != KERAS_FORMAT_ARCHIVE && detect_layout(kf, path, &legacy_root, err) < 0)
+        goto done;
     /* the model's config gives the classes (all formats) and, for Keras 3 files without
      * `name` attributes, the layer names */
-    if (!config && kf->format == KERAS_FORMAT_H5_MODEL && H5Aexists(f, "model_config") > 0) {
-        char **mc = NULL;
-        int nmc = 0;
-        if (keras_attr_strings(f, "model_config", &mc, &nmc, path, "/", err) < 0)
-            goto done;
-        if (nmc >= 1)
-            config = cJSON_Parse(mc[0]);
-        h5_strings_free(mc, nmc);
-    }
+    if (!config && kf->format == KERAS_FORMAT_H5_MODEL && H5Aexists(f, "model_config") > 0 &&
+        read_model_config(f, path, &config, err) < 0)
+        goto done;
     if (config && keras_cfg_walk(&cfg, config, "", 0) < 0) {
         rb_fail(err, NULL, "%s: out of memory indexing the model config", path);
         goto done;

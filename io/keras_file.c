@@ -2,7 +2,7 @@
  * the flat layer list, reading one tensor, and the small helpers the layouts share (the
  * layer list, Keras' string attributes, a dataset's shape and type). The layouts themselves
  * are read in keras_legacy.c, keras_v3.c and keras_archive.c; config.json in
- * keras_config.c. Nothing is read from a dataset until a whole layer has matched. */
+ * keras_config.c. Opening reads no weight values. */
 #include "keras_internal.h"
 #include "h5util.h"
 

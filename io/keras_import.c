@@ -1,6 +1,7 @@
 /* Keras weight import (see keras_import.h and docs/formats-model.md): the file's layer list
- * (keras_file.c) matched against the model's views by layer name, every shape checked before
- * any value of a layer is written, and the report. */
+ * (keras_file.c) matched against the model's views by layer name, and the report. Nothing is
+ * read from a dataset until a whole layer has matched (every shape checked), so a skipped
+ * layer stays untouched. */
 #include "keras_internal.h"
 #include "h5util.h"
 

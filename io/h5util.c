@@ -236,6 +236,24 @@ int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
     return rc;
 }
 
+int h5_exists(hid_t loc, const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return 0;
+    strcpy(buf, path);
+    for (char *p = buf + (buf[0] == '/'); *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
+        *p = '/';
+        if (e <= 0)
+            return 0;
+    }
+    return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
+}
+
 void h5_strings_free(char **v, int n)
 {
     if (!v)
@@ -252,4 +270,162 @@ void h5_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
         o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (o < cap)
         snprintf(buf + o, cap - o, "]");
+}
+
+/* ---------------------------------------------------------------- string attributes */
+
+/* The messages of h5_attr_read_strs in the caller's wording (see h5_strs_spec.object). */
+static const char *of_sep(const h5_strs_spec *s) { return s->object ? " of " : ""; }
+static const char *of_obj(const h5_strs_spec *s) { return s->object ? s->object : ""; }
+
+static int strs_fail_read(const h5_strs_spec *s, const char *attr, rb_error *err)
+{
+    return rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s%s%s", s->file,
+                   attr, of_sep(s), of_obj(s));
+}
+
+static int strs_fail_oom(const h5_strs_spec *s, const char *attr, rb_error *err)
+{
+    if (s->object)
+        return rb_fail(err, NULL, "out of memory reading %s:%s", s->file, attr);
+    return rb_fail(err, NULL, "%s: out of memory", s->file);
+}
+
+/* Variable-length strings into v[0..n). */
+static int strs_read_vlen(hid_t a, hid_t ft, hid_t sp, hssize_t n, const char *attr,
+                          const h5_strs_spec *s, char **v, rb_error *err)
+{
+    hid_t mt = h5_vlen_str(s->flags & H5_STRS_FILE_CSET ? H5Tget_cset(ft) : H5T_CSET_UTF8);
+    if (mt < 0) {
+        if (s->object)
+            return rb_fail(err, NULL, "%s: HDF5 string type setup failed", s->file);
+        return strs_fail_read(s, attr, err);
+    }
+    int rc = -1;
+    char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
+    if (!raw) {
+        s->object ? strs_fail_oom(s, attr, err) : strs_fail_read(s, attr, err);
+        goto done;
+    }
+    if (H5Aread(a, mt, raw) < 0) {
+        strs_fail_read(s, attr, err);
+        goto done;
+    }
+    int oom = 0;
+    for (hssize_t i = 0; i < n; i++) {
+        v[i] = strdup(raw[i] ? raw[i] : "");
+        oom |= !v[i];
+    }
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+    if (oom)
+        strs_fail_oom(s, attr, err);
+    else
+        rc = 0;
+done:
+    free(raw);
+    H5Tclose(mt);
+    return rc;
+}
+
+/* Fixed-length strings into v[0..n). */
+static int strs_read_fixed(hid_t a, hid_t ft, hssize_t n, const char *attr,
+                           const h5_strs_spec *s, char **v, rb_error *err)
+{
+    size_t sz = H5Tget_size(ft);
+    if (s->max_fixed && (sz == 0 || sz > s->max_fixed))
+        return rb_fail(err, NULL, "%s: attribute %s%s%s has string size %zu", s->file, attr,
+                       of_sep(s), of_obj(s), sz);
+    int rc = -1;
+    hid_t mt = H5Tcopy(ft);
+    char *fixed = malloc(sz * (size_t)(n ? n : 1));
+    if (mt < 0 || !fixed) {
+        s->object ? strs_fail_oom(s, attr, err) : strs_fail_read(s, attr, err);
+        goto done;
+    }
+    if (H5Aread(a, mt, fixed) < 0) {
+        strs_fail_read(s, attr, err);
+        goto done;
+    }
+    int space_pad = (s->flags & H5_STRS_STRIP_SPACEPAD) && H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
+    for (hssize_t i = 0; i < n; i++) {
+        const char *str = fixed + (size_t)i * sz;
+        size_t len = strnlen(str, sz);
+        while (space_pad && len > 0 && str[len - 1] == ' ')
+            len--;
+        v[i] = malloc(len + 1);
+        if (!v[i]) {
+            strs_fail_oom(s, attr, err);
+            goto done;
+        }
+        memcpy(v[i], str, len);
+        v[i][len] = 0;
+    }
+    rc = 0;
+done:
+    free(fixed);
+    if (mt >= 0)
+        H5Tclose(mt);
+    return rc;
+}
+
+int h5_attr_read_strs(hid_t obj, const char *attr, const h5_strs_spec *s, char ***out,
+                      int *n_out, rb_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    htri_t ex = H5Aexists(obj, attr);
+    if (ex < 0)
+        return rb_fail(err, NULL, "%s: cannot check attribute %s%s%s", s->file, attr, of_sep(s),
+                       of_obj(s));
+    if (ex == 0)
+        return 1;
+    int rc = -1;
+    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT);
+    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    char **v = NULL;
+    if (a < 0 || ft < 0 || sp < 0 || n < 0) {
+        rb_fail(err, "the file may be damaged", "%s: cannot %s attribute %s%s%s", s->file,
+                s->object ? "open" : "read", attr, of_sep(s), of_obj(s));
+        goto done;
+    }
+    if (n > s->max_n) {
+        if (s->object)
+            rb_fail(err, NULL, "%s: attribute %s of %s has %lld entries, too many", s->file,
+                    attr, s->object, (long long)n);
+        else
+            strs_fail_read(s, attr, err);
+        goto done;
+    }
+    if (H5Tget_class(ft) != H5T_STRING) {
+        if (n == 0 && (s->flags & H5_STRS_EMPTY_NUMERIC)) {
+            rc = 0;
+            goto done;
+        }
+        rb_fail(err, NULL, "%s: attribute %s%s%s is not a string%s", s->file, attr, of_sep(s),
+                of_obj(s), s->object ? " list" : "");
+        goto done;
+    }
+    v = calloc((size_t)(n ? n : 1), sizeof *v);
+    if (!v) {
+        strs_fail_oom(s, attr, err);
+        goto done;
+    }
+    if (H5Tis_variable_str(ft) > 0 ? strs_read_vlen(a, ft, sp, n, attr, s, v, err) < 0
+                                   : strs_read_fixed(a, ft, n, attr, s, v, err) < 0)
+        goto done;
+    *out = v;
+    *n_out = (int)n;
+    v = NULL;
+    rc = 0;
+done:
+    h5_strings_free(v, (int)(n > 0 ? n : 0));
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
 }

@@ -2,6 +2,8 @@
 #ifndef H5UTIL_H
 #define H5UTIL_H
 
+#include "rb_error.h"
+
 #include <hdf5.h>
 
 #include <stddef.h>
@@ -56,9 +58,44 @@ int h5_attr_write_str(hid_t obj, const char *name, const char *value);
 /* 1-D array of n variable-length UTF-8 strings (n = 0: an empty 1-D array). 0 or -1. */
 int h5_attr_write_strs(hid_t obj, const char *name, const char *const *v, int n);
 
+/* Does `path` (absolute or relative to loc) name an existing object? Checks every
+ * component, since H5Lexists fails on a missing intermediate group. */
+int h5_exists(hid_t loc, const char *path);
+
 /* A scalar string attribute (variable or fixed length) into out, cut to cap. -1 when it
  * cannot be opened or read; out is then unchanged. */
 int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap);
+
+/* How h5_attr_read_strs reads a string attribute and words its errors. The Keras importer
+ * and the model file reader accept different files and say different things; these fields
+ * are their differences (io/keras_file.c and io/model_file.c fill them in). */
+typedef struct h5_strs_spec {
+    const char *file;   /* the file's path, first in every message */
+    const char *object; /* the object, named in messages ("attribute A of OBJECT"), which
+                         * then also tell apart opening, size and type failures; NULL: every
+                         * failure after the attribute is found is "cannot read attribute A"
+                         * (or "is not a string", "out of memory") */
+    int64_t max_n;      /* more entries than this: an error */
+    size_t max_fixed;   /* fixed-length strings of size 0 or above this: an error (0: no limit) */
+    unsigned flags;     /* H5_STRS_* */
+} h5_strs_spec;
+
+enum {
+    /* variable-length strings are read in the file's character set (ASCII or UTF-8); without
+     * it, as UTF-8 */
+    H5_STRS_FILE_CSET = 1u << 0,
+    /* a non-string attribute with no entries reads as zero strings (Keras writes an empty
+     * list as a float64 array of shape (0,)) */
+    H5_STRS_EMPTY_NUMERIC = 1u << 1,
+    /* fixed-length strings padded with spaces lose their trailing spaces */
+    H5_STRS_STRIP_SPACEPAD = 1u << 2,
+};
+
+/* A string attribute (scalar or 1-D array, fixed or variable length) as a malloc'd array of
+ * malloc'd strings (free with h5_strings_free; *out may be NULL when *n_out is 0). Returns 1
+ * when the attribute is absent, 0 on success, -1 with err filled in. */
+int h5_attr_read_strs(hid_t obj, const char *attr, const h5_strs_spec *spec, char ***out,
+                      int *n_out, rb_error *err);
 
 /* Free n malloc'd strings and the array (v may be NULL). */
 void h5_strings_free(char **v, int n);

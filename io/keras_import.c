@@ -1,1207 +1,13 @@
-/* Keras weight import (see keras_import.h and docs/formats-model.md).
- *
- * The file is first indexed into a flat list of layers (name, class, tensors with shapes
- * and dataset paths), whatever the format; matching against the model's views then works
- * on that list only. Nothing is read from a dataset until a whole layer has matched. */
-#include "keras_import.h"
+/* Keras weight import (see keras_import.h and docs/formats-model.md): the file's layer list
+ * (keras_file.c) matched against the model's views by layer name, and the report. Nothing is
+ * read from a dataset until a whole layer has matched (every shape checked), so a skipped
+ * layer stays untouched. */
+#include "keras_internal.h"
 #include "h5util.h"
 
-#include <cjson/cJSON.h>
-#include <hdf5.h>
-#include <zip.h>
-
-#include <ctype.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-_Static_assert(sizeof(hid_t) == sizeof(int64_t), "keras_file stores hid_t as int64_t");
-
-/* Limits against hostile or broken files: nobody has a 4 GiB weight file or a 256 MiB
- * config.json, and a model with more than 100k layers is not a Keras model. */
-#define MAX_WEIGHTS_BYTES ((zip_uint64_t)4 << 30)
-#define MAX_CONFIG_BYTES ((zip_uint64_t)256 << 20)
-#define MAX_LAYERS 100000
-#define MAX_DEPTH 64
-
-const char *keras_format_name(keras_format f)
-{
-    switch (f) {
-    case KERAS_FORMAT_H5: return "keras-h5 (save_weights)";
-    case KERAS_FORMAT_H5_MODEL: return "keras-h5 (model.save, /model_weights)";
-    case KERAS_FORMAT_WEIGHTS_H5: return "keras3 .weights.h5";
-    case KERAS_FORMAT_ARCHIVE: return "keras .keras archive";
-    default: return "unknown";
-    }
-}
-
-/* ---------------------------------------------------------------- small helpers */
-
-static char *xstrdup(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* Does `path` (absolute or relative to loc) name an existing object? Checks every
- * component, since H5Lexists fails on a missing intermediate group. */
-static int h5_exists(hid_t loc, const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf)
-        return 0;
-    strcpy(buf, path);
-    for (char *p = buf + (buf[0] == '/'); *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
-        *p = '/';
-        if (e <= 0)
-            return 0;
-    }
-    return H5Lexists(loc, buf, H5P_DEFAULT) > 0;
-}
-
-/* Read a string attribute (scalar or 1-D array, fixed or variable length) into a malloc'd
- * array of malloc'd strings. Keras writes an empty list as a float64 array of shape (0,);
- * that reads as zero strings. Returns 1 when the attribute is absent, 0 on success. */
-static int h5_attr_strings_one(hid_t obj, const char *attr, char ***out, int *n_out,
-                               const char *file, const char *objname, rb_error *err)
-{
-    *out = NULL;
-    *n_out = 0;
-    htri_t ex = H5Aexists(obj, attr);
-    if (ex < 0)
-        return rb_fail(err, NULL, "%s: cannot check attribute %s of %s", file, attr, objname);
-    if (ex == 0)
-        return 1;
-    int rc = -1;
-    hid_t a = H5Aopen(obj, attr, H5P_DEFAULT);
-    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hid_t mt = -1;
-    char **v = NULL;
-    char *fixed = NULL;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (a < 0 || ft < 0 || sp < 0 || n < 0) {
-        rb_fail(err, "the file may be damaged", "%s: cannot open attribute %s of %s", file, attr,
-                objname);
-        goto done;
-    }
-    if (n > MAX_LAYERS * 16) {
-        rb_fail(err, NULL, "%s: attribute %s of %s has %lld entries, too many", file, attr,
-                objname, (long long)n);
-        goto done;
-    }
-    if (H5Tget_class(ft) != H5T_STRING) {
-        if (n == 0) { /* Keras' empty weight_names */
-            rc = 0;
-            goto done;
-        }
-        rb_fail(err, NULL, "%s: attribute %s of %s is not a string list", file, attr, objname);
-        goto done;
-    }
-    v = calloc((size_t)(n ? n : 1), sizeof *v);
-    if (!v) {
-        rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-        goto done;
-    }
-    if (H5Tis_variable_str(ft) > 0) {
-        mt = h5_vlen_str(H5Tget_cset(ft));
-        if (mt < 0) {
-            rb_fail(err, NULL, "%s: HDF5 string type setup failed", file);
-            goto done;
-        }
-        char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
-        if (!raw) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-        if (H5Aread(a, mt, raw) < 0) {
-            free(raw);
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s of %s", file,
-                    attr, objname);
-            goto done;
-        }
-        int oom = 0;
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = xstrdup(raw[i] ? raw[i] : "");
-            oom |= !v[i];
-        }
-        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-        free(raw);
-        if (oom) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-    } else {
-        size_t sz = H5Tget_size(ft);
-        if (sz == 0 || sz > 65536) {
-            rb_fail(err, NULL, "%s: attribute %s of %s has string size %zu", file, attr, objname,
-                    sz);
-            goto done;
-        }
-        mt = H5Tcopy(ft);
-        fixed = malloc(sz * (size_t)(n ? n : 1));
-        if (mt < 0 || !fixed) {
-            rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-            goto done;
-        }
-        if (H5Aread(a, mt, fixed) < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s of %s", file,
-                    attr, objname);
-            goto done;
-        }
-        int space_pad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
-        for (hssize_t i = 0; i < n; i++) {
-            const char *s = fixed + (size_t)i * sz;
-            size_t len = strnlen(s, sz);
-            while (space_pad && len > 0 && s[len - 1] == ' ')
-                len--;
-            v[i] = malloc(len + 1);
-            if (!v[i]) {
-                rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-                goto done;
-            }
-            memcpy(v[i], s, len);
-            v[i][len] = 0;
-        }
-    }
-    *out = v;
-    *n_out = (int)n;
-    v = NULL;
-    rc = 0;
-done:
-    if (v)
-        h5_strings_free(v, (int)n);
-    free(fixed);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
-}
-
-/* Keras splits attributes above HDF5's 64 KiB header limit into `name0`, `name1`, ...
- * (saving_utils.save_attributes_to_hdf5_group); read either form. 1 when absent. */
-static int h5_attr_strings(hid_t obj, const char *attr, char ***out, int *n_out,
-                           const char *file, const char *objname, rb_error *err)
-{
-    int rc = h5_attr_strings_one(obj, attr, out, n_out, file, objname, err);
-    if (rc != 1)
-        return rc;
-    char **all = NULL;
-    int n_all = 0;
-    for (int chunk = 0;; chunk++) {
-        char name[160];
-        snprintf(name, sizeof name, "%s%d", attr, chunk);
-        char **part;
-        int n_part;
-        rc = h5_attr_strings_one(obj, name, &part, &n_part, file, objname, err);
-        if (rc < 0) {
-            h5_strings_free(all, n_all);
-            return -1;
-        }
-        if (rc == 1)
-            break;
-        char **grown = realloc(all, (size_t)(n_all + n_part + 1) * sizeof *grown);
-        if (!grown) {
-            h5_strings_free(part, n_part);
-            h5_strings_free(all, n_all);
-            return rb_fail(err, NULL, "out of memory reading %s:%s", file, attr);
-        }
-        all = grown;
-        memcpy(all + n_all, part, (size_t)n_part * sizeof *part);
-        n_all += n_part;
-        free(part);
-    }
-    if (!all)
-        return 1;
-    *out = all;
-    *n_out = n_all;
-    return 0;
-}
-
-/* A scalar string attribute into buf ("" when absent). */
-static int h5_attr_string(hid_t obj, const char *attr, char *buf, size_t cap, const char *file,
-                          rb_error *err)
-{
-    buf[0] = 0;
-    char **v;
-    int n;
-    int rc = h5_attr_strings_one(obj, attr, &v, &n, file, attr, err);
-    if (rc < 0)
-        return -1;
-    if (rc == 0 && n >= 1)
-        snprintf(buf, cap, "%s", v[0]);
-    if (rc == 0)
-        h5_strings_free(v, n);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- the layer list */
-
-typedef struct {
-    keras_layer_info *v;
-    int n, cap;
-} layer_list;
-
-static keras_layer_info *layer_list_add(layer_list *l)
-{
-    if (l->n >= MAX_LAYERS)
-        return NULL;
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        keras_layer_info *v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return NULL;
-        l->v = v;
-        l->cap = cap;
-    }
-    keras_layer_info *e = &l->v[l->n++];
-    memset(e, 0, sizeof *e);
-    return e;
-}
-
-static void layer_info_free(keras_layer_info *e)
-{
-    for (int i = 0; i < e->n; i++) {
-        free(e->t[i].name);
-        free(e->t[i].dataset);
-    }
-    free(e->t);
-    free(e->name);
-    free(e->alias);
-    free(e->klass);
-    free(e->where);
-}
-
-/* Shape and type of a dataset; fails naming it when absent. */
-static int tensor_probe(hid_t file, const char *dset, keras_tensor_info *t, const char *path,
-                        rb_error *err)
-{
-    t->dataset = xstrdup(dset);
-    if (!t->dataset)
-        return rb_fail(err, NULL, "out of memory");
-    if (!h5_exists(file, dset))
-        return rb_fail(err, "the file is incomplete or not written by Keras",
-                       "%s: dataset %s is listed but missing", path, dset);
-    hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
-    if (d < 0)
-        return rb_fail(err, "the file may be damaged", "%s: cannot open dataset %s", path, dset);
-    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
-    int rc = 0;
-    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    if (nd < 0 || nd > 8 || ty < 0) {
-        rc = rb_fail(err, NULL, "%s: dataset %s has an unsupported shape (rank %d)", path, dset,
-                     nd);
-    } else {
-        hsize_t dims[8];
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-        t->ndim = nd;
-        for (int i = 0; i < nd; i++)
-            t->shape[i] = (int64_t)dims[i];
-        H5T_class_t c = H5Tget_class(ty);
-        t->is_float = c == H5T_FLOAT;
-        /* Keras 3 stores bfloat16 variables as uint16 with attribute dtype="bfloat16" */
-        if (c == H5T_INTEGER && H5Tget_size(ty) == 2 && H5Aexists(d, "dtype") > 0) {
-            char dt[32];
-            if (h5_attr_string(d, "dtype", dt, sizeof dt, path, err) == 0 &&
-                strcmp(dt, "bfloat16") == 0)
-                t->is_float = 2;
-        }
-    }
-    if (ty >= 0)
-        H5Tclose(ty);
-    if (sp >= 0)
-        H5Sclose(sp);
-    H5Dclose(d);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- config.json */
-
-/* Every layer of a Keras config, with the path Keras 3 gives its weights in the
- * .weights.h5 (layers/<snake_case(class)>[_k], nested models recursively). */
-typedef struct {
-    char *path, *name, *klass;
-    const cJSON *config;
-} cfg_layer;
-
-typedef struct {
-    cfg_layer *v;
-    int n, cap;
-} cfg_map;
-
-static void cfg_map_free(cfg_map *m)
-{
-    for (int i = 0; i < m->n; i++) {
-        free(m->v[i].path);
-        free(m->v[i].name);
-        free(m->v[i].klass);
-    }
-    free(m->v);
-    memset(m, 0, sizeof *m);
-}
-
-/* keras.src.utils.naming.to_snake_case: drop non-word characters, then
- * re.sub("(.)([A-Z][a-z]+)", r"\1_\2"), re.sub("([a-z])([A-Z])", r"\1_\2"), lower(). */
-static void snake_case(const char *in, char *out, size_t cap)
-{
-    char a[256], b[512];
-    size_t na = 0, nb = 0;
-    for (const char *p = in; *p && na + 1 < sizeof a; p++)
-        if (isalnum((unsigned char)*p) || *p == '_')
-            a[na++] = *p;
-    a[na] = 0;
-    for (size_t i = 0; i < na && nb + 3 < sizeof b;) {
-        if (i + 2 < na + 1 && isupper((unsigned char)a[i + 1]) &&
-            islower((unsigned char)a[i + 2])) {
-            size_t j = i + 2;
-            while (j < na && islower((unsigned char)a[j]))
-                j++;
-            b[nb++] = a[i];
-            b[nb++] = '_';
-            for (size_t k = i + 1; k < j && nb + 1 < sizeof b; k++)
-                b[nb++] = a[k];
-            i = j;
-        } else {
-            b[nb++] = a[i++];
-        }
-    }
-    b[nb] = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < nb && o + 3 < cap;) {
-        if (i + 1 < nb && islower((unsigned char)b[i]) && isupper((unsigned char)b[i + 1])) {
-            out[o++] = b[i];
-            out[o++] = '_';
-            out[o++] = (char)tolower((unsigned char)b[i + 1]);
-            i += 2;
-        } else {
-            out[o++] = (char)tolower((unsigned char)b[i]);
-            i++;
-        }
-    }
-    out[o] = 0;
-}
-
-static const char *json_str(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int cfg_add(cfg_map *m, const char *path, const char *name, const char *klass,
-                   const cJSON *config)
-{
-    if (m->n >= MAX_LAYERS)
-        return -1;
-    if (m->n == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 64;
-        cfg_layer *v = realloc(m->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return -1;
-        m->v = v;
-        m->cap = cap;
-    }
-    cfg_layer *c = &m->v[m->n];
-    c->path = xstrdup(path);
-    c->name = xstrdup(name ? name : "");
-    c->klass = xstrdup(klass ? klass : "");
-    c->config = config;
-    if (!c->path || !c->name || !c->klass) {
-        free(c->path);
-        free(c->name);
-        free(c->klass);
-        return -1;
-    }
-    m->n++;
-    return 0;
-}
-
-/* obj: {"class_name": ..., "config": {"name": ..., "layers": [...]}} of a model. */
-static int cfg_walk(cfg_map *m, const cJSON *obj, const char *path, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return 0;
-    const cJSON *config = cJSON_GetObjectItemCaseSensitive(obj, "config");
-    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(config, "layers");
-    if (!cJSON_IsArray(layers))
-        return 0;
-    const char *cls = json_str(obj, "class_name");
-    /* Sequential.layers (what Keras 3 saves) leaves out the InputLayer its config lists */
-    int sequential = cls && strcmp(cls, "Sequential") == 0;
-    struct {
-        char snake[128];
-        int count;
-    } used[512];
-    int n_used = 0;
-    const cJSON *l;
-    cJSON_ArrayForEach(l, layers)
-    {
-        const char *lcls = json_str(l, "class_name");
-        const cJSON *lcfg = cJSON_GetObjectItemCaseSensitive(l, "config");
-        const char *lname = json_str(lcfg, "name");
-        if (!lname)
-            lname = json_str(l, "name");
-        if (!lcls)
-            continue;
-        if (sequential && strcmp(lcls, "InputLayer") == 0)
-            continue;
-        char snake[128], unique[160];
-        snake_case(lcls, snake, sizeof snake);
-        int k = -1;
-        for (int i = 0; i < n_used; i++)
-            if (strcmp(used[i].snake, snake) == 0)
-                k = i;
-        if (k < 0 && n_used < (int)(sizeof used / sizeof used[0])) {
-            k = n_used++;
-            snprintf(used[k].snake, sizeof used[k].snake, "%s", snake);
-            used[k].count = -1;
-        }
-        if (k < 0)
-            continue;
-        int c = ++used[k].count;
-        if (c == 0)
-            snprintf(unique, sizeof unique, "%s", snake);
-        else
-            snprintf(unique, sizeof unique, "%s_%d", snake, c);
-        char child[4096];
-        snprintf(child, sizeof child, "%s%slayers/%s", path, path[0] ? "/" : "", unique);
-        if (cfg_add(m, child, lname, lcls, lcfg) < 0)
-            return -1;
-        if (cfg_walk(m, l, child, depth + 1) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static const cfg_layer *cfg_by_path(const cfg_map *m, const char *path)
-{
-    for (int i = 0; i < m->n; i++)
-        if (strcmp(m->v[i].path, path) == 0)
-            return &m->v[i];
-    return NULL;
-}
-
-/* By layer name, only when the name is unique in the config. */
-static const cfg_layer *cfg_by_name(const cfg_map *m, const char *name)
-{
-    const cfg_layer *hit = NULL;
-    for (int i = 0; i < m->n; i++)
-        if (strcmp(m->v[i].name, name) == 0) {
-            if (hit)
-                return NULL;
-            hit = &m->v[i];
-        }
-    return hit;
-}
-
-static int json_bool(const cJSON *config, const char *key, int dflt)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
-}
-
-/* Keras 3 saves a layer's variables positionally (vars/0, vars/1, ...), in the order its
- * build() creates them. For the classes radbatch has, that order is known; the names are
- * those of Keras 2's weight_names, so both formats match a model the same way. */
-static int var_names_for_class(const char *klass, const cJSON *config, const char **names,
-                               int cap)
-{
-    int n = 0;
-    if (!klass)
-        return -1;
-    if (!strcmp(klass, "Conv1D") || !strcmp(klass, "Conv2D") || !strcmp(klass, "Conv3D") ||
-        !strcmp(klass, "Conv2DTranspose") || !strcmp(klass, "Dense")) {
-        names[n++] = "kernel";
-        if (json_bool(config, "use_bias", 1))
-            names[n++] = "bias";
-    } else if (!strcmp(klass, "DepthwiseConv2D")) {
-        names[n++] = "depthwise_kernel";
-        if (json_bool(config, "use_bias", 1))
-            names[n++] = "bias";
-    } else if (!strcmp(klass, "SeparableConv2D")) {
-        names[n++] = "depthwise_kernel";
-        names[n++] = "pointwise_kernel";
-        if (json_bool(config, "use_bias", 1))
-            names[n++] = "bias";
-    } else if (!strcmp(klass, "BatchNormalization")) {
-        if (json_bool(config, "scale", 1))
-            names[n++] = "gamma";
-        if (json_bool(config, "center", 1))
-            names[n++] = "beta";
-        names[n++] = "moving_mean";
-        names[n++] = "moving_variance";
-    } else {
-        return -1;
-    }
-    return n <= cap ? n : -1;
-}
-
-/* ---------------------------------------------------------------- legacy .h5 */
-
-/* "conv/conv2d/kernel:0" -> owner "conv2d", short "kernel"; "kernel:0" -> owner "", short
- * "kernel". The ":0" (TF variable output index) is dropped. */
-static void split_weight_name(const char *w, char *owner, size_t ocap, char *shrt, size_t scap)
-{
-    const char *slash = strrchr(w, '/');
-    const char *s = slash ? slash + 1 : w;
-    snprintf(shrt, scap, "%s", s);
-    char *colon = strrchr(shrt, ':');
-    if (colon && colon[1]) {
-        char *q = colon + 1;
-        while (*q && isdigit((unsigned char)*q))
-            q++;
-        if (!*q)
-            *colon = 0;
-    }
-    owner[0] = 0;
-    if (slash) {
-        const char *end = slash, *beg = slash;
-        while (beg > w && beg[-1] != '/')
-            beg--;
-        snprintf(owner, ocap, "%.*s", (int)(end - beg), beg);
-    }
-}
-
-static int index_legacy(keras_file *kf, const char *root, layer_list *out, const cfg_map *cfg,
-                        rb_error *err)
-{
-    const char *path = kf->path;
-    hid_t g = H5Gopen2((hid_t)kf->h5, root, H5P_DEFAULT);
-    if (g < 0)
-        return rb_fail(err, NULL, "%s: cannot open group %s", path, root);
-    char **lnames = NULL;
-    int nl = 0, rc = -1;
-    int r = h5_attr_strings(g, "layer_names", &lnames, &nl, path, root, err);
-    if (r != 0) {
-        if (r == 1)
-            rb_fail(err, NULL, "%s: group %s has no layer_names attribute", path, root);
-        H5Gclose(g);
-        return -1;
-    }
-    if (h5_attr_string(g, "keras_version", kf->keras_version, sizeof kf->keras_version, path,
-                       err) < 0)
-        goto done;
-    if (!kf->keras_version[0] &&
-        h5_attr_string((hid_t)kf->h5, "keras_version", kf->keras_version,
-                       sizeof kf->keras_version, path, err) < 0)
-        goto done;
-    const char *sep = strcmp(root, "/") == 0 ? "" : "/";
-    for (int i = 0; i < nl; i++) {
-        const char *G = lnames[i];
-        char gpath[4096];
-        snprintf(gpath, sizeof gpath, "%s%s%s", root, sep, G);
-        if (!h5_exists((hid_t)kf->h5, gpath)) {
-            rb_fail(err, "the file is incomplete or not written by Keras",
-                    "%s: layer_names lists '%s' but there is no group %s", path, G, gpath);
-            goto done;
-        }
-        hid_t lg = H5Gopen2((hid_t)kf->h5, gpath, H5P_DEFAULT);
-        if (lg < 0) {
-            rb_fail(err, NULL, "%s: cannot open group %s", path, gpath);
-            goto done;
-        }
-        char **wn = NULL;
-        int nw = 0;
-        r = h5_attr_strings(lg, "weight_names", &wn, &nw, path, gpath, err);
-        H5Gclose(lg);
-        if (r < 0)
-            goto done;
-        /* the owner of each weight: the layer named inside the weight name */
-        char (*owner)[256] = nw ? calloc((size_t)nw, sizeof *owner) : NULL;
-        char (*shrt)[256] = nw ? calloc((size_t)nw, sizeof *shrt) : NULL;
-        if (nw && (!owner || !shrt)) {
-            free(owner);
-            free(shrt);
-            h5_strings_free(wn, nw);
-            rb_fail(err, NULL, "out of memory");
-            goto done;
-        }
-        int all_self = 1, one_other = 1;
-        for (int j = 0; j < nw; j++) {
-            split_weight_name(wn[j], owner[j], sizeof owner[j], shrt[j], sizeof shrt[j]);
-            if (!owner[j][0])
-                snprintf(owner[j], sizeof owner[j], "%s", G);
-            if (strcmp(owner[j], G) != 0)
-                all_self = 0;
-            if (strcmp(owner[j], owner[0]) != 0)
-                one_other = 0;
-        }
-        /* Plain layer: every weight is named after the group. Nested model: weights named
-         * after the inner layers ("Conv1/kernel:0"), one entry per inner layer. A single
-         * other owner may be either (a renamed layer); it answers to both names. */
-        int n_ent = 0;
-        const char *owners[1024];
-        if (nw == 0 || all_self) {
-            owners[n_ent++] = G;
-        } else {
-            for (int j = 0; j < nw; j++) {
-                int seen = 0;
-                for (int k = 0; k < n_ent; k++)
-                    seen |= strcmp(owners[k], owner[j]) == 0;
-                if (!seen && n_ent < 1024)
-                    owners[n_ent++] = owner[j];
-            }
-        }
-        int fail = 0;
-        for (int k = 0; k < n_ent && !fail; k++) {
-            keras_layer_info *e = layer_list_add(out);
-            if (!e) {
-                fail = rb_fail(err, NULL, "%s: too many layers", path);
-                break;
-            }
-            e->name = xstrdup(owners[k]);
-            e->where = (nw == 0 || all_self) ? xstrdup(gpath) : xasprintf("%s/%s", gpath, owners[k]);
-            if (nw && !all_self && one_other)
-                e->alias = xstrdup(G);
-            const cfg_layer *c = cfg ? cfg_by_name(cfg, owners[k]) : NULL;
-            if (c && c->klass[0])
-                e->klass = xstrdup(c->klass);
-            int cnt = 0;
-            for (int j = 0; j < nw; j++)
-                cnt += (nw == 0 || all_self) || strcmp(owner[j], owners[k]) == 0;
-            e->t = cnt ? calloc((size_t)cnt, sizeof *e->t) : NULL;
-            if (!e->name || !e->where || (cnt && !e->t)) {
-                fail = rb_fail(err, NULL, "out of memory");
-                break;
-            }
-            for (int j = 0; j < nw && !fail; j++) {
-                if (!(all_self || strcmp(owner[j], owners[k]) == 0))
-                    continue;
-                keras_tensor_info *t = &e->t[e->n++];
-                t->name = xstrdup(shrt[j]);
-                char dpath[4096];
-                snprintf(dpath, sizeof dpath, "%s/%s", gpath, wn[j]);
-                if (!t->name || tensor_probe((hid_t)kf->h5, dpath, t, path, err) < 0)
-                    fail = -1;
-            }
-        }
-        free(owner);
-        free(shrt);
-        h5_strings_free(wn, nw);
-        if (fail)
-            goto done;
-    }
-    rc = 0;
-done:
-    h5_strings_free(lnames, nl);
-    H5Gclose(g);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- Keras 3 .weights.h5 */
-
-typedef struct {
-    char **v;
-    int n, cap;
-} name_list;
-
-static herr_t collect_child(hid_t g, const char *name, const H5L_info_t *info, void *op)
-{
-    (void)g;
-    (void)info;
-    name_list *l = op;
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 16;
-        char **v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return -1;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n] = xstrdup(name);
-    if (!l->v[l->n])
-        return -1;
-    l->n++;
-    return 0;
-}
-
-static int list_children(hid_t file, const char *gpath, name_list *l, const char *path,
-                         rb_error *err)
-{
-    memset(l, 0, sizeof *l);
-    hid_t g = H5Gopen2(file, gpath, H5P_DEFAULT);
-    if (g < 0)
-        return rb_fail(err, NULL, "%s: cannot open group %s", path, gpath);
-    herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_child, l);
-    H5Gclose(g);
-    if (r < 0) {
-        h5_strings_free(l->v, l->n);
-        memset(l, 0, sizeof *l);
-        return rb_fail(err, NULL, "%s: cannot list group %s", path, gpath);
-    }
-    return 0;
-}
-
-static int is_group(hid_t file, const char *p)
-{
-    H5O_info_t oi;
-    return H5Oget_info_by_name(file, p, &oi, H5P_DEFAULT) >= 0 && oi.type == H5O_TYPE_GROUP;
-}
-
-/* Normalize the Keras 2.13 spelling of nested paths to the Keras 3 one. */
-static void normalize_v3_path(const char *in, char *out, size_t cap)
-{
-    const char *from = "_layer_checkpoint_dependencies";
-    size_t o = 0;
-    while (*in && o + 1 < cap) {
-        if (strncmp(in, from, strlen(from)) == 0) {
-            o += (size_t)snprintf(out + o, cap - o, "layers");
-            in += strlen(from);
-        } else {
-            out[o++] = *in++;
-        }
-    }
-    out[o < cap ? o : cap - 1] = 0;
-}
-
-/* One group `p` (relative path, "" = root) of a Keras 3 weights file. */
-static int walk_v3(keras_file *kf, const char *p, layer_list *out, const cfg_map *cfg, int depth,
-                   rb_error *err)
-{
-    if (depth > MAX_DEPTH)
-        return rb_fail(err, NULL, "%s: groups nested deeper than %d", kf->path, MAX_DEPTH);
-    hid_t file = (hid_t)kf->h5;
-    char gpath[4096];
-    snprintf(gpath, sizeof gpath, "/%s", p);
-    name_list ch;
-    if (list_children(file, gpath, &ch, kf->path, err) < 0)
-        return -1;
-    int rc = 0, has_vars = 0, has_sub = 0;
-    for (int i = 0; i < ch.n && rc == 0; i++) {
-        char cp[4096];
-        snprintf(cp, sizeof cp, "%s%s%s", p, p[0] ? "/" : "", ch.v[i]);
-        char abs[4100];
-        snprintf(abs, sizeof abs, "/%s", cp);
-        if (!is_group(file, abs))
-            continue;
-        if (strcmp(ch.v[i], "vars") == 0) {
-            has_vars = 1;
-            continue;
-        }
-        /* the optimizer's variables live beside the model's; they are not weights */
-        if (depth == 0 && strcmp(ch.v[i], "optimizer") == 0)
-            continue;
-        has_sub = 1;
-        rc = walk_v3(kf, cp, out, cfg, depth + 1, err);
-    }
-    h5_strings_free(ch.v, ch.n);
-    if (rc < 0 || !has_vars || depth == 0)
-        return rc; /* the root's own vars are the model object's, empty for Keras models */
-
-    char vpath[4200];
-    snprintf(vpath, sizeof vpath, "/%s/vars", p);
-    name_list vars;
-    if (list_children(file, vpath, &vars, kf->path, err) < 0)
-        return -1;
-    int n = vars.n;
-    h5_strings_free(vars.v, vars.n);
-    if (n == 0 && has_sub)
-        return 0; /* a container (nested model) without variables of its own */
-
-    char norm[4096];
-    normalize_v3_path(p, norm, sizeof norm);
-    const cfg_layer *c = cfg ? cfg_by_path(cfg, norm) : NULL;
-    char name[512] = "";
-    hid_t vg = H5Gopen2(file, vpath, H5P_DEFAULT);
-    if (vg < 0)
-        return rb_fail(err, NULL, "%s: cannot open group %s", kf->path, vpath);
-    rc = h5_attr_string(vg, "name", name, sizeof name, kf->path, err);
-    H5Gclose(vg);
-    if (rc < 0)
-        return -1;
-    if (!c && name[0] && cfg)
-        c = cfg_by_name(cfg, name);
-    if (!name[0] && c && c->name[0])
-        snprintf(name, sizeof name, "%s", c->name);
-    if (!name[0]) { /* no name in the file: the group's own (automatic) name */
-        const char *b = strrchr(p, '/');
-        snprintf(name, sizeof name, "%s", b ? b + 1 : p);
-    }
-
-    keras_layer_info *e = layer_list_add(out);
-    if (!e)
-        return rb_fail(err, NULL, "%s: too many layers", kf->path);
-    e->name = xstrdup(name);
-    e->where = xstrdup(p);
-    e->klass = c && c->klass[0] ? xstrdup(c->klass) : NULL;
-    e->t = n ? calloc((size_t)n, sizeof *e->t) : NULL;
-    if (!e->name || !e->where || (n && !e->t))
-        return rb_fail(err, NULL, "out of memory");
-    const char *vn[16];
-    int nvn = c ? var_names_for_class(c->klass, c->config, vn, 16) : -1;
-    for (int i = 0; i < n; i++) {
-        keras_tensor_info *t = &e->t[e->n++];
-        char dpath[4300];
-        snprintf(dpath, sizeof dpath, "/%s/vars/%d", p, i);
-        if (tensor_probe(file, dpath, t, kf->path, err) < 0)
-            return -1;
-        if (nvn == n) {
-            t->name = xstrdup(vn[i]);
-            if (!t->name)
-                return rb_fail(err, NULL, "out of memory");
-        }
-    }
-    /* integer-only variables are RNG states (seed generators), not weights */
-    int any_float = 0;
-    for (int i = 0; i < e->n; i++)
-        any_float |= e->t[i].is_float != 0;
-    if (e->n > 0 && !any_float) {
-        layer_info_free(e);
-        out->n--;
-    }
-    return 0;
-}
-
-/* ---------------------------------------------------------------- opening */
-
-static atomic_int image_counter;
-
-static int read_zip_entry(zip_t *z, const char *archive, const char *name, zip_uint64_t limit,
-                          char **buf, size_t *len, rb_error *err)
-{
-    *buf = NULL;
-    *len = 0;
-    zip_int64_t idx = zip_name_locate(z, name, 0);
-    if (idx < 0)
-        return 1;
-    zip_stat_t st;
-    zip_stat_init(&st);
-    if (zip_stat_index(z, (zip_uint64_t)idx, 0, &st) < 0 || !(st.valid & ZIP_STAT_SIZE))
-        return rb_fail(err, NULL, "%s: cannot stat %s in the archive: %s", archive, name,
-                       zip_strerror(z));
-    if (st.size > limit)
-        return rb_fail(err, NULL, "%s: %s is %llu bytes, more than the %llu accepted", archive,
-                       name, (unsigned long long)st.size, (unsigned long long)limit);
-    char *b = malloc(st.size ? st.size : 1);
-    if (!b)
-        return rb_fail(err, NULL, "%s: out of memory for %s (%llu bytes)", archive, name,
-                       (unsigned long long)st.size);
-    zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)idx, 0);
-    if (!f) {
-        free(b);
-        return rb_fail(err, "the archive may be damaged", "%s: cannot open %s: %s", archive,
-                       name, zip_strerror(z));
-    }
-    zip_uint64_t got = 0;
-    while (got < st.size) {
-        zip_int64_t r = zip_fread(f, b + got, st.size - got);
-        if (r <= 0)
-            break;
-        got += (zip_uint64_t)r;
-    }
-    int bad = got != st.size;
-    if (bad)
-        rb_fail(err, "the archive is truncated or damaged", "%s: short read of %s (%llu of %llu bytes): %s",
-                archive, name, (unsigned long long)got, (unsigned long long)st.size,
-                zip_file_strerror(f));
-    zip_fclose(f);
-    if (bad) {
-        free(b);
-        return -1;
-    }
-    *buf = b;
-    *len = (size_t)st.size;
-    return 0;
-}
-
-/* The archive's model.weights.h5 is opened from memory (HDF5 core driver with a file
- * image: no temporary file, no libhdf5_hl). */
-static int open_archive(keras_file *kf, cJSON **config, rb_error *err)
-{
-    int zerr = 0;
-    zip_t *z = zip_open(kf->path, ZIP_RDONLY, &zerr);
-    if (!z) {
-        zip_error_t ze;
-        zip_error_init_with_code(&ze, zerr);
-        rb_fail(err, "a .keras file is a zip archive; this one cannot be read",
-                "%s: cannot open the archive: %s", kf->path, zip_error_strerror(&ze));
-        zip_error_fini(&ze);
-        return -1;
-    }
-    char *w = NULL, *c = NULL, *meta = NULL;
-    size_t wn = 0, cn = 0, mn = 0;
-    int rc = -1;
-    int r = read_zip_entry(z, kf->path, "model.weights.h5", MAX_WEIGHTS_BYTES, &w, &wn, err);
-    if (r != 0) {
-        if (r == 1) {
-            if (zip_name_locate(z, "model.weights.json", 0) >= 0)
-                rb_fail(err, "save the model without max_shard_size, or load it in Keras and "
-                        "save_weights() to one file",
-                        "%s: sharded weights (model.weights.json) are not supported", kf->path);
-            else
-                rb_fail(err, "a .keras archive holds config.json and model.weights.h5",
-                        "%s: no model.weights.h5 in the archive", kf->path);
-        }
-        goto done;
-    }
-    r = read_zip_entry(z, kf->path, "config.json", MAX_CONFIG_BYTES, &c, &cn, err);
-    if (r < 0)
-        goto done;
-    if (c) {
-        *config = cJSON_ParseWithLength(c, cn);
-        if (!*config) {
-            rb_fail(err, "the archive may be damaged", "%s: config.json is not valid JSON",
-                    kf->path);
-            goto done;
-        }
-    }
-    if (read_zip_entry(z, kf->path, "metadata.json", 1 << 20, &meta, &mn, err) < 0)
-        goto done;
-    if (meta) {
-        cJSON *m = cJSON_ParseWithLength(meta, mn);
-        const char *v = json_str(m, "keras_version");
-        if (v)
-            snprintf(kf->keras_version, sizeof kf->keras_version, "%s", v);
-        cJSON_Delete(m);
-    }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 ||
-        H5Pset_file_image(fapl, w, wn) < 0) {
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        rb_fail(err, NULL, "%s: cannot set up an in-memory HDF5 image", kf->path);
-        goto done;
-    }
-    /* the core driver identifies open files by name: make each image's name unique */
-    char label[4200];
-    snprintf(label, sizeof label, "%s#model.weights.h5#%d", kf->path,
-             atomic_fetch_add(&image_counter, 1));
-    hid_t f = H5Fopen(label, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (f < 0) {
-        rb_fail(err, "the archive may be damaged",
-                "%s: model.weights.h5 in the archive is not a readable HDF5 file", kf->path);
-        goto done;
-    }
-    kf->h5 = f;
-    rc = 0;
-done:
-    free(w);
-    free(c);
-    free(meta);
-    zip_discard(z);
-    return rc;
-}
-
-void keras_file_close(keras_file *kf)
-{
-    if (!kf)
-        return;
-    for (int i = 0; i < kf->n_layers; i++)
-        layer_info_free(&kf->layers[i]);
-    free(kf->layers);
-    if (kf->h5 > 0)
-        H5Fclose((hid_t)kf->h5);
-    free(kf->path);
-    free(kf);
-}
-
-static int keras_file_open_quiet(const char *path, keras_file **out, rb_error *err)
-{
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return rb_fail(err, "check the path", "%s: cannot open: %m", path);
-    unsigned char magic[8] = {0};
-    size_t got = fread(magic, 1, sizeof magic, fp);
-    fclose(fp);
-
-    keras_file *kf = calloc(1, sizeof *kf);
-    if (!kf)
-        return rb_fail(err, NULL, "out of memory");
-    kf->path = xstrdup(path);
-    kf->h5 = -1;
-    cJSON *config = NULL;
-    cfg_map cfg = {0};
-    layer_list list = {0};
-    int rc = -1;
-    if (!kf->path) {
-        rb_fail(err, NULL, "out of memory");
-        goto done;
-    }
-    if (got >= 4 && memcmp(magic, "PK\003\004", 4) == 0) {
-        kf->format = KERAS_FORMAT_ARCHIVE;
-        if (open_archive(kf, &config, err) < 0)
-            goto done;
-    } else {
-        if (H5Fis_hdf5(path) <= 0) {
-            rb_fail(err, "accepted: Keras .h5 (save_weights or model.save), .weights.h5, .keras",
-                    "%s: neither an HDF5 file nor a .keras (zip) archive", path);
-            goto done;
-        }
-        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f < 0) {
-            rb_fail(err, "the file may be damaged or locked (HDF5_USE_FILE_LOCKING=FALSE)",
-                    "%s: cannot open as HDF5", path);
-            goto done;
-        }
-        kf->h5 = f;
-    }
-    hid_t f = (hid_t)kf->h5;
-    /* Which layout? Legacy files carry layer_names; Keras 3 ones a layers/ (or vars/)
-     * tree. A radbatch model file is told apart to give a useful hint. */
-    const char *legacy_root = NULL;
-    if (kf->format != KERAS_FORMAT_ARCHIVE) {
-        if (H5Aexists(f, "layer_names") > 0 || H5Aexists(f, "layer_names0") > 0) {
-            kf->format = KERAS_FORMAT_H5;
-            legacy_root = "/";
-        } else if (h5_exists(f, "/model_weights")) {
-            kf->format = KERAS_FORMAT_H5_MODEL;
-            legacy_root = "/model_weights";
-        } else if (h5_exists(f, "/layers") || h5_exists(f, "/vars") ||
-                   h5_exists(f, "/_layer_checkpoint_dependencies")) {
-            kf->format = KERAS_FORMAT_WEIGHTS_H5;
-        } else {
-            char fmt[64] = "";
-            if (H5Aexists(f, "format") > 0)
-                h5_attr_string(f, "format", fmt, sizeof fmt, path, NULL);
-            if (strcmp(fmt, "radbatch-model") == 0)
-                rb_fail(err, "load it as a radbatch model (model_file_read_header)",
-                        "%s: this is a radbatch model file, not a Keras weight file", path);
-            else
-                rb_fail(err, "accepted: Keras .h5 (save_weights or model.save), .weights.h5, .keras",
-                        "%s: HDF5 but not a Keras weight file (no layer_names attribute, no "
-                        "/model_weights, no layers/ group)", path);
-            goto done;
-        }
-    }
-    /* the model's config gives the classes (all formats) and, for Keras 3 files without
-     * `name` attributes, the layer names */
-    if (!config && kf->format == KERAS_FORMAT_H5_MODEL && H5Aexists(f, "model_config") > 0) {
-        char **mc = NULL;
-        int nmc = 0;
-        if (h5_attr_strings(f, "model_config", &mc, &nmc, path, "/", err) < 0)
-            goto done;
-        if (nmc >= 1)
-            config = cJSON_Parse(mc[0]);
-        h5_strings_free(mc, nmc);
-    }
-    if (config && cfg_walk(&cfg, config, "", 0) < 0) {
-        rb_fail(err, NULL, "%s: out of memory indexing the model config", path);
-        goto done;
-    }
-    if (legacy_root) {
-        if (index_legacy(kf, legacy_root, &list, config ? &cfg : NULL, err) < 0)
-            goto done;
-    } else {
-        if (!kf->keras_version[0])
-            h5_attr_string(f, "keras_version", kf->keras_version, sizeof kf->keras_version,
-                           path, NULL);
-        if (walk_v3(kf, "", &list, config ? &cfg : NULL, 0, err) < 0)
-            goto done;
-    }
-    kf->layers = list.v;
-    kf->n_layers = list.n;
-    list.v = NULL;
-    list.n = 0;
-    *out = kf;
-    kf = NULL;
-    rc = 0;
-done:
-    for (int i = 0; i < list.n; i++)
-        layer_info_free(&list.v[i]);
-    free(list.v);
-    cfg_map_free(&cfg);
-    cJSON_Delete(config);
-    keras_file_close(kf);
-    return rc;
-}
-
-int keras_file_open(const char *path, keras_file **out, rb_error *err)
-{
-    h5_quiet q;
-    h5_quiet_begin(&q);
-    int rc = keras_file_open_quiet(path, out, err);
-    h5_quiet_end(&q);
-    return rc;
-}
-
-static int64_t numel(int ndim, const int64_t *shape)
-{
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= shape[i];
-    return n;
-}
-
-static int keras_file_read_quiet(const keras_file *kf, const keras_tensor_info *t, float *dst,
-                                 int64_t n, rb_error *err)
-{
-    if (numel(t->ndim, t->shape) != n)
-        return rb_fail(err, NULL, "%s: dataset %s holds %lld values, %lld expected", kf->path,
-                       t->dataset, (long long)numel(t->ndim, t->shape), (long long)n);
-    if (!t->is_float)
-        return rb_fail(err, NULL, "%s: dataset %s is not floating point", kf->path, t->dataset);
-    hid_t d = H5Dopen2((hid_t)kf->h5, t->dataset, H5P_DEFAULT);
-    if (d < 0)
-        return rb_fail(err, NULL, "%s: cannot open dataset %s", kf->path, t->dataset);
-    herr_t r;
-    if (t->is_float == 2) { /* bfloat16: the high half of a float32 */
-        uint16_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
-        if (!tmp) {
-            H5Dclose(d);
-            return rb_fail(err, NULL, "out of memory");
-        }
-        r = H5Dread(d, H5T_NATIVE_UINT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
-        for (int64_t i = 0; r >= 0 && i < n; i++) {
-            uint32_t bits = (uint32_t)tmp[i] << 16;
-            memcpy(&dst[i], &bits, sizeof bits);
-        }
-        free(tmp);
-    } else {
-        /* HDF5 converts float64/float16 to float32 on the way (round to nearest) */
-        r = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
-    }
-    H5Dclose(d);
-    if (r < 0)
-        return rb_fail(err, "the file may be truncated or damaged", "%s: cannot read dataset %s",
-                       kf->path, t->dataset);
-    return 0;
-}
-
-int keras_file_read(const keras_file *kf, const keras_tensor_info *t, float *dst, int64_t n,
-                    rb_error *err)
-{
-    h5_quiet q;
-    h5_quiet_begin(&q);
-    int rc = keras_file_read_quiet(kf, t, dst, n, err);
-    h5_quiet_end(&q);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- matching */
 
 void keras_import_report_free(keras_import_report *r)
 {
@@ -1387,12 +193,142 @@ static int report_skip(keras_import_report *rep, const char *layer, int nv, char
     if (push_string(&rep->skipped, &rep->n_skipped, why) < 0)
         return -1;
     int m = n;
-    if (push_string(&rep->skipped_layer, &m, xstrdup(layer)) < 0) {
+    if (push_string(&rep->skipped_layer, &m, keras_strdup(layer)) < 0) {
         free(rep->skipped[--rep->n_skipped]); /* keep both lists the same length */
         return -1;
     }
     rep->n_tensors_skipped += nv;
     return 0;
+}
+
+/* The file layer answering to model layer L (by name, else by alias) into *cand, -1 when
+ * there is none; an error when more than one answers. */
+static int find_file_layer(const keras_file *kf, const char *path, const char *L, int *cand,
+                           rb_error *err)
+{
+    int n_cand = 0;
+    *cand = -1;
+    for (int pass = 0; pass < 2 && n_cand == 0; pass++)
+        for (int j = 0; j < kf->n_layers; j++) {
+            const char *nm = pass == 0 ? kf->layers[j].name : kf->layers[j].alias;
+            if (nm && strcmp(nm, L) == 0) {
+                if (n_cand == 0)
+                    *cand = j;
+                n_cand++;
+            }
+        }
+    if (n_cand <= 1)
+        return 0;
+    char where[1024];
+    size_t o = 0;
+    for (int j = 0, k = 0; j < kf->n_layers && o < sizeof where; j++)
+        if (strcmp(kf->layers[j].name, L) == 0 ||
+            (kf->layers[j].alias && strcmp(kf->layers[j].alias, L) == 0))
+            o += (size_t)snprintf(where + o, sizeof where - o, "%s%s", k++ ? ", " : "",
+                                  kf->layers[j].where);
+    return rb_fail(err, "the file's layer names are not unique (a file written without layer "
+                   "names); save it with Keras 3 or with save_weights() to an .h5",
+                   "%s: layer '%s' is ambiguous: %d layers of the file answer to it (%s)", path,
+                   L, n_cand, where);
+}
+
+/* STRICT with the model's layer list: the class the file names must be the model's. */
+static int check_class(const keras_layer_info *e, const rb_layer_view *layers, int n_layers,
+                       const char *path, const char *L, rb_error *err)
+{
+    if (!layers || !e->klass)
+        return 0;
+    for (int k = 0; k < n_layers; k++)
+        if (strcmp(layers[k].name, L) == 0 && layers[k].klass &&
+            strcmp(layers[k].klass, e->klass) != 0)
+            return rb_fail(err, "the file belongs to another architecture",
+                           "%s: layer '%s' is a %s in the file but a %s in the model", path, L,
+                           e->klass, layers[k].klass);
+    return 0;
+}
+
+/* What one import needs to hand from step to step. */
+typedef struct {
+    const char *path;
+    const keras_file *kf;
+    const rb_param_view *views;
+    const rb_layer_view *layers;
+    int n_layers;
+    unsigned flags;
+    keras_import_report *rep;
+    int *perm; /* [n_views] file tensor of each view of the layer */
+    char *used; /* [kf->n_layers] file layers taken */
+} import_run;
+
+/* Model layer L, whose views are vi[0..nv): skipped (reported) or loaded. */
+static int import_layer(import_run *r, const char *L, const int *vi, int nv, rb_error *err)
+{
+    const keras_file *kf = r->kf;
+    keras_import_report *rep = r->rep;
+    int cand;
+    if (find_file_layer(kf, r->path, L, &cand, err) < 0)
+        return -1;
+    if (cand < 0) {
+        char near[600];
+        near_names(kf, L, near, sizeof near);
+        if (r->flags & KERAS_IMPORT_SKIP_MISSING) {
+            if (report_skip(rep, L, nv, keras_asprintf("%s: not in the file", L)) < 0)
+                return rb_fail(err, NULL, "out of memory");
+            return 0;
+        }
+        return rb_fail(err, "check the layer names (radbatch inspect lists a file's layers); "
+                       "skip_missing leaves the model's new layers at their initial values",
+                       "%s: layer '%s' of the model is not in the file; %s", r->path, L, near);
+    }
+    const keras_layer_info *e = &kf->layers[cand];
+    r->used[cand] = 1;
+    if ((r->flags & KERAS_IMPORT_STRICT) &&
+        check_class(e, r->layers, r->n_layers, r->path, L, err) < 0)
+        return -1;
+    char why[1500];
+    if (plan_layer(e, r->views, vi, nv, r->perm, why, sizeof why)) {
+        if (r->flags & KERAS_IMPORT_SKIP_MISMATCH) {
+            if (report_skip(rep, L, nv, keras_asprintf("%s: %s", L, why)) < 0)
+                return rb_fail(err, NULL, "out of memory");
+            return 0;
+        }
+        return rb_fail(err, "the file was saved from another architecture or head; "
+                       "skip_mismatch leaves such layers at their initial values",
+                       "%s: layer '%s' (file: %s): %s", r->path, L, e->where, why);
+    }
+    for (int i = 0; i < nv; i++) {
+        const rb_param_view *v = &r->views[vi[i]];
+        int64_t n = keras_numel(v->ndim, v->shape);
+        if (keras_file_read_quiet(kf, &e->t[r->perm[i]], v->data, n, err) < 0)
+            return rb_error_prefix(err, "layer '%s' weight '%s': ", L, v->weight);
+        rep->n_tensors++;
+        rep->n_values += n;
+    }
+    rep->n_layers_loaded++;
+    return 0;
+}
+
+/* The file layers with weights that no model layer took; with STRICT, an error. */
+static int report_unused(const import_run *r, rb_error *err)
+{
+    const keras_file *kf = r->kf;
+    keras_import_report *rep = r->rep;
+    for (int j = 0; j < kf->n_layers; j++) {
+        if (r->used[j] || kf->layers[j].n == 0)
+            continue;
+        if (push_string(&rep->unused, &rep->n_unused, keras_strdup(kf->layers[j].name)) < 0)
+            return rb_fail(err, NULL, "out of memory");
+    }
+    if (!(r->flags & KERAS_IMPORT_STRICT) || rep->n_unused == 0)
+        return 0;
+    char list[800];
+    size_t o = 0;
+    for (int i = 0; i < rep->n_unused && o < sizeof list; i++)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "", rep->unused[i]);
+    return rb_fail(err, "drop strict to load a file holding more layers than the model (by name)",
+                   "%s: %d layer%s with weights in the file %s not in the model: %s", r->path,
+                   rep->n_unused, rep->n_unused == 1 ? "" : "s",
+                   rep->n_unused == 1 ? "is" : "are", list);
 }
 
 static int keras_import_load_quiet(const char *path, const rb_param_view *views, int n_views,
@@ -1407,11 +343,20 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
     rep->n_tensors_model = n_views;
 
     int rc = -1;
+    import_run r = {
+        .path = path,
+        .kf = kf,
+        .views = views,
+        .layers = layers,
+        .n_layers = n_layers,
+        .flags = flags,
+        .rep = rep,
+        .perm = malloc((size_t)(n_views ? n_views : 1) * sizeof *r.perm),
+        .used = calloc((size_t)(kf->n_layers ? kf->n_layers : 1), 1),
+    };
     int *vi = malloc((size_t)(n_views ? n_views : 1) * sizeof *vi);
-    int *perm = malloc((size_t)(n_views ? n_views : 1) * sizeof *perm);
     char *done_view = calloc((size_t)(n_views ? n_views : 1), 1);
-    char *used = calloc((size_t)(kf->n_layers ? kf->n_layers : 1), 1);
-    if (!vi || !perm || !done_view || !used) {
+    if (!vi || !r.perm || !done_view || !r.used) {
         rb_fail(err, NULL, "out of memory");
         goto done;
     }
@@ -1426,110 +371,17 @@ static int keras_import_load_quiet(const char *path, const rb_param_view *views,
                 vi[nv++] = i;
                 done_view[i] = 1;
             }
-        /* candidates by name, then by alias */
-        int cand = -1, n_cand = 0;
-        for (int pass = 0; pass < 2 && n_cand == 0; pass++)
-            for (int j = 0; j < kf->n_layers; j++) {
-                const char *nm = pass == 0 ? kf->layers[j].name : kf->layers[j].alias;
-                if (nm && strcmp(nm, L) == 0) {
-                    if (n_cand == 0)
-                        cand = j;
-                    n_cand++;
-                }
-            }
-        if (n_cand > 1) {
-            char where[1024];
-            size_t o = 0;
-            for (int j = 0, k = 0; j < kf->n_layers && o < sizeof where; j++)
-                if (strcmp(kf->layers[j].name, L) == 0 ||
-                    (kf->layers[j].alias && strcmp(kf->layers[j].alias, L) == 0))
-                    o += (size_t)snprintf(where + o, sizeof where - o, "%s%s", k++ ? ", " : "",
-                                          kf->layers[j].where);
-            rb_fail(err, "the file's layer names are not unique (a file written without layer "
-                    "names); save it with Keras 3 or with save_weights() to an .h5",
-                    "%s: layer '%s' is ambiguous: %d layers of the file answer to it (%s)", path,
-                    L, n_cand, where);
+        if (import_layer(&r, L, vi, nv, err) < 0)
             goto done;
-        }
-        if (n_cand == 0) {
-            char near[600];
-            near_names(kf, L, near, sizeof near);
-            if (flags & KERAS_IMPORT_SKIP_MISSING) {
-                if (report_skip(rep, L, nv, xasprintf("%s: not in the file", L)) < 0) {
-                    rb_fail(err, NULL, "out of memory");
-                    goto done;
-                }
-                continue;
-            }
-            rb_fail(err, "check the layer names (radbatch inspect lists a file's layers); "
-                    "skip_missing leaves the model's new layers at their initial values",
-                    "%s: layer '%s' of the model is not in the file; %s", path, L, near);
-            goto done;
-        }
-        const keras_layer_info *e = &kf->layers[cand];
-        used[cand] = 1;
-        if ((flags & KERAS_IMPORT_STRICT) && layers && e->klass) {
-            for (int k = 0; k < n_layers; k++)
-                if (strcmp(layers[k].name, L) == 0 && layers[k].klass &&
-                    strcmp(layers[k].klass, e->klass) != 0) {
-                    rb_fail(err, "the file belongs to another architecture",
-                            "%s: layer '%s' is a %s in the file but a %s in the model", path, L,
-                            e->klass, layers[k].klass);
-                    goto done;
-                }
-        }
-        char why[1500];
-        if (plan_layer(e, views, vi, nv, perm, why, sizeof why)) {
-            if (flags & KERAS_IMPORT_SKIP_MISMATCH) {
-                if (report_skip(rep, L, nv, xasprintf("%s: %s", L, why)) < 0) {
-                    rb_fail(err, NULL, "out of memory");
-                    goto done;
-                }
-                continue;
-            }
-            rb_fail(err, "the file was saved from another architecture or head; "
-                    "skip_mismatch leaves such layers at their initial values",
-                    "%s: layer '%s' (file: %s): %s", path, L, e->where, why);
-            goto done;
-        }
-        for (int i = 0; i < nv; i++) {
-            const rb_param_view *v = &views[vi[i]];
-            int64_t n = numel(v->ndim, v->shape);
-            if (keras_file_read_quiet(kf, &e->t[perm[i]], v->data, n, err) < 0) {
-                rb_error_prefix(err, "layer '%s' weight '%s': ", L, v->weight);
-                goto done;
-            }
-            rep->n_tensors++;
-            rep->n_values += n;
-        }
-        rep->n_layers_loaded++;
     }
-    for (int j = 0; j < kf->n_layers; j++) {
-        if (used[j] || kf->layers[j].n == 0)
-            continue;
-        if (push_string(&rep->unused, &rep->n_unused, xstrdup(kf->layers[j].name)) < 0) {
-            rb_fail(err, NULL, "out of memory");
-            goto done;
-        }
-    }
-    if ((flags & KERAS_IMPORT_STRICT) && rep->n_unused > 0) {
-        char list[800];
-        size_t o = 0;
-        for (int i = 0; i < rep->n_unused && o < sizeof list; i++)
-            o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", i ? ", " : "",
-                                  rep->unused[i]);
-        rb_fail(err, "drop strict to load a file holding more layers than the model (by name)",
-                "%s: %d layer%s with weights in the file %s not in the model: %s", path,
-                rep->n_unused, rep->n_unused == 1 ? "" : "s", rep->n_unused == 1 ? "is" : "are",
-                list);
+    if (report_unused(&r, err) < 0)
         goto done;
-    }
     rc = 0;
 done:
     free(vi);
-    free(perm);
+    free(r.perm);
     free(done_view);
-    free(used);
+    free(r.used);
     keras_file_close(kf);
     return rc;
 }

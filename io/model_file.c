@@ -1,5 +1,7 @@
-/* radbatch model and checkpoint files (see model_file.h, docs/formats-model.md). */
-#include "model_file.h"
+/* Reading radbatch model and checkpoint files (see model_file.h, docs/formats-model.md):
+ * the header, the weights and the optimizer state, every checksum verified. Writing is in
+ * model_file_save.c, the checksums in model_file_hash.c. */
+#include "model_file_internal.h"
 #include "fsutil.h"
 #include "h5util.h"
 #include "rb_log.h"
@@ -17,182 +19,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef RADBATCH_VERSION
-#define RADBATCH_VERSION "dev"
-#endif
-
 #define MAX_TENSORS 1000000
-
-/* Checksums are XXH3-64 of the bytes as stored (float32 little-endian for tensors). */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "model_file.c hashes tensors in memory order, which is the file order only on little-endian hosts"
-#endif
-
-static const char *ROOT_DESCRIPTION =
-    "radbatch model file. Root attributes: architecture (the model description radbatch "
-    "builds the network from), model_card (JSON), class_names (index = class id). "
-    "/weights/<layer>/<weight>: float32 tensors with Keras shapes (Conv2D kernel "
-    "[kh, kw, in, out], Dense kernel [in, out]); layer order in /weights@layer_names, weight "
-    "order in each layer's weight_names; kind = weight (trained) or state (BatchNorm moving "
-    "statistics). Checkpoints add /optimizer (state as one float32 vector) and /train_state "
-    "(epoch, step, data position, seed, best metric). Integrity: every tensor has an "
-    "attribute xxh3 (XXH3-64 of its float32 little-endian bytes, 16 hex digits); the root "
-    "has architecture_xxh3, model_card_xxh3 and class_names_xxh3, /optimizer and "
-    "/train_state an xxh3 of their attributes; all are checked on load. "
-    "Format: docs/formats-model.md.";
-
-/* ---------------------------------------------------------------- checksums */
-
-static void hex64(char out[17], uint64_t h) { snprintf(out, 17, "%016llx", (unsigned long long)h); }
-
-static uint64_t text_hash(const char *s) { return XXH3_64bits(s ? s : "", s ? strlen(s) : 0); }
-
-/* each name followed by a NUL byte, so ["ab","c"] and ["a","bc"] differ */
-static uint64_t names_hash(const char *const *v, int n)
-{
-    XXH3_state_t *st = XXH3_createState();
-    if (!st)
-        return 0;
-    XXH3_64bits_reset(st);
-    for (int i = 0; i < n; i++)
-        XXH3_64bits_update(st, v[i] ? v[i] : "", (v[i] ? strlen(v[i]) : 0) + 1);
-    uint64_t h = XXH3_64bits_digest(st);
-    XXH3_freeState(st);
-    return h;
-}
-
-/* /optimizer's attributes as one text: "kind\nstep\nconfig" */
-static uint64_t optimizer_hash(const char *kind, int64_t step, const char *config)
-{
-    size_t len = strlen(kind) + strlen(config ? config : "") + 32;
-    char *t = malloc(len);
-    if (!t)
-        return 0;
-    snprintf(t, len, "%s\n%lld\n%s", kind, (long long)step, config ? config : "");
-    uint64_t h = text_hash(t);
-    free(t);
-    return h;
-}
-
-/* /train_state's attributes as one text (best_metric in hexadecimal float notation) */
-static uint64_t train_state_hash(const model_file_train_state *t)
-{
-    char s[256];
-    snprintf(s, sizeof s, "%lld\n%lld\n%lld\n%llu\n%a\n%s", (long long)t->epoch, (long long)t->step,
-             (long long)t->data_position, (unsigned long long)t->rng_seed, t->best_metric,
-             t->best_metric_name);
-    return text_hash(s);
-}
-
-static int attr_write_hash(hid_t obj, const char *name, uint64_t h)
-{
-    char hex[17];
-    hex64(hex, h);
-    return h5_attr_write_str(obj, name, hex);
-}
-
-/* Compare obj@name (16 hex digits) with h. 0 when equal; otherwise -1 with an error that
- * names the file and `what`. */
-static int attr_check_hash(hid_t obj, const char *name, uint64_t h, const char *path, const char *what,
-                           rb_error *err)
-{
-    const char *hint = "the file is damaged (a changed byte); use another copy, or rerun train to rewrite it";
-    char stored[64] = "";
-    if (H5Aexists(obj, name) <= 0 || h5_attr_read_str(obj, name, stored, sizeof stored) < 0)
-        return rb_fail(err, hint, "%s: no readable checksum for %s (attribute %s)", path, what, name);
-    char want[17];
-    hex64(want, h);
-    if (strcmp(stored, want) != 0)
-        return rb_fail(err, hint, "%s: checksum mismatch in %s: stored %s, computed %s", path, what, stored, want);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- HDF5 helpers */
 
-/* Read a string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings.
- * Returns 1 when absent. */
+/* A string attribute (scalar or 1-D; variable or fixed length) as malloc'd strings: UTF-8
+ * variable-length or fixed-length strings, at most MAX_TENSORS. Returns 1 when absent. */
 static int attr_read_strs(hid_t obj, const char *name, char ***out, int *n_out, const char *path,
                           rb_error *err)
 {
-    *out = NULL;
-    *n_out = 0;
-    htri_t ex = H5Aexists(obj, name);
-    if (ex < 0)
-        return rb_fail(err, NULL, "%s: cannot check attribute %s", path, name);
-    if (ex == 0)
-        return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    hid_t mt = -1;
-    char **v = NULL;
-    char *fixed = NULL;
-    int rc = -1;
-    if (a < 0 || ft < 0 || sp < 0 || n < 0 || n > MAX_TENSORS) {
-        rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-        goto done;
-    }
-    if (H5Tget_class(ft) != H5T_STRING) {
-        rb_fail(err, NULL, "%s: attribute %s is not a string", path, name);
-        goto done;
-    }
-    v = calloc((size_t)(n ? n : 1), sizeof *v);
-    if (!v) {
-        rb_fail(err, NULL, "%s: out of memory", path);
-        goto done;
-    }
-    if (H5Tis_variable_str(ft) > 0) {
-        mt = h5_vlen_str(H5T_CSET_UTF8);
-        char **raw = calloc((size_t)(n ? n : 1), sizeof *raw);
-        if (mt < 0 || !raw || H5Aread(a, mt, raw) < 0) {
-            free(raw);
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-            goto done;
-        }
-        int oom = 0;
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = strdup(raw[i] ? raw[i] : "");
-            oom |= !v[i];
-        }
-        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-        free(raw);
-        if (oom) {
-            rb_fail(err, NULL, "%s: out of memory", path);
-            goto done;
-        }
-    } else {
-        size_t sz = H5Tget_size(ft);
-        mt = H5Tcopy(ft);
-        fixed = malloc(sz * (size_t)(n ? n : 1));
-        if (mt < 0 || !fixed || H5Aread(a, mt, fixed) < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot read attribute %s", path, name);
-            goto done;
-        }
-        for (hssize_t i = 0; i < n; i++) {
-            v[i] = strndup(fixed + (size_t)i * sz, sz);
-            if (!v[i]) {
-                rb_fail(err, NULL, "%s: out of memory", path);
-                goto done;
-            }
-        }
-    }
-    *out = v;
-    *n_out = (int)n;
-    v = NULL;
-    rc = 0;
-done:
-    h5_strings_free(v, (int)(n > 0 ? n : 0));
-    free(fixed);
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (a >= 0)
-        H5Aclose(a);
-    return rc;
+    const h5_strs_spec spec = {.file = path, .max_n = MAX_TENSORS};
+    return h5_attr_read_strs(obj, name, &spec, out, n_out, err);
 }
 
 /* A required scalar string attribute, malloc'd. */
@@ -234,248 +71,6 @@ static int attr_read_num(hid_t obj, const char *name, hid_t mem_type, void *v, c
     if (r < 0)
         return rb_fail(err, NULL, "%s: cannot read attribute %s as a number", path, name);
     return 0;
-}
-
-/* A layer or weight name becomes an HDF5 link name: no '/', not "." or empty. */
-static int bad_name(const char *s)
-{
-    return !s || !s[0] || strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0;
-}
-
-/* float32 1-D or N-D dataset, contiguous (weights are read whole). */
-static int write_tensor(hid_t loc, const char *name, int ndim, const int64_t *shape,
-                        const float *data, const char *kind, int trainable)
-{
-    hsize_t dims[8];
-    for (int i = 0; i < ndim; i++)
-        dims[i] = (hsize_t)shape[i];
-    hid_t s = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-    if (s < 0)
-        return -1;
-    hid_t d = H5Dcreate2(loc, name, H5T_IEEE_F32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = -1;
-    if (d >= 0) {
-        rc = 0;
-        if (H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-            rc = -1;
-        if (rc == 0 && kind && h5_attr_write_str(d, "kind", kind) < 0)
-            rc = -1;
-        if (rc == 0 && trainable >= 0) {
-            int8_t t = (int8_t)trainable;
-            rc = h5_attr_write_scalar(d, "trainable", H5T_STD_I8LE, H5T_NATIVE_INT8, &t);
-        }
-        if (rc == 0) {
-            int64_t n = 1;
-            for (int i = 0; i < ndim; i++)
-                n *= shape[i];
-            rc = attr_write_hash(d, "xxh3", XXH3_64bits(data, (size_t)n * sizeof(float)));
-        }
-        H5Dclose(d);
-    }
-    H5Sclose(s);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- saving */
-
-static int write_contents(hid_t f, const char *path, const model_file_contents *c, rb_error *err)
-{
-    const char *hint = "check free space and permissions of the output folder";
-    int32_t version = MODEL_FILE_VERSION;
-    char created[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    if (h5_attr_write_str(f, "format", MODEL_FILE_FORMAT) < 0 ||
-        h5_attr_write_scalar(f, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, &version) < 0 ||
-        h5_attr_write_str(f, "description", ROOT_DESCRIPTION) < 0 ||
-        h5_attr_write_str(f, "architecture", c->architecture) < 0 ||
-        h5_attr_write_str(f, "model_card", c->model_card ? c->model_card : "{}") < 0 ||
-        h5_attr_write_strs(f, "class_names", c->class_names, c->n_classes) < 0 ||
-        h5_attr_write_str(f, "radbatch_version", RADBATCH_VERSION) < 0 ||
-        h5_attr_write_str(f, "created", created) < 0 ||
-        attr_write_hash(f, "architecture_xxh3", text_hash(c->architecture)) < 0 ||
-        attr_write_hash(f, "model_card_xxh3", text_hash(c->model_card ? c->model_card : "{}")) < 0 ||
-        attr_write_hash(f, "class_names_xxh3", names_hash(c->class_names, c->n_classes)) < 0)
-        return rb_fail(err, hint, "%s: cannot write the root attributes", path);
-
-    /* /weights: one group per layer, in model order */
-    hid_t w = H5Gcreate2(f, "weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (w < 0)
-        return rb_fail(err, hint, "%s: cannot create /weights", path);
-    int rc = -1;
-    const char **lnames = calloc((size_t)(c->n_views ? c->n_views : 1), sizeof *lnames);
-    const char **wnames = calloc((size_t)(c->n_views ? c->n_views : 1), sizeof *wnames);
-    int nl = 0;
-    if (!lnames || !wnames) {
-        rb_fail(err, NULL, "%s: out of memory", path);
-        goto done;
-    }
-    if (h5_attr_write_str(w, "description",
-                 "one group per layer (model order in layer_names), one float32 dataset per "
-                 "weight (order in the group's weight_names), Keras shapes; attribute kind: "
-                 "weight or state") < 0) {
-        rb_fail(err, hint, "%s: cannot write /weights attributes", path);
-        goto done;
-    }
-    for (int i = 0; i < c->n_views; i++) {
-        const char *L = c->views[i].layer;
-        int seen = 0;
-        for (int k = 0; k < nl; k++)
-            seen |= strcmp(lnames[k], L) == 0;
-        if (!seen)
-            lnames[nl++] = L;
-    }
-    for (int k = 0; k < nl; k++) {
-        if (bad_name(lnames[k])) {
-            rb_fail(err, NULL, "%s: layer name '%s' cannot be stored (empty, '.', or has '/')",
-                    path, lnames[k]);
-            goto done;
-        }
-        hid_t g = H5Gcreate2(w, lnames[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) {
-            rb_fail(err, hint, "%s: cannot create /weights/%s", path, lnames[k]);
-            goto done;
-        }
-        int nw = 0, fail = 0;
-        for (int i = 0; i < c->n_views && !fail; i++) {
-            const rb_param_view *v = &c->views[i];
-            if (strcmp(v->layer, lnames[k]) != 0)
-                continue;
-            if (bad_name(v->weight)) {
-                fail = rb_fail(err, NULL, "%s: weight name '%s' of layer '%s' cannot be stored",
-                               path, v->weight ? v->weight : "", v->layer);
-                break;
-            }
-            for (int j = 0; j < nw; j++)
-                if (strcmp(wnames[j], v->weight) == 0)
-                    fail = rb_fail(err, NULL, "%s: layer '%s' lists weight '%s' twice", path,
-                                   v->layer, v->weight);
-            if (fail)
-                break;
-            if (v->ndim < 0 || v->ndim > 4 || !v->data) {
-                fail = rb_fail(err, NULL, "%s: weight '%s/%s' has rank %d or no data", path,
-                               v->layer, v->weight, v->ndim);
-                break;
-            }
-            wnames[nw++] = v->weight;
-            if (write_tensor(g, v->weight, v->ndim, v->shape, v->data,
-                             v->is_state ? "state" : "weight", v->trainable ? 1 : 0) < 0)
-                fail = rb_fail(err, hint, "%s: cannot write /weights/%s/%s", path, v->layer,
-                               v->weight);
-        }
-        if (!fail && h5_attr_write_strs(g, "weight_names", wnames, nw) < 0)
-            fail = rb_fail(err, hint, "%s: cannot write /weights/%s@weight_names", path,
-                           lnames[k]);
-        H5Gclose(g);
-        if (fail)
-            goto done;
-    }
-    if (h5_attr_write_strs(w, "layer_names", lnames, nl) < 0) {
-        rb_fail(err, hint, "%s: cannot write /weights@layer_names", path);
-        goto done;
-    }
-
-    if (c->optimizer) {
-        const model_file_optimizer *o = c->optimizer;
-        hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        int64_t shape[1] = {o->n};
-        int fail = g < 0;
-        fail = fail || h5_attr_write_str(g, "description",
-                                "optimizer state of a checkpoint: one float32 vector whose "
-                                "layout belongs to the optimizer kind (src/optim.h)") < 0;
-        fail = fail || h5_attr_write_str(g, "kind", o->kind) < 0;
-        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &o->step) < 0;
-        fail = fail || h5_attr_write_str(g, "config", o->config ? o->config : "{}") < 0;
-        fail = fail || attr_write_hash(g, "xxh3", optimizer_hash(o->kind, o->step, o->config ? o->config : "{}")) < 0;
-        fail = fail || (o->n < 0 || (o->n > 0 && !o->state));
-        fail = fail || write_tensor(g, "state", 1, shape, o->state, NULL, -1) < 0;
-        if (g >= 0)
-            H5Gclose(g);
-        if (fail) {
-            rb_fail(err, hint, "%s: cannot write /optimizer", path);
-            goto done;
-        }
-    }
-    if (c->train_state) {
-        const model_file_train_state *t = c->train_state;
-        hid_t g = H5Gcreate2(f, "train_state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        int fail = g < 0;
-        fail = fail || h5_attr_write_str(g, "description",
-                                "where training stands: epochs completed, optimizer steps, "
-                                "samples of the current epoch consumed, seed, best metric") < 0;
-        fail = fail || h5_attr_write_scalar(g, "epoch", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->epoch) < 0;
-        fail = fail || h5_attr_write_scalar(g, "step", H5T_STD_I64LE, H5T_NATIVE_INT64, &t->step) < 0;
-        fail = fail || h5_attr_write_scalar(g, "data_position", H5T_STD_I64LE, H5T_NATIVE_INT64,
-                                   &t->data_position) < 0;
-        fail = fail || h5_attr_write_scalar(g, "rng_seed", H5T_STD_U64LE, H5T_NATIVE_UINT64,
-                                   &t->rng_seed) < 0;
-        fail = fail || h5_attr_write_scalar(g, "best_metric", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
-                                   &t->best_metric) < 0;
-        fail = fail || h5_attr_write_str(g, "best_metric_name", t->best_metric_name) < 0;
-        fail = fail || attr_write_hash(g, "xxh3", train_state_hash(t)) < 0;
-        if (g >= 0)
-            H5Gclose(g);
-        if (fail) {
-            rb_fail(err, hint, "%s: cannot write /train_state", path);
-            goto done;
-        }
-    }
-    rc = 0;
-done:
-    free(lnames);
-    free(wnames);
-    H5Gclose(w);
-    return rc;
-}
-
-static int model_file_save_quiet(const char *path, const model_file_contents *c, rb_error *err)
-{
-    if (!c || !c->architecture)
-        return rb_fail(err, NULL, "%s: no architecture text to save", path);
-    /* The architecture text and model card can exceed the 64 KiB that compact attribute
-     * storage allows: dense attribute storage (HDF5 >= 1.8 file format) lifts the limit.
-     * The file is built in memory and written out by fs_write_file_atomic (temp, fsync,
-     * rename): a full disk is then our write error, never HDF5's (h5util.h). */
-    h5_mem_file mem;
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = h5_mem_fapl(&mem);
-    if (fcpl < 0 || fapl < 0 || H5Pset_attr_phase_change(fcpl, 0, 0) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0) {
-        if (fcpl >= 0)
-            H5Pclose(fcpl);
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        return rb_fail(err, NULL, "%s: HDF5 property setup failed", path);
-    }
-    char mem_name[4200]; /* never on disk; a name of its own so it matches no open file */
-    snprintf(mem_name, sizeof mem_name, "%s.in-memory.%ld", path, (long)getpid());
-    hid_t f = H5Fcreate(mem_name, H5F_ACC_TRUNC, fcpl, fapl);
-    H5Pclose(fcpl);
-    H5Pclose(fapl);
-    if (f < 0) {
-        h5_mem_free(&mem);
-        return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
-    }
-    int rc = write_contents(f, path, c, err);
-    size_t len = 0;
-    if (H5Fclose(f) < 0 && rc == 0)
-        rc = rb_fail(err, "is the machine out of memory?", "%s: cannot finish the HDF5 file", path);
-    if (rc == 0 && h5_mem_bytes(&mem, &len) < 0)
-        rc = rb_fail(err, "is the machine out of memory?", "%s: the HDF5 file built in memory is incomplete", path);
-    if (rc == 0)
-        rc = fs_write_file_atomic(path, mem.buf, len, err);
-    h5_mem_free(&mem);
-    return rc;
-}
-
-int model_file_save(const char *path, const model_file_contents *c, rb_error *err)
-{
-    h5_quiet q;
-    h5_quiet_begin(&q);
-    int rc = model_file_save_quiet(path, c, err);
-    h5_quiet_end(&q);
-    return rc;
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -631,9 +226,9 @@ static int read_header(hid_t f, const char *path, int version, model_file_header
     if (r < 0)
         return -1;
     if (h->has_checksums &&
-        (attr_check_hash(f, "architecture_xxh3", text_hash(h->architecture), path, "the architecture text", err) < 0 ||
-         attr_check_hash(f, "model_card_xxh3", text_hash(h->model_card), path, "the model card", err) < 0 ||
-         attr_check_hash(f, "class_names_xxh3", names_hash((const char *const *)h->class_names, h->n_classes), path,
+        (mf_attr_check_hash(f, "architecture_xxh3", mf_text_hash(h->architecture), path, "the architecture text", err) < 0 ||
+         mf_attr_check_hash(f, "model_card_xxh3", mf_text_hash(h->model_card), path, "the model card", err) < 0 ||
+         mf_attr_check_hash(f, "class_names_xxh3", mf_names_hash((const char *const *)h->class_names, h->n_classes), path,
                          "the class names", err) < 0))
         return -1;
     char *ver = NULL;
@@ -652,7 +247,7 @@ static int read_header(hid_t f, const char *path, int version, model_file_header
                    attr_read_num(g, "step", H5T_NATIVE_INT64, &h->optimizer_step, path, err) < 0 ||
                    attr_read_str(g, "config", &h->optimizer_config, 0, path, err) < 0;
         if (!fail && h->has_checksums)
-            fail = attr_check_hash(g, "xxh3", optimizer_hash(kind, h->optimizer_step, h->optimizer_config), path,
+            fail = mf_attr_check_hash(g, "xxh3", mf_optimizer_hash(kind, h->optimizer_step, h->optimizer_config), path,
                                    "/optimizer (kind, step, config)", err) < 0;
         if (!fail) {
             snprintf(h->optimizer_kind, sizeof h->optimizer_kind, "%s", kind);
@@ -692,7 +287,7 @@ static int read_header(hid_t f, const char *path, int version, model_file_header
             snprintf(t->best_metric_name, sizeof t->best_metric_name, "%s", name ? name : "");
             h->has_train_state = 1;
             if (h->has_checksums)
-                fail = attr_check_hash(g, "xxh3", train_state_hash(t), path, "/train_state", err) < 0;
+                fail = mf_attr_check_hash(g, "xxh3", mf_train_state_hash(t), path, "/train_state", err) < 0;
         }
         free(name);
         H5Gclose(g);
@@ -718,6 +313,68 @@ int model_file_read_header(const char *path, model_file_header *h, rb_error *err
     if (rc < 0)
         model_file_header_free(h);
     return rc;
+}
+
+/* The dataset of view v (want = "layer/weight") has the view's shape and is float32. */
+static int check_dataset(hid_t f, const char *path, const rb_param_view *v, const char *want,
+                         rb_error *err)
+{
+    char dp[600];
+    snprintf(dp, sizeof dp, "/weights/%s", want);
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    hid_t t = d >= 0 ? H5Dget_type(d) : -1;
+    int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+    hsize_t dims[8] = {0};
+    int same = nd == v->ndim && nd >= 0 && nd <= 8;
+    if (same) {
+        H5Sget_simple_extent_dims(s, dims, NULL);
+        for (int k = 0; k < nd; k++)
+            same &= (int64_t)dims[k] == v->shape[k];
+    }
+    int is_f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+    if (t >= 0)
+        H5Tclose(t);
+    if (s >= 0)
+        H5Sclose(s);
+    if (d >= 0)
+        H5Dclose(d);
+    if (d < 0)
+        return rb_fail(err, "the file may be damaged", "%s: cannot open %s", path, dp);
+    if (!same) {
+        char a[128], b[128];
+        int64_t fs[8];
+        for (int k = 0; k < nd && k < 8; k++)
+            fs[k] = (int64_t)dims[k];
+        h5_shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
+        h5_shape_str(b, sizeof b, v->ndim, v->shape);
+        return rb_fail(err, "the model built from the file's architecture should have the same "
+                       "shapes; the file or the architecture text was changed",
+                       "%s: weight '%s' has shape %s in the file (%s) but %s in the model",
+                       path, want, a, dp, b);
+    }
+    if (!is_f32)
+        return rb_fail(err, NULL, "%s: %s is not float32", path, dp);
+    return 0;
+}
+
+/* The n values of view v (dataset dp) are all finite. */
+static int check_finite(const char *path, const rb_param_view *v, const char *dp, int64_t n,
+                        rb_error *err)
+{
+    int64_t nan = 0, inf = 0, first = -1;
+    for (int64_t j = 0; j < n; j++)
+        if (!isfinite(v->data[j])) {
+            nan += isnan(v->data[j]) != 0;
+            inf += isinf(v->data[j]) != 0;
+            if (first < 0)
+                first = j;
+        }
+    if (first >= 0)
+        return rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
+                       "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
+                       path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
+    return 0;
 }
 
 static int load_weights(hid_t f, const char *path, int version, const rb_param_view *views, int n_views,
@@ -755,47 +412,8 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
             goto done;
         }
         taken[hit] = 1;
-        char dp[600];
-        snprintf(dp, sizeof dp, "/weights/%s", want);
-        hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
-        hid_t s = d >= 0 ? H5Dget_space(d) : -1;
-        hid_t t = d >= 0 ? H5Dget_type(d) : -1;
-        int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
-        hsize_t dims[8] = {0};
-        int same = nd == v->ndim && nd >= 0 && nd <= 8;
-        if (same) {
-            H5Sget_simple_extent_dims(s, dims, NULL);
-            for (int k = 0; k < nd; k++)
-                same &= (int64_t)dims[k] == v->shape[k];
-        }
-        int is_f32 = t >= 0 && H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
-        if (t >= 0)
-            H5Tclose(t);
-        if (s >= 0)
-            H5Sclose(s);
-        if (d >= 0)
-            H5Dclose(d);
-        if (d < 0) {
-            rb_fail(err, "the file may be damaged", "%s: cannot open %s", path, dp);
+        if (check_dataset(f, path, v, want, err) < 0)
             goto done;
-        }
-        if (!same) {
-            char a[128], b[128];
-            int64_t fs[8];
-            for (int k = 0; k < nd && k < 8; k++)
-                fs[k] = (int64_t)dims[k];
-            h5_shape_str(a, sizeof a, nd > 0 && nd <= 8 ? nd : 0, fs);
-            h5_shape_str(b, sizeof b, v->ndim, v->shape);
-            rb_fail(err, "the model built from the file's architecture should have the same "
-                    "shapes; the file or the architecture text was changed",
-                    "%s: weight '%s' has shape %s in the file (%s) but %s in the model", path,
-                    want, a, dp, b);
-            goto done;
-        }
-        if (!is_f32) {
-            rb_fail(err, NULL, "%s: %s is not float32", path, dp);
-            goto done;
-        }
     }
     for (int k = 0; k < nn; k++)
         if (!taken[k]) {
@@ -827,7 +445,7 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
         char what[700];
         snprintf(what, sizeof what, "tensor '%s/%s' (%s)", v->layer, v->weight, dp);
         r = version >= MODEL_FILE_VERSION
-                ? attr_check_hash(d, "xxh3", XXH3_64bits(v->data, (size_t)n * sizeof(float)), path, what, err)
+                ? mf_attr_check_hash(d, "xxh3", XXH3_64bits(v->data, (size_t)n * sizeof(float)), path, what, err)
                 : 0;
         H5Dclose(d);
         if (sum_ok) { /* recorded, not an error */
@@ -836,22 +454,8 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
         }
         if (r < 0)
             goto done;
-        if (!(flags & MODEL_FILE_ALLOW_NONFINITE)) {
-            int64_t nan = 0, inf = 0, first = -1;
-            for (int64_t j = 0; j < n; j++)
-                if (!isfinite(v->data[j])) {
-                    nan += isnan(v->data[j]) != 0;
-                    inf += isinf(v->data[j]) != 0;
-                    if (first < 0)
-                        first = j;
-                }
-            if (first >= 0) {
-                rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
-                        "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
-                        path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
-                goto done;
-            }
-        }
+        if (!(flags & MODEL_FILE_ALLOW_NONFINITE) && check_finite(path, v, dp, n, err) < 0)
+            goto done;
     }
     if (version < MODEL_FILE_VERSION && rb_log_rank() == 0)
         rb_warn("%s: a format_version %d model file carries no checksums; its weights were loaded unverified "
@@ -911,7 +515,7 @@ int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_erro
                 rb_fail(err, "the file may be truncated", "%s: cannot read /optimizer/state",
                         path);
             else if (version >= MODEL_FILE_VERSION &&
-                     attr_check_hash(d, "xxh3", XXH3_64bits(np > 0 ? (const void *)state : "", (size_t)np * sizeof(float)),
+                     mf_attr_check_hash(d, "xxh3", XXH3_64bits(np > 0 ? (const void *)state : "", (size_t)np * sizeof(float)),
                                      path, "the optimizer state (/optimizer/state)", err) < 0)
                 ;
             else

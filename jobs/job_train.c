@@ -163,14 +163,14 @@ static int train_prepare(train_ctx *x, rb_error *err)
     int local = (B + x->w.size - 1) / x->w.size;
     x->dlogits = malloc((size_t)local * (size_t)x->nclasses * sizeof(float) + 4);
     x->targets = malloc((size_t)(local > 64 ? local : 64) * sizeof(float) + 4);
-    x->best_params = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
-    x->best_state = malloc((size_t)x->a->m->nstate * sizeof(float) + 4);
+    x->best.params = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
+    x->best.state = malloc((size_t)x->a->m->nstate * sizeof(float) + 4);
     x->perm = malloc((size_t)x->tr.n * sizeof *x->perm + 8);
-    if (!x->dlogits || !x->targets || !x->best_params || !x->best_state || !x->perm)
+    if (!x->dlogits || !x->targets || !x->best.params || !x->best.state || !x->perm)
         return rb_fail(err, "lower batch_size", "out of memory");
-    x->best = NAN;
+    x->best.value = NAN;
     for (int i = 0; i < M_COUNT; i++)
-        x->best_metrics[i] = x->metrics[i] = NAN;
+        x->best.metrics[i] = x->metrics[i] = NAN;
     if (train_setup_stage(x, 1, err) < 0)
         return -1;
     if (x->w.rank == 0 && !job_bool(c, "quiet"))
@@ -194,12 +194,12 @@ static int train_start(train_ctx *x, const char *resumed_from, rb_error *err)
 /* 6. restore_best: the final model gets the best epoch's weights and metrics. */
 static void train_restore_best(train_ctx *x)
 {
-    if (job_bool(&x->cfg, "restore_best") && !isnan(x->best)) {
-        memcpy(x->a->m->params, x->best_params, (size_t)x->a->m->nparams * sizeof(float));
-        memcpy(x->a->m->state, x->best_state, (size_t)x->a->m->nstate * sizeof(float));
-        memcpy(x->metrics, x->best_metrics, sizeof x->metrics);
-        rb_info("final model: weights of epoch %lld (best %s %.4f)", (long long)x->best_epoch + 1,
-                job_str(&x->cfg, "best_metric"), x->best);
+    if (job_bool(&x->cfg, "restore_best") && !isnan(x->best.value)) {
+        memcpy(x->a->m->params, x->best.params, (size_t)x->a->m->nparams * sizeof(float));
+        memcpy(x->a->m->state, x->best.state, (size_t)x->a->m->nstate * sizeof(float));
+        memcpy(x->metrics, x->best.metrics, sizeof x->metrics);
+        rb_info("final model: weights of epoch %lld (best %s %.4f)", (long long)x->best.epoch + 1,
+                job_str(&x->cfg, "best_metric"), x->best.value);
     }
 }
 
@@ -213,9 +213,9 @@ static int train_choose_threshold(train_ctx *x, double *threshold, rb_error *err
     if (train_validate(x, err) < 0)
         return -1;
     rb_error terr;
-    if (x->w.rank == 0 && x->nval > 0 &&
-        metrics_threshold_choose(threshold, METRICS_THRESHOLD_YOUDEN, 0, x->val_labels, x->val_scores, 1,
-                                 x->nval, x->nclasses, x->positive, &terr) < 0)
+    if (x->w.rank == 0 && x->val.n > 0 &&
+        metrics_threshold_choose(threshold, METRICS_THRESHOLD_YOUDEN, 0, x->val.labels, x->val.scores, 1,
+                                 x->val.n, x->nclasses, x->positive, &terr) < 0)
         *threshold = NAN;
     /* Youden's J is 0 at every threshold (scores that do not separate the classes, e.g.
      * an untrained head after --epochs 0): the rule gives +inf, "nothing is positive".
@@ -279,10 +279,10 @@ static int train_run(void *ctx, rb_error *err)
 static void train_free(void *ctx)
 {
     train_ctx *x = ctx;
-    train_net_free(&x->head);
+    train_net_free(&x->cache.head);
     train_net_free(&x->net);
-    free(x->feat_train);
-    free(x->feat_val);
+    free(x->cache.train);
+    free(x->cache.val);
     if (x->have_val)
         shard_dataset_close(&x->va);
     if (x->tr.dir)
@@ -290,10 +290,10 @@ static void train_free(void *ctx)
     free(x->class_weight);
     free(x->dlogits);
     free(x->targets);
-    free(x->best_params);
-    free(x->best_state);
-    free(x->val_scores);
-    free(x->val_labels);
+    free(x->best.params);
+    free(x->best.state);
+    free(x->val.scores);
+    free(x->val.labels);
     free(x->job_text);
     free(x->perm);
     rb_buf_free(&x->history);

@@ -18,10 +18,10 @@
 /* Head -> whole model (weights, optimizer state). */
 void train_cache_push(train_ctx *x)
 {
-    if (!x->cached)
+    if (!x->cache.on)
         return;
-    rb_model_copy_weights(x->net.m, x->head.m);
-    rb_model_copy_optim(&x->net.opt, x->net.m, &x->head.opt, x->head.m);
+    rb_model_copy_weights(x->net.m, x->cache.head.m);
+    rb_model_copy_optim(&x->net.opt, x->net.m, &x->cache.head.opt, x->cache.head.m);
 }
 
 /* Base features of records [lo, hi) of d on this rank, all gathered into *out. */
@@ -29,7 +29,7 @@ static int cache_features(train_ctx *x, rb_model *base, rb_workspace *ws, shard_
                           rb_error *err)
 {
     int P = x->w.size, r = x->w.rank;
-    int64_t lo = d->n * r / P, hi = d->n * (r + 1) / P, dim = x->feat_dim;
+    int64_t lo = d->n * r / P, hi = d->n * (r + 1) / P, dim = x->cache.dim;
     int bs = rb_workspace_batch(ws);
     float *mine = malloc((size_t)(hi - lo + 1) * (size_t)dim * sizeof(float));
     uint8_t *img = malloc((size_t)bs * d->record_bytes + 1);
@@ -59,7 +59,7 @@ static int cache_features(train_ctx *x, rb_model *base, rb_workspace *ws, shard_
 int train_cache_begin(train_ctx *x, const augment_config *aug, rb_error *err)
 {
     const char *mode = job_str(&x->cfg, "feature_cache");
-    if (x->cached || !strcmp(mode, "false"))
+    if (x->cache.on || !strcmp(mode, "false"))
         return 0;
     int f = rb_model_head_start(x->net.m);
     if (f < 0 || augment_config_active(aug)) {
@@ -70,63 +70,63 @@ int train_cache_begin(train_ctx *x, const augment_config *aug, rb_error *err)
     }
     double t0 = rb_now();
     const rb_node *cut = &x->net.m->nodes[f - 1];
-    x->feat_dim = cut->size;
+    x->cache.dim = cut->size;
     rb_model *base = NULL;
     int rc = rb_model_cut(&base, x->net.m, 0, f, err);
     if (rc == 0)
-        rc = rb_model_cut(&x->head.m, x->net.m, f, x->net.m->nnodes, err);
+        rc = rb_model_cut(&x->cache.head.m, x->net.m, f, x->net.m->nnodes, err);
     rb_workspace *ws = NULL;
     if (rc == 0) {
         rb_model_copy_weights(base, x->net.m);
-        rb_model_copy_weights(x->head.m, x->net.m);
-        x->head.m->seed = x->net.m->seed;
+        rb_model_copy_weights(x->cache.head.m, x->net.m);
+        x->cache.head.m->seed = x->net.m->seed;
         if (job_bool(&x->cfg, "sync_bn")) /* the cut-out head's BatchNorms sync like the whole model's */
-            rb_model_set_bn_reduce(x->head.m, train_bn_reduce, NULL);
+            rb_model_set_bn_reduce(x->cache.head.m, train_bn_reduce, NULL);
         ws = rb_workspace_create(base, 32, 0, err);
         rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;
     }
-    free(x->feat_train);
-    free(x->feat_val);
-    x->feat_train = x->feat_val = NULL;
+    free(x->cache.train);
+    free(x->cache.val);
+    x->cache.train = x->cache.val = NULL;
     if (rc == 0)
-        rc = cache_features(x, base, ws, &x->tr, &x->feat_train, err);
+        rc = cache_features(x, base, ws, &x->tr, &x->cache.train, err);
     if (rc == 0 && x->have_val)
-        rc = cache_features(x, base, ws, &x->va, &x->feat_val, err);
+        rc = cache_features(x, base, ws, &x->va, &x->cache.val, err);
     rb_workspace_free(ws);
     if (base)
         rb_model_free(base);
     if (rc == 0) {
         /* the head trains with the whole model's optimizer settings and state */
-        x->a = &x->head;
+        x->a = &x->cache.head;
         rc = train_setup_stage_optim(x, x->lr, err);
         if (rc == 0)
             rc = train_setup_workspaces(x, err);
         if (rc == 0) {
-            rb_model_copy_optim(&x->head.opt, x->head.m, &x->net.opt, x->net.m);
-            x->cached = 1;
+            rb_model_copy_optim(&x->cache.head.opt, x->cache.head.m, &x->net.opt, x->net.m);
+            x->cache.on = 1;
             rb_info("feature cache: %lld base features per image computed once for %lld records in %.1f s; "
-                    "training %s onwards", (long long)x->feat_dim,
+                    "training %s onwards", (long long)x->cache.dim,
                     (long long)(x->tr.n + (x->have_val ? x->va.n : 0)), rb_now() - t0, x->net.m->nodes[f].name);
         }
     }
     if (rc < 0) {
         x->a = &x->net;
-        train_net_free(&x->head);
+        train_net_free(&x->cache.head);
     }
     return rc;
 }
 
 void train_cache_end(train_ctx *x)
 {
-    if (!x->cached)
+    if (!x->cache.on)
         return;
     train_cache_push(x);
     x->a = &x->net;
-    x->cached = 0;
-    train_net_free(&x->head);
-    free(x->feat_train);
-    free(x->feat_val);
-    x->feat_train = x->feat_val = NULL;
+    x->cache.on = 0;
+    train_net_free(&x->cache.head);
+    free(x->cache.train);
+    free(x->cache.val);
+    x->cache.train = x->cache.val = NULL;
 }
 
 /* Checkpoints and best-model files always hold the whole model. */

@@ -33,50 +33,70 @@ typedef struct train_net {
     int64_t span_off, span_len;
 } train_net;
 
+/* The frozen-base feature cache of a stage (train_cache.c). */
+typedef struct train_cache {
+    int on;                /* this stage trains the head on cached base features */
+    train_net head;        /* the head alone */
+    float *train, *val;    /* [n, dim] base features of every record of each split */
+    int64_t dim;
+} train_cache;
+
+/* The best epoch so far and the callbacks' counters (best model, early stopping, reduce LR). */
+typedef struct train_best {
+    double value;          /* of best_metric; NAN before the first epoch */
+    int64_t epoch;
+    int wait_es, wait_lr;  /* epochs without improvement */
+    double metrics[M_COUNT];
+    float *params, *state; /* restore_best copy of the weights and BatchNorm statistics */
+} train_best;
+
+/* The current epoch's running sums over all ranks, and this rank's allreduce time. */
+typedef struct train_epoch_sums {
+    double loss, correct, seen;
+    double t_allreduce;    /* seconds in the gradient allreduce this epoch */
+} train_epoch_sums;
+
+/* Rank 0: the last validation's scores, for the decision threshold. */
+typedef struct train_val_scores {
+    float *scores;         /* positive-class probability of every val record */
+    int32_t *labels;       /* label of every val record */
+    int64_t n;
+} train_val_scores;
+
 typedef struct train_ctx {
     job_config cfg;
     rb_world w;
     const char *run_dir;
+    char *job_text;        /* the configuration, for model cards */
+    /* data */
     shard_dataset tr, va;
     int have_val;
     int nclasses;
     char **class_names;
     int positive;
+    char index_checksum[17];
+    int64_t *perm;         /* [tr.n] the epoch's order of the training records */
+    /* model and step */
     train_net net;         /* the whole model */
-    train_net head;        /* the head alone, during a feature-cached stage */
-    train_net *a;          /* the one being trained: &net, or &head with the cache */
-    int cached;            /* this stage trains the head on cached base features */
-    float *feat_train, *feat_val; /* [n, feat_dim] base features of every record */
-    int64_t feat_dim;
+    train_net *a;          /* the one being trained: &net, or &cache.head */
+    train_cache cache;
     float *class_weight;   /* [nclasses] or NULL */
-    float *dlogits;
     int sigmoid;
+    float *dlogits;
     float *targets;        /* binary targets for sigmoid */
-    /* progress */
+    /* progress: what a checkpoint stores to continue exactly */
     int stage;             /* 1 or 2 */
     int64_t epoch;         /* current epoch (0-based, over both stages) */
     int64_t step;          /* optimizer steps taken */
     int64_t next_batch;    /* first batch of the epoch still to do (resume) */
     float lr;
-    double best;
-    int64_t best_epoch;
-    int wait_es, wait_lr;
-    double metrics[M_COUNT];
-    double best_metrics[M_COUNT];
-    float *best_params, *best_state; /* restore_best copy */
-    rb_buf history;        /* CSV rows so far (without header) */
-    double t_epoch;
-    /* epoch accumulators (this rank) */
-    double loss_sum, correct, seen;
-    char index_checksum[17];
-    char *job_text;
-    int64_t *perm;         /* [tr.n] the epoch's order of the training records */
-    float *val_scores;     /* rank 0: positive-class probability of every val record */
-    int32_t *val_labels;   /* rank 0: label of every val record */
-    int64_t nval;
-    int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
     int64_t step_start;    /* x->step when this invocation began training (after a resume) */
-    double t_allreduce;    /* seconds in the gradient allreduce this epoch (rank 0) */
+    int stop_requested;    /* SIGTERM seen by some rank, agreed at the last step */
+    train_epoch_sums sums;
+    double metrics[M_COUNT];
+    train_best best;
+    rb_buf history;        /* CSV rows so far (without header) */
+    train_val_scores val;
 } train_ctx;
 
 /* ---- train_setup.c: model, stages, optimizer ---- */

@@ -91,11 +91,11 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     cJSON_AddNumberToObject(c, "steps", (double)x->step);
     cJSON_AddNumberToObject(c, "ranks", x->w.size);
     cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
-    if (!isnan(x->best)) { /* no best epoch when none ran (epochs = 0) */
+    if (!isnan(x->best.value)) { /* no best epoch when none ran (epochs = 0) */
         cJSON *best = cJSON_AddObjectToObject(c, "best");
         cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
-        cJSON_AddNumberToObject(best, "epoch", (double)x->best_epoch + 1);
-        cJSON_AddItemToObject(best, "metrics", metrics_json(x->best_metrics));
+        cJSON_AddNumberToObject(best, "epoch", (double)x->best.epoch + 1);
+        cJSON_AddItemToObject(best, "metrics", metrics_json(x->best.metrics));
     }
     if (final && isfinite(threshold)) {
         cJSON *th = cJSON_AddObjectToObject(c, "threshold");
@@ -118,19 +118,19 @@ static char *checkpoint_card(train_ctx *x)
     cJSON *r = cJSON_AddObjectToObject(c, "resume");
     cJSON_AddNumberToObject(r, "stage", x->stage);
     cJSON_AddNumberToObject(r, "lr", x->lr);
-    cJSON_AddNumberToObject(r, "best", x->best);
-    cJSON_AddNumberToObject(r, "best_epoch", (double)x->best_epoch);
-    cJSON_AddNumberToObject(r, "wait_es", x->wait_es);
-    cJSON_AddNumberToObject(r, "wait_lr", x->wait_lr);
+    cJSON_AddNumberToObject(r, "best", x->best.value);
+    cJSON_AddNumberToObject(r, "best_epoch", (double)x->best.epoch);
+    cJSON_AddNumberToObject(r, "wait_es", x->best.wait_es);
+    cJSON_AddNumberToObject(r, "wait_lr", x->best.wait_lr);
     /* the epoch's running sums, as exact doubles (hex) so the epoch line repeats */
     char hx[3][40];
-    snprintf(hx[0], 40, "%a", x->loss_sum);
-    snprintf(hx[1], 40, "%a", x->correct);
-    snprintf(hx[2], 40, "%a", x->seen);
+    snprintf(hx[0], 40, "%a", x->sums.loss);
+    snprintf(hx[1], 40, "%a", x->sums.correct);
+    snprintf(hx[2], 40, "%a", x->sums.seen);
     cJSON_AddStringToObject(r, "loss_sum", hx[0]);
     cJSON_AddStringToObject(r, "correct", hx[1]);
     cJSON_AddStringToObject(r, "seen", hx[2]);
-    cJSON_AddItemToObject(r, "best_metrics", metrics_json(x->best_metrics));
+    cJSON_AddItemToObject(r, "best_metrics", metrics_json(x->best.metrics));
     rb_buf_put(&x->history, "", 1);
     cJSON_AddStringToObject(r, "history", (const char *)x->history.data);
     x->history.len--;
@@ -147,7 +147,7 @@ int train_save_model(train_ctx *x, const char *path, const char *card, int with_
     model_file_optimizer mo = {"", x->a->opt.step, NULL, optim_state_size(&x->a->ocfg, x->a->m->nparams), x->a->opt.state};
     snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->a->ocfg.kind));
     model_file_train_state ts = {x->epoch, x->step, x->next_batch * job_int(&x->cfg, "batch_size"),
-                                 (uint64_t)job_int(&x->cfg, "seed"), x->best, ""};
+                                 (uint64_t)job_int(&x->cfg, "seed"), x->best.value, ""};
     snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", job_str(&x->cfg, "best_metric"));
     model_file_contents mc = {arch, card, (const char *const *)x->class_names, x->nclasses, views, nv,
                               with_optim ? &mo : NULL, with_optim ? &ts : NULL};
@@ -261,18 +261,18 @@ int train_load_checkpoint(train_ctx *x, const char *path, rb_error *err)
         x->epoch = h.train_state.epoch;
         x->step = h.train_state.step;
         x->next_batch = h.train_state.data_position / job_int(&x->cfg, "batch_size");
-        x->best = h.train_state.best_metric;
+        x->best.value = h.train_state.best_metric;
         x->lr = (float)cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble;
-        x->best_epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(r, "best_epoch")->valuedouble;
-        x->wait_es = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_es")->valuedouble;
-        x->wait_lr = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_lr")->valuedouble;
-        x->loss_sum = hex_double(r, "loss_sum");
-        x->correct = hex_double(r, "correct");
-        x->seen = hex_double(r, "seen");
+        x->best.epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(r, "best_epoch")->valuedouble;
+        x->best.wait_es = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_es")->valuedouble;
+        x->best.wait_lr = (int)cJSON_GetObjectItemCaseSensitive(r, "wait_lr")->valuedouble;
+        x->sums.loss = hex_double(r, "loss_sum");
+        x->sums.correct = hex_double(r, "correct");
+        x->sums.seen = hex_double(r, "seen");
         const cJSON *bm = cJSON_GetObjectItemCaseSensitive(r, "best_metrics");
         for (int i = 0; i < M_COUNT; i++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(bm, train_metric_names[i]);
-            x->best_metrics[i] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+            x->best.metrics[i] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
         }
         const cJSON *hist = cJSON_GetObjectItemCaseSensitive(r, "history");
         x->history.len = 0;
@@ -315,8 +315,8 @@ int train_resume(train_ctx *x, char **resumed_from, rb_error *err)
         /* a damaged best.h5 stops the job rather than leaving restore_best without weights */
         ok = model_file_load_weights(bp, views, nv, err) == 0;
         if (ok) {
-            memcpy(x->best_params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
-            memcpy(x->best_state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
+            memcpy(x->best.params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
+            memcpy(x->best.state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
         }
         memcpy(x->a->m->params, saved_p, (size_t)x->a->m->nparams * sizeof(float));
         memcpy(x->a->m->state, saved_s, (size_t)x->a->m->nstate * sizeof(float));

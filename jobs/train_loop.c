@@ -105,7 +105,7 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
      * global batch) over the span holding every trainable weight */
     double t_ar = rb_now();
     rb_mpi_sum_f32(x->a->m->grads + x->a->span_off, x->a->span_len);
-    x->t_allreduce += rb_now() - t_ar;
+    x->sums.t_allreduce += rb_now() - t_ar;
     double l2 = job_float(&x->cfg, "l2");
     double stats[4] = {loss_sum, correct, (double)b->n, (double)g_term};
     rb_mpi_sum_f64(stats, 4);
@@ -120,9 +120,9 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
     optim_step(&x->a->opt, x->a->m->params, x->a->m->grads, x->a->ranges, x->a->nranges, x->lr);
     average_bn_statistics(x);
     x->step++;
-    x->loss_sum += stats[0];
-    x->correct += stats[1];
-    x->seen += stats[2];
+    x->sums.loss += stats[0];
+    x->sums.correct += stats[1];
+    x->sums.seen += stats[2];
     if (stats[3] > 0)
         x->stop_requested = 1; /* some rank got SIGTERM: all stop after the same step */
     return 0;
@@ -158,9 +158,9 @@ int train_validate(train_ctx *x, rb_error *err)
         for (int i = 0; i < n; i++)
             idx[i] = s + i;
         rb_forward_args a = {.input = img, .type = RB_INPUT_U8, .n = n, .sample_base = s};
-        if (x->cached) { /* base features computed once: run the head alone */
+        if (x->cache.on) { /* base features computed once: run the head alone */
             memcpy(lab, d->labels + s, (size_t)n * sizeof *lab);
-            a.input = x->feat_val + s * x->feat_dim;
+            a.input = x->cache.val + s * x->cache.dim;
             a.type = RB_INPUT_F32;
         } else if ((rc = shard_dataset_read(d, idx, n, img, lab, err)) < 0)
             break;
@@ -222,11 +222,11 @@ int train_validate(train_ctx *x, rb_error *err)
         if (metrics_auc(&v[M_VAUC], (const int32_t *)all_l, (const float *)all_s, 1, n, x->nclasses, x->positive,
                         &aerr) < 0)
             v[M_VAUC] = NAN;
-        free(x->val_scores);
-        free(x->val_labels);
-        x->val_scores = all_s;
-        x->val_labels = all_l;
-        x->nval = n;
+        free(x->val.scores);
+        free(x->val.labels);
+        x->val.scores = all_s;
+        x->val.labels = all_l;
+        x->val.n = n;
         all_s = all_l = NULL;
     }
     free(all_s);
@@ -270,14 +270,14 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
         v = x->metrics[M_LOSS];
     }
     int minimize = metric_is_loss(train_metric_names[id]);
-    int improved = isnan(x->best) || (minimize ? v < x->best : v > x->best);
+    int improved = isnan(x->best.value) || (minimize ? v < x->best.value : v > x->best.value);
     if (improved) {
-        x->best = v;
-        x->best_epoch = x->epoch;
-        memcpy(x->best_metrics, x->metrics, sizeof x->metrics);
-        x->wait_es = x->wait_lr = 0;
-        memcpy(x->best_params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
-        memcpy(x->best_state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
+        x->best.value = v;
+        x->best.epoch = x->epoch;
+        memcpy(x->best.metrics, x->metrics, sizeof x->metrics);
+        x->best.wait_es = x->best.wait_lr = 0;
+        memcpy(x->best.params, x->a->m->params, (size_t)x->a->m->nparams * sizeof(float));
+        memcpy(x->best.state, x->a->m->state, (size_t)x->a->m->nstate * sizeof(float));
         int ok = 1;
         if (x->w.rank == 0) {
             char *p = fs_join(x->run_dir, "best.h5");
@@ -289,11 +289,11 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
         if (!rb_mpi_agree_ok(ok))
             return ok ? JOB_FAILED_ELSEWHERE : -1;
     } else {
-        x->wait_es++;
-        x->wait_lr++;
+        x->best.wait_es++;
+        x->best.wait_lr++;
     }
     int64_t pat = job_int(&x->cfg, "reduce_lr_patience");
-    if (pat > 0 && x->wait_lr >= pat) {
+    if (pat > 0 && x->best.wait_lr >= pat) {
         float nlr = (float)(x->lr * job_float(&x->cfg, "reduce_lr_factor"));
         float minlr = (float)job_float(&x->cfg, "min_lr");
         if (nlr < minlr)
@@ -302,13 +302,13 @@ static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
             rb_info("reducing the learning rate to %.3g (%s did not improve for %lld epochs)", nlr, train_metric_names[id],
                     (long long)pat);
         x->lr = nlr;
-        x->wait_lr = 0;
+        x->best.wait_lr = 0;
     }
     int64_t es = job_int(&x->cfg, "early_stopping_patience");
-    *stop_stage = es > 0 && x->wait_es >= es;
+    *stop_stage = es > 0 && x->best.wait_es >= es;
     if (*stop_stage)
         rb_info("early stopping: %s did not improve for %lld epochs (best %.4f at epoch %lld)", train_metric_names[id],
-                (long long)es, x->best, (long long)x->best_epoch + 1);
+                (long long)es, x->best.value, (long long)x->best.epoch + 1);
     return 0;
 }
 
@@ -316,13 +316,13 @@ static void print_epoch(train_ctx *x, int64_t nb, double secs, double train_secs
 {
     char line[1024];
     int l = snprintf(line, sizeof line, "%lld/%lld - %.0fs - %.0f img/s", (long long)nb, (long long)nb, secs,
-                     train_secs > 0 ? x->seen / train_secs : 0.0);
+                     train_secs > 0 ? x->sums.seen / train_secs : 0.0);
     for (int i = 0; i < M_COUNT; i++)
         if (!isnan(x->metrics[i]))
             l += snprintf(line + l, sizeof line - (size_t)l, " - %s: %.4f", train_metric_names[i], x->metrics[i]);
     l += snprintf(line + l, sizeof line - (size_t)l, " - lr: %.3g", x->lr);
     if (x->w.size > 1 && train_secs > 0)
-        snprintf(line + l, sizeof line - (size_t)l, " - allreduce: %.1f%% of training time", 100.0 * x->t_allreduce / train_secs);
+        snprintf(line + l, sizeof line - (size_t)l, " - allreduce: %.1f%% of training time", 100.0 * x->sums.t_allreduce / train_secs);
     rb_info("%s", line);
 }
 
@@ -341,8 +341,8 @@ static train_batch *cached_next(train_ctx *x, train_batch *tb, float *feat, int6
     tb->index = b;
     tb->sample_base = lo;
     for (int i = 0; i < tb->n; i++) {
-        memcpy(feat + (size_t)i * x->feat_dim, x->feat_train + perm[lo + i] * x->feat_dim,
-               (size_t)x->feat_dim * sizeof(float));
+        memcpy(feat + (size_t)i * x->cache.dim, x->cache.train + perm[lo + i] * x->cache.dim,
+               (size_t)x->cache.dim * sizeof(float));
         tb->labels[i] = x->tr.labels[perm[lo + i]];
     }
     tb->features = feat;
@@ -354,7 +354,7 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
     int B = (int)job_int(&x->cfg, "batch_size");
     int64_t nb = train_batches(x->tr.n, B);
     if (x->next_batch == 0)
-        x->loss_sum = x->correct = x->seen = 0;
+        x->sums.loss = x->sums.correct = x->sums.seen = 0;
     train_epoch_order(perm, x->tr.n, (uint64_t)job_int(&x->cfg, "seed"), x->epoch, job_bool(&x->cfg, "shuffle"));
     augment_config aug;
     train_aug_from_config(x, &aug);
@@ -364,8 +364,8 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
     memset(&cb, 0, sizeof cb);
     float *feat = NULL;
     int local = (B + x->w.size - 1) / x->w.size;
-    if (x->cached) {
-        feat = malloc((size_t)local * (size_t)x->feat_dim * sizeof(float) + 4);
+    if (x->cache.on) {
+        feat = malloc((size_t)local * (size_t)x->cache.dim * sizeof(float) + 4);
         cb.labels = malloc((size_t)local * sizeof(int32_t) + 4);
         if (!feat || !cb.labels) {
             free(feat);
@@ -380,7 +380,7 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
     int rc = 0;
     int64_t every = job_int(&x->cfg, "checkpoint_every_steps"), max_steps = job_int(&x->cfg, "max_steps");
     for (int64_t next = x->next_batch;; next++) {
-        train_batch *b = x->cached ? cached_next(x, &cb, feat, next, nb, perm) : train_loader_next(&ld, err);
+        train_batch *b = x->cache.on ? cached_next(x, &cb, feat, next, nb, perm) : train_loader_next(&ld, err);
         int ok = b != NULL || !ld.failed;
         if (!rb_mpi_agree_ok(ok)) {
             rc = ok ? rb_fail(err, NULL, "reading training data failed on another rank") : -1;
@@ -390,7 +390,7 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
             break;
         rc = train_step(x, b, err);
         int64_t done_batch = b->index + 1;
-        if (!x->cached)
+        if (!x->cache.on)
             train_loader_release(&ld, b);
         if (!rb_mpi_agree_ok(rc == 0)) {
             if (rc == 0)
@@ -417,7 +417,7 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
         if (max_steps > 0 && x->step >= max_steps)
             break;
     }
-    if (!x->cached)
+    if (!x->cache.on)
         train_loader_stop(&ld);
     free(feat);
     free(cb.labels);
@@ -441,7 +441,7 @@ int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
             train_cache_end(x);
             if ((rc = train_setup_stage(x, 2, err)) < 0)
                 break;
-            x->wait_es = x->wait_lr = 0;
+            x->best.wait_es = x->best.wait_lr = 0;
         }
         if (skip_stage1 && x->stage == 1) {
             x->epoch = e1;
@@ -462,13 +462,13 @@ int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
         int64_t nb = train_batches(x->tr.n, (int)job_int(c, "batch_size"));
         int partial = x->next_batch < nb; /* max_steps hit mid-epoch */
         double t_train = rb_now() - t0; /* the training part of the epoch, for the allreduce share */
-        x->metrics[M_LOSS] = x->seen > 0 ? x->loss_sum / x->seen : NAN;
-        x->metrics[M_ACC] = x->seen > 0 ? x->correct / x->seen : NAN;
+        x->metrics[M_LOSS] = x->sums.seen > 0 ? x->sums.loss / x->sums.seen : NAN;
+        x->metrics[M_ACC] = x->sums.seen > 0 ? x->sums.correct / x->sums.seen : NAN;
         if ((rc = train_validate(x, err)) < 0)
             break;
         double secs = rb_now() - t0;
         print_epoch(x, x->next_batch, secs, t_train);
-        x->t_allreduce = 0;
+        x->sums.t_allreduce = 0;
         /* epoch-end decisions and files concern the whole model */
         train_net *active = x->a;
         train_cache_push(x);
@@ -479,7 +479,7 @@ int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
         train_history_add(x, secs);
         x->epoch++;
         x->next_batch = 0;
-        x->loss_sum = x->correct = x->seen = 0;
+        x->sums.loss = x->sums.correct = x->sums.seen = 0;
         if ((rc = train_check_consistency(x, err)) < 0)
             break;
         int hok = x->w.rank != 0 || train_history_write(x, err) == 0;

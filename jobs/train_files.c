@@ -54,14 +54,20 @@ static cJSON *metrics_json(const double *v)
     return o;
 }
 
+/* The time now, UTC, as 2026-12-07T19:45:00Z. */
+static void utc_now(char *buf, size_t cap)
+{
+    time_t now = time(NULL);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+}
+
 /* The model card (JSON): what a model file says about how it was made. */
 char *train_model_card(train_ctx *x, int final, double threshold)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "radbatch_version", RADBATCH_VERSION " (" RADBATCH_GIT ")");
     char when[64];
-    time_t now = time(NULL);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    utc_now(when, sizeof when);
     cJSON_AddStringToObject(c, "created", when);
     cJSON_AddStringToObject(c, "backbone", job_str(&x->cfg, "backbone"));
     cJSON *data = cJSON_AddObjectToObject(c, "data");
@@ -185,8 +191,7 @@ int train_log(train_ctx *x, const char *event, const char *status, const char *c
         return 0;
     cJSON *o = cJSON_CreateObject();
     char when[64];
-    time_t now = time(NULL);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    utc_now(when, sizeof when);
     cJSON_AddStringToObject(o, "event", event);
     cJSON_AddStringToObject(o, "time", when);
     cJSON_AddNumberToObject(o, "ranks", x->w.size);

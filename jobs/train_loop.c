@@ -260,7 +260,7 @@ int train_check_consistency(train_ctx *x, rb_error *err)
 }
 
 /* ---- callbacks ------------------------------------------------------------------------ */
-static int end_of_epoch(train_ctx *x, int *stop_stage, rb_error *err)
+static int run_callbacks(train_ctx *x, int *stop_stage, rb_error *err)
 {
     const char *bm = job_str(&x->cfg, "best_metric");
     int id = metric_id(bm);
@@ -424,6 +424,41 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
     return rc;
 }
 
+/* The end of an epoch that started at t0: its metrics, validation and epoch line; then, for
+ * the whole model (also in a feature-cached stage), the callbacks (*stop_stage: early
+ * stopping), history.csv, the weight check across ranks and a checkpoint. */
+static int finish_epoch(train_ctx *x, double t0, int *stop_stage, rb_error *err)
+{
+    double t_train = rb_now() - t0; /* the training part of the epoch, for the allreduce share */
+    x->metrics[M_LOSS] = x->sums.seen > 0 ? x->sums.loss / x->sums.seen : NAN;
+    x->metrics[M_ACC] = x->sums.seen > 0 ? x->sums.correct / x->sums.seen : NAN;
+    int rc;
+    if ((rc = train_validate(x, err)) < 0)
+        return rc;
+    double secs = rb_now() - t0;
+    print_epoch(x, x->next_batch, secs, t_train);
+    x->sums.t_allreduce = 0;
+    /* epoch-end decisions and files concern the whole model */
+    train_net *active = x->a;
+    train_cache_push(x);
+    x->a = &x->net;
+    if ((rc = run_callbacks(x, stop_stage, err)) < 0)
+        return rc;
+    train_history_add(x, secs);
+    x->epoch++;
+    x->next_batch = 0;
+    x->sums.loss = x->sums.correct = x->sums.seen = 0;
+    if ((rc = train_check_consistency(x, err)) < 0)
+        return rc;
+    int hok = x->w.rank != 0 || train_history_write(x, err) == 0;
+    if (!rb_mpi_agree_ok(hok))
+        return hok ? JOB_FAILED_ELSEWHERE : -1;
+    if ((rc = train_save_checkpoint(x, err)) < 0)
+        return rc;
+    x->a = active;
+    return 0;
+}
+
 /* Both stages' epochs from x->epoch on. After each epoch: the metrics, validation, the
  * epoch line, the callbacks, history.csv, the weight check and a checkpoint (all of the
  * whole model, also in a feature-cached stage). Ends early at max_steps, when early
@@ -461,35 +496,9 @@ int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
         }
         int64_t nb = train_batches(x->tr.n, (int)job_int(c, "batch_size"));
         int partial = x->next_batch < nb; /* max_steps hit mid-epoch */
-        double t_train = rb_now() - t0; /* the training part of the epoch, for the allreduce share */
-        x->metrics[M_LOSS] = x->sums.seen > 0 ? x->sums.loss / x->sums.seen : NAN;
-        x->metrics[M_ACC] = x->sums.seen > 0 ? x->sums.correct / x->sums.seen : NAN;
-        if ((rc = train_validate(x, err)) < 0)
-            break;
-        double secs = rb_now() - t0;
-        print_epoch(x, x->next_batch, secs, t_train);
-        x->sums.t_allreduce = 0;
-        /* epoch-end decisions and files concern the whole model */
-        train_net *active = x->a;
-        train_cache_push(x);
-        x->a = &x->net;
         int stop_stage = 0;
-        if ((rc = end_of_epoch(x, &stop_stage, err)) < 0)
+        if ((rc = finish_epoch(x, t0, &stop_stage, err)) < 0)
             break;
-        train_history_add(x, secs);
-        x->epoch++;
-        x->next_batch = 0;
-        x->sums.loss = x->sums.correct = x->sums.seen = 0;
-        if ((rc = train_check_consistency(x, err)) < 0)
-            break;
-        int hok = x->w.rank != 0 || train_history_write(x, err) == 0;
-        if (!rb_mpi_agree_ok(hok)) {
-            rc = hok ? JOB_FAILED_ELSEWHERE : -1;
-            break;
-        }
-        if ((rc = train_save_checkpoint(x, err)) < 0)
-            break;
-        x->a = active;
         if (partial || (max_steps > 0 && x->step >= max_steps))
             break;
         if (stop_stage && x->stage == 1 && e2 > 0)

@@ -304,14 +304,15 @@ static int run_train(int argc, char **argv)
     train_ctx x;
     memset(&x, 0, sizeof x);
     x.a = &x.net;
-    job_driver d = {&command_train, &x, &x.cfg, &x.w, train_on_sigterm, train_run, train_free};
+    job_driver d = {.cmd = &command_train, .ctx = &x, .cfg = &x.cfg, .world = &x.w, .on_sigterm = train_on_sigterm,
+                    .main = train_run, .cleanup = train_free};
     return job_run(&d, argc, argv);
 }
 
 const command_spec command_train = {
-    "train",
-    "synchronous data-parallel training on HDF5 shards (MobileNetV2 transfer learning, the seed-001 CNN)",
-    "usage: radbatch train [job.ini] [--key value ...]      (mpirun -n N / srun for N ranks)",
-    train_opts,
-    run_train,
+    .name = "train",
+    .summary = "synchronous data-parallel training on HDF5 shards (MobileNetV2 transfer learning, the seed-001 CNN)",
+    .usage = "usage: radbatch train [job.ini] [--key value ...]      (mpirun -n N / srun for N ranks)",
+    .opts = train_opts,
+    .run = run_train,
 };

@@ -150,13 +150,17 @@ int train_save_model(train_ctx *x, const char *path, const char *card, int with_
     int nv;
     const rb_param_view *views = rb_model_params(x->a->m, &nv);
     char *arch = rb_model_desc(x->a->m);
-    model_file_optimizer mo = {"", x->a->opt.step, NULL, optim_state_size(&x->a->ocfg, x->a->m->nparams), x->a->opt.state};
+    model_file_optimizer mo = {.step = x->a->opt.step, .config = NULL,
+                               .n = optim_state_size(&x->a->ocfg, x->a->m->nparams), .state = x->a->opt.state};
     snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->a->ocfg.kind));
-    model_file_train_state ts = {x->epoch, x->step, x->next_batch * job_int(&x->cfg, "batch_size"),
-                                 (uint64_t)job_int(&x->cfg, "seed"), x->best.value, ""};
+    model_file_train_state ts = {.epoch = x->epoch, .step = x->step,
+                                 .data_position = x->next_batch * job_int(&x->cfg, "batch_size"),
+                                 .rng_seed = (uint64_t)job_int(&x->cfg, "seed"), .best_metric = x->best.value};
     snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", job_str(&x->cfg, "best_metric"));
-    model_file_contents mc = {arch, card, (const char *const *)x->class_names, x->nclasses, views, nv,
-                              with_optim ? &mo : NULL, with_optim ? &ts : NULL};
+    model_file_contents mc = {.architecture = arch, .model_card = card,
+                              .class_names = (const char *const *)x->class_names, .n_classes = x->nclasses,
+                              .views = views, .n_views = nv, .optimizer = with_optim ? &mo : NULL,
+                              .train_state = with_optim ? &ts : NULL};
     int rc = arch ? model_file_save(path, &mc, err) : rb_fail(err, NULL, "out of memory");
     free(arch);
     return rc;

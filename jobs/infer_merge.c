@@ -260,7 +260,7 @@ static int sink_final(void *ctx, const char *rec, size_t len, rb_error *err)
     if (x->scratch.failed)
         return rb_fail(err, NULL, "out of memory");
     char **f = x->fields;
-    int nf = csvrec_split((char *)x->scratch.data, f, x->nfields + 1);
+    int nf = csv_split_line((char *)x->scratch.data, f, x->nfields + 1);
     if (nf != x->nfields)
         return rb_fail(err, "delete the damaged part file and rerun the command", "a part file row has %d fields, expected %d: %.200s",
                        nf, x->nfields, rec);
@@ -488,7 +488,7 @@ static int write_report(const infer_merge_cfg *c, const char *dir, const infer_m
         csvrec_read(ef, &rec); /* header */
         while (ec && n < cap && csvrec_read(ef, &rec) == 1) {
             char *f[2] = {0, 0};
-            int nf = csvrec_split((char *)rec.data, f, 2);
+            int nf = csv_split_line((char *)rec.data, f, 2);
             ec[2 * n] = strdup(nf > 0 ? f[0] : "");
             ec[2 * n + 1] = strdup(nf > 1 ? f[1] : "");
             n++;

@@ -506,7 +506,7 @@ static int chunk_load(infer_ctx *x, int64_t k, chunk_job **out, rb_error *err)
         slot *s = &c->slots[c->n];
         s->rec = strndup((const char *)rec.data, rec.len);
         char *fld[6];
-        int nf = s->rec ? csvrec_split(s->rec, fld, 6) : 0;
+        int nf = s->rec ? csv_split_line(s->rec, fld, 6) : 0;
         if (!s->rec || infer_entry_parse(fld, nf, &s->e) < 0) {
             rc = rb_fail(err, "delete the run's work/ folder to list the input again", "%s: bad row %d", cpath,
                          c->n + 1);

@@ -156,11 +156,12 @@ static int merge_and_report(infer_ctx *x, const infer_run_stats *st, rb_error *e
     return 0;
 }
 
-/* The steps of docs/infer.md; after each, the ranks agree before going on. */
+/* Setup, then the steps of docs/infer.md, "How the work is spread"; after each, the ranks
+ * agree before going on. */
 static int infer_main(infer_ctx *x, rb_error *err)
 {
     int rank0 = x->w.rank == 0;
-    /* 1. setup: settings; rank 0 readies the run folder and prepares the listing */
+    /* setup: settings; rank 0 readies the run folder and prepares the listing; the models */
     int ok = infer_parse_settings(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
@@ -172,16 +173,17 @@ static int infer_main(infer_ctx *x, rb_error *err)
     ok = infer_load_models(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
-    /* 2. listing: a thread of rank 0 */
+    /* 1. listing: a thread of rank 0 */
     ok = !rank0 || start_listing(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
-    /* 3. the work loop: chunks from the shared counter, predicted by the compute threads */
+    /* 2. hand-out and 3. chunks: the work loop, chunks from the shared counter predicted by
+     * the compute threads */
     infer_run_stats st = {0};
     int rc = infer_work_loop(x, &st, err);
     if (rc != 0)
         return rc;
-    /* 4. merge and report (rank 0) */
+    /* 4. merge (rank 0), and the summary */
     return merge_and_report(x, &st, err);
 }
 

@@ -42,14 +42,14 @@ static void read_error(slot *s, const rb_error *e)
 static void decode_one(infer_ctx *x, slot *s, uint8_t *dst)
 {
     rb_error e;
-    if (!s->bytes && fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
+    if (!s->bytes && fs_read_file(s->e.ref, x->set.lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
         read_error(s, &e);
         return;
     }
     infer_hash_hex(s->bytes, s->len, s->hash);
     image_info info;
     if (image_load_resized(s->bytes, s->len, x->tm.height, x->tm.width, x->tm.channels, x->tm.resize,
-                           x->tm.dct_scaling, &x->lim, dst, &info, s->e.path, &e) < 0)
+                           x->tm.dct_scaling, &x->set.lim, dst, &info, s->e.path, &e) < 0)
         slot_error(s, reason_of(&e, s->e.path));
     else
         s->ok = 1;
@@ -168,10 +168,10 @@ static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
     }
     char **f = x->prev.fields; /* path,size,mtime,hash,label,probs...,flagged */
     int k = x->tm.nclasses, same;
-    if (x->hash_mode) {
+    if (x->set.hash_mode) {
         rb_error e;
         char h[17] = "";
-        if (x->kind == INFER_INPUT_SHARDS) {
+        if (x->set.kind == INFER_INPUT_SHARDS) {
             /* the record's pixels are hashed; read into a scratch image, predicted again if changed */
             uint8_t *scratch = malloc(x->rec_bytes);
             if (!scratch)
@@ -182,7 +182,7 @@ static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
                 return 0; /* an error row */
             s->ok = 0;
             same = !strcmp(s->hash, f[3]);
-        } else if (fs_read_file(s->e.ref, x->lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
+        } else if (fs_read_file(s->e.ref, x->set.lim.max_file_bytes, &s->bytes, &s->len, &e) < 0) {
             read_error(s, &e);
             return 0;
         } else {
@@ -216,14 +216,14 @@ static int compare_with_prev(infer_ctx *x, slot *s, rb_error *err)
 
 void infer_chunk_run_group(infer_ctx *x, infer_worker *w, chunk_job *c, int g)
 {
-    int B = x->batch, i0 = g * B;
+    int B = x->set.batch, i0 = g * B;
     int m = c->ntodo - i0 < B ? c->ntodo - i0 : B;
     slot **bs = c->todo + i0;
     slot *packed[INFER_MAX_BATCH];
     int q = 0;
     for (int i = 0; i < m; i++) {
         uint8_t *dst = w->images + (size_t)q * x->rec_bytes;
-        if (x->kind == INFER_INPUT_SHARDS)
+        if (x->set.kind == INFER_INPUT_SHARDS)
             shard_one(x, bs[i], dst);
         else
             decode_one(x, bs[i], dst);
@@ -266,7 +266,7 @@ void infer_chunk_free(chunk_job *c)
 int infer_chunk_load(infer_ctx *x, int64_t k, chunk_job **out, rb_error *err)
 {
     *out = NULL;
-    char *cpath = infer_chunk_path(x->work, "chunk", k);
+    char *cpath = infer_chunk_path(x->set.work, "chunk", k);
     FILE *f = cpath ? fopen(cpath, "r") : NULL;
     if (!f) {
         rb_fail(err, "rerun the command", "%s: cannot open: %s", cpath ? cpath : "chunk", strerror(errno));
@@ -275,14 +275,14 @@ int infer_chunk_load(infer_ctx *x, int64_t k, chunk_job **out, rb_error *err)
     }
     chunk_job *c = calloc(1, sizeof *c);
     if (c) {
-        c->slots = calloc((size_t)x->chunk, sizeof *c->slots);
-        c->todo = calloc((size_t)x->chunk, sizeof *c->todo);
+        c->slots = calloc((size_t)x->set.chunk, sizeof *c->slots);
+        c->todo = calloc((size_t)x->set.chunk, sizeof *c->todo);
     }
     int rc = c && c->slots && c->todo ? 0 : rb_fail(err, NULL, "out of memory");
     if (c)
         c->k = k;
     rb_buf rec = {0};
-    while (rc == 0 && c->n < x->chunk) {
+    while (rc == 0 && c->n < x->set.chunk) {
         int r = csvrec_read(f, &rec);
         if (r <= 0) {
             if (r < 0)
@@ -318,7 +318,7 @@ int infer_chunk_load(infer_ctx *x, int64_t k, chunk_job **out, rb_error *err)
         infer_chunk_free(c);
         return -1;
     }
-    c->ngroups = (c->ntodo + x->batch - 1) / x->batch;
+    c->ngroups = (c->ntodo + x->set.batch - 1) / x->set.batch;
     c->groups_left = c->ngroups;
     *out = c;
     return 0;
@@ -363,7 +363,7 @@ int infer_chunk_commit(infer_ctx *x, chunk_job *c, rb_error *err)
     }
     free(order);
     int rc = part.failed || errs.failed ? rb_fail(err, NULL, "out of memory") : 0;
-    char *ep = infer_chunk_path(x->work, "errors", c->k), *pp = infer_chunk_path(x->work, "part", c->k);
+    char *ep = infer_chunk_path(x->set.work, "errors", c->k), *pp = infer_chunk_path(x->set.work, "part", c->k);
     if (rc == 0 && (!ep || !pp))
         rc = rb_fail(err, NULL, "out of memory");
     if (rc == 0)

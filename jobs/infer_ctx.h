@@ -36,11 +36,8 @@ typedef struct infer_worker {
     float *probs;    /* [batch, nclasses] */
 } infer_worker;
 
-typedef struct infer_ctx {
-    job_config cfg;
-    rb_world w;
-    trained_model tm;
-    int have_tm;
+/* What the keys and arguments say (infer_setup.c). */
+typedef struct infer_settings {
     char *model_list;      /* comma-separated */
     char *input;           /* absolute */
     infer_input_kind kind;
@@ -50,14 +47,24 @@ typedef struct infer_ctx {
     int64_t chunk;
     int batch, tta, threads;
     image_limits lim;
+} infer_settings;
+
+typedef struct infer_ctx {
+    job_config cfg;
+    rb_world w;
+    infer_settings set;
+    /* the models: tm, and one copy per further compute thread in wk */
+    trained_model tm;
+    int have_tm;
     char fingerprint[17];
+    infer_worker wk[INFER_MAX_THREADS]; /* wk[0].tm is &tm */
+    int nworkers;
+    size_t rec_bytes;
+    /* --since: the previous run's index */
     infer_prev prev;
     int have_prev;
     infer_lister lister;   /* rank 0 */
-    infer_worker wk[INFER_MAX_THREADS]; /* wk[0].tm is &tm */
-    int nworkers;
     rb_work_counter *wc;
-    size_t rec_bytes;
     atomic_llong images_done; /* by this rank in this invocation */
     int64_t chunks_done;
     /* shards: the open shard of the current chunk */

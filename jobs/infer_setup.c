@@ -55,15 +55,15 @@ static int check_run_json(infer_ctx *x, rb_error *err)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "radbatch-infer-run");
-    cJSON_AddStringToObject(j, "input", x->input);
-    cJSON_AddStringToObject(j, "kind", infer_input_kind_name(x->kind));
-    cJSON_AddNumberToObject(j, "chunk", (double)x->chunk);
+    cJSON_AddStringToObject(j, "input", x->set.input);
+    cJSON_AddStringToObject(j, "kind", infer_input_kind_name(x->set.kind));
+    cJSON_AddNumberToObject(j, "chunk", (double)x->set.chunk);
     cJSON_AddStringToObject(j, "model_fingerprint", x->fingerprint);
-    cJSON_AddNumberToObject(j, "tta", x->tta);
-    cJSON_AddStringToObject(j, "since", x->since ? x->since : "");
+    cJSON_AddNumberToObject(j, "tta", x->set.tta);
+    cJSON_AddStringToObject(j, "since", x->set.since ? x->set.since : "");
     cJSON_AddStringToObject(j, "change_detection", job_str(&x->cfg, "change_detection"));
     char *text = cJSON_Print(j);
-    char *p = fs_join(x->work, "run.json");
+    char *p = fs_join(x->set.work, "run.json");
     int rc = 0;
     if (!text || !p)
         rc = rb_fail(err, NULL, "out of memory");
@@ -80,7 +80,7 @@ static int check_run_json(infer_ctx *x, rb_error *err)
             if (!o || !cJSON_Compare(o, it, 1)) {
                 char *was = o ? cJSON_PrintUnformatted(o) : strdup("(missing)"), *now = cJSON_PrintUnformatted(it);
                 rc = rb_fail(err, "rerun with the settings of the first attempt, or give a new --out",
-                             "infer: %s was started with other settings: %s was %s, now %s", x->out, it->string,
+                             "infer: %s was started with other settings: %s was %s, now %s", x->set.out, it->string,
                              was ? was : "?", now ? now : "?");
                 free(was);
                 free(now);
@@ -101,7 +101,7 @@ static int check_run_json(infer_ctx *x, rb_error *err)
 /* --since: the previous run must be finished and made with the same models and TTA. */
 static int check_since(infer_ctx *x, rb_error *err)
 {
-    char *p = fs_join(x->since, "summary.json");
+    char *p = fs_join(x->set.since, "summary.json");
     uint8_t *b = NULL;
     size_t n;
     cJSON *j = NULL;
@@ -109,16 +109,16 @@ static int check_since(infer_ctx *x, rb_error *err)
     if (!p || !fs_is_file(p) || fs_read_file(p, 64 << 20, &b, &n, err) < 0 ||
         !(j = cJSON_ParseWithLength((const char *)b, n)))
         rc = rb_fail(err, "--since takes the folder of a finished infer run", "infer: %s: no readable summary.json",
-                     x->since);
+                     x->set.since);
     const cJSON *fp = j ? cJSON_GetObjectItemCaseSensitive(j, "model_fingerprint") : NULL;
     const cJSON *tt = j ? cJSON_GetObjectItemCaseSensitive(j, "tta") : NULL;
     if (rc == 0 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "complete")))
-        rc = rb_fail(err, "finish the previous run first (rerun its command)", "infer: %s did not finish", x->since);
+        rc = rb_fail(err, "finish the previous run first (rerun its command)", "infer: %s did not finish", x->set.since);
     if (rc == 0 && (!cJSON_IsString(fp) || strcmp(fp->valuestring, x->fingerprint) != 0 || !cJSON_IsNumber(tt) ||
-                    (int)tt->valuedouble != x->tta))
+                    (int)tt->valuedouble != x->set.tta))
         rc = rb_fail(err, "run without --since to screen the whole archive with this model",
                      "infer: %s was made with other models or another tta; its predictions cannot be carried over",
-                     x->since);
+                     x->set.since);
     cJSON_Delete(j);
     free(b);
     free(p);
@@ -163,8 +163,8 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
         }
     }
     rb_buf_put(&models, "", 1);
-    x->model_list = (char *)models.data;
-    if (!x->model_list || !x->model_list[0])
+    x->set.model_list = (char *)models.data;
+    if (!x->set.model_list || !x->set.model_list[0])
         return rb_fail(err, "--model model.h5 (or several, comma-separated, for an ensemble)", "infer: no model given");
     if (!*input)
         return rb_fail(err, "--input <archive folder | list.txt/.csv | shards folder>", "infer: no input given");
@@ -172,43 +172,43 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
     if (!*out)
         return rb_fail(err, "--out <run folder>", "infer: no output folder given");
     /* chunk, batch, tta, threads, limits: ranges checked with the options (job_config.c) */
-    x->chunk = job_int(c, "chunk");
-    x->batch = (int)job_int(c, "batch");
-    x->tta = (int)job_int(c, "tta");
-    x->threads = (int)job_int(c, "threads");
-    if (x->threads <= 0)
-        x->threads = x->w.threads;
-    x->hash_mode = !strcmp(job_str(c, "change_detection"), "hash");
-    image_limits_default(&x->lim);
-    x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
-    x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
-    if (x->lim.max_pixels < 1)
-        x->lim.max_pixels = 1;
-    if (x->lim.max_file_bytes < 1)
-        x->lim.max_file_bytes = 1;
-    x->input = abs_path(input);
-    x->out = strdup(out);
-    x->work = fs_join(out, "work");
+    x->set.chunk = job_int(c, "chunk");
+    x->set.batch = (int)job_int(c, "batch");
+    x->set.tta = (int)job_int(c, "tta");
+    x->set.threads = (int)job_int(c, "threads");
+    if (x->set.threads <= 0)
+        x->set.threads = x->w.threads;
+    x->set.hash_mode = !strcmp(job_str(c, "change_detection"), "hash");
+    image_limits_default(&x->set.lim);
+    x->set.lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
+    x->set.lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
+    if (x->set.lim.max_pixels < 1)
+        x->set.lim.max_pixels = 1;
+    if (x->set.lim.max_file_bytes < 1)
+        x->set.lim.max_file_bytes = 1;
+    x->set.input = abs_path(input);
+    x->set.out = strdup(out);
+    x->set.work = fs_join(out, "work");
     if (*job_str(c, "since")) {
-        x->since = abs_path(job_str(c, "since"));
+        x->set.since = abs_path(job_str(c, "since"));
         char *o = abs_path(out);
-        int same = o && x->since && !strcmp(o, x->since);
+        int same = o && x->set.since && !strcmp(o, x->set.since);
         free(o);
         if (same)
             return rb_fail(err, "give each night's run its own --out", "infer: --since is the output folder itself");
     }
-    if (!x->input || !x->out || !x->work)
+    if (!x->set.input || !x->set.out || !x->set.work)
         return rb_fail(err, NULL, "out of memory");
-    return infer_input_detect(x->input, &x->kind, err);
+    return infer_input_detect(x->set.input, &x->set.kind, err);
 }
 
 /* The run folder is unfinished from here until the merge writes summary.json last: the
  * marker and the outputs of an earlier run go (the merge makes them again). */
 static int clear_earlier_outputs(infer_ctx *x, rb_error *err)
 {
-    int ok = job_marker_clear(x->out, err) == 0;
+    int ok = job_marker_clear(x->set.out, err) == 0;
     for (int i = 0; ok && infer_outputs[i]; i++) {
-        char *q = fs_join(x->out, infer_outputs[i]);
+        char *q = fs_join(x->set.out, infer_outputs[i]);
         if (q && unlink(q) != 0 && errno != ENOENT)
             ok = rb_fail(err, NULL, "%s: cannot remove the output of an earlier run: %s", q, strerror(errno)) == 0;
         free(q);
@@ -219,9 +219,9 @@ static int clear_earlier_outputs(infer_ctx *x, rb_error *err)
 /* Temporary files of killed attempts, and the merge scratch. */
 static void clean_work_folder(infer_ctx *x)
 {
-    clean_temps(x->out);
-    clean_temps(x->work);
-    char *m = fs_join(x->work, "merge");
+    clean_temps(x->set.out);
+    clean_temps(x->set.work);
+    char *m = fs_join(x->set.work, "merge");
     if (m && fs_is_dir(m)) {
         clean_temps(m);
         DIR *d = opendir(m);
@@ -241,18 +241,18 @@ static void clean_work_folder(infer_ctx *x)
 
 int infer_prepare_run(infer_ctx *x, rb_error *err)
 {
-    int ok = model_fingerprint(x->model_list, x->fingerprint, err) == 0 && fs_mkdirs(x->work, err) == 0;
+    int ok = model_fingerprint(x->set.model_list, x->fingerprint, err) == 0 && fs_mkdirs(x->set.work, err) == 0;
     ok = ok && clear_earlier_outputs(x, err) == 0;
     if (ok)
         clean_work_folder(x);
     ok = ok && check_run_json(x, err) == 0;
-    ok = ok && (!x->since || check_since(x, err) == 0);
+    ok = ok && (!x->set.since || check_since(x, err) == 0);
     if (ok) {
-        x->lister.input = strdup(x->input);
-        x->lister.work = strdup(x->work);
-        x->lister.exclude = abs_path(x->out);
-        x->lister.kind = x->kind;
-        x->lister.chunk = x->chunk;
+        x->lister.input = strdup(x->set.input);
+        x->lister.work = strdup(x->set.work);
+        x->lister.exclude = abs_path(x->set.out);
+        x->lister.kind = x->set.kind;
+        x->lister.chunk = x->set.chunk;
         ok = infer_list_prepare(&x->lister, err) == 0;
     }
     return ok ? 0 : -1;
@@ -273,37 +273,37 @@ int infer_share_fingerprint(infer_ctx *x, rb_error *err)
 
 int infer_load_models(infer_ctx *x, rb_error *err)
 {
-    if (x->threads > INFER_MAX_THREADS)
-        x->threads = INFER_MAX_THREADS;
+    if (x->set.threads > INFER_MAX_THREADS)
+        x->set.threads = INFER_MAX_THREADS;
     openblas_set_num_threads(1); /* every compute thread runs its own single-threaded passes */
-    int ok = trained_model_load(&x->tm, x->model_list, x->batch, 1, err) == 0;
+    int ok = trained_model_load(&x->tm, x->set.model_list, x->set.batch, 1, err) == 0;
     x->have_tm = ok;
     if (ok) {
-        trained_model_set_tta(&x->tm, x->tta);
+        trained_model_set_tta(&x->tm, x->set.tta);
         x->rec_bytes = (size_t)x->tm.height * x->tm.width * x->tm.channels;
     }
-    for (int t = 0; ok && t < x->threads; t++) {
+    for (int t = 0; ok && t < x->set.threads; t++) {
         infer_worker *w = &x->wk[t];
         if (t == 0)
             w->tm = &x->tm;
         else {
             w->tm = calloc(1, sizeof *w->tm);
-            ok = w->tm && trained_model_load(w->tm, x->model_list, x->batch, 1, err) == 0;
+            ok = w->tm && trained_model_load(w->tm, x->set.model_list, x->set.batch, 1, err) == 0;
             if (!ok) {
                 free(w->tm);
                 w->tm = NULL;
                 break;
             }
-            trained_model_set_tta(w->tm, x->tta);
+            trained_model_set_tta(w->tm, x->set.tta);
         }
         x->nworkers = t + 1;
-        w->images = malloc((size_t)x->batch * x->rec_bytes);
-        w->probs = malloc((size_t)x->batch * x->tm.nclasses * sizeof *w->probs);
+        w->images = malloc((size_t)x->set.batch * x->rec_bytes);
+        w->probs = malloc((size_t)x->set.batch * x->tm.nclasses * sizeof *w->probs);
         if (!w->images || !w->probs)
             ok = rb_fail(err, "lower batch or threads", "out of memory") == 0;
     }
-    if (ok && x->since) {
-        ok = infer_prev_open(&x->prev, x->since, x->tm.nclasses, x->tm.class_names, err) == 0;
+    if (ok && x->set.since) {
+        ok = infer_prev_open(&x->prev, x->set.since, x->tm.nclasses, x->tm.class_names, err) == 0;
         x->have_prev = ok;
     }
     return ok ? 0 : -1;

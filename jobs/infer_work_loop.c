@@ -111,7 +111,7 @@ static void pool_stop(infer_pool *p)
  * then be missing too); -2: SIGTERM */
 static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
 {
-    char *p = infer_chunk_path(x->work, "chunk", k);
+    char *p = infer_chunk_path(x->set.work, "chunk", k);
     if (!p)
         return rb_fail(err, NULL, "out of memory");
     useconds_t pause = 1000;
@@ -123,7 +123,7 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
         }
         int64_t n;
         int complete;
-        int lr = infer_listing_read(x->work, &n, NULL, NULL, &complete);
+        int lr = infer_listing_read(x->set.work, &n, NULL, NULL, &complete);
         if (lr == 1) {
             if (k >= n)
                 rc = 0;
@@ -142,7 +142,7 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
             if (rc < 0) {
                 *err = x->lister.err;
                 if (!err->msg[0])
-                    rb_fail(err, NULL, "infer: the listing of %s stopped", x->input);
+                    rb_fail(err, NULL, "infer: the listing of %s stopped", x->set.input);
             }
             break;
         }
@@ -245,7 +245,7 @@ static void take_chunk(work_loop *l, rb_error *err)
         l->taking = 0;
         return;
     }
-    char *pp = infer_chunk_path(x->work, "part", k);
+    char *pp = infer_chunk_path(x->set.work, "part", k);
     int done = pp && fs_is_file(pp);
     free(pp);
     if (done) {
@@ -310,7 +310,7 @@ int infer_work_loop(infer_ctx *x, infer_run_stats *st, rb_error *err)
     l->t_print = l->t0;
     if (test_hook_str(HOOK_WAIT_LISTING)) { /* start work once the listing is complete */
         int64_t n;
-        while (infer_listing_read(x->work, &n, NULL, NULL, NULL) != 1)
+        while (infer_listing_read(x->set.work, &n, NULL, NULL, NULL) != 1)
             usleep(2000);
     }
     l->ok = pool_start(&l->pool, x, err) == 0;

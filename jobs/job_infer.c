@@ -58,14 +58,14 @@ static void on_term(int sig)
 static int start_listing(infer_ctx *x, rb_error *err)
 {
     rb_info("infer: %s (%s) with %d model(s) at %dx%dx%d, %s, threshold %.4f on %s; %d rank(s) x %d thread(s)",
-            x->input, infer_input_kind_name(x->kind), x->tm.nmembers, x->tm.height, x->tm.width,
-            x->tm.channels, x->tta ? (x->tta == 1 ? "tta flip" : "tta flip+shifts") : "no tta", x->tm.threshold,
-            x->tm.class_names[x->tm.positive], x->w.size, x->threads);
-    if (x->since)
-        rb_info("incremental: only files new or changed since %s (%s)", x->since,
-                x->hash_mode ? "content hash" : "size and mtime");
+            x->set.input, infer_input_kind_name(x->set.kind), x->tm.nmembers, x->tm.height, x->tm.width,
+            x->tm.channels, x->set.tta ? (x->set.tta == 1 ? "tta flip" : "tta flip+shifts") : "no tta", x->tm.threshold,
+            x->tm.class_names[x->tm.positive], x->w.size, x->set.threads);
+    if (x->set.since)
+        rb_info("incremental: only files new or changed since %s (%s)", x->set.since,
+                x->set.hash_mode ? "content hash" : "size and mtime");
     if (x->lister.reused)
-        rb_info("reusing the complete listing in %s (%lld chunks)", x->work,
+        rb_info("reusing the complete listing in %s (%lld chunks)", x->set.work,
                 (long long)atomic_load(&x->lister.chunks));
     return infer_list_start(&x->lister, err);
 }
@@ -77,13 +77,13 @@ static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_resu
     int64_t nchunks = 0, lerr = 0;
     int complete = 0;
     *entries = 0;
-    infer_listing_read(x->work, &nchunks, entries, &lerr, &complete);
+    infer_listing_read(x->set.work, &nchunks, entries, &lerr, &complete);
     infer_merge_cfg mc = {
-        .out = x->out, .work = x->work, .nchunks = nchunks, .nclasses = x->tm.nclasses,
+        .out = x->set.out, .work = x->set.work, .nchunks = nchunks, .nclasses = x->tm.nclasses,
         .class_names = x->tm.class_names, .positive = x->tm.positive, .threshold = x->tm.threshold,
-        .since = x->since, .input = x->input, .kind = infer_input_kind_name(x->kind),
+        .since = x->set.since, .input = x->set.input, .kind = infer_input_kind_name(x->set.kind),
         .change_detection = job_str(&x->cfg, "change_detection"), .files_listed = *entries, .list_errors = lerr,
-        .tta = x->tta, .batch = x->batch, .ranks = x->w.size, .threads = x->threads, .chunk = x->chunk,
+        .tta = x->set.tta, .batch = x->set.batch, .ranks = x->w.size, .threads = x->set.threads, .chunk = x->set.chunk,
         .nmodels = x->tm.nmembers, .model_paths = x->tm.path, .model_fingerprint = x->fingerprint,
         .card = x->tm.card, .infer_seconds = st->seconds, .images_this_run = st->images,
         .peak_rss_mb = st->peak_rss_mb, .resumed = st->resumed,
@@ -97,15 +97,15 @@ static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_resu
 static int report_run(infer_ctx *x, const infer_run_stats *st, const infer_merge_result *res, int64_t entries,
                       double merge_seconds, rb_error *err)
 {
-    if (x->since && res->predicted == 0)
-        rb_info("nothing new or changed since %s (%lld files unchanged, %lld removed)", x->since,
+    if (x->set.since && res->predicted == 0)
+        rb_info("nothing new or changed since %s (%lld files unchanged, %lld removed)", x->set.since,
                 (long long)res->unchanged, (long long)res->removed);
     rb_info("infer: %lld files listed, %lld predicted%s, %lld flagged at %s >= %.4f, %lld errors",
             (long long)entries, (long long)res->predicted,
-            x->since ? "" : "", (long long)res->flagged, x->tm.class_names[x->tm.positive], x->tm.threshold,
+            x->set.since ? "" : "", (long long)res->flagged, x->tm.class_names[x->tm.positive], x->tm.threshold,
             (long long)res->errors);
-    if (x->since)
-        rb_info("  since %s: %lld new, %lld changed, %lld unchanged, %lld removed", x->since,
+    if (x->set.since)
+        rb_info("  since %s: %lld new, %lld changed, %lld unchanged, %lld removed", x->set.since,
                 (long long)res->new_files, (long long)res->changed, (long long)res->unchanged,
                 (long long)res->removed);
     char line[1024];
@@ -117,7 +117,7 @@ static int report_run(infer_ctx *x, const infer_run_stats *st, const infer_merge
     double t = st->seconds;
     rb_info("  %lld images decoded and predicted in %.1f s (%.1f images/s), merge %.1f s, peak RSS %.0f MiB",
             (long long)st->images, t, t > 0 ? (double)st->images / t : 0.0, merge_seconds, st->peak_rss_mb);
-    char *rp = fs_join(x->out, "report.html");
+    char *rp = fs_join(x->set.out, "report.html");
     rb_info("report: %s", rp ? rp : "report.html");
     free(rp);
     int64_t usable = res->predicted + res->unchanged, seen = usable + res->errors;
@@ -210,11 +210,11 @@ static void infer_free(void *ctx)
     }
     if (x->have_tm)
         trained_model_free(&x->tm);
-    free(x->model_list);
-    free(x->input);
-    free(x->out);
-    free(x->work);
-    free(x->since);
+    free(x->set.model_list);
+    free(x->set.input);
+    free(x->set.out);
+    free(x->set.work);
+    free(x->set.since);
 }
 
 static int run_infer(int argc, char **argv)

@@ -208,24 +208,128 @@ static int scan_csv(input_set *in, const char *csv, const char *prefix, int fixe
     return rc;
 }
 
+/* classes = a,b,c: the labels in that order, fixed (other class folders are skipped). */
+static int fixed_classes(input_set *in, const char *classes, rb_error *err)
+{
+    char *c = strdup(classes), *save = NULL;
+    for (char *t = strtok_r(c, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        int idx;
+        if (class_index(in, t, 0, &idx) < 0) {
+            free(c);
+            return rb_fail(err, NULL, "out of memory");
+        }
+    }
+    free(c);
+    return 0;
+}
+
+/* One class folder root/sub, labelled by its last name (skipped when not a fixed class). */
+static int scan_class_folder(input_set *in, const char *root, const char *sub, const char *cls,
+                             const char *prefix, int fixed, int split, rb_error *err)
+{
+    int label;
+    if (class_index(in, cls, fixed, &label) < 0)
+        return rb_fail(err, NULL, "out of memory");
+    if (label == -2) {
+        char *p = fs_join(root, sub);
+        on_walk_error(in, p, "class folder not in the classes list; skipped");
+        free(p);
+        return 0;
+    }
+    return add_tree(in, root, sub, prefix, label, split, err);
+}
+
+/* LAYOUT_SPLITS: root/<split>/<class>/... */
+static int scan_split_folder(input_set *in, const char *root, const char *split_dir, const char *prefix, int fixed,
+                             rb_error *err)
+{
+    int sp = split_parse(split_dir);
+    char *sdir = fs_join(root, split_dir);
+    if (sp < 0 || sp == SPLIT_ALL) {
+        on_walk_error(in, sdir, "not a split folder (train, val or test); skipped");
+        free(sdir);
+        return 0;
+    }
+    char **cls;
+    int ncls, nf2, rc = 0;
+    list_subdirs(sdir, &cls, &ncls, &nf2);
+    if (nf2)
+        on_walk_error(in, sdir, "files directly in a split folder are outside any class folder; skipped");
+    for (int k = 0; rc == 0 && k < ncls; k++) {
+        char *sub = fs_join(split_dir, cls[k]);
+        rc = scan_class_folder(in, root, sub, cls[k], prefix, fixed, sp, err);
+        free(sub);
+    }
+    free_names(cls, ncls);
+    free(sdir);
+    return rc;
+}
+
+/* One input folder, in the given layout (auto: splits, class folders, or unlabelled). */
+static int scan_folder(input_set *in, const char *root, const char *prefix, input_layout lay, int fixed,
+                       rb_error *err)
+{
+    if (!fs_is_dir(root))
+        return rb_fail(err, "check the input path", "%s: %s", root,
+                       fs_is_file(root) ? "not a folder (a CSV list must end in .csv)" : "no such folder");
+    char **subs;
+    int nsubs, nfiles;
+    if (list_subdirs(root, &subs, &nsubs, &nfiles) < 0)
+        return rb_fail(err, NULL, "%s: cannot list: %s", root, strerror(errno));
+    if (lay == LAYOUT_AUTO) {
+        int splits = 0;
+        for (int i = 0; i < nsubs; i++)
+            splits += split_parse(subs[i]) >= 0 && split_parse(subs[i]) != SPLIT_ALL;
+        lay = splits ? LAYOUT_SPLITS : (nsubs ? LAYOUT_CLASSES : LAYOUT_UNLABELLED);
+    }
+    int rc = 0;
+    if (lay == LAYOUT_UNLABELLED) {
+        rc = add_tree(in, root, "", prefix, -1, -1, err);
+    } else {
+        if (nfiles)
+            on_walk_error(in, root, "files directly in the input root are outside any class folder; skipped");
+        for (int i = 0; rc == 0 && i < nsubs; i++)
+            rc = lay == LAYOUT_CLASSES ? scan_class_folder(in, root, subs[i], subs[i], prefix, fixed, -1, err)
+                                       : scan_split_folder(in, root, subs[i], prefix, fixed, err);
+    }
+    free_names(subs, nsubs);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Without a fixed list, classes are the sorted folder names (as Keras does): remap. */
+static int sort_classes(input_set *in, rb_error *err)
+{
+    int *map = malloc((size_t)in->nclasses * sizeof *map);
+    char **sorted = malloc((size_t)in->nclasses * sizeof *sorted);
+    if (!map || !sorted) {
+        free(map);
+        free(sorted);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    memcpy(sorted, in->class_names, (size_t)in->nclasses * sizeof *sorted);
+    qsort(sorted, (size_t)in->nclasses, sizeof *sorted, cmp_str);
+    for (int i = 0; i < in->nclasses; i++)
+        for (int j = 0; j < in->nclasses; j++)
+            if (in->class_names[i] == sorted[j])
+                map[i] = j;
+    for (int64_t i = 0; i < in->n; i++)
+        if (in->e[i].label >= 0)
+            in->e[i].label = map[in->e[i].label];
+    free(in->class_names);
+    in->class_names = sorted;
+    free(map);
+    return 0;
+}
+
 int inputs_scan(input_set *in, char *const *roots, int nroots, input_layout layout,
                 const char *classes, rb_error *err)
 {
     memset(in, 0, sizeof *in);
     int fixed = classes && *classes;
-    if (fixed) {
-        char *c = strdup(classes), *save = NULL;
-        for (char *t = strtok_r(c, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            while (*t == ' ')
-                t++;
-            int idx;
-            if (class_index(in, t, 0, &idx) < 0) {
-                free(c);
-                return rb_fail(err, NULL, "out of memory");
-            }
-        }
-        free(c);
-    }
+    if (fixed && fixed_classes(in, classes, err) < 0)
+        return -1;
     if (nroots == 0)
         return rb_fail(err, "give input folders as arguments or with inputs = a,b", "convert: no inputs given");
     in->roots = calloc((size_t)nroots, sizeof *in->roots);
@@ -240,101 +344,13 @@ int inputs_scan(input_set *in, char *const *roots, int nroots, input_layout layo
         size_t rl = strlen(root);
         if (lay == LAYOUT_AUTO && rl > 4 && strcasecmp(root + rl - 4, ".csv") == 0)
             lay = LAYOUT_CSV;
-        if (lay == LAYOUT_CSV) {
-            if (scan_csv(in, root, prefix_copy, fixed, err) < 0)
-                return -1;
-            continue;
-        }
-        if (!fs_is_dir(root))
-            return rb_fail(err, "check the input path", "%s: %s", root,
-                           fs_is_file(root) ? "not a folder (a CSV list must end in .csv)" : "no such folder");
-        char **subs;
-        int nsubs, nfiles;
-        if (list_subdirs(root, &subs, &nsubs, &nfiles) < 0)
-            return rb_fail(err, NULL, "%s: cannot list: %s", root, strerror(errno));
-        if (lay == LAYOUT_AUTO) {
-            int splits = 0;
-            for (int i = 0; i < nsubs; i++)
-                splits += split_parse(subs[i]) >= 0 && split_parse(subs[i]) != SPLIT_ALL;
-            lay = splits ? LAYOUT_SPLITS : (nsubs ? LAYOUT_CLASSES : LAYOUT_UNLABELLED);
-        }
-        int rc = 0;
-        if (lay == LAYOUT_UNLABELLED) {
-            rc = add_tree(in, root, "", prefix_copy, -1, -1, err);
-        } else {
-            if (nfiles)
-                on_walk_error(in, root, "files directly in the input root are outside any class folder; skipped");
-            for (int i = 0; rc == 0 && i < nsubs; i++) {
-                if (lay == LAYOUT_CLASSES) {
-                    int label;
-                    if (class_index(in, subs[i], fixed, &label) < 0)
-                        rc = rb_fail(err, NULL, "out of memory");
-                    else if (label == -2) {
-                        char *p = fs_join(root, subs[i]);
-                        on_walk_error(in, p, "class folder not in the classes list; skipped");
-                        free(p);
-                    } else
-                        rc = add_tree(in, root, subs[i], prefix_copy, label, -1, err);
-                    continue;
-                }
-                /* LAYOUT_SPLITS: root/<split>/<class>/... */
-                int sp = split_parse(subs[i]);
-                char *sdir = fs_join(root, subs[i]);
-                if (sp < 0 || sp == SPLIT_ALL) {
-                    on_walk_error(in, sdir, "not a split folder (train, val or test); skipped");
-                    free(sdir);
-                    continue;
-                }
-                char **cls;
-                int ncls, nf2;
-                list_subdirs(sdir, &cls, &ncls, &nf2);
-                if (nf2)
-                    on_walk_error(in, sdir, "files directly in a split folder are outside any class folder; skipped");
-                for (int k = 0; rc == 0 && k < ncls; k++) {
-                    int label;
-                    if (class_index(in, cls[k], fixed, &label) < 0) {
-                        rc = rb_fail(err, NULL, "out of memory");
-                        break;
-                    }
-                    char *sub = fs_join(subs[i], cls[k]);
-                    if (label == -2) {
-                        char *p = fs_join(root, sub);
-                        on_walk_error(in, p, "class folder not in the classes list; skipped");
-                        free(p);
-                    } else
-                        rc = add_tree(in, root, sub, prefix_copy, label, sp, err);
-                    free(sub);
-                }
-                free_names(cls, ncls);
-                free(sdir);
-            }
-        }
-        free_names(subs, nsubs);
+        int rc = lay == LAYOUT_CSV ? scan_csv(in, root, prefix_copy, fixed, err)
+                                   : scan_folder(in, root, prefix_copy, lay, fixed, err);
         if (rc < 0)
             return -1;
     }
-    /* Without a fixed list, classes are the sorted folder names (as Keras does): remap. */
-    if (!fixed && in->nclasses > 1) {
-        int *map = malloc((size_t)in->nclasses * sizeof *map);
-        char **sorted = malloc((size_t)in->nclasses * sizeof *sorted);
-        if (!map || !sorted) {
-            free(map);
-            free(sorted);
-            return rb_fail(err, NULL, "out of memory");
-        }
-        memcpy(sorted, in->class_names, (size_t)in->nclasses * sizeof *sorted);
-        qsort(sorted, (size_t)in->nclasses, sizeof *sorted, cmp_str);
-        for (int i = 0; i < in->nclasses; i++)
-            for (int j = 0; j < in->nclasses; j++)
-                if (in->class_names[i] == sorted[j])
-                    map[i] = j;
-        for (int64_t i = 0; i < in->n; i++)
-            if (in->e[i].label >= 0)
-                in->e[i].label = map[in->e[i].label];
-        free(in->class_names);
-        in->class_names = sorted;
-        free(map);
-    }
+    if (!fixed && in->nclasses > 1)
+        return sort_classes(in, err);
     return 0;
 }
 

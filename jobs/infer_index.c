@@ -80,7 +80,7 @@ int infer_prev_open(infer_prev *p, const char *run_dir, int nclasses, char *cons
         p->n = (int64_t)n;
     }
     if (rc == 0 && read_record_at(p, 0, err) == 0) {
-        int nf = csvrec_split((char *)p->rec.data, p->fields, INFER_INDEX_MAX_FIELDS);
+        int nf = csv_split_line((char *)p->rec.data, p->fields, INFER_INDEX_MAX_FIELDS);
         p->nfields = 4 + nclasses + 2;
         int ok = nf == p->nfields && !strcmp(p->fields[0], "path");
         for (int k = 0; ok && k < nclasses; k++) {
@@ -110,7 +110,7 @@ int infer_prev_find(infer_prev *p, const char *path, rb_error *err)
         csvrec_key((const char *)p->rec.data, &p->key);
         int c = strcmp((const char *)p->key.data, path);
         if (c == 0) {
-            int nf = csvrec_split((char *)p->rec.data, p->fields, INFER_INDEX_MAX_FIELDS);
+            int nf = csv_split_line((char *)p->rec.data, p->fields, INFER_INDEX_MAX_FIELDS);
             if (nf != p->nfields)
                 return rb_fail(err, "the previous run's index is damaged; run without --since",
                                "previous index.csv: row of %s has %d fields, expected %d", path, nf, p->nfields);

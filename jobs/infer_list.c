@@ -387,7 +387,7 @@ static int list_file_list(list_state *s, rb_error *err)
                 break;
             }
             char *fld[2];
-            int nf = csvrec_split((char *)rec.data, fld, 2);
+            int nf = csv_split_line((char *)rec.data, fld, 2);
             name = nf > 0 ? fld[0] : (char *)"";
             lineno++;
             if (lineno == 1 && (!strcasecmp(name, "path") || !strcasecmp(name, "file") ||

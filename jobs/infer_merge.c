@@ -260,7 +260,7 @@ static int sink_final(void *ctx, const char *rec, size_t len, rb_error *err)
     if (x->scratch.failed)
         return rb_fail(err, NULL, "out of memory");
     char **f = x->fields;
-    int nf = csvrec_split((char *)x->scratch.data, f, x->nfields + 1);
+    int nf = csv_split_line((char *)x->scratch.data, f, x->nfields + 1);
     if (nf != x->nfields)
         return rb_fail(err, "delete the damaged part file and rerun the command", "a part file row has %d fields, expected %d: %.200s",
                        nf, x->nfields, rec);
@@ -488,7 +488,7 @@ static int write_report(const infer_merge_cfg *c, const char *dir, const infer_m
         csvrec_read(ef, &rec); /* header */
         while (ec && n < cap && csvrec_read(ef, &rec) == 1) {
             char *f[2] = {0, 0};
-            int nf = csvrec_split((char *)rec.data, f, 2);
+            int nf = csv_split_line((char *)rec.data, f, 2);
             ec[2 * n] = strdup(nf > 0 ? f[0] : "");
             ec[2 * n + 1] = strdup(nf > 1 ? f[1] : "");
             n++;
@@ -516,132 +516,104 @@ static int write_report(const infer_merge_cfg *c, const char *dir, const infer_m
     return rc;
 }
 
-int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_error *err)
+/* errors.csv: the chunks' error files merged, with the listing's errors (chunk nchunks). */
+static int merge_errors(const infer_merge_cfg *c, infer_merge_result *r, const char *mdir, rb_error *err)
 {
-    memset(r, 0, sizeof *r);
-    r->per_class = calloc((size_t)c->nclasses + 1, sizeof *r->per_class);
-    if (!r->per_class)
-        return rb_fail(err, NULL, "out of memory");
-    /* Every output is written complete into work/merge/ first and renamed into the run folder
-     * only when all of them are, then summary.json, the marker, goes last: a kill at any point
-     * leaves no final-named file beside temporary ones (the run folder was emptied of the
-     * outputs of any earlier run at the start). */
-    char *mdir = fs_join(c->work, "merge");
-    if (!mdir || fs_mkdirs(mdir, err) < 0) {
-        free(mdir);
-        return -1;
-    }
-
-    /* errors.csv */
     csv_writer ew;
     char *ep = fs_join(mdir, "errors.csv");
     int orc = ep ? csv_writer_open(&ew, ep, err) : rb_fail(err, NULL, "out of memory");
     free(ep);
-    if (orc < 0) {
-        free(mdir);
+    if (orc < 0)
         return -1;
-    }
     csv_field(&ew, "path");
     csv_field(&ew, "reason");
     csv_end_row(&ew);
     tree_names et = {c->work, "errors", error_name, c->work};
     void *ectx[2] = {&ew, &r->errors};
-    int rc = merge_tree(&et, c->nchunks + 1, sink_errors, ectx, err);
-    if (rc < 0) {
+    if (merge_tree(&et, c->nchunks + 1, sink_errors, ectx, err) < 0) {
         csv_writer_abort(&ew);
-        free(mdir);
         return -1;
     }
-    if (csv_writer_close(&ew, err) < 0) {
-        free(mdir);
-        return -1;
-    }
+    return csv_writer_close(&ew, err);
+}
 
-    /* predictions, flagged, index */
-    final_ctx x;
-    memset(&x, 0, sizeof x);
-    x.c = c;
-    x.r = r;
-    x.nfields = 7 + c->nclasses;
-    x.fields = calloc((size_t)x.nfields + 2, sizeof *x.fields);
-    x.top.cap = INFER_REPORT_ROWS;
-    x.top.it = calloc((size_t)x.top.cap, sizeof *x.top.it);
-    if (!x.fields || !x.top.it) {
-        free(x.fields);
-        free(x.top.it);
-        free(mdir);
-        return rb_fail(err, NULL, "out of memory");
-    }
+/* predictions.csv, flagged.csv and index.csv opened with their headers in mdir. */
+static int open_final_outputs(final_ctx *x, const infer_merge_cfg *c, const char *mdir, rb_error *err)
+{
     char *pp = fs_join(mdir, "predictions.csv"), *fp = fs_join(mdir, "flagged.csv");
-    rc = csv_writer_open(&x.pred, pp, err);
-    if (rc == 0 && csv_writer_open(&x.flag, fp, err) < 0) {
-        csv_writer_abort(&x.pred);
+    int rc = csv_writer_open(&x->pred, pp, err);
+    if (rc == 0 && csv_writer_open(&x->flag, fp, err) < 0) {
+        csv_writer_abort(&x->pred);
         rc = -1;
     }
     free(pp);
     free(fp);
-    if (rc == 0) {
-        header_row(&x.pred, c, 0);
-        header_row(&x.flag, c, 0);
-        rb_buf h = {0};
-        const char *fixed[5] = {"path", "size", "mtime", "hash", "predicted_label"};
-        for (int i = 0; i < 5; i++)
-            csvrow_field(&h, fixed[i], i == 0);
-        for (int k = 0; k < c->nclasses; k++) {
-            char name[300];
-            snprintf(name, sizeof name, "prob_%s", c->class_names[k]);
-            csvrow_field(&h, name, 0);
-        }
-        csvrow_field(&h, "flagged", 0);
-        rb_buf_put(&h, "\n", 1);
-        rb_buf_put(&h, "", 1);
-        rc = h.failed ? rb_fail(err, NULL, "out of memory") : infer_index_open(&x.index, mdir, (const char *)h.data, err);
-        rb_buf_free(&h);
-        if (rc < 0) {
-            csv_writer_abort(&x.pred);
-            csv_writer_abort(&x.flag);
-        }
+    if (rc < 0)
+        return -1;
+    header_row(&x->pred, c, 0);
+    header_row(&x->flag, c, 0);
+    rb_buf h = {0};
+    const char *fixed[5] = {"path", "size", "mtime", "hash", "predicted_label"};
+    for (int i = 0; i < 5; i++)
+        csvrow_field(&h, fixed[i], i == 0);
+    for (int k = 0; k < c->nclasses; k++) {
+        char name[300];
+        snprintf(name, sizeof name, "prob_%s", c->class_names[k]);
+        csvrow_field(&h, name, 0);
     }
-    if (rc == 0 && c->since) {
+    csvrow_field(&h, "flagged", 0);
+    rb_buf_put(&h, "\n", 1);
+    rb_buf_put(&h, "", 1);
+    rc = h.failed ? rb_fail(err, NULL, "out of memory") : infer_index_open(&x->index, mdir, (const char *)h.data, err);
+    rb_buf_free(&h);
+    if (rc < 0) {
+        csv_writer_abort(&x->pred);
+        csv_writer_abort(&x->flag);
+    }
+    return rc;
+}
+
+/* The part files merged into the open outputs (with --since, alongside the previous index:
+ * its paths not seen any more are counted as removed); the outputs closed, or aborted. */
+static int merge_final(final_ctx *x, const infer_merge_cfg *c, infer_merge_result *r, rb_error *err)
+{
+    int rc;
+    if (c->since) {
         char *pi = fs_join(c->since, "index.csv");
-        x.prev = pi ? fopen(pi, "r") : NULL;
+        x->prev = pi ? fopen(pi, "r") : NULL;
         free(pi);
-        if (x.prev) {
-            csvrec_read(x.prev, &x.prev_rec); /* header */
-            rc = prev_advance(&x, err);
+        if (x->prev) {
+            csvrec_read(x->prev, &x->prev_rec); /* header */
+            if (prev_advance(x, err) < 0)
+                return -1; /* out of memory: the outputs are left open; the job ends on this error */
         }
     }
-    if (rc == 0) {
-        tree_names pt = {c->work, "part", part_name, c->work};
-        rc = merge_tree(&pt, c->nchunks, sink_final, &x, err);
-        while (rc == 0 && x.prev && x.prev_live) {
-            r->removed++;
-            rc = prev_advance(&x, err);
-        }
-        if (rc == 0)
-            rc = csv_writer_close(&x.pred, err);
-        else
-            csv_writer_abort(&x.pred);
-        if (rc == 0)
-            rc = csv_writer_close(&x.flag, err);
-        else
-            csv_writer_abort(&x.flag);
-        if (rc == 0)
-            rc = infer_index_close(&x.index, err);
-        else
-            infer_index_abort(&x.index);
+    tree_names pt = {c->work, "part", part_name, c->work};
+    rc = merge_tree(&pt, c->nchunks, sink_final, x, err);
+    while (rc == 0 && x->prev && x->prev_live) {
+        r->removed++;
+        rc = prev_advance(x, err);
     }
-    if (x.prev)
-        fclose(x.prev);
-    rb_buf_free(&x.prev_rec);
-    rb_buf_free(&x.prev_key);
-    rb_buf_free(&x.scratch);
-    rb_buf_free(&x.row);
-    free(x.fields);
     if (rc == 0)
-        rc = write_report(c, mdir, r, &x.top, err);
-    /* publish: rename every output into the run folder; summary.json last, its presence with
-     * complete = true marks a finished run */
+        rc = csv_writer_close(&x->pred, err);
+    else
+        csv_writer_abort(&x->pred);
+    if (rc == 0)
+        rc = csv_writer_close(&x->flag, err);
+    else
+        csv_writer_abort(&x->flag);
+    if (rc == 0)
+        rc = infer_index_close(&x->index, err);
+    else
+        infer_index_abort(&x->index);
+    return rc;
+}
+
+/* Rename every output into the run folder; summary.json last, its presence with
+ * complete = true marks a finished run. */
+static int publish_outputs(const infer_merge_cfg *c, const infer_merge_result *r, const char *mdir, rb_error *err)
+{
+    int rc = 0;
     for (int i = 0; rc == 0 && infer_outputs[i]; i++) {
         char *from = fs_join(mdir, infer_outputs[i]), *to = fs_join(c->out, infer_outputs[i]);
         if (!from || !to)
@@ -655,6 +627,52 @@ int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_erro
         raise(SIGKILL);
     if (rc == 0)
         rc = write_summary(c, r, err);
+    return rc;
+}
+
+int infer_merge_outputs(const infer_merge_cfg *c, infer_merge_result *r, rb_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->per_class = calloc((size_t)c->nclasses + 1, sizeof *r->per_class);
+    if (!r->per_class)
+        return rb_fail(err, NULL, "out of memory");
+    /* Every output is written complete into work/merge/ first and renamed into the run folder
+     * only when all of them are, then summary.json, the marker, goes last: a kill at any point
+     * leaves no final-named file beside temporary ones (the run folder was emptied of the
+     * outputs of any earlier run at the start). */
+    char *mdir = fs_join(c->work, "merge");
+    if (!mdir || fs_mkdirs(mdir, err) < 0 || merge_errors(c, r, mdir, err) < 0) {
+        free(mdir);
+        return -1;
+    }
+    final_ctx x = {
+        .c = c,
+        .r = r,
+        .nfields = 7 + c->nclasses,
+        .top.cap = INFER_REPORT_ROWS,
+    };
+    x.fields = calloc((size_t)x.nfields + 2, sizeof *x.fields);
+    x.top.it = calloc((size_t)x.top.cap, sizeof *x.top.it);
+    if (!x.fields || !x.top.it) {
+        free(x.fields);
+        free(x.top.it);
+        free(mdir);
+        return rb_fail(err, NULL, "out of memory");
+    }
+    int rc = open_final_outputs(&x, c, mdir, err);
+    if (rc == 0)
+        rc = merge_final(&x, c, r, err);
+    if (x.prev)
+        fclose(x.prev);
+    rb_buf_free(&x.prev_rec);
+    rb_buf_free(&x.prev_key);
+    rb_buf_free(&x.scratch);
+    rb_buf_free(&x.row);
+    free(x.fields);
+    if (rc == 0)
+        rc = write_report(c, mdir, r, &x.top, err);
+    if (rc == 0)
+        rc = publish_outputs(c, r, mdir, err);
     free(mdir);
     for (int i = 0; i < x.top.n; i++)
         free(x.top.it[i].path);

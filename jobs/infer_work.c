@@ -45,48 +45,6 @@ int csvrec_read(FILE *f, rb_buf *rec)
     return 1;
 }
 
-int csvrec_split(char *rec, char **fields, int maxf)
-{
-    size_t l = strlen(rec);
-    while (l && (rec[l - 1] == '\n' || rec[l - 1] == '\r'))
-        rec[--l] = 0;
-    int n = 0;
-    char *p = rec;
-    while (n < maxf) {
-        if (*p == '"') {
-            char *out = ++p, *start = p;
-            for (;;) {
-                if (!*p)
-                    break;
-                if (*p == '"') {
-                    if (p[1] == '"') {
-                        *out++ = '"';
-                        p += 2;
-                        continue;
-                    }
-                    p++;
-                    break;
-                }
-                *out++ = *p++;
-            }
-            char *rest = p;
-            *out = 0;
-            fields[n++] = start;
-            p = rest;
-            while (*p && *p != ',')
-                p++;
-        } else {
-            fields[n++] = p;
-            while (*p && *p != ',')
-                p++;
-        }
-        if (*p != ',')
-            break;
-        *p++ = 0;
-    }
-    return n;
-}
-
 int csvrec_key(const char *rec, rb_buf *out)
 {
     out->len = 0;

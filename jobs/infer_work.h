@@ -13,6 +13,7 @@
 #ifndef INFER_WORK_H
 #define INFER_WORK_H
 
+#include "csv.h"
 #include "rb_buf.h"
 #include "rb_error.h"
 
@@ -31,8 +32,7 @@ char *infer_chunk_path(const char *work, const char *prefix, int64_t k);
  * rec (its bytes, newline included, NUL-terminated). Returns 1, 0 at end of file, -1 on
  * out of memory. */
 int csvrec_read(FILE *f, rb_buf *rec);
-/* Split a record read by csvrec_read into at most maxf unquoted fields, in place. */
-int csvrec_split(char *rec, char **fields, int maxf);
+/* A record read by csvrec_read is split into fields by csv_split_line (io/csv.h). */
 /* The first field of a record, unquoted, into out (malloc'd growth via rb_buf). */
 int csvrec_key(const char *rec, rb_buf *out);
 /* Append one field to a row being built ("," before all but the first), quoted as needed. */
@@ -47,7 +47,7 @@ typedef struct infer_entry {
     char *ref;    /* what to open: a file path, or "<shard file>#<record>" */
 } infer_entry;
 
-/* Parse a chunk row (fields of csvrec_split); pointers point into the record. */
+/* Parse a chunk row (fields of csv_split_line); pointers point into the record. */
 int infer_entry_parse(char **fields, int nf, infer_entry *e);
 void infer_entry_format(rb_buf *row, const char *path, int64_t size, const char *mtime, const char *hash,
                         const char *ref);

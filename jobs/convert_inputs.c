@@ -1,4 +1,5 @@
 #include "convert_inputs.h"
+#include "job_run.h"
 #include "csv.h"
 #include "fsutil.h"
 
@@ -427,4 +428,23 @@ int inputs_unpack(input_set *in, const uint8_t *data, size_t len, rb_error *err)
     return 0;
 bad:
     return rb_fail(err, NULL, "internal error: malformed input list from rank 0");
+}
+
+int inputs_share(input_set *in, rb_buf *packed, int rank, rb_error *err)
+{
+    void *data = packed->data;
+    size_t len = packed->len;
+    if (rb_mpi_bcast_bytes(&data, &len, err) < 0) {
+        rb_buf_free(packed);
+        return JOB_FAILED;
+    }
+    int ok = 1;
+    if (rank != 0) {
+        ok = inputs_unpack(in, data, len, err) == 0;
+        free(data);
+    }
+    rb_buf_free(packed);
+    if (!rb_mpi_agree_ok(ok))
+        return job_failed_where(ok);
+    return 0;
 }

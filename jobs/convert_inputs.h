@@ -36,5 +36,8 @@ void inputs_free(input_set *in);
 /* Serialize entries + class names for the broadcast to other ranks, and back. */
 int inputs_pack(const input_set *in, rb_buf *out);
 int inputs_unpack(input_set *in, const uint8_t *data, size_t len, rb_error *err);
+/* Rank 0's input set, packed by inputs_pack, to every rank (collective): afterwards every
+ * rank holds the same set. Frees packed. Returns 0, or JOB_FAILED / JOB_FAILED_ELSEWHERE. */
+int inputs_share(input_set *in, rb_buf *packed, int rank, rb_error *err);
 
 #endif

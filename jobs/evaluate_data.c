@@ -83,18 +83,7 @@ static int list_images(eval_ctx *x, rb_error *err)
         rb_buf_free(&packed);
         return job_failed_where(ok);
     }
-    void *data = packed.data;
-    size_t len = packed.len;
-    if (rb_mpi_bcast_bytes(&data, &len, err) < 0)
-        return -1;
-    if (x->w.rank != 0) {
-        ok = inputs_unpack(&x->in, data, len, err) == 0;
-        free(data);
-    }
-    rb_buf_free(&packed);
-    if (!rb_mpi_agree_ok(ok))
-        return job_failed_where(ok);
-    return 0;
+    return inputs_share(&x->in, &packed, x->w.rank, err);
 }
 
 /* Keep the images of the chosen split. */

@@ -148,18 +148,7 @@ static int list_inputs(convert_ctx *x, rb_error *err)
         rb_buf_free(&packed);
         return rank == 0 ? JOB_FAILED : JOB_FAILED_ELSEWHERE;
     }
-    void *data = packed.data;
-    size_t len = packed.len;
-    if (rb_mpi_bcast_bytes(&data, &len, err) < 0)
-        return -1;
-    if (rank != 0) {
-        ok = inputs_unpack(&x->in, data, len, err) == 0;
-        free(data);
-    }
-    rb_buf_free(&packed);
-    if (!rb_mpi_agree_ok(ok))
-        return job_failed_where(ok);
-    return 0;
+    return inputs_share(&x->in, &packed, rank, err);
 }
 
 /* The settings (they need the class names), and the output folder marked unfinished. */

@@ -7,6 +7,7 @@
 # command resumes from the committed chunks and ends byte-identical to a clean run.
 # Needs root for the mounts (else 77).
 source "$(dirname "$0")/full_disk.bash"
+WORK_DIR=work # infer keeps its part files in <out>/work
 source "$(dirname "$0")/lib.sh"
 M="$T/mnt"
 fd_mount "$M" 64k # SKIP early when mounts are not possible
@@ -30,9 +31,9 @@ for case in "1 32 256" "2 32 256" "1 32 16" "1 64 16" "1 128 16" "1 176 16" "2 9
     fd_mount "$M" "${kib}k"
     FD_MAX_ERRORS=$n fd_expect_full "$name" "$M/run/" "$n" "${args[@]}" --chunk $chunk --out "$M/run"
     # what was committed is whole: part files and outputs equal to the clean run's
-    for f in "$M"/run/work/part-*.csv; do
+    for f in "$M/run/$WORK_DIR"/part-*.csv; do
         [ -f "$f" ] || continue
-        cmp -s "$f" "$clean/work/$(basename "$f")" || fail "$name: $(basename "$f") differs from the clean run's"
+        cmp -s "$f" "$clean/$WORK_DIR/$(basename "$f")" || fail "$name: $(basename "$f") differs from the clean run's"
     done
     for f in $OUTS; do
         [ ! -f "$M/run/$f" ] || cmp -s "$M/run/$f" "$clean/$f" || fail "$name: $f differs from the clean run's"

@@ -62,7 +62,7 @@ for what in convert train evaluate infer; do
         run $what "$out" > "$T/k-$what-$round.log" 2>&1 &
         pid=$!
         sleep "$(awk -v m=$ms 'BEGIN { printf "%.3f", m / 1000 }')"
-        pkill -KILL -P "$pid" 2>/dev/null || true # the ranks mpirun started
+        kill_tree KILL "$pid" # mpirun and the ranks it started
         set +e
         wait "$pid"
         rc=$?

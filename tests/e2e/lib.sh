@@ -37,6 +37,35 @@ rb_run() {
     if [ "$n" = 1 ]; then "$RADBATCH" "$@"; else mpirun -n "$n" "$RADBATCH" "$@"; fi
 }
 
+# kill_tree SIGNAL PID: SIGNAL to every process below PID (mpirun and the ranks it started,
+# however deep), then wait until they are all gone. Killing only mpirun leaves its ranks
+# running as orphans, and a rerun into the same folder would race with them.
+descendants() {
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+running() { # PID...: true while one of them runs (a zombie has ended)
+    local p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && return 0
+    done
+    return 1
+}
+kill_tree() {
+    local sig=$1 pids i
+    pids=$(descendants "$2")
+    [ -n "$pids" ] || return 0
+    kill "-$sig" $pids 2>/dev/null || true
+    for i in $(seq 300); do
+        running $pids || return 0
+        sleep 0.1
+    done
+    fail "processes $pids still run 30 s after SIG$sig"
+}
+
 # The shared data set's folder on stdout, or a SKIP line on stderr and status 1:
 #   D=$(shared_data chest_xray/train) || exit 77
 shared_data() {

@@ -31,3 +31,16 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
 cmake --build "$BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
 test -x "$BUILD/radbatch" || { echo "build failed" >&2; exit 1; }
 echo "built $BUILD/radbatch"
+
+# Python packages some tests compare radbatch with (reference decoders and runtimes, from
+# PyPI; radbatch itself never needs them): one virtual environment for every build folder,
+# refreshed when tests/python-requirements.txt changes. Tests find it as $RADBATCH_PYTHON.
+PYENV=.venv-tests
+if grep -q '^[^#[:space:]]' tests/python-requirements.txt; then
+    [ -x "$PYENV/bin/python" ] || python3 -m venv "$PYENV"
+    if ! cmp -s tests/python-requirements.txt "$PYENV/requirements.installed"; then
+        echo "installing the tests' Python packages into $PYENV"
+        "$PYENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/python-requirements.txt
+        cp tests/python-requirements.txt "$PYENV/requirements.installed"
+    fi
+fi

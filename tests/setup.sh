@@ -28,7 +28,8 @@ fi
 BUILD=${RADBATCH_BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
       -DRADBATCH_SANITIZE="${RADBATCH_SANITIZE:-OFF}" > /dev/null
-cmake --build "$BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
+# compiler diagnostics and make's failure lines only (a target may be named *error*)
+cmake --build "$BUILD" -j "$(nproc)" 2>&1 | grep -E ': (fatal )?(error|warning):|\*\*\*' || true
 test -x "$BUILD/radbatch" || { echo "build failed" >&2; exit 1; }
 echo "built $BUILD/radbatch"
 

@@ -13,6 +13,7 @@
 #include "convert_plan.h"
 #include "image.h"
 #include "job_config.h"
+#include "convert_keys.h"
 #include "rb_buf.h"
 #include "rb_error.h"
 #include "rb_mpi.h"
@@ -22,6 +23,7 @@
 
 typedef struct convert_ctx {
     job_config cfg;
+    convert_keys keys; /* the keys, typed (convert_keys.h); filled before any work */
     rb_world world;
     input_set in;
     plan pl;

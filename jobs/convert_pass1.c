@@ -22,7 +22,7 @@ void convert_add_error(convert_ctx *x, const char *path, const char *reason)
 {
     rb_buf_put_str(&x->errors, path);
     rb_buf_put_str(&x->errors, reason);
-    if (x->cfg.nopts && !job_bool(&x->cfg, "quiet"))
+    if (x->cfg.nopts && !x->keys.quiet)
         rb_warn("%s: %s", path, reason);
 }
 

@@ -40,7 +40,7 @@ static uint64_t crc_digest(const uint32_t *crc, int64_t n) { return XXH3_64bits(
 /* A finished shard from an earlier run with the planned contents: keep it. */
 static int try_reuse(convert_ctx *x, const plan_shard *s, const char *path, rb_buf *stats)
 {
-    if (job_bool(&x->cfg, "overwrite") || !fs_is_file(path))
+    if (x->keys.overwrite || !fs_is_file(path))
         return 0;
     shard_reader r;
     rb_error e;
@@ -168,7 +168,7 @@ static int write_shard_records(convert_ctx *x, const plan_shard *s, uint8_t *ima
         .height = x->H, .width = x->W, .channels = x->C, .nclasses = x->in.nclasses,
         .class_names = x->in.class_names, .split = split_name(s->split), .shard_index = s->index,
         .shard_count = s->count, .resize = resize_mode_name(x->mode), .resize_filter = "triangle (antialiased bilinear)",
-        .dct_scaling = x->dct, .plan_hash = s->hash, .compression = (int)job_int(&x->cfg, "compression"),
+        .dct_scaling = x->dct, .plan_hash = s->hash, .compression = (int)x->keys.compression,
     };
     rb_buf roots = {0};
     for (int i = 0; i < x->in.nroots; i++) {

@@ -144,7 +144,7 @@ void convert_clean_out_dir(convert_ctx *x, int after)
         if (!after && strstr(nm, ".tmp.") && (strstr(nm, ".h5.tmp.") || strstr(nm, ".csv.tmp.") || strstr(nm, ".json.tmp.")))
             remove_it = 1; /* a temp file left by a killed run */
         else if (regexec(&re, nm, 0, NULL, 0) == 0) {
-            if (!after && job_bool(&x->cfg, "overwrite"))
+            if (!after && x->keys.overwrite)
                 remove_it = 1;
             else if (after) {
                 remove_it = 1;
@@ -179,9 +179,9 @@ static void gather_index(convert_ctx *x, void *all_stats, size_t stats_len, shar
     idx->class_names = x->in.class_names;
     idx->sources = x->in.roots;
     idx->nsources = x->in.nroots;
-    idx->seed = job_int(&x->cfg, "seed");
-    idx->val_fraction = job_float(&x->cfg, "val_fraction");
-    idx->group_regex = (char *)job_str(&x->cfg, "group_regex");
+    idx->seed = x->keys.seed;
+    idx->val_fraction = x->keys.val_fraction;
+    idx->group_regex = (char *)x->keys.group_regex;
     idx->config = job_config_dump(&x->cfg);
     idx->nshards = x->pl.nshards;
     idx->shards = calloc((size_t)x->pl.nshards + 1, sizeof *idx->shards);
@@ -296,10 +296,10 @@ static int64_t print_summary(convert_ctx *x, const shard_index *idx, int64_t tot
         rb_fail(err, "see errors.csv for the reason of each file", "convert: no usable images");
         return 2;
     }
-    if (frac > job_float(&x->cfg, "max_error_fraction")) {
+    if (frac > x->keys.max_error_fraction) {
         rb_fail(err, "fix the inputs, or raise max_error_fraction",
                 "convert: %lld of %lld inputs failed (%.1f%% > max_error_fraction %.1f%%)", (long long)nerr,
-                (long long)x->in.n, 100 * frac, 100 * job_float(&x->cfg, "max_error_fraction"));
+                (long long)x->in.n, 100 * frac, 100 * x->keys.max_error_fraction);
         return 1;
     }
     return 0;

@@ -10,6 +10,7 @@
 
 #include "convert_inputs.h"
 #include "job_config.h"
+#include "evaluate_keys.h"
 #include "metrics.h"
 #include "rb_buf.h"
 #include "rb_mpi.h"
@@ -52,6 +53,7 @@ typedef struct eval_threshold {
 
 typedef struct eval_ctx {
     job_config cfg;
+    evaluate_keys keys; /* the keys, typed (evaluate_keys.h); filled before any work */
     rb_world w;
     char *models;   /* comma-separated model files */
     char *data;     /* comma-separated data paths */

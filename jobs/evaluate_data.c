@@ -69,7 +69,7 @@ static int list_images(eval_ctx *x, rb_error *err)
                 roots[nroots++] = t;
         }
         input_layout lay;
-        input_layout_parse(job_str(&x->cfg, "layout"), &lay);
+        input_layout_parse(x->keys.layout, &lay);
         char *classes = NULL;
         ok = join_names(x->tm.class_names, x->k, &classes) == 0;
         if (!ok)
@@ -115,7 +115,7 @@ static int keep_split(eval_ctx *x, const char *split, rb_error *err)
 /* The data: a shards folder, or image folders listed by rank 0 and broadcast. */
 int evaluate_open_data(eval_ctx *x, rb_error *err)
 {
-    const char *split = job_str(&x->cfg, "split");
+    const char *split = x->keys.split;
     char *first = strdup(x->data);
     char *comma = strchr(first, ',');
     if (comma)

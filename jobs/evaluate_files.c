@@ -38,7 +38,6 @@ static cJSON *ci_json(const metrics_ci *c)
 
 static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
 {
-    const job_config *c = &x->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "radbatch_version", RADBATCH_VERSION);
     cJSON *models = cJSON_AddArrayToObject(j, "models");
@@ -48,8 +47,8 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
     cJSON_AddStringToObject(data, "path", x->data);
     cJSON_AddStringToObject(data, "kind", x->is_shards ? "shards" : "images");
     if (x->is_shards || x->img_splits)
-        cJSON_AddStringToObject(data, "split", job_str(c, "split"));
-    cJSON_AddNumberToObject(j, "tta", (double)job_int(c, "tta"));
+        cJSON_AddStringToObject(data, "split", x->keys.split);
+    cJSON_AddNumberToObject(j, "tta", (double)x->keys.tta);
     cJSON_AddItemToObject(j, "class_names", cJSON_CreateStringArray((const char *const *)x->tm.class_names, x->k));
     cJSON *cnt = cJSON_AddObjectToObject(j, "counts");
     cJSON_AddNumberToObject(cnt, "records", (double)x->counts[3]);
@@ -88,7 +87,7 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON_AddStringToObject(th, "rule", evaluate_threshold_rule(x));
         cJSON_AddStringToObject(th, "source", x->thr.source);
         if (x->thr.rule == THR_SENSITIVITY || x->thr.rule == THR_SPECIFICITY)
-            cJSON_AddNumberToObject(th, "target", job_float(c, "target"));
+            cJSON_AddNumberToObject(th, "target", x->keys.target);
         cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
         cJSON_AddNumberToObject(sc, "tp", (double)s->tp);
         cJSON_AddNumberToObject(sc, "fp", (double)s->fp);
@@ -315,8 +314,8 @@ static int compute_metrics(const eval_ctx *x, metrics_eval *ev, int32_t *y_pred_
     cfg.positive = x->positive;
     cfg.rule = METRICS_THRESHOLD_FIXED;
     cfg.threshold = x->thr.value;
-    cfg.bootstrap = job_int(&x->cfg, "bootstrap");
-    cfg.seed = (uint64_t)job_int(&x->cfg, "seed");
+    cfg.bootstrap = x->keys.bootstrap;
+    cfg.seed = (uint64_t)x->keys.seed;
     cfg.level = 0.95;
     int rc = metrics_eval_compute(ev, &cfg, yt, yp, pr, m, k, err);
     free(yt);
@@ -336,7 +335,7 @@ static int compute_metrics(const eval_ctx *x, metrics_eval *ev, int32_t *y_pred_
 /* classification_report.txt's text (malloc'd), or NULL when out of memory. */
 static char *classification_report_text(const eval_ctx *x, const metrics_eval *ev)
 {
-    int digits = (int)job_int(&x->cfg, "digits");
+    int digits = (int)x->keys.digits;
     const char *const *names = (const char *const *)x->tm.class_names;
     int64_t len = metrics_report_text(NULL, NULL, 0, &ev->cls, names, digits);
     char *report = len >= 0 ? malloc((size_t)len + 1) : NULL;

@@ -107,7 +107,7 @@ static int history_read(const char *path, history *h)
 
 static char *history_path(const eval_ctx *x)
 {
-    const char *h = job_str(&x->cfg, "history");
+    const char *h = x->keys.history;
     if (!strcmp(h, "none"))
         return NULL;
     if (*h)
@@ -131,7 +131,6 @@ static char *history_path(const eval_ctx *x)
 /* The models, data, counts and TTA. */
 static void html_overview(html_doc *d, const eval_ctx *x)
 {
-    const job_config *c = &x->cfg;
     rb_buf mlist = {0};
     for (int i = 0; i < x->tm.nmembers; i++)
         rb_buf_printf(&mlist, "%s%s", i ? ", " : "", x->tm.path[i]);
@@ -140,10 +139,10 @@ static void html_overview(html_doc *d, const eval_ctx *x)
               mlist.data ? (const char *)mlist.data : "");
     rb_buf_free(&mlist);
     if (x->is_shards)
-        html_para(d, "Data: %s, split %s (shards).", x->data, job_str(c, "split"));
+        html_para(d, "Data: %s, split %s (shards).", x->data, x->keys.split);
     else
         html_para(d, "Data: %s (image folders).", x->data);
-    int64_t tta = job_int(c, "tta");
+    int64_t tta = x->keys.tta;
     html_para(d, "Records: %lld; evaluated: %lld; unlabelled: %lld; unreadable: %lld. Test-time augmentation: %s.",
               (long long)x->counts[3], (long long)(x->counts[0] - x->counts[2]), (long long)x->counts[2],
               (long long)x->counts[1], tta == 0 ? "none" : tta == 1 ? "flip (2 views)" : "flip and shifts (6 views)");

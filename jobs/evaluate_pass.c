@@ -59,7 +59,7 @@ static int load_batch(eval_ctx *x, int64_t b0, int nbat, int64_t S, uint8_t *row
                 const char *why = trained_model_error_reason(fe.msg, e->abs);
                 sl[i] = -1;
                 m->reason[b0 - m->lo + i] = strdup(why);
-                if (!job_bool(&x->cfg, "quiet"))
+                if (!x->keys.quiet)
                     rb_warn("%s: %s", e->rel, why);
                 continue;
             }
@@ -97,7 +97,7 @@ static int pack_mine(eval_ctx *x, rb_buf *pack, rb_error *err)
 int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err)
 {
     /* S records per global batch; a forward pass takes T batches, one per model thread */
-    int64_t S = job_int(&x->cfg, "batch_size"), T = x->threads;
+    int64_t S = x->keys.batch_size, T = x->threads;
     int k = x->k;
     size_t rec = (size_t)x->tm.height * x->tm.width * x->tm.channels;
     int alloc_rc = alloc_mine(x, S);

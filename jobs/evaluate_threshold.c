@@ -20,7 +20,6 @@ int evaluate_choose_threshold(eval_ctx *x, rb_error *err)
         snprintf(x->thr.source, sizeof x->thr.source, "none (no screening class)");
         return 0;
     }
-    const job_config *c = &x->cfg;
     if (x->thr.rule == THR_MODEL) {
         x->thr.value = x->tm.has_threshold && x->positive == x->tm.positive ? x->tm.threshold : 0.5;
         if (x->tm.has_threshold && x->positive != x->tm.positive)
@@ -33,7 +32,7 @@ int evaluate_choose_threshold(eval_ctx *x, rb_error *err)
         return 0;
     }
     if (x->thr.rule == THR_FIXED) {
-        x->thr.value = job_float(c, "threshold_value");
+        x->thr.value = x->keys.threshold_value;
         snprintf(x->thr.source, sizeof x->thr.source, "fixed by threshold_value");
         return 0;
     }
@@ -54,7 +53,7 @@ int evaluate_choose_threshold(eval_ctx *x, rb_error *err)
     metrics_threshold_rule rule = x->thr.rule == THR_YOUDEN        ? METRICS_THRESHOLD_YOUDEN
                                   : x->thr.rule == THR_SENSITIVITY ? METRICS_THRESHOLD_SENSITIVITY
                                                                    : METRICS_THRESHOLD_SPECIFICITY;
-    double target = job_float(c, "target");
+    double target = x->keys.target;
     int rc = metrics_threshold_choose(&x->thr.value, rule, target, y, s, 1, m, x->k, x->positive, err);
     free(y);
     free(s);

@@ -16,6 +16,7 @@
 #include "infer_list.h"
 #include "infer_work.h"
 #include "job_config.h"
+#include "infer_keys.h"
 #include "rb_error.h"
 #include "rb_mpi.h"
 #include "rb_work.h"
@@ -51,6 +52,7 @@ typedef struct infer_settings {
 
 typedef struct infer_ctx {
     job_config cfg;
+    infer_keys keys; /* the keys, typed (infer_keys.h); filled before any work */
     rb_world w;
     infer_settings set;
     /* the models: tm, and one copy per further compute thread in wk */

@@ -61,7 +61,7 @@ static int check_run_json(infer_ctx *x, rb_error *err)
     cJSON_AddStringToObject(j, "model_fingerprint", x->fingerprint);
     cJSON_AddNumberToObject(j, "tta", x->set.tta);
     cJSON_AddStringToObject(j, "since", x->set.since ? x->set.since : "");
-    cJSON_AddStringToObject(j, "change_detection", job_str(&x->cfg, "change_detection"));
+    cJSON_AddStringToObject(j, "change_detection", x->keys.change_detection);
     char *text = cJSON_Print(j);
     char *p = fs_join(x->set.work, "run.json");
     int rc = 0;
@@ -147,8 +147,8 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
 {
     job_config *c = &x->cfg;
     rb_buf models = {0};
-    rb_buf_printf(&models, "%s", job_str(c, "model"));
-    const char *input = job_str(c, "input");
+    rb_buf_printf(&models, "%s", x->keys.model);
+    const char *input = x->keys.input;
     for (int i = 0; i < c->npositional; i++) {
         const char *a = c->positional[i];
         size_t l = strlen(a);
@@ -168,20 +168,20 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
         return rb_fail(err, "--model model.h5 (or several, comma-separated, for an ensemble)", "infer: no model given");
     if (!*input)
         return rb_fail(err, "--input <archive folder | list.txt/.csv | shards folder>", "infer: no input given");
-    const char *out = job_str(c, "out");
+    const char *out = x->keys.out;
     if (!*out)
         return rb_fail(err, "--out <run folder>", "infer: no output folder given");
-    /* chunk, batch, tta, threads, limits: ranges checked with the options (job_config.c) */
-    x->set.chunk = job_int(c, "chunk");
-    x->set.batch = (int)job_int(c, "batch");
-    x->set.tta = (int)job_int(c, "tta");
-    x->set.threads = (int)job_int(c, "threads");
+    /* chunk, batch, tta, threads, limits: ranges checked when parsed (the command's _keys.h) */
+    x->set.chunk = x->keys.chunk;
+    x->set.batch = (int)x->keys.batch;
+    x->set.tta = (int)x->keys.tta;
+    x->set.threads = (int)x->keys.threads;
     if (x->set.threads <= 0)
         x->set.threads = x->w.threads;
-    x->set.hash_mode = !strcmp(job_str(c, "change_detection"), "hash");
+    x->set.hash_mode = !strcmp(x->keys.change_detection, "hash");
     image_limits_default(&x->set.lim);
-    x->set.lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
-    x->set.lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
+    x->set.lim.max_pixels = (int64_t)(x->keys.max_megapixels * 1e6);
+    x->set.lim.max_file_bytes = (size_t)(x->keys.max_file_mb * 1048576.0);
     if (x->set.lim.max_pixels < 1)
         x->set.lim.max_pixels = 1;
     if (x->set.lim.max_file_bytes < 1)
@@ -189,8 +189,8 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
     x->set.input = abs_path(input);
     x->set.out = strdup(out);
     x->set.work = fs_join(out, "work");
-    if (*job_str(c, "since")) {
-        x->set.since = abs_path(job_str(c, "since"));
+    if (*x->keys.since) {
+        x->set.since = abs_path(x->keys.since);
         char *o = abs_path(out);
         int same = o && x->set.since && !strcmp(o, x->set.since);
         free(o);

@@ -61,85 +61,9 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
-/* The accepted range of every numeric key, in one table: {command or NULL for every command
- * with the key, key, lowest, highest, flags, what is accepted as printed}. A key not listed
- * takes any number of its type. A unit test checks that every row names a key of a command
- * and that every default is accepted. */
-enum { RANGE_LO_OPEN = 1, RANGE_HI_OPEN = 2, RANGE_OR_ZERO = 4, RANGE_OR_MINUS_ONE = 8, RANGE_ONE_OR_THREE = 16 };
-#define NOLIMIT 1e300
-static const job_range ranges[] = {
-    /* shared by several commands */
-    {NULL, "threads", 0, 4096, 0, "0 (automatic) or a thread count up to 4096"},
-    {NULL, "tta", 0, 2, 0, "0 (none), 1 (flip) or 2 (flip and shifts)"},
-    {NULL, "max_error_fraction", 0, 1, 0, "a fraction in [0, 1]"},
-    {NULL, "max_megapixels", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of megapixels"},
-    {NULL, "max_file_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
-    /* convert */
-    {"convert", "height", 1, 8192, 0, "an integer in 1..8192"},
-    {"convert", "width", 1, 8192, 0, "an integer in 1..8192"},
-    {"convert", "channels", 1, 3, RANGE_ONE_OR_THREE, "1 (gray) or 3 (RGB)"},
-    {"convert", "val_fraction", 0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"},
-    {"convert", "shard_size_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
-    {"convert", "min_shards", 1, 1000000, 0, "an integer in 1..1000000"},
-    {"convert", "compression", 0, 9, 0, "a deflate level 0..9 (0: none)"},
-    /* train */
-    {"train", "cache_mb", 0, 1 << 30, 0, "0 or a positive number of MiB"},
-    {"train", "head_dropout", 0, 1, RANGE_HI_OPEN | RANGE_OR_MINUS_ONE, "-1 (the backbone's default) or a rate in [0, 1)"},
-    {"train", "head_dense_dropout", 0, 1, RANGE_HI_OPEN, "a rate in [0, 1)"},
-    {"train", "epochs", 0, 1000000, 0, "an integer in 0..1000000"},
-    {"train", "batch_size", 1, 1 << 20, 0, "an integer in 1..1048576"},
-    {"train", "learning_rate", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number"},
-    {"train", "momentum", 0, 1, RANGE_HI_OPEN, "a number in [0, 1)"},
-    {"train", "label_smoothing", 0, 1, RANGE_HI_OPEN, "a number in [0, 1)"},
-    {"train", "l2", 0, NOLIMIT, 0, "a number >= 0"},
-    {"train", "rotation", 0, 180, 0, "degrees in [0, 180]"},
-    {"train", "width_shift", 0, 10000, 0, "a fraction of the width in [0, 1) or pixels >= 1"},
-    {"train", "height_shift", 0, 10000, 0, "a fraction of the height in [0, 1) or pixels >= 1"},
-    {"train", "shear", 0, 80, 0, "degrees in [0, 80]"},
-    {"train", "zoom", 0, 0.95, 0, "a number in [0, 0.95]"},
-    {"train", "crop", 0.05, 1, RANGE_OR_ZERO, "0 (off) or the share of each side kept, in [0.05, 1]"},
-    {"train", "brightness", 0, 1, 0, "a number in [0, 1]"},
-    {"train", "contrast", 0, 1, 0, "a number in [0, 1]"},
-    {"train", "fill_value", 0, 255, 0, "a gray level in [0, 255]"},
-    {"train", "early_stopping_patience", 0, 1000000, 0, "0 (off) or a number of epochs"},
-    {"train", "reduce_lr_patience", 0, 1000000, 0, "0 (off) or a number of epochs"},
-    {"train", "reduce_lr_factor", 0, 1, RANGE_LO_OPEN | RANGE_HI_OPEN, "a factor in (0, 1)"},
-    {"train", "min_lr", 0, NOLIMIT, 0, "a number >= 0"},
-    {"train", "fine_tune_epochs", 0, 1000000, 0, "an integer in 0..1000000"},
-    {"train", "fine_tune_fraction", 0, 1, 0, "a fraction in [0, 1]"},
-    {"train", "fine_tune_learning_rate", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number"},
-    {"train", "checkpoint_every_steps", 0, NOLIMIT, 0, "0 (epoch ends only) or a number of steps"},
-    {"train", "max_steps", 0, NOLIMIT, 0, "0 (no limit) or a number of steps"},
-    /* evaluate */
-    {"evaluate", "target", 0, 1, 0, "a rate in [0, 1], e.g. 0.95"},
-    {"evaluate", "threshold_value", 0, 1, 0, "a probability in [0, 1], e.g. 0.5"},
-    {"evaluate", "bootstrap", 0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"},
-    {"evaluate", "digits", 0, 12, 0, "0 to 12 (scikit-learn's default is 2)"},
-    {"evaluate", "batch_size", 1, 1024, 0, "an integer in 1..1024"},
-    /* infer */
-    {"infer", "chunk", 1, 1000000, 0, "an integer in 1..1000000"},
-    {"infer", "batch", 1, 1024, 0, "an integer in 1..1024"},
-    /* inspect */
-    {"inspect", "export_image", -1, NOLIMIT, 0, "-1 (none) or a record number >= 0"},
-    {NULL, NULL, 0, 0, 0, NULL},
-};
+const opt_range *job_key_range(const opt_spec *o) { return o->range.what ? &o->range : NULL; }
 
-const job_range *job_range_table(void) { return ranges; }
-
-const job_range *job_range_find(const char *cmd, const char *key)
-{
-    const job_range *any = NULL;
-    for (const job_range *r = ranges; r->key; r++)
-        if (strcmp(r->key, key) == 0) {
-            if (r->cmd && strcmp(r->cmd, cmd) == 0)
-                return r;
-            if (!r->cmd)
-                any = r;
-        }
-    return any;
-}
-
-static int range_ok(const job_range *r, double v)
+static int range_ok(const opt_range *r, double v)
 {
     if ((r->flags & RANGE_OR_ZERO) && v == 0)
         return 1;
@@ -176,7 +100,7 @@ static int choice_ok(const char *choices, const char *v)
 static int validate(const command_spec *cmd, int i, const char *v, const char *from, rb_error *err)
 {
     const opt_spec *o = &cmd->opts[i];
-    const job_range *r = job_range_find(cmd->name, o->key);
+    const opt_range *r = job_key_range(o);
     char *end;
     double num = 0;
     switch (o->type) {
@@ -309,8 +233,8 @@ int job_config_parse(job_config *c, const command_spec *cmd, int argc, char **ar
     /* first pass: find the job file (first positional ending in .ini) and --help */
     for (int a = 1; a < argc; a++) {
         const char *s = argv[a];
-        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
-            c->help = 1;
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0 || strcmp(s, "--help=markdown") == 0) {
+            c->help = strcmp(s, "--help=markdown") == 0 ? 2 : 1;
             return 0;
         }
         if (strncmp(s, "--", 2) == 0) {
@@ -452,9 +376,70 @@ void job_config_print_help(const command_spec *cmd)
         const char *t = o->type == OPT_CHOICE ? o->choices : type_name(o->type);
         printf("  %-22s %-28s default: %s\n      %s\n", o->key, t, (o->def && *o->def) ? o->def : "(empty)",
                o->help);
-        const job_range *r = job_range_find(cmd->name, o->key);
+        const opt_range *r = job_key_range(o);
         if (r)
             printf("      accepted: %s\n", r->what);
+    }
+}
+
+/* What a key accepts, as one phrase: its range, its choices, or its type. */
+static void accepted_text(const command_spec *cmd, const opt_spec *o, char *buf, size_t n)
+{
+    const opt_range *r = job_key_range(o);
+    if (r)
+        snprintf(buf, n, "%s", r->what);
+    else if (o->type == OPT_CHOICE) {
+        size_t used = 0;
+        buf[0] = 0;
+        for (const char *p = o->choices; *p && used + 3 < n; p++)
+            used += (size_t)snprintf(buf + used, n - used, *p == '|' ? ", " : "%c", *p);
+    } else
+        snprintf(buf, n, "%s", o->type == OPT_BOOL ? "true or false" : o->type == OPT_INT ? "an integer"
+                               : o->type == OPT_FLOAT                   ? "a number"
+                                                                        : "text");
+}
+
+void job_config_print_markdown(const command_spec *cmd)
+{
+    printf("| key | default | accepted | meaning |\n| --- | --- | --- | --- |\n");
+    for (const opt_spec *o = cmd->opts; o->key; o++) {
+        char acc[512];
+        accepted_text(cmd, o, acc, sizeof acc);
+        printf("| `%s` | %s | %s | %s |\n", o->key, (o->def && *o->def) ? o->def : "", acc, o->help);
+    }
+}
+
+void job_config_fill_keys(const job_config *c, void *settings)
+{
+    if (!settings)
+        return;
+    for (int i = 0; i < c->nopts; i++) {
+        const opt_spec *o = &c->cmd->opts[i];
+        if (!o->field)
+            continue;
+        char *f = (char *)settings + o->field - 1;
+        const char *v = c->value[i];
+        switch (o->type) {
+        case OPT_STRING:
+        case OPT_CHOICE: memcpy(f, &v, sizeof v); break;
+        case OPT_INT: {
+            int64_t n = strtoll(v, NULL, 10);
+            memcpy(f, &n, sizeof n);
+            break;
+        }
+        case OPT_FLOAT: {
+            double d = strtod(v, NULL);
+            memcpy(f, &d, sizeof d);
+            break;
+        }
+        case OPT_BOOL: {
+            int b = 0;
+            if (*v)
+                parse_bool(v, &b);
+            memcpy(f, &b, sizeof b);
+            break;
+        }
+        }
     }
 }
 

@@ -14,9 +14,9 @@
 
 #include "rb_error.h"
 
-#include <stdio.h>
-
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     OPT_STRING,
@@ -26,13 +26,56 @@ typedef enum {
     OPT_CHOICE, /* one of the '|'-separated words in `choices` */
 } opt_type;
 
+/* The accepted range of a numeric key; `what` is printed in errors and --help. */
+enum { RANGE_LO_OPEN = 1, RANGE_HI_OPEN = 2, RANGE_OR_ZERO = 4, RANGE_OR_MINUS_ONE = 8, RANGE_ONE_OR_THREE = 16 };
+typedef struct opt_range {
+    double lo, hi;
+    unsigned flags;
+    const char *what; /* NULL: any value of the type */
+} opt_range;
+
 typedef struct opt_spec {
     const char *key;
     opt_type type;
     const char *def;     /* default as text; NULL or "" = empty */
     const char *choices; /* OPT_CHOICE: "stretch|pad|center-crop" */
     const char *help;
+    opt_range range;
+    /* Typed settings: 1 + the offset of the key's field in the command's settings struct
+     * (0: none). The field's C type follows the key's type: OPT_STRING and OPT_CHOICE
+     * const char * (the text, owned by the job_config), OPT_INT int64_t, OPT_FLOAT double,
+     * OPT_BOOL int. job_config_fill_keys() fills the struct once after parsing. */
+    size_t field;
 } opt_spec;
+
+/* Typed settings declared once. A command lists its keys in an X-macro, one row per key:
+ *   X(batch_size, INT, "32", NULL, (1, 1 << 20, 0, "an integer in 1..1048576"), "global batch size")
+ * (name, type, default, choices, range as (lo, hi, flags, what) or NO_RANGE, help), and gets
+ * from it both its settings struct (OPT_KEYS_STRUCT) and its key table (OPT_SPEC_ROW):
+ * the code reads x->set.batch_size, and a key typo is a compile error. */
+#define OPT_CTYPE_STRING const char *
+#define OPT_CTYPE_CHOICE const char *
+#define OPT_CTYPE_INT int64_t
+#define OPT_CTYPE_FLOAT double
+#define OPT_CTYPE_BOOL int
+#define NO_RANGE (0, 0, 0, NULL)
+#define OPT_NOLIMIT 1e300
+#define OPT_RANGE_INIT(lo, hi, flags, what) {(lo), (hi), (flags), (what)}
+#define OPT_RANGE(r) OPT_RANGE_INIT r
+/* ranges of keys several commands share */
+#define OPT_RANGE_THREADS (0, 4096, 0, "0 (automatic) or a thread count up to 4096")
+#define OPT_RANGE_TTA (0, 2, 0, "0 (none), 1 (flip) or 2 (flip and shifts)")
+#define OPT_RANGE_ERROR_FRACTION (0, 1, 0, "a fraction in [0, 1]")
+#define OPT_RANGE_MEGAPIXELS (0, OPT_NOLIMIT, RANGE_LO_OPEN, "a positive number of megapixels")
+/* help lines of keys several commands share */
+#define OPT_HELP_TTA                                                                                                   \
+    "test-time augmentation: `0` off, `1` horizontal flip, `2` flip and four shifts of 4% (the views' probabilities "  \
+    "are averaged)"
+#define OPT_RANGE_FILE_MB (0, OPT_NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB")
+#define OPT_KEYS_FIELD(name, type, def, choices, range, help) OPT_CTYPE_##type name;
+#define OPT_KEYS_STRUCT(KEYS, tname) typedef struct tname { KEYS(OPT_KEYS_FIELD) } tname
+#define OPT_SPEC_ROW(tname, name, type, def, choices, range, help)                                                     \
+    {#name, OPT_##type, def, choices, help, OPT_RANGE_INIT range, offsetof(tname, name) + 1},
 
 typedef struct command_spec {
     const char *name;
@@ -55,17 +98,8 @@ typedef struct job_config {
     int help;          /* --help was given */
 } job_config;
 
-/* The accepted range of a numeric key (see job_config.c for the table). `what` is printed in
- * errors and --help. */
-typedef struct job_range {
-    const char *cmd; /* NULL: every command that has the key */
-    const char *key;
-    double lo, hi;
-    unsigned flags;
-    const char *what;
-} job_range;
-const job_range *job_range_find(const char *cmd, const char *key); /* NULL: any value of the type */
-const job_range *job_range_table(void);                             /* terminated by key = NULL */
+/* The range of a key (NULL: any value of its type). */
+const opt_range *job_key_range(const opt_spec *o);
 
 /* All commands, for cross-command validation of top-level job-file keys. NULL-terminated. */
 extern const command_spec *const job_commands[];
@@ -73,6 +107,8 @@ extern const command_spec *const job_commands[];
 /* Parse argv (argv[0] = command name) for `cmd`. Returns 0 or -1 with err naming the key. */
 int job_config_parse(job_config *c, const command_spec *cmd, int argc, char **argv, rb_error *err);
 void job_config_free(job_config *c);
+/* Fill a command's typed settings struct from the parsed values (every key with a field). */
+void job_config_fill_keys(const job_config *c, void *settings);
 
 const char *job_str(const job_config *c, const char *key); /* "" when empty */
 int64_t job_int(const job_config *c, const char *key);
@@ -88,6 +124,8 @@ const char *job_str_either(const job_config *c, const char *a, const char *b);
 
 /* Print usage, summary and the key table (key, type, default, help). */
 void job_config_print_help(const command_spec *cmd);
+/* The key table as the Markdown rows of docs/ (`radbatch <command> --help=markdown`). */
+void job_config_print_markdown(const command_spec *cmd);
 /* Write "key = value" lines of the effective configuration (for run records). */
 char *job_config_dump(const job_config *c); /* malloc'd */
 

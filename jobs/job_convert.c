@@ -11,6 +11,7 @@
  * convert_main below is the steps of docs/convert.md in order; the files that do each step
  * are listed in jobs/convert_ctx.h. */
 #include "commands.h"
+#include "convert_keys.h"
 #include "convert_ctx.h"
 #include "fsutil.h"
 #include "job_marker.h"
@@ -23,59 +24,23 @@
 #include <string.h>
 #include <xxhash.h>
 
-static const opt_spec convert_opts[] = {
-    {"inputs", OPT_STRING, "", NULL,
-     "comma-separated input folders or CSV lists (path,label[,split]); positional arguments are added"},
-    {"out", OPT_STRING, "", NULL,
-     "output folder for the shards, index.json, errors.csv, duplicates.csv (empty: the shards key)"},
-    {"shards", OPT_STRING, "", NULL,
-     "the pipeline's shards folder, the key train and evaluate read: the output folder when out is not given "
-     "at the same or a higher level"},
-    {"layout", OPT_CHOICE, "auto", "auto|classes|splits|unlabelled|csv",
-     "input layout: class folders, train/val/test subtrees of class folders, unlabelled archive, CSV list"},
-    {"classes", OPT_STRING, "", NULL,
-     "comma-separated class names in label order (default: sorted class folder names, as Keras)"},
-    {"height", OPT_INT, "224", NULL, "output image height"},
-    {"width", OPT_INT, "224", NULL, "output image width"},
-    {"channels", OPT_INT, "3", NULL, "output channels: 1 (gray) or 3 (RGB; gray is replicated)"},
-    {"resize", OPT_CHOICE, "stretch", "stretch|pad|center-crop",
-     "stretch to the size (Keras image_dataset_from_directory), pad to keep aspect, or crop the centre"},
-    {"dct_scaling", OPT_BOOL, "true", NULL,
-     "decode large JPEGs straight to near the target size with libjpeg-turbo's DCT scaling"},
-    {"val_fraction", OPT_FLOAT, "0.2", NULL,
-     "share of the records put in the val split (ignored when the input gives train/val/test folders)"},
-    {"seed", OPT_INT, "123", NULL, "seed of the split and of the record shuffle"},
-    {"group_regex", OPT_STRING, "", NULL,
-     "POSIX extended regex on the file name; its first group is the patient id, and one patient's "
-     "images stay in one split (e.g. ^(person[0-9]+|NORMAL2-IM-[0-9]+|IM-[0-9]+))"},
-    {"stratify", OPT_BOOL, "true", NULL, "split each class separately so both splits keep the class balance"},
-    {"dedupe", OPT_BOOL, "false", NULL, "drop all but the first of byte-identical files (always listed in duplicates.csv)"},
-    {"shard_size_mb", OPT_FLOAT, "64", NULL, "target size of a shard's pixel data in MiB"},
-    {"min_shards", OPT_INT, "1", NULL, "at least this many shards per split (when there are enough records)"},
-    {"compression", OPT_INT, "0", NULL, "deflate level 0-9 for /images (0 = none: fastest to read)"},
-    {"max_error_fraction", OPT_FLOAT, "0.1", NULL,
-     "exit non-zero when more than this share of the input files could not be converted"},
-    {"max_megapixels", OPT_FLOAT, "50", NULL, "reject images with more source pixels than this (decompression bombs)"},
-    {"max_file_mb", OPT_FLOAT, "512", NULL, "reject files larger than this"},
-    {"overwrite", OPT_BOOL, "false", NULL, "rebuild every shard, even finished ones that match the plan"},
-    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define CONVERT_SPEC_ROW(...) OPT_SPEC_ROW(convert_keys, __VA_ARGS__)
+static const opt_spec convert_opts[] = {CONVERT_KEYS(CONVERT_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 static int parse_settings(convert_ctx *x, rb_error *err)
 {
     job_config *c = &x->cfg;
-    x->H = (int)job_int(c, "height");
-    x->W = (int)job_int(c, "width");
-    x->C = (int)job_int(c, "channels");
-    /* the ranges of numeric keys are checked with the options (job_config.c) */
-    if (resize_mode_parse(job_str(c, "resize"), &x->mode) < 0)
-        return rb_fail(err, NULL, "convert: bad resize '%s'", job_str(c, "resize"));
-    x->dct = job_bool(c, "dct_scaling");
-    int64_t lvl = job_int(c, "compression");
+    x->H = (int)x->keys.height;
+    x->W = (int)x->keys.width;
+    x->C = (int)x->keys.channels;
+    /* the ranges of numeric keys are checked when parsed (convert_keys.h) */
+    if (resize_mode_parse(x->keys.resize, &x->mode) < 0)
+        return rb_fail(err, NULL, "convert: bad resize '%s'", x->keys.resize);
+    x->dct = x->keys.dct_scaling;
+    int64_t lvl = x->keys.compression;
     image_limits_default(&x->lim);
-    x->lim.max_pixels = (int64_t)(job_float(c, "max_megapixels") * 1e6);
-    x->lim.max_file_bytes = (size_t)(job_float(c, "max_file_mb") * 1048576.0);
+    x->lim.max_pixels = (int64_t)(x->keys.max_megapixels * 1e6);
+    x->lim.max_file_bytes = (size_t)(x->keys.max_file_mb * 1048576.0);
     /* one folder, one key: a job file names its shards folder once (top-level shards, read
      * by train and evaluate too); out, where given at the same or a higher level, wins */
     x->out = job_str_either(c, "out", "shards");
@@ -102,7 +67,7 @@ static int collect_roots(convert_ctx *x, char ***roots, int *n)
     *roots = calloc((size_t)JOB_MAX_POSITIONAL + 256, sizeof **roots);
     if (!*roots)
         return -1;
-    char *list = strdup(job_str(&x->cfg, "inputs")), *save = NULL;
+    char *list = strdup(x->keys.inputs), *save = NULL;
     for (char *t = strtok_r(list, ",", &save); t && *n < 256; t = strtok_r(NULL, ",", &save)) {
         while (*t == ' ')
             t++;
@@ -125,9 +90,9 @@ static int list_inputs(convert_ctx *x, rb_error *err)
         char **roots;
         int nroots;
         input_layout lay;
-        input_layout_parse(job_str(&x->cfg, "layout"), &lay);
+        input_layout_parse(x->keys.layout, &lay);
         ok = collect_roots(x, &roots, &nroots) == 0 &&
-             inputs_scan(&x->in, roots, nroots, lay, job_str(&x->cfg, "classes"), err) == 0;
+             inputs_scan(&x->in, roots, nroots, lay, x->keys.classes, err) == 0;
         for (int i = 0; i < nroots; i++)
             free(roots[i]);
         free(roots);
@@ -166,14 +131,14 @@ static int open_output(convert_ctx *x, rb_error *err)
 static int make_plan(convert_ctx *x, rb_error *err)
 {
     plan_settings ps = {
-        .val_fraction = job_float(&x->cfg, "val_fraction"),
-        .seed = (uint64_t)job_int(&x->cfg, "seed"),
-        .group_regex = job_str(&x->cfg, "group_regex"),
-        .stratify = job_bool(&x->cfg, "stratify"),
-        .dedupe = job_bool(&x->cfg, "dedupe"),
+        .val_fraction = x->keys.val_fraction,
+        .seed = (uint64_t)x->keys.seed,
+        .group_regex = x->keys.group_regex,
+        .stratify = x->keys.stratify,
+        .dedupe = x->keys.dedupe,
         .record_bytes = (int64_t)x->H * x->W * x->C,
-        .shard_bytes = (int64_t)(job_float(&x->cfg, "shard_size_mb") * 1048576.0),
-        .min_shards = (int)job_int(&x->cfg, "min_shards"),
+        .shard_bytes = (int64_t)(x->keys.shard_size_mb * 1048576.0),
+        .min_shards = (int)x->keys.min_shards,
     };
     int ok = plan_make(&x->pl, x->in.e, x->in.n, &ps, x->settings_hash, x->world.size, err) == 0;
     if (!rb_mpi_agree_ok(ok))
@@ -183,7 +148,7 @@ static int make_plan(convert_ctx *x, rb_error *err)
             if (x->pl.split_count[s])
                 rb_info("%-5s: %lld records", split_name(s), (long long)x->pl.split_count[s]);
         rb_info("%d shard(s) of about %g MiB; %lld group(s) of identical files%s", x->pl.nshards,
-                job_float(&x->cfg, "shard_size_mb"), (long long)x->pl.ndup_groups,
+                x->keys.shard_size_mb, (long long)x->pl.ndup_groups,
                 x->pl.ndropped ? " (extra copies dropped)" : " (see duplicates.csv)");
         convert_clean_out_dir(x, 0);
     }
@@ -235,7 +200,8 @@ static int run_convert(int argc, char **argv)
 {
     convert_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_convert, &x, &x.cfg, &x.world, NULL, convert_run, convert_free};
+    job_driver d = {.cmd = &command_convert, .ctx = &x, .cfg = &x.cfg, .keys = &x.keys, .world = &x.world,
+                    .main = convert_run, .cleanup = convert_free};
     return job_run(&d, argc, argv);
 }
 

@@ -4,6 +4,7 @@
  * options, the configuration check, step 1 (the model), the steps' agreement across the
  * ranks and the driver. */
 #include "commands.h"
+#include "evaluate_keys.h"
 #include "evaluate.h"
 #include "fsutil.h"
 #include "job_marker.h"
@@ -14,48 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const opt_spec evaluate_opts[] = {
-    {"model", OPT_STRING, "", NULL,
-     "model file(s) written by radbatch train; several comma-separated files form an ensemble (probabilities "
-     "averaged); a positional argument ending in .h5 is added"},
-    {"data", OPT_STRING, "", NULL,
-     "a shards folder (holding index.json), or comma-separated image folders with one sub-folder per class; "
-     "other positional arguments are added"},
-    {"shards", OPT_STRING, "", NULL,
-     "the pipeline's shards folder (as in train): evaluated when data is empty, so one job file drives "
-     "convert, train and evaluate"},
-    {"run_dir", OPT_STRING, "", NULL,
-     "the training run folder (as in train): model = run_dir/model.h5 when model is empty, out = "
-     "run_dir/evaluate when out is empty"},
-    {"split", OPT_STRING, "val", NULL,
-     "split of a shards folder, or of image folders laid out as train/val/test (train, val, test, all)"},
-    {"layout", OPT_CHOICE, "auto", "auto|classes|splits",
-     "layout of image folders: class folders, or train/val/test folders of class folders (auto: detect)"},
-    {"out", OPT_STRING, "", NULL,
-     "output folder: metrics.json, classification_report.txt, confusion_matrix.csv, predictions.csv, roc.csv, "
-     "errors.csv, report.html"},
-    {"tta", OPT_INT, "0", NULL,
-     "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
-    {"threshold", OPT_CHOICE, "model", "model|youden|sensitivity|specificity|fixed",
-     "screening threshold on the positive class's probability: the model card's (chosen on val at training), "
-     "Youden's J or a target sensitivity/specificity on this data, or threshold_value"},
-    {"target", OPT_FLOAT, "0.95", NULL, "target sensitivity or specificity for threshold = sensitivity|specificity"},
-    {"threshold_value", OPT_FLOAT, "0.5", NULL, "the threshold for threshold = fixed"},
-    {"positive_class", OPT_STRING, "", NULL,
-     "class of the screening metrics (default: the model card's, e.g. PNEUMONIA; with more than two classes "
-     "none unless given)"},
-    {"bootstrap", OPT_INT, "1000", NULL, "bootstrap resamples for the 95% confidence intervals (0: none)"},
-    {"seed", OPT_INT, "123", NULL, "seed of the bootstrap"},
-    {"digits", OPT_INT, "2", NULL, "digits of classification_report.txt (scikit-learn's default 2)"},
-    {"history", OPT_STRING, "", NULL,
-     "history.csv whose training curves go into report.html (default: history.csv next to the first model "
-     "file, when present; none: no curves)"},
-    {"batch_size", OPT_INT, "16", NULL,
-     "images per model thread in a forward pass (results do not depend on ranks or threads, only on this)"},
-    {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
-    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define EVALUATE_SPEC_ROW(...) OPT_SPEC_ROW(evaluate_keys, __VA_ARGS__)
+static const opt_spec evaluate_opts[] = {EVALUATE_KEYS(EVALUATE_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 static void free_strs(char **v, int64_t n)
 {
@@ -87,8 +48,8 @@ static char *list_add(char *list, const char *a)
 static int check_config(eval_ctx *x, rb_error *err)
 {
     const job_config *c = &x->cfg;
-    x->models = strdup(job_str(c, "model"));
-    x->data = strdup(job_str(c, "data"));
+    x->models = strdup(x->keys.model);
+    x->data = strdup(x->keys.data);
     for (int i = 0; i < c->npositional; i++) {
         const char *p = c->positional[i];
         if (ends_with(p, ".h5") && fs_is_file(p) && !fs_is_dir(p))
@@ -96,17 +57,17 @@ static int check_config(eval_ctx *x, rb_error *err)
         else
             x->data = list_add(x->data, p);
     }
-    const char *run_dir = job_str(c, "run_dir");
+    const char *run_dir = x->keys.run_dir;
     if (!*x->models && *run_dir) {
         free(x->models);
         x->models = fs_join(run_dir, "model.h5");
         x->model_from_run = 1;
     }
-    if (!*x->data && *job_str(c, "shards")) {
+    if (!*x->data && *x->keys.shards) {
         free(x->data);
-        x->data = strdup(job_str(c, "shards"));
+        x->data = strdup(x->keys.shards);
     }
-    x->out = job_str(c, "out");
+    x->out = x->keys.out;
     if (!*x->out && *run_dir)
         x->out = x->out_owned = fs_join(run_dir, "evaluate");
     if (!x->models || !x->data || !x->out)
@@ -119,11 +80,11 @@ static int check_config(eval_ctx *x, rb_error *err)
     if (!*x->out)
         return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
     /* tta, target, threshold_value, digits, bootstrap, batch_size, threads: ranges checked with
-     * the options (job_config.c) */
-    const char *split = job_str(c, "split");
+     * parsing (evaluate_keys.h) */
+    const char *split = x->keys.split;
     if (shard_index_split_id(split) < 0)
         return rb_fail(err, "accepted: train, val, test, all", "evaluate: split = '%s'", split);
-    const char *t = job_str(c, "threshold");
+    const char *t = x->keys.threshold;
     x->thr.rule = !strcmp(t, "youden")        ? THR_YOUDEN
                   : !strcmp(t, "sensitivity") ? THR_SENSITIVITY
                   : !strcmp(t, "specificity") ? THR_SPECIFICITY
@@ -153,17 +114,17 @@ static int agree_step(const eval_ctx *x, int rc)
 static int load_model(eval_ctx *x, rb_error *err)
 {
     int rc = 0;
-    if (x->model_from_run && !job_marker_done(job_str(&x->cfg, "run_dir"), "train"))
+    if (x->model_from_run && !job_marker_done(x->keys.run_dir, "train"))
         rc = rb_fail(err, "finish the training run first (rerun train with --resume true), or give --model",
-                     "evaluate: %s is not a finished training run (no complete %s)", job_str(&x->cfg, "run_dir"),
+                     "evaluate: %s is not a finished training run (no complete %s)", x->keys.run_dir,
                      JOB_MARKER_FILE);
     if (rc == 0)
-        rc = trained_model_load(&x->tm, x->models, x->threads * (int)job_int(&x->cfg, "batch_size"), x->threads, err);
+        rc = trained_model_load(&x->tm, x->models, x->threads * (int)x->keys.batch_size, x->threads, err);
     if ((rc = agree_step(x, rc)) < 0)
         return rc;
     x->k = x->tm.nclasses;
-    trained_model_set_tta(&x->tm, (int)job_int(&x->cfg, "tta"));
-    const char *pc = job_str(&x->cfg, "positive_class");
+    trained_model_set_tta(&x->tm, (int)x->keys.tta);
+    const char *pc = x->keys.positive_class;
     x->positive = x->k == 2 ? x->tm.positive : -1;
     if (*pc) {
         x->positive = -1;
@@ -199,7 +160,7 @@ static int open_data_and_out(eval_ctx *x, rb_error *err)
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
     if (x->w.rank == 0)
-        rb_info("%s: %lld records (%s)", x->data, (long long)x->n, x->is_shards ? job_str(&x->cfg, "split") : "images");
+        rb_info("%s: %lld records (%s)", x->data, (long long)x->n, x->is_shards ? x->keys.split : "images");
     return 0;
 }
 
@@ -281,7 +242,7 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
 {
     if (check_config(x, err) < 0)
         return JOB_BAD_CONFIG;
-    int64_t threads = job_int(&x->cfg, "threads");
+    int64_t threads = x->keys.threads;
     x->threads = threads > 0 ? (int)threads : x->w.threads > 0 ? x->w.threads : 1;
     double t0 = rb_now();
     int rc;
@@ -331,6 +292,7 @@ static int run_evaluate(int argc, char **argv)
     job_driver d = {.cmd = &command_evaluate,
                     .ctx = &x,
                     .cfg = &x.cfg,
+                    .keys = &x.keys,
                     .world = &x.w,
                     .on_sigterm = NULL,
                     .main = eval_run,

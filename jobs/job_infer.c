@@ -12,6 +12,7 @@
  * The steps below follow docs/infer.md; the context and the files that do each step are in
  * jobs/infer_ctx.h. */
 #include "commands.h"
+#include "infer_keys.h"
 #include "fsutil.h"
 #include "infer_ctx.h"
 #include "infer_merge.h"
@@ -23,29 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const opt_spec infer_opts[] = {
-    {"model", OPT_STRING, "", NULL,
-     "model file written by radbatch train; several comma-separated files are an ensemble (probabilities averaged)"},
-    {"input", OPT_STRING, "", NULL,
-     "archive folder, file list (.txt/.csv, one path per line) or shards folder; a positional argument works too"},
-    {"out", OPT_STRING, "", NULL,
-     "run folder: predictions.csv, flagged.csv, errors.csv, index.csv, summary.json, report.html, work/"},
-    {"since", OPT_STRING, "", NULL,
-     "folder of a previous infer run: predict only files that are new or changed since its index (nightly screening)"},
-    {"change_detection", OPT_CHOICE, "stat", "stat|hash",
-     "with since: a file changed when its size or mtime differ (stat), or when its XXH3 content hash differs "
-     "(hash: every file is read)"},
-    {"chunk", OPT_INT, "256", NULL, "files per chunk: the unit that ranks take, commit and resume"},
-    {"batch", OPT_INT, "32", NULL, "images per forward pass"},
-    {"tta", OPT_INT, "0", NULL, "test-time augmentation: 0 off, 1 horizontal flip, 2 flip and 4 small shifts (averaged)"},
-    {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
-    {"max_file_mb", OPT_FLOAT, "512", NULL, "files larger than this are errors, not read"},
-    {"max_megapixels", OPT_FLOAT, "50", NULL, "images with more source pixels than this are errors (decompression bombs)"},
-    {"max_error_fraction", OPT_FLOAT, "0.1", NULL,
-     "exit 1 (outputs still written) when more than this share of the listed files are errors, or none is usable"},
-    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define INFER_SPEC_ROW(...) OPT_SPEC_ROW(infer_keys, __VA_ARGS__)
+static const opt_spec infer_opts[] = {INFER_KEYS(INFER_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 volatile sig_atomic_t infer_term_requested = 0;
 static void on_term(int sig)
@@ -82,7 +62,7 @@ static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_resu
         .out = x->set.out, .work = x->set.work, .nchunks = nchunks, .nclasses = x->tm.nclasses,
         .class_names = x->tm.class_names, .positive = x->tm.positive, .threshold = x->tm.threshold,
         .since = x->set.since, .input = x->set.input, .kind = infer_input_kind_name(x->set.kind),
-        .change_detection = job_str(&x->cfg, "change_detection"), .files_listed = *entries, .list_errors = lerr,
+        .change_detection = x->keys.change_detection, .files_listed = *entries, .list_errors = lerr,
         .tta = x->set.tta, .batch = x->set.batch, .ranks = x->w.size, .threads = x->set.threads, .chunk = x->set.chunk,
         .nmodels = x->tm.nmembers, .model_paths = x->tm.path, .model_fingerprint = x->fingerprint,
         .card = x->tm.card, .infer_seconds = st->seconds, .images_this_run = st->images,
@@ -121,7 +101,7 @@ static int report_run(infer_ctx *x, const infer_run_stats *st, const infer_merge
     rb_info("report: %s", rp ? rp : "report.html");
     free(rp);
     int64_t usable = res->predicted + res->unchanged, seen = usable + res->errors;
-    double frac = seen ? (double)res->errors / (double)seen : 0.0, limit = job_float(&x->cfg, "max_error_fraction");
+    double frac = seen ? (double)res->errors / (double)seen : 0.0, limit = x->keys.max_error_fraction;
     if (res->errors && !usable) {
         rb_fail(err, "see errors.csv for the reason of each file", "infer: none of the %lld files could be used",
                 (long long)res->errors);
@@ -221,7 +201,8 @@ static int run_infer(int argc, char **argv)
 {
     infer_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_infer, &x, &x.cfg, &x.w, on_term, infer_run, infer_free};
+    job_driver d = {.cmd = &command_infer, .ctx = &x, .cfg = &x.cfg, .keys = &x.keys, .world = &x.w,
+                    .on_sigterm = on_term, .main = infer_run, .cleanup = infer_free};
     return job_run(&d, argc, argv);
 }
 

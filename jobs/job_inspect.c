@@ -2,6 +2,7 @@
  * weight file. --verify recomputes every record checksum; --export_image N writes record N
  * of a shard (or of the first shard of a folder's split) as PNG. */
 #include "commands.h"
+#include "inspect_keys.h"
 #include "fsutil.h"
 #include "h5util.h"
 #include "image.h"
@@ -21,18 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const opt_spec inspect_opts[] = {
-    {"verify", OPT_BOOL, "false", NULL,
-     "shards: recompute every record's CRC-32 and compare with the shard and index.json"},
-    {"export_image", OPT_INT, "-1", NULL, "write record N as PNG (a shard, or the split's shards of a folder in order)"},
-    {"list", OPT_BOOL, "false", NULL, "print every record: split, shard, row, label, path"},
-    {"diff", OPT_STRING, "", NULL,
-     "model files: compare every weight with this second model file (max absolute and relative difference; "
-     "NaN/Inf counted per tensor and an error)"},
-    {"split", OPT_STRING, "train", NULL, "split used by export_image on a shards folder"},
-    {"image_out", OPT_STRING, "record.png", NULL, "where export_image writes the PNG"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define INSPECT_SPEC_ROW(...) OPT_SPEC_ROW(inspect_keys, __VA_ARGS__)
+static const opt_spec inspect_opts[] = {INSPECT_KEYS(INSPECT_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 static void print_shard(const shard_reader *r, const char *name)
 {
@@ -90,7 +81,7 @@ static int verify_shard(shard_reader *r, int64_t *bad_total, rb_error *err)
     return 0;
 }
 
-static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
+static int inspect_dir(const inspect_keys *k, const char *dir, rb_error *err)
 {
     shard_index idx;
     if (shard_index_read(dir, &idx, err) < 0)
@@ -120,26 +111,26 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
            (long long)idx.input_files, (long long)idx.errors, (long long)idx.duplicate_groups);
     printf("  %d shards:\n", idx.nshards);
     int rc = 0;
-    int64_t bad = 0, want = job_int(c, "export_image");
-    int export_split = shard_index_split_id(job_str(c, "split"));
-    for (int k = 0; k < idx.nshards && rc == 0; k++) {
-        char *p = fs_join(dir, idx.shards[k].file);
+    int64_t bad = 0, want = k->export_image;
+    int export_split = shard_index_split_id(k->split);
+    for (int s = 0; s < idx.nshards && rc == 0; s++) {
+        char *p = fs_join(dir, idx.shards[s].file);
         shard_reader r;
         rc = shard_open(&r, p, err);
         if (rc == 0) {
-            print_shard(&r, idx.shards[k].file);
+            print_shard(&r, idx.shards[s].file);
             rb_error e;
-            if (shard_check_index(&r, dir, &idx, &idx.shards[k], &e) < 0) {
+            if (shard_check_index(&r, dir, &idx, &idx.shards[s], &e) < 0) {
                 printf("  problem: %s\n", e.msg);
                 bad++;
             }
-            if (job_bool(c, "list"))
-                rc = list_records(&r, idx.shards[k].file, err);
-            if (rc == 0 && job_bool(c, "verify"))
+            if (k->list)
+                rc = list_records(&r, idx.shards[s].file, err);
+            if (rc == 0 && k->verify)
                 rc = verify_shard(&r, &bad, err);
-            if (rc == 0 && want >= 0 && idx.shards[k].split == export_split) {
+            if (rc == 0 && want >= 0 && idx.shards[s].split == export_split) {
                 if (want < r.n) {
-                    rc = export_record(&r, want, job_str(c, "image_out"), err);
+                    rc = export_record(&r, want, k->image_out, err);
                     want = -1;
                 } else
                     want -= r.n;
@@ -148,21 +139,21 @@ static int inspect_dir(const job_config *c, const char *dir, rb_error *err)
         }
         free(p);
     }
-    if (rc == 0 && want >= 0 && job_int(c, "export_image") >= 0)
+    if (rc == 0 && want >= 0 && k->export_image >= 0)
         rc = rb_fail(err, NULL, "export_image %lld: the %s split has fewer records",
-                     (long long)job_int(c, "export_image"), job_str(c, "split"));
+                     (long long)k->export_image, k->split);
     if (rc == 0 && bad)
         rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %s found %lld problem(s) (listed above)",
-                     dir, job_bool(c, "verify") ? "verification" : "the check of the shards against index.json",
+                     dir, k->verify ? "verification" : "the check of the shards against index.json",
                      (long long)bad);
-    else if (rc == 0 && job_bool(c, "verify"))
+    else if (rc == 0 && k->verify)
         printf("verified: every record checksum matches; so do index.json's own checksum and its agreement with "
                "every shard\n");
     shard_index_free(&idx);
     return rc;
 }
 
-static int inspect_shard(const job_config *c, const char *path, rb_error *err)
+static int inspect_shard(const inspect_keys *k, const char *path, rb_error *err)
 {
     shard_reader r;
     if (shard_open(&r, path, err) < 0)
@@ -175,9 +166,9 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
     printf("\n  plan hash %s, %lld images per chunk\n", r.plan_hash, (long long)r.chunk_rows);
     int rc = 0;
     int64_t bad = 0;
-    if (job_bool(c, "list"))
+    if (k->list)
         rc = list_records(&r, path, err);
-    if (rc == 0 && job_bool(c, "verify")) {
+    if (rc == 0 && k->verify) {
         rc = verify_shard(&r, &bad, err);
         if (rc == 0 && bad)
             rc = rb_fail(err, "rerun convert: damaged shards are rebuilt", "%s: %lld record(s) with a wrong checksum",
@@ -185,12 +176,12 @@ static int inspect_shard(const job_config *c, const char *path, rb_error *err)
         else if (rc == 0)
             printf("verified: every record checksum matches\n");
     }
-    int64_t want = job_int(c, "export_image");
+    int64_t want = k->export_image;
     if (rc == 0 && want >= 0) {
         if (want >= r.n)
             rc = rb_fail(err, NULL, "export_image %lld: the shard has %lld records", (long long)want, (long long)r.n);
         else
-            rc = export_record(&r, want, job_str(c, "image_out"), err);
+            rc = export_record(&r, want, k->image_out, err);
     }
     shard_close(&r);
     return rc;
@@ -365,10 +356,10 @@ static int inspect_keras(const char *path, rb_error *err)
 }
 
 /* What is it? A folder, a shard, a radbatch model or a Keras file (by content). */
-static int inspect_one(const job_config *c, const char *path, rb_error *err)
+static int inspect_one(const inspect_keys *k, const char *path, rb_error *err)
 {
     if (fs_is_dir(path))
-        return inspect_dir(c, path, err);
+        return inspect_dir(k, path, err);
     if (!fs_is_file(path))
         return rb_fail(err, NULL, "%s: no such file or folder", path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -384,15 +375,16 @@ static int inspect_one(const job_config *c, const char *path, rb_error *err)
         h5_attr_read_str(f, "format", fmt, sizeof fmt);
     H5Fclose(f);
     if (strcmp(fmt, SHARD_FORMAT) == 0)
-        return inspect_shard(c, path, err);
+        return inspect_shard(k, path, err);
     if (strcmp(fmt, "radbatch-model") == 0)
-        return *job_str(c, "diff") ? diff_models(path, job_str(c, "diff"), err) : inspect_model(path, err);
+        return *k->diff ? diff_models(path, k->diff, err) : inspect_model(path, err);
     return inspect_keras(path, err);
 }
 
 typedef struct inspect_ctx {
     rb_world w;
     job_config cfg;
+    inspect_keys keys;
 } inspect_ctx;
 
 static int inspect_main(void *ctx, rb_error *err)
@@ -407,7 +399,7 @@ static int inspect_main(void *ctx, rb_error *err)
     if (x->w.rank != 0) /* inspect is a small serial job: rank 0 does it */
         return 0;
     for (int i = 0; i < x->cfg.npositional; i++)
-        if (inspect_one(&x->cfg, x->cfg.positional[i], err) < 0)
+        if (inspect_one(&x->keys, x->cfg.positional[i], err) < 0)
             return JOB_FAILED;
     return 0;
 }
@@ -416,7 +408,8 @@ static int run_inspect(int argc, char **argv)
 {
     inspect_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_inspect, &x, &x.cfg, &x.w, NULL, inspect_main, NULL};
+    job_driver d = {.cmd = &command_inspect, .ctx = &x, .cfg = &x.cfg, .keys = &x.keys, .world = &x.w,
+                    .main = inspect_main};
     return job_run(&d, argc, argv);
 }
 

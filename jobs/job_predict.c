@@ -6,6 +6,7 @@
  * models the threshold decision. A file that cannot be read prints an error naming it and
  * the others go on; the exit code is then 1. */
 #include "commands.h"
+#include "predict_keys.h"
 #include "fsutil.h"
 #include "job_run.h"
 #include "rb_log.h"
@@ -20,16 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const opt_spec predict_opts[] = {
-    {"model", OPT_STRING, "", NULL,
-     "model file(s) written by radbatch train; several comma-separated files form an ensemble; the first "
-     "positional argument ending in .h5 is taken when this is empty"},
-    {"json", OPT_BOOL, "false", NULL, "print one JSON object per image (one per line) instead of text"},
-    {"tta", OPT_INT, "0", NULL,
-     "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
-    {"threads", OPT_INT, "0", NULL, "compute threads (0: SLURM_CPUS_PER_TASK or all cores)"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define PREDICT_SPEC_ROW(...) OPT_SPEC_ROW(predict_keys, __VA_ARGS__)
+static const opt_spec predict_opts[] = {PREDICT_KEYS(PREDICT_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 #define PREDICT_BATCH 8
 
@@ -123,10 +116,10 @@ static int stdout_fail(int e, rb_error *err)
 
 /* The model files (the key, else the first positional .h5) and the images (the other
  * positionals). 0, or JOB_BAD_CONFIG with err set; *models is malloc'd, *images too. */
-static int gather_inputs(const job_config *cfg, char **models_out, const char ***images_out, int *nimg_out,
+static int gather_inputs(const job_config *cfg, const predict_keys *k, char **models_out, const char ***images_out, int *nimg_out,
                          rb_error *err)
 {
-    char *models = strdup(job_str(cfg, "model"));
+    char *models = strdup(k->model);
     const char **images = calloc((size_t)cfg->npositional + 1, sizeof *images);
     int nimg = 0;
     if (!models || !images) {
@@ -148,7 +141,7 @@ static int gather_inputs(const job_config *cfg, char **models_out, const char **
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no model file given");
     else if (nimg == 0)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no image given");
-    /* tta and threads: ranges checked with the options (job_config.c) */
+    /* tta and threads: ranges checked when parsed (the command's _keys.h) */
     if (rc < 0) {
         free(models);
         free(images);
@@ -204,15 +197,22 @@ static int predict_images(trained_model *t, int batch, const char **images, int 
 }
 
 /* 0, JOB_FAILED, JOB_BAD_CONFIG or PREDICT_UNREADABLE */
-static int predict_main(job_config *cfg, rb_error *err)
+typedef struct predict_ctx {
+    job_config cfg;
+    predict_keys keys;
+} predict_ctx;
+
+static int predict_main(predict_ctx *x, rb_error *err)
 {
+    const job_config *cfg = &x->cfg;
+    const predict_keys *k = &x->keys;
     char *models = NULL;
     const char **images = NULL;
     int nimg = 0;
-    int rc = gather_inputs(cfg, &models, &images, &nimg, err);
+    int rc = gather_inputs(cfg, k, &models, &images, &nimg, err);
     if (rc < 0)
         return rc;
-    int64_t tta = job_int(cfg, "tta"), threads = job_int(cfg, "threads");
+    int64_t tta = k->tta, threads = k->threads;
     if (threads == 0) {
         rb_world w = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1};
         threads = rb_threads_per_rank(&w);
@@ -226,8 +226,8 @@ static int predict_main(job_config *cfg, rb_error *err)
     }
     trained_model_set_tta(&t, (int)tta);
     int failed = 0;
-    rc = predict_images(&t, batch, images, nimg, job_bool(cfg, "json"), &failed, err);
-    if (rc == 0 && failed && !job_bool(cfg, "json"))
+    rc = predict_images(&t, batch, images, nimg, k->json, &failed, err);
+    if (rc == 0 && failed && !k->json)
         fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);
     trained_model_free(&t);
     free(models);
@@ -243,11 +243,12 @@ static int run_predict(int argc, char **argv)
 {
     if (launched_rank() != 0)
         return 0;
-    job_config cfg;
-    memset(&cfg, 0, sizeof cfg);
+    predict_ctx x;
+    memset(&x, 0, sizeof x);
     job_driver d = {.cmd = &command_predict,
-                    .ctx = &cfg,
-                    .cfg = &cfg,
+                    .ctx = &x,
+                    .cfg = &x.cfg,
+                    .keys = &x.keys,
                     .world = NULL,
                     .on_sigterm = NULL,
                     .main = predict_run,

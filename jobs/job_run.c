@@ -112,12 +112,15 @@ int job_run(const job_driver *d, int argc, char **argv)
     int rc = job_config_parse(d->cfg, d->cmd, argc, argv, &err);
     int report = 0; /* this rank has an error to report */
     if (rc == 0 && d->cfg->help) {
-        if (rank == 0)
+        if (rank == 0 && d->cfg->help == 2)
+            job_config_print_markdown(d->cmd);
+        else if (rank == 0)
             job_config_print_help(d->cmd);
     } else if (rc < 0) {
         report = 1;
         code = 2;
     } else {
+        job_config_fill_keys(d->cfg, d->keys);
         if (has_key(d->cmd, "quiet"))
             rb_log_set_quiet(job_bool(d->cfg, "quiet"));
         /* the output folder must be writable before any compute; what this run creates of

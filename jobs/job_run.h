@@ -1,5 +1,5 @@
 /* The driver every command shares: start MPI, parse the flags and job file (types and
- * ranges of values: job_config.c), print --help, check the output folder (convert out,
+ * ranges of values: the command's <command>_keys.h), fill its typed keys, print --help, check the output folder (convert out,
  * train run_dir, evaluate out, infer out: given, and writable, before any compute), run the
  * command, print its error, remove the output folders a failed run created while they are
  * still empty, free, end MPI, and turn the outcome into the exit code.
@@ -30,6 +30,7 @@ typedef struct job_driver {
     const command_spec *cmd;
     void *ctx;       /* the command's state, zeroed by the caller; passed to main and cleanup */
     job_config *cfg; /* where the configuration is parsed to (usually inside ctx) */
+    void *keys;      /* the command's typed keys (<command>_keys.h), filled from cfg before main */
     rb_world *world; /* filled by rb_mpi_init; NULL: no MPI, this process is rank 0 */
     void (*on_sigterm)(int); /* installed once MPI is up, or NULL */
     /* Runs after a successful parse without --help; commands with a `quiet` key have it

@@ -12,6 +12,7 @@
  * does"; the parts are in train_setup.c, train_loop.c, train_cache.c and train_files.c
  * (train_ctx.h). */
 #include "commands.h"
+#include "train_keys.h"
 #include "fsutil.h"
 #include "job_marker.h"
 #include "job_run.h"
@@ -25,107 +26,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const opt_spec train_opts[] = {
-    /* data */
-    {"shards", OPT_STRING, "", NULL, "shards folder written by radbatch convert"},
-    {"train_split", OPT_STRING, "train", NULL, "split to train on"},
-    {"val_split", OPT_STRING, "val", NULL, "split to validate on every epoch (empty: none)"},
-    {"run_dir", OPT_STRING, "", NULL, "output folder: model.h5, best.h5, history.csv, checkpoints/"},
-    {"cache_mb", OPT_INT, "4096", NULL, "keep a split in memory when its pixels fit in this many MiB per rank"},
-    /* model */
-    {"backbone", OPT_CHOICE, "mobilenetv2", "mobilenetv2|cnn", "base network (cnn = the seed-001 CNN)"},
-    {"weights", OPT_STRING, "", NULL,
-     "pretrained Keras weights for the base (.h5, .weights.h5 or .keras), matched by layer name"},
-    {"weights_partial", OPT_BOOL, "false", NULL,
-     "accept a weight file that fits only part of the base (the rest stays random); false: that is an error"},
-    {"init_model", OPT_STRING, "", NULL, "start from this radbatch model file instead (same architecture)"},
-    {"head_pooling", OPT_CHOICE, "auto", "auto|gap|flatten", "after the base (auto: gap for mobilenetv2, flatten for cnn)"},
-    {"head_dropout", OPT_FLOAT, "-1", NULL, "dropout after pooling (-1: 0.3 for mobilenetv2, 0 for cnn)"},
-    {"head_units", OPT_STRING, "auto", NULL, "hidden Dense units, comma-separated (auto: 128 for mobilenetv2, 512 for cnn)"},
-    {"head_activation", OPT_CHOICE, "relu", "relu|relu6|linear", "activation of the hidden Dense layers"},
-    {"head_dense_dropout", OPT_FLOAT, "0", NULL, "dropout after each hidden Dense layer"},
-    {"output", OPT_CHOICE, "softmax", "softmax|sigmoid", "softmax over the classes, or one sigmoid unit (two classes)"},
-    {"freeze_base", OPT_BOOL, "true", NULL, "train only the head in the first stage (mobilenetv2)"},
-    {"base_training", OPT_BOOL, "false", NULL,
-     "base BatchNorms use batch statistics when trainable (Keras base_model(x, training=True))"},
-    /* optimisation */
-    {"epochs", OPT_INT, "3", NULL, "epochs of the first stage"},
-    {"batch_size", OPT_INT, "32", NULL, "global batch size (split over the ranks)"},
-    {"optimizer", OPT_CHOICE, "adam", "adam|sgd|rmsprop", "optimizer with Keras' defaults"},
-    {"learning_rate", OPT_FLOAT, "1e-4", NULL, "learning rate of the first stage"},
-    {"momentum", OPT_FLOAT, "0", NULL, "SGD/RMSprop momentum"},
-    {"nesterov", OPT_BOOL, "false", NULL, "SGD Nesterov momentum"},
-    {"loss", OPT_CHOICE, "auto", "auto|sparse_categorical_crossentropy|binary_crossentropy",
-     "auto: sparse categorical CE for softmax, binary CE for sigmoid"},
-    {"class_weight", OPT_STRING, "none", NULL, "none, balanced (n/(k*n_c) as sklearn), or one weight per class, comma-separated"},
-    {"label_smoothing", OPT_FLOAT, "0", NULL, "label smoothing of the loss"},
-    {"l2", OPT_FLOAT, "0", NULL, "L2 on trainable Conv2D/Dense kernels (loss += l2*sum(w^2))"},
-    {"seed", OPT_INT, "123", NULL, "seed of initialisation, shuffle, augmentation and dropout"},
-    {"shuffle", OPT_BOOL, "true", NULL, "shuffle the training records every epoch"},
-    /* augmentation (docs/augment.md) */
-    {"rotation", OPT_FLOAT, "0", NULL, "random rotation range, degrees"},
-    {"width_shift", OPT_FLOAT, "0", NULL, "random horizontal shift range, fraction of the width"},
-    {"height_shift", OPT_FLOAT, "0", NULL, "random vertical shift range, fraction of the height"},
-    {"shear", OPT_FLOAT, "0", NULL, "random shear range, degrees"},
-    {"zoom", OPT_FLOAT, "0", NULL, "random zoom range z: scale in [1-z, 1+z]"},
-    {"horizontal_flip", OPT_BOOL, "false", NULL, "random horizontal flips"},
-    {"vertical_flip", OPT_BOOL, "false", NULL, "random vertical flips"},
-    {"rot90", OPT_BOOL, "false", NULL, "random multiples of 90 degrees"},
-    {"crop", OPT_FLOAT, "0", NULL, "random crop keeping this share of each side, resized back (0: none)"},
-    {"brightness", OPT_FLOAT, "0", NULL, "random brightness change range (fraction)"},
-    {"contrast", OPT_FLOAT, "0", NULL, "random contrast change range (fraction)"},
-    {"fill_mode", OPT_CHOICE, "nearest", "nearest|constant|reflect", "how pixels outside the image are filled"},
-    {"fill_value", OPT_FLOAT, "0", NULL, "pixel value for fill_mode = constant (Keras cval)"},
-    /* callbacks */
-    {"best_metric", OPT_CHOICE, "val_loss", "val_loss|val_accuracy|val_auc|loss",
-     "metric that picks the best model (min for losses, max otherwise)"},
-    {"early_stopping_patience", OPT_INT, "0", NULL, "stop after this many epochs without improvement (0: off)"},
-    {"restore_best", OPT_BOOL, "true", NULL, "the final model gets the best epoch's weights"},
-    {"reduce_lr_patience", OPT_INT, "0", NULL, "reduce the learning rate after this many epochs without improvement (0: off)"},
-    {"reduce_lr_factor", OPT_FLOAT, "0.2", NULL, "factor of the reduction"},
-    {"min_lr", OPT_FLOAT, "0", NULL, "learning rate floor of the reduction"},
-    /* fine-tuning stage (seed 003) */
-    {"fine_tune_epochs", OPT_INT, "0", NULL, "epochs of a second stage with the top of the base unfrozen (0: none)"},
-    {"fine_tune_fraction", OPT_FLOAT, "0.3", NULL, "share of the base's layers (from the top) trained in the second stage"},
-    {"fine_tune_learning_rate", OPT_FLOAT, "1e-5", NULL, "learning rate of the second stage (fresh optimizer state)"},
-    /* distributed, checkpoints */
-    {"sync_bn", OPT_BOOL, "false", NULL, "trainable BatchNorm uses statistics of the global batch (sum over ranks)"},
-    {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
-    {"checkpoint_every_steps", OPT_INT, "0", NULL, "also checkpoint every N steps (0: only at epoch ends)"},
-    {"resume", OPT_BOOL, "false", NULL, "continue from the newest complete checkpoint in run_dir"},
-    {"feature_cache", OPT_CHOICE, "auto", "auto|true|false",
-     "with a frozen base and no augmentation, compute base features once and train the head on them"},
-    {"positive_class", OPT_STRING, "", NULL, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)"},
-    {"max_steps", OPT_INT, "0", NULL, "stop after this many steps in total (0: no limit; for tests and smoke runs)"},
-    {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
-    {NULL, 0, NULL, NULL, NULL},
-};
+#define TRAIN_SPEC_ROW(...) OPT_SPEC_ROW(train_keys, __VA_ARGS__)
+static const opt_spec train_opts[] = {TRAIN_KEYS(TRAIN_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 
 /* 1. The shards' index checksum, the run folder made and marked unfinished (summary.json
  *    removed), the train and val splits opened, the classes and the positive class. */
 static int train_open_data(train_ctx *x, rb_error *err)
 {
-    job_config *c = &x->cfg;
-    x->run_dir = job_str(c, "run_dir");
-    if (!*job_str(c, "shards"))
+    x->run_dir = x->keys.run_dir;
+    x->rank_batch = (int)((x->keys.batch_size + x->w.size - 1) / x->w.size);
+    if (!*x->keys.shards)
         return rb_fail(err, "set shards = <folder written by radbatch convert>", "train: no shards folder");
     if (!*x->run_dir)
         return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
-    /* batch_size, epochs and the other numbers: ranges checked with the options (job_config.c) */
+    /* batch_size, epochs and the other numbers: ranges checked when parsed (the command's _keys.h) */
     int ok = 1;
     if (x->w.rank == 0)
         /* the run folder is unfinished from here until summary.json is written last */
-        ok = shard_index_checksum(job_str(c, "shards"), x->index_checksum, err) == 0 && fs_mkdirs(x->run_dir, err) == 0 &&
+        ok = shard_index_checksum(x->keys.shards, x->index_checksum, err) == 0 && fs_mkdirs(x->run_dir, err) == 0 &&
              job_marker_clear(x->run_dir, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
-    int64_t cache = job_int(c, "cache_mb") * 1048576;
-    ok = shard_dataset_open(&x->tr, job_str(c, "shards"), job_str(c, "train_split"), cache, err) == 0;
+    int64_t cache = x->keys.cache_mb * 1048576;
+    ok = shard_dataset_open(&x->tr, x->keys.shards, x->keys.train_split, cache, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
-    x->have_val = *job_str(c, "val_split") != 0;
+    x->have_val = *x->keys.val_split != 0;
     if (x->have_val) {
-        ok = shard_dataset_open(&x->va, job_str(c, "shards"), job_str(c, "val_split"), cache, err) == 0;
+        ok = shard_dataset_open(&x->va, x->keys.shards, x->keys.val_split, cache, err) == 0;
         if (!rb_mpi_agree_ok(ok))
             return job_failed_where(ok);
     }
@@ -134,7 +62,7 @@ static int train_open_data(train_ctx *x, rb_error *err)
     if (x->nclasses < 2)
         return rb_fail(err, "convert labelled class folders", "train: the shards have %d class(es)", x->nclasses);
     x->positive = x->nclasses - 1;
-    const char *pc = job_str(c, "positive_class");
+    const char *pc = x->keys.positive_class;
     if (*pc) {
         x->positive = -1;
         for (int i = 0; i < x->nclasses; i++)
@@ -150,7 +78,6 @@ static int train_open_data(train_ctx *x, rb_error *err)
  *    the step's buffers, stage 1 set up and the model summary printed. */
 static int train_prepare(train_ctx *x, rb_error *err)
 {
-    job_config *c = &x->cfg;
     rb_info("train: %lld records, val: %lld records, %d classes, %d rank(s) x %d thread(s)", (long long)x->tr.n,
             (long long)(x->have_val ? x->va.n : 0), x->nclasses, x->w.size, train_threads(x));
     augment_config aug;
@@ -159,8 +86,7 @@ static int train_prepare(train_ctx *x, rb_error *err)
         return rb_error_prefix(err, "train: ");
     if (train_parse_class_weight(x, err) < 0 || train_build_model(x, err) < 0)
         return -1;
-    int B = (int)job_int(c, "batch_size");
-    int local = (B + x->w.size - 1) / x->w.size;
+    int local = x->rank_batch;
     x->dlogits = malloc((size_t)local * (size_t)x->nclasses * sizeof(float) + 4);
     x->targets = malloc((size_t)(local > 64 ? local : 64) * sizeof(float) + 4);
     x->best.params = malloc((size_t)x->a->m->nparams * sizeof(float) + 4);
@@ -173,7 +99,7 @@ static int train_prepare(train_ctx *x, rb_error *err)
         x->best.metrics[i] = x->metrics[i] = NAN;
     if (train_setup_stage(x, 1, err) < 0)
         return -1;
-    if (x->w.rank == 0 && !job_bool(c, "quiet"))
+    if (x->w.rank == 0 && !x->keys.quiet)
         rb_model_summary(x->a->m, stdout);
     return 0;
 }
@@ -194,12 +120,12 @@ static int train_start(train_ctx *x, const char *resumed_from, rb_error *err)
 /* 6. restore_best: the final model gets the best epoch's weights and metrics. */
 static void train_restore_best(train_ctx *x)
 {
-    if (job_bool(&x->cfg, "restore_best") && !isnan(x->best.value)) {
+    if (x->keys.restore_best && !isnan(x->best.value)) {
         memcpy(x->a->m->params, x->best.params, (size_t)x->a->m->nparams * sizeof(float));
         memcpy(x->a->m->state, x->best.state, (size_t)x->a->m->nstate * sizeof(float));
         memcpy(x->metrics, x->best.metrics, sizeof x->metrics);
         rb_info("final model: weights of epoch %lld (best %s %.4f)", (long long)x->best.epoch + 1,
-                job_str(&x->cfg, "best_metric"), x->best.value);
+                x->keys.best_metric, x->best.value);
     }
 }
 
@@ -304,7 +230,8 @@ static int run_train(int argc, char **argv)
     train_ctx x;
     memset(&x, 0, sizeof x);
     x.a = &x.net;
-    job_driver d = {.cmd = &command_train, .ctx = &x, .cfg = &x.cfg, .world = &x.w, .on_sigterm = train_on_sigterm,
+    job_driver d = {.cmd = &command_train, .ctx = &x, .cfg = &x.cfg, .keys = &x.keys, .world = &x.w,
+                    .on_sigterm = train_on_sigterm,
                     .main = train_run, .cleanup = train_free};
     return job_run(&d, argc, argv);
 }

@@ -58,7 +58,7 @@ static int cache_features(train_ctx *x, rb_model *base, rb_workspace *ws, shard_
 /* Start a feature-cached stage when the current one allows it. */
 int train_cache_begin(train_ctx *x, const augment_config *aug, rb_error *err)
 {
-    const char *mode = job_str(&x->cfg, "feature_cache");
+    const char *mode = x->keys.feature_cache;
     if (x->cache.on || !strcmp(mode, "false"))
         return 0;
     int f = rb_model_head_start(x->net.m);
@@ -80,7 +80,7 @@ int train_cache_begin(train_ctx *x, const augment_config *aug, rb_error *err)
         rb_model_copy_weights(base, x->net.m);
         rb_model_copy_weights(x->cache.head.m, x->net.m);
         x->cache.head.m->seed = x->net.m->seed;
-        if (job_bool(&x->cfg, "sync_bn")) /* the cut-out head's BatchNorms sync like the whole model's */
+        if (x->keys.sync_bn) /* the cut-out head's BatchNorms sync like the whole model's */
             rb_model_set_bn_reduce(x->cache.head.m, train_bn_reduce, NULL);
         ws = rb_workspace_create(base, 32, 0, err);
         rc = ws && rb_workspace_set_threads(ws, train_threads(x), err) == 0 ? 0 : -1;

@@ -8,6 +8,7 @@
 
 #include "augment.h"
 #include "job_config.h"
+#include "train_keys.h"
 #include "model.h"
 #include "optim.h"
 #include "rb_buf.h"
@@ -65,6 +66,8 @@ typedef struct train_val_scores {
 
 typedef struct train_ctx {
     job_config cfg;
+    train_keys keys;       /* the keys, typed (train_keys.h); filled before any work */
+    int rank_batch;        /* the most records of a global batch one rank holds: ceil(batch_size / ranks) */
     rb_world w;
     const char *run_dir;
     char *job_text;        /* the configuration, for model cards */

@@ -69,14 +69,14 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     char when[64];
     utc_now(when, sizeof when);
     cJSON_AddStringToObject(c, "created", when);
-    cJSON_AddStringToObject(c, "backbone", job_str(&x->cfg, "backbone"));
+    cJSON_AddStringToObject(c, "backbone", x->keys.backbone);
     cJSON *data = cJSON_AddObjectToObject(c, "data");
-    cJSON_AddStringToObject(data, "shards", job_str(&x->cfg, "shards"));
+    cJSON_AddStringToObject(data, "shards", x->keys.shards);
     cJSON_AddStringToObject(data, "index_checksum", x->index_checksum);
-    cJSON_AddStringToObject(data, "train_split", job_str(&x->cfg, "train_split"));
+    cJSON_AddStringToObject(data, "train_split", x->keys.train_split);
     cJSON_AddNumberToObject(data, "train_records", (double)x->tr.n);
     if (x->have_val) {
-        cJSON_AddStringToObject(data, "val_split", job_str(&x->cfg, "val_split"));
+        cJSON_AddStringToObject(data, "val_split", x->keys.val_split);
         cJSON_AddNumberToObject(data, "val_records", (double)x->va.n);
     }
     cJSON_AddNumberToObject(data, "split_seed", (double)x->tr.index.seed);
@@ -92,14 +92,14 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     cJSON_AddBoolToObject(pre, "dct_scaling", x->tr.index.dct_scaling);
     cJSON_AddStringToObject(pre, "rescale", x->a->m->nodes[0].preprocess == RESCALE_MINUS1_1 ? "x/127.5-1" :
                                             x->a->m->nodes[0].preprocess == RESCALE_0_1 ? "x/255" : "none");
-    cJSON_AddNumberToObject(c, "seed", (double)job_int(&x->cfg, "seed"));
+    cJSON_AddNumberToObject(c, "seed", (double)x->keys.seed);
     cJSON_AddNumberToObject(c, "epochs_run", (double)x->epoch);
     cJSON_AddNumberToObject(c, "steps", (double)x->step);
     cJSON_AddNumberToObject(c, "ranks", x->w.size);
     cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
     if (!isnan(x->best.value)) { /* no best epoch when none ran (epochs = 0) */
         cJSON *best = cJSON_AddObjectToObject(c, "best");
-        cJSON_AddStringToObject(best, "metric", job_str(&x->cfg, "best_metric"));
+        cJSON_AddStringToObject(best, "metric", x->keys.best_metric);
         cJSON_AddNumberToObject(best, "epoch", (double)x->best.epoch + 1);
         cJSON_AddItemToObject(best, "metrics", metrics_json(x->best.metrics));
     }
@@ -154,9 +154,9 @@ int train_save_model(train_ctx *x, const char *path, const char *card, int with_
                                .n = optim_state_size(&x->a->ocfg, x->a->m->nparams), .state = x->a->opt.state};
     snprintf(mo.kind, sizeof mo.kind, "%s", optim_kind_name(x->a->ocfg.kind));
     model_file_train_state ts = {.epoch = x->epoch, .step = x->step,
-                                 .data_position = x->next_batch * job_int(&x->cfg, "batch_size"),
-                                 .rng_seed = (uint64_t)job_int(&x->cfg, "seed"), .best_metric = x->best.value};
-    snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", job_str(&x->cfg, "best_metric"));
+                                 .data_position = x->next_batch * x->keys.batch_size,
+                                 .rng_seed = (uint64_t)x->keys.seed, .best_metric = x->best.value};
+    snprintf(ts.best_metric_name, sizeof ts.best_metric_name, "%s", x->keys.best_metric);
     model_file_contents mc = {.architecture = arch, .model_card = card,
                               .class_names = (const char *const *)x->class_names, .n_classes = x->nclasses,
                               .views = views, .n_views = nv, .optimizer = with_optim ? &mo : NULL,
@@ -269,7 +269,7 @@ int train_load_checkpoint(train_ctx *x, const char *path, rb_error *err)
         x->a->opt.step = h.optimizer_step;
         x->epoch = h.train_state.epoch;
         x->step = h.train_state.step;
-        x->next_batch = h.train_state.data_position / job_int(&x->cfg, "batch_size");
+        x->next_batch = h.train_state.data_position / x->keys.batch_size;
         x->best.value = h.train_state.best_metric;
         x->lr = (float)cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble;
         x->best.epoch = (int64_t)cJSON_GetObjectItemCaseSensitive(r, "best_epoch")->valuedouble;
@@ -299,7 +299,7 @@ int train_load_checkpoint(train_ctx *x, const char *path, rb_error *err)
 int train_resume(train_ctx *x, char **resumed_from, rb_error *err)
 {
     *resumed_from = NULL;
-    if (!job_bool(&x->cfg, "resume"))
+    if (!x->keys.resume)
         return 0;
     char *ck = checkpoint_find_latest(x->run_dir);
     if (!ck) {

@@ -41,7 +41,7 @@ static int metric_id(const char *name)
  * the whole state and a resumed run continues exactly. */
 static void average_bn_statistics(train_ctx *x)
 {
-    if (x->w.size < 2 || job_bool(&x->cfg, "sync_bn"))
+    if (x->w.size < 2 || x->keys.sync_bn)
         return;
     for (int i = 0; i < x->a->m->nnodes; i++) {
         const rb_node *nd = &x->a->m->nodes[i];
@@ -73,7 +73,7 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
         const float *logits = rb_workspace_logits(x->a->ws);
         const float *out = rb_workspace_output(x->a->ws, x->a->m->output);
         loss_spec ls = {.n = b->n, .classes = k, .global_n = b->global_n, .class_weight = x->class_weight,
-                        .label_smoothing = (float)job_float(&x->cfg, "label_smoothing")};
+                        .label_smoothing = (float)x->keys.label_smoothing};
         int rc;
         if (x->sigmoid) {
             for (int i = 0; i < b->n; i++)
@@ -97,7 +97,7 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
         }
         if (rb_model_backward(x->a->m, x->a->ws, x->dlogits, 1, err) < 0)
             return -1;
-    } else if (job_bool(&x->cfg, "sync_bn")) {
+    } else if (x->keys.sync_bn) {
         /* a rank without rows must still join the BatchNorm reductions: not supported */
         return rb_fail(err, "use a global batch of at least the number of ranks", "train: a batch with fewer rows than ranks and sync_bn");
     }
@@ -106,7 +106,7 @@ static int train_step(train_ctx *x, const train_batch *b, rb_error *err)
     double t_ar = rb_now();
     rb_mpi_sum_f32(x->a->m->grads + x->a->span_off, x->a->span_len);
     x->sums.t_allreduce += rb_now() - t_ar;
-    double l2 = job_float(&x->cfg, "l2");
+    double l2 = x->keys.l2;
     double stats[4] = {loss_sum, correct, (double)b->n, (double)g_term};
     rb_mpi_sum_f64(stats, 4);
     if (l2 > 0) {
@@ -262,7 +262,7 @@ int train_check_consistency(train_ctx *x, rb_error *err)
 /* ---- callbacks ------------------------------------------------------------------------ */
 static int run_callbacks(train_ctx *x, int *stop_stage, rb_error *err)
 {
-    const char *bm = job_str(&x->cfg, "best_metric");
+    const char *bm = x->keys.best_metric;
     int id = metric_id(bm);
     double v = x->metrics[id];
     if (isnan(v) && id >= M_VLOSS) {
@@ -292,10 +292,10 @@ static int run_callbacks(train_ctx *x, int *stop_stage, rb_error *err)
         x->best.wait_es++;
         x->best.wait_lr++;
     }
-    int64_t pat = job_int(&x->cfg, "reduce_lr_patience");
+    int64_t pat = x->keys.reduce_lr_patience;
     if (pat > 0 && x->best.wait_lr >= pat) {
-        float nlr = (float)(x->lr * job_float(&x->cfg, "reduce_lr_factor"));
-        float minlr = (float)job_float(&x->cfg, "min_lr");
+        float nlr = (float)(x->lr * x->keys.reduce_lr_factor);
+        float minlr = (float)x->keys.min_lr;
         if (nlr < minlr)
             nlr = minlr;
         if (nlr < x->lr)
@@ -304,7 +304,7 @@ static int run_callbacks(train_ctx *x, int *stop_stage, rb_error *err)
         x->lr = nlr;
         x->best.wait_lr = 0;
     }
-    int64_t es = job_int(&x->cfg, "early_stopping_patience");
+    int64_t es = x->keys.early_stopping_patience;
     *stop_stage = es > 0 && x->best.wait_es >= es;
     if (*stop_stage)
         rb_info("early stopping: %s did not improve for %lld epochs (best %.4f at epoch %lld)", train_metric_names[id],
@@ -335,7 +335,7 @@ static train_batch *cached_next(train_ctx *x, train_batch *tb, float *feat, int6
         return NULL;
     int64_t lo, hi;
     int gn;
-    train_batch_slice(x->tr.n, (int)job_int(&x->cfg, "batch_size"), b, x->w.rank, x->w.size, &lo, &hi, &gn);
+    train_batch_slice(x->tr.n, (int)x->keys.batch_size, b, x->w.rank, x->w.size, &lo, &hi, &gn);
     tb->n = (int)(hi - lo);
     tb->global_n = gn;
     tb->index = b;
@@ -351,11 +351,11 @@ static train_batch *cached_next(train_ctx *x, train_batch *tb, float *feat, int6
 
 static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
 {
-    int B = (int)job_int(&x->cfg, "batch_size");
+    int B = (int)x->keys.batch_size;
     int64_t nb = train_batches(x->tr.n, B);
     if (x->next_batch == 0)
         x->sums.loss = x->sums.correct = x->sums.seen = 0;
-    train_epoch_order(perm, x->tr.n, (uint64_t)job_int(&x->cfg, "seed"), x->epoch, job_bool(&x->cfg, "shuffle"));
+    train_epoch_order(perm, x->tr.n, (uint64_t)x->keys.seed, x->epoch, x->keys.shuffle);
     augment_config aug;
     train_aug_from_config(x, &aug);
     train_loader ld;
@@ -373,12 +373,12 @@ static int train_epoch(train_ctx *x, int64_t *perm, rb_error *err)
             return rb_fail(err, NULL, "out of memory");
         }
     } else if (train_loader_start(&ld, &x->tr, perm, x->next_batch, B, x->w.rank, x->w.size, &aug,
-                                  (uint64_t)job_int(&x->cfg, "seed"), x->epoch, err) < 0)
+                                  (uint64_t)x->keys.seed, x->epoch, err) < 0)
         return -1;
     rb_progress prog;
     rb_progress_start(&prog, "  batches", nb);
     int rc = 0;
-    int64_t every = job_int(&x->cfg, "checkpoint_every_steps"), max_steps = job_int(&x->cfg, "max_steps");
+    int64_t every = x->keys.checkpoint_every_steps, max_steps = x->keys.max_steps;
     for (int64_t next = x->next_batch;; next++) {
         train_batch *b = x->cache.on ? cached_next(x, &cb, feat, next, nb, perm) : train_loader_next(&ld, err);
         int ok = b != NULL || !ld.failed;
@@ -465,10 +465,9 @@ static int finish_epoch(train_ctx *x, double t0, int *stop_stage, rb_error *err)
  * stopping ends the last stage, or on SIGTERM (*preempted, a checkpoint written). */
 int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
 {
-    job_config *c = &x->cfg;
-    int64_t e1 = job_int(c, "epochs"), e2 = job_int(c, "fine_tune_epochs");
+    int64_t e1 = x->keys.epochs, e2 = x->keys.fine_tune_epochs;
     int rc = 0;
-    int64_t max_steps = job_int(c, "max_steps");
+    int64_t max_steps = x->keys.max_steps;
     int skip_stage1 = 0;
     *preempted = 0;
     while (rc == 0 && x->epoch < e1 + e2) {
@@ -494,7 +493,7 @@ int train_run_epochs(train_ctx *x, int *preempted, rb_error *err)
             *preempted = 1;
             break;
         }
-        int64_t nb = train_batches(x->tr.n, (int)job_int(c, "batch_size"));
+        int64_t nb = train_batches(x->tr.n, (int)x->keys.batch_size);
         int partial = x->next_batch < nb; /* max_steps hit mid-epoch */
         int stop_stage = 0;
         if ((rc = finish_epoch(x, t0, &stop_stage, err)) < 0)

@@ -27,17 +27,16 @@ void train_net_free(train_net *n)
 
 static int parse_head(train_ctx *x, rb_head_opts *h, rb_error *err)
 {
-    const job_config *c = &x->cfg;
-    int cnn = strcmp(job_str(c, "backbone"), "cnn") == 0;
+    int cnn = strcmp(x->keys.backbone, "cnn") == 0;
     *h = cnn ? rb_head_seed001(x->nclasses) : rb_head_seed000(x->nclasses);
-    const char *pool = job_str(c, "head_pooling");
+    const char *pool = x->keys.head_pooling;
     if (!strcmp(pool, "gap"))
         h->pooling = RB_POOL_GAP;
     else if (!strcmp(pool, "flatten"))
         h->pooling = RB_POOL_FLATTEN;
-    if (job_float(c, "head_dropout") >= 0)
-        h->dropout = (float)job_float(c, "head_dropout");
-    const char *units = job_str(c, "head_units");
+    if (x->keys.head_dropout >= 0)
+        h->dropout = (float)x->keys.head_dropout;
+    const char *units = x->keys.head_units;
     if (strcmp(units, "auto") != 0) {
         h->nunits = 0;
         char *s = strdup(units), *save = NULL;
@@ -53,10 +52,10 @@ static int parse_head(train_ctx *x, rb_head_opts *h, rb_error *err)
         }
         free(s);
     }
-    const char *act = job_str(c, "head_activation");
+    const char *act = x->keys.head_activation;
     h->activation = !strcmp(act, "relu6") ? RB_ACT_RELU6 : !strcmp(act, "linear") ? RB_ACT_LINEAR : RB_ACT_RELU;
-    h->dense_dropout = (float)job_float(c, "head_dense_dropout");
-    h->sigmoid = strcmp(job_str(c, "output"), "sigmoid") == 0;
+    h->dense_dropout = (float)x->keys.head_dense_dropout;
+    h->sigmoid = strcmp(x->keys.output, "sigmoid") == 0;
     if (h->sigmoid && x->nclasses != 2)
         return rb_fail(err, "use output = softmax for more than two classes", "train: sigmoid output needs 2 classes, the shards have %d",
                        x->nclasses);
@@ -66,7 +65,7 @@ static int parse_head(train_ctx *x, rb_head_opts *h, rb_error *err)
 
 int train_parse_class_weight(train_ctx *x, rb_error *err)
 {
-    const char *cw = job_str(&x->cfg, "class_weight");
+    const char *cw = x->keys.class_weight;
     if (!strcmp(cw, "none") || !*cw)
         return 0;
     x->class_weight = calloc((size_t)x->nclasses, sizeof *x->class_weight);
@@ -115,11 +114,11 @@ int train_setup_stage_optim(train_ctx *x, float lr, rb_error *err)
 {
     optim_free(&x->a->opt);
     optim_kind k;
-    optim_kind_parse(job_str(&x->cfg, "optimizer"), &k);
+    optim_kind_parse(x->keys.optimizer, &k);
     optim_config_default(&x->a->ocfg, k);
     x->a->ocfg.learning_rate = lr;
-    x->a->ocfg.momentum = (float)job_float(&x->cfg, "momentum");
-    x->a->ocfg.nesterov = job_bool(&x->cfg, "nesterov");
+    x->a->ocfg.momentum = (float)x->keys.momentum;
+    x->a->ocfg.nesterov = x->keys.nesterov;
     x->lr = lr;
     if (optim_init(&x->a->opt, &x->a->ocfg, x->a->m->nparams, err) < 0)
         return -1;
@@ -141,7 +140,7 @@ int train_setup_stage_optim(train_ctx *x, float lr, rb_error *err)
  * (what a workspace runs, rb_workspace_set_threads). The banner prints this number. */
 int train_threads(const train_ctx *x)
 {
-    int64_t threads = job_int(&x->cfg, "threads");
+    int64_t threads = x->keys.threads;
     if (threads <= 0)
         threads = x->w.threads;
     return threads > 64 ? 64 : threads < 1 ? 1 : (int)threads;
@@ -153,8 +152,7 @@ int train_setup_workspaces(train_ctx *x, rb_error *err)
     rb_workspace_free(x->a->ws);
     rb_workspace_free(x->a->ws_eval);
     x->a->ws = x->a->ws_eval = NULL;
-    int B = (int)job_int(&x->cfg, "batch_size");
-    int local = (B + x->w.size - 1) / x->w.size;
+    int local = x->rank_batch;
     x->a->ws = rb_workspace_create(x->a->m, local, RB_WS_TRAIN, err);
     if (!x->a->ws)
         return -1;
@@ -171,7 +169,7 @@ int train_setup_stage(train_ctx *x, int stage, rb_error *err)
 {
     x->stage = stage;
     if (stage == 2) {
-        int first = rb_model_unfreeze_top(x->a->m, job_float(&x->cfg, "fine_tune_fraction"));
+        int first = rb_model_unfreeze_top(x->a->m, x->keys.fine_tune_fraction);
         rb_info("fine-tuning: base layers from index %d (%s) on are trainable", first,
                 first < x->a->m->nnodes ? x->a->m->nodes[first].name : "-");
     }
@@ -179,7 +177,7 @@ int train_setup_stage(train_ctx *x, int stage, rb_error *err)
     rb_model_count(x->a->m, &total, &trainable, &frozen);
     rb_info("stage %d: %lld params, %lld trainable, %lld non-trainable", stage, (long long)total,
             (long long)trainable, (long long)frozen);
-    float lr = (float)job_float(&x->cfg, stage == 1 ? "learning_rate" : "fine_tune_learning_rate");
+    float lr = (float)(stage == 1 ? x->keys.learning_rate : x->keys.fine_tune_learning_rate);
     if (train_setup_stage_optim(x, lr, err) < 0)
         return -1;
     return train_setup_workspaces(x, err);
@@ -262,8 +260,8 @@ static int load_pretrained(train_ctx *x, const char *path, rb_error *err)
         skipped_list(&rep, NULL, 6, list, 4096);
         rc = rb_fail(err, "the file belongs to another architecture; radbatch inspect lists its layers",
                      "weights: %s: no tensor of the file fits the %s model (loaded 0 of %d tensors): %s", path,
-                     job_str(&x->cfg, "backbone"), rep.n_tensors_model, list);
-    } else if (n_required > 0 && !job_bool(&x->cfg, "weights_partial")) {
+                     x->keys.backbone, rep.n_tensors_model, list);
+    } else if (n_required > 0 && !x->keys.weights_partial) {
         skipped_list(&rep, required, 6, list, 4096);
         rc = rb_fail(err,
                      "the file was saved from another architecture or width (e.g. MobileNetV2 alpha 0.5, "
@@ -293,18 +291,18 @@ int train_build_model(train_ctx *x, rb_error *err)
     rb_head_opts head;
     if (parse_head(x, &head, err) < 0)
         return -1;
-    const char *bb = job_str(&x->cfg, "backbone");
+    const char *bb = x->keys.backbone;
     if (strcmp(bb, "mobilenetv2") == 0 && x->tr.channels != 3)
         return rb_fail(err, "convert with channels = 3", "train: mobilenetv2 needs 3-channel images, the shards have %d",
                        x->tr.channels);
     if (rb_model_build(&x->a->m, bb, x->tr.height, x->tr.width, x->tr.channels, &head, err) < 0)
         return -1;
-    x->a->m->base_training = job_bool(&x->cfg, "base_training");
-    uint64_t seed = (uint64_t)job_int(&x->cfg, "seed");
+    x->a->m->base_training = x->keys.base_training;
+    uint64_t seed = (uint64_t)x->keys.seed;
     rb_model_init(x->a->m, seed);
     x->a->m->seed = seed;
     if (strcmp(bb, "mobilenetv2") == 0) {
-        if (job_bool(&x->cfg, "freeze_base"))
+        if (x->keys.freeze_base)
             rb_model_freeze_base(x->a->m);
         else
             rb_model_set_all_trainable(x->a->m, 1);
@@ -312,8 +310,8 @@ int train_build_model(train_ctx *x, rb_error *err)
         rb_model_set_all_trainable(x->a->m, 1);
     int nv;
     const rb_param_view *views = rb_model_params(x->a->m, &nv);
-    const char *init_model = job_str(&x->cfg, "init_model");
-    const char *weights = job_str(&x->cfg, "weights");
+    const char *init_model = x->keys.init_model;
+    const char *weights = x->keys.weights;
     if (*init_model) {
         if (model_file_load_weights(init_model, views, nv, err) < 0)
             return rb_error_prefix(err, "init_model: ");
@@ -324,7 +322,7 @@ int train_build_model(train_ctx *x, rb_error *err)
     } else if (strcmp(bb, "mobilenetv2") == 0)
         if (x->w.rank == 0) /* every rank knows it: said once */
             rb_warn("no pretrained weights (key 'weights'): the MobileNetV2 base starts from random values");
-    if (job_bool(&x->cfg, "sync_bn"))
+    if (x->keys.sync_bn)
         rb_model_set_bn_reduce(x->a->m, train_bn_reduce, NULL);
     return 0;
 }
@@ -333,17 +331,17 @@ int train_build_model(train_ctx *x, rb_error *err)
 void train_aug_from_config(train_ctx *x, augment_config *out)
 {
     augment_config_default(out);
-    out->rotation_deg = (float)job_float(&x->cfg, "rotation");
-    out->width_shift = (float)job_float(&x->cfg, "width_shift");
-    out->height_shift = (float)job_float(&x->cfg, "height_shift");
-    out->shear_deg = (float)job_float(&x->cfg, "shear");
-    out->zoom = (float)job_float(&x->cfg, "zoom");
-    out->hflip = job_bool(&x->cfg, "horizontal_flip");
-    out->vflip = job_bool(&x->cfg, "vertical_flip");
-    out->rot90 = job_bool(&x->cfg, "rot90");
-    out->crop_fraction = (float)job_float(&x->cfg, "crop");
-    out->brightness = (float)job_float(&x->cfg, "brightness");
-    out->contrast = (float)job_float(&x->cfg, "contrast");
-    augment_fill_mode_parse(job_str(&x->cfg, "fill_mode"), &out->fill_mode);
-    out->fill_value = (float)job_float(&x->cfg, "fill_value");
+    out->rotation_deg = (float)x->keys.rotation;
+    out->width_shift = (float)x->keys.width_shift;
+    out->height_shift = (float)x->keys.height_shift;
+    out->shear_deg = (float)x->keys.shear;
+    out->zoom = (float)x->keys.zoom;
+    out->hflip = x->keys.horizontal_flip;
+    out->vflip = x->keys.vertical_flip;
+    out->rot90 = x->keys.rot90;
+    out->crop_fraction = (float)x->keys.crop;
+    out->brightness = (float)x->keys.brightness;
+    out->contrast = (float)x->keys.contrast;
+    augment_fill_mode_parse(x->keys.fill_mode, &out->fill_mode);
+    out->fill_value = (float)x->keys.fill_value;
 }

@@ -7,14 +7,15 @@
 #include <string.h>
 
 static int dummy_run(int argc, char **argv) { return 0; }
-static const opt_spec demo_opts[] = {
-    {"size", OPT_INT, "160", NULL, "image side"},
-    {"rate", OPT_FLOAT, "0.5", NULL, "a number"},
-    {"name", OPT_STRING, "", NULL, "a text"},
-    {"flag", OPT_BOOL, "false", NULL, "a switch"},
-    {"mode", OPT_CHOICE, "stretch", "stretch|pad|center-crop", "resize mode"},
-    {NULL},
-};
+#define DEMO_KEYS(X)                                                                                                   \
+    X(size, INT, "160", NULL, (1, 8192, 0, "an integer in 1..8192"), "image side")                                    \
+    X(rate, FLOAT, "0.5", NULL, NO_RANGE, "a number")                                                                  \
+    X(name, STRING, "", NULL, NO_RANGE, "a text")                                                                      \
+    X(flag, BOOL, "false", NULL, NO_RANGE, "a switch")                                                                 \
+    X(mode, CHOICE, "stretch", "stretch|pad|center-crop", NO_RANGE, "resize mode")
+OPT_KEYS_STRUCT(DEMO_KEYS, demo_keys);
+#define DEMO_ROW(...) OPT_SPEC_ROW(demo_keys, __VA_ARGS__)
+static const opt_spec demo_opts[] = {DEMO_KEYS(DEMO_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
 /* job_commands is defined in jobs/commands.c; this test uses its own table through it */
 static const command_spec demo = {"convert", "demo", "demo", demo_opts, dummy_run};
 
@@ -46,7 +47,18 @@ int main(void)
         CHECK(c.npositional == 2 && strcmp(c.positional[0], "in1") == 0 && strcmp(c.positional[1], "in2") == 0,
               "positionals %d", c.npositional);
         CHECK(job_is_set(&c, "size") && job_is_set(&c, "rate"), "is_set");
+        /* the same values, typed */
+        demo_keys k;
+        memset(&k, 0, sizeof k);
+        job_config_fill_keys(&c, &k);
+        CHECK(k.size == 224 && k.rate == 0.25 && k.flag == 1 && !strcmp(k.name, "section") && !strcmp(k.mode, "pad"),
+              "typed keys: size %lld rate %g flag %d name %s mode %s", (long long)k.size, k.rate, k.flag, k.name,
+              k.mode);
     }
+    job_config_free(&c);
+    char *argv_range[] = {"convert", "--size", "0", NULL};
+    rc = job_config_parse(&c, &demo, 3, argv_range, &err);
+    CHECK(rc == -1 && strstr(err.msg, "out of range") && strstr(err.msg, "1..8192"), "own range: %s", err.msg);
     job_config_free(&c);
 
     /* unknown key on the command line names the key and the accepted keys */
@@ -121,19 +133,13 @@ int main(void)
 
     /* ranges of the real commands: every row names a key of a command with a number type,
      * every default is accepted, a value out of range names key, value and what is accepted */
-    for (const job_range *r = job_range_table(); r->key; r++) {
-        int found = 0;
-        for (int k = 0; job_commands[k]; k++) {
-            if (r->cmd && strcmp(r->cmd, job_commands[k]->name) != 0)
-                continue;
-            for (const opt_spec *o = job_commands[k]->opts; o->key; o++)
-                if (!strcmp(o->key, r->key)) {
-                    found++;
-                    CHECK(o->type == OPT_INT || o->type == OPT_FLOAT, "range of non-numeric key %s", r->key);
-                }
+    for (int k = 0; job_commands[k]; k++)
+        for (const opt_spec *o = job_commands[k]->opts; o->key; o++) {
+            CHECK(o->field > 0, "%s: key %s has no typed field (declare it in the command's X-macro)",
+                  job_commands[k]->name, o->key);
+            CHECK(!job_key_range(o) || o->type == OPT_INT || o->type == OPT_FLOAT, "%s: range of non-numeric key %s",
+                  job_commands[k]->name, o->key);
         }
-        CHECK(found > 0, "range row %s/%s names no key of a command", r->cmd ? r->cmd : "*", r->key);
-    }
     for (int k = 0; job_commands[k]; k++)
         for (const opt_spec *o = job_commands[k]->opts; o->key; o++) {
             if (!o->def || !*o->def)

@@ -1,0 +1,33 @@
+/* The keys of radbatch evaluate, declared once (docs' key table is generated from them): the
+ * struct of typed keys the command reads (x->keys.<key>) and the key table --help prints and the
+ * job file is checked against (jobs/job_config.h, OPT_KEYS_STRUCT). */
+#ifndef EVALUATE_KEYS_H
+#define EVALUATE_KEYS_H
+
+#include "job_config.h"
+
+/* X(name, type, default, choices, range (lo, hi, flags, what) or NO_RANGE, help) */
+#define EVALUATE_KEYS(X) \
+    X(model, STRING, "", NULL, NO_RANGE, "model file(s) from `radbatch train`; comma-separated files form an ensemble; a positional argument ending in `.h5` is added") \
+    X(data, STRING, "", NULL, NO_RANGE, "a shards folder, or comma-separated image folders; other positional arguments are added") \
+    X(shards, STRING, "", NULL, NO_RANGE, "the pipeline's shards folder (the key `convert` and `train` use): evaluated when `data` is empty") \
+    X(run_dir, STRING, "", NULL, NO_RANGE, "the training run folder (as in `train`): `model` defaults to `run_dir/model.h5`, `out` to `run_dir/evaluate`") \
+    X(split, STRING, "val", NULL, NO_RANGE, "split of a shards folder (train, val, test, or all for a folder converted without splits), or of `train/val/test` image folders (`all`: every split)") \
+    X(layout, CHOICE, "auto", "auto|classes|splits", NO_RANGE, "image folders: `classes` (class folders), `splits` (train/val/test folders of class folders), `auto` (detect)") \
+    X(out, STRING, "", NULL, NO_RANGE, "output folder (created)") \
+    X(tta, INT, "0", NULL, OPT_RANGE_TTA, OPT_HELP_TTA) \
+    X(threshold, CHOICE, "model", "model|youden|sensitivity|specificity|fixed", NO_RANGE, "screening threshold: `model`, `youden`, `sensitivity`, `specificity`, `fixed` (above)") \
+    X(target, FLOAT, "0.95", NULL, (0, 1, 0, "a rate in [0, 1], e.g. 0.95"), "target rate for `threshold = sensitivity` or `specificity`") \
+    X(threshold_value, FLOAT, "0.5", NULL, (0, 1, 0, "a probability in [0, 1], e.g. 0.5"), "the threshold for `threshold = fixed`") \
+    X(positive_class, STRING, "", NULL, NO_RANGE, "screening class (default: the card's for two classes; none for more)") \
+    X(bootstrap, INT, "1000", NULL, (0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"), "bootstrap resamples for the 95% confidence intervals (0: none)") \
+    X(seed, INT, "123", NULL, NO_RANGE, "seed of the bootstrap resamples") \
+    X(digits, INT, "2", NULL, (0, 12, 0, "0 to 12 (scikit-learn's default is 2)"), "digits of classification_report.txt (scikit-learn's default 2)") \
+    X(history, STRING, "", NULL, NO_RANGE, "`history.csv` for the training curves (default: next to the first model file; `none`: no curves)") \
+    X(batch_size, INT, "16", NULL, (1, 1024, 0, "an integer in 1..1024"), "images per model thread in a forward pass; results depend on it in the last float digits, not on ranks or threads") \
+    X(threads, INT, "0", NULL, OPT_RANGE_THREADS, "compute threads per rank (0: `SLURM_CPUS_PER_TASK`, else cores / ranks on the node)") \
+    X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines or per-image warnings")
+
+OPT_KEYS_STRUCT(EVALUATE_KEYS, evaluate_keys);
+
+#endif

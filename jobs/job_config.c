@@ -111,8 +111,6 @@ static const job_range ranges[] = {
     {"train", "checkpoint_every_steps", 0, NOLIMIT, 0, "0 (epoch ends only) or a number of steps"},
     {"train", "max_steps", 0, NOLIMIT, 0, "0 (no limit) or a number of steps"},
     /* evaluate */
-    {"evaluate", "target", 0, 1, 0, "a rate in [0, 1], e.g. 0.95"},
-    {"evaluate", "threshold_value", 0, 1, 0, "a probability in [0, 1], e.g. 0.5"},
     {"evaluate", "bootstrap", 0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"},
     {"evaluate", "digits", 0, 12, 0, "0 to 12 (scikit-learn's default is 2)"},
     {"evaluate", "batch_size", 1, 1024, 0, "an integer in 1..1024"},

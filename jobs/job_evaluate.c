@@ -36,11 +36,13 @@ static const opt_spec evaluate_opts[] = {
      "errors.csv, report.html"},
     {"tta", OPT_INT, "0", NULL,
      "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
-    {"threshold", OPT_CHOICE, "model", "model|youden|sensitivity|specificity|fixed",
-     "screening threshold on the positive class's probability: the model card's (chosen on val at training), "
-     "Youden's J or a target sensitivity/specificity on this data, or threshold_value"},
-    {"target", OPT_FLOAT, "0.95", NULL, "target sensitivity or specificity for threshold = sensitivity|specificity"},
-    {"threshold_value", OPT_FLOAT, "0.5", NULL, "the threshold for threshold = fixed"},
+    {"threshold", OPT_STRING, "model", NULL,
+     "screening threshold on the positive class's probability: model (the model card's operating point), a "
+     "probability in [0, 1] such as 0.3, or a rule on this data: youden, sensitivity:<target> (largest threshold "
+     "with sensitivity >= target), specificity:<target>"},
+    {"set_threshold", OPT_STRING, "", NULL,
+     "write a copy of the model to this file whose card records the threshold used here, how and on which "
+     "data and split it was chosen, and the sensitivity and specificity measured there"},
     {"positive_class", OPT_STRING, "", NULL,
      "class of the screening metrics (default: the model card's, e.g. PNEUMONIA; with more than two classes "
      "none unless given)"},
@@ -118,17 +120,31 @@ static int check_config(eval_ctx *x, rb_error *err)
         return rb_fail(err, "give --data <shards folder | image folder(s)> (or shards)", "evaluate: no data given");
     if (!*x->out)
         return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
-    /* tta, target, threshold_value, digits, bootstrap, batch_size, threads: ranges checked with
+    /* tta, digits, bootstrap, batch_size, threads: ranges checked with
      * the options (job_config.c) */
     const char *split = job_str(c, "split");
     if (shard_index_split_id(split) < 0)
         return rb_fail(err, "accepted: train, val, test, all", "evaluate: split = '%s'", split);
     const char *t = job_str(c, "threshold");
-    x->thr.rule = !strcmp(t, "youden")        ? THR_YOUDEN
-                  : !strcmp(t, "sensitivity") ? THR_SENSITIVITY
-                  : !strcmp(t, "specificity") ? THR_SPECIFICITY
-                  : !strcmp(t, "fixed")       ? THR_FIXED
-                                              : THR_MODEL;
+    if (threshold_spec_parse("evaluate", t, &x->thr.spec, err) < 0)
+        return -1;
+    threshold_spec_format(x->thr.spec.kind, x->thr.spec.arg, x->thr.rule, sizeof x->thr.rule);
+    const char *st = job_str(c, "set_threshold");
+    if (*st) {
+        if (strchr(x->models, ','))
+            return rb_fail(err, "store an operating point for one model file at a time",
+                           "evaluate: key 'set_threshold' with an ensemble (%s)", x->models);
+        if (x->thr.spec.kind == THRESHOLD_MODEL)
+            return rb_fail(err, "give the rule to store, e.g. --threshold sensitivity:0.95 (or a value such as 0.3)",
+                           "evaluate: key 'set_threshold' with threshold = model: the card already holds that");
+        char *a = realpath(x->models, NULL), *b = realpath(st, NULL);
+        int same = a && b && !strcmp(a, b);
+        free(a);
+        free(b);
+        if (same)
+            return rb_fail(err, "give another file name: the model itself stays as it is",
+                           "evaluate: key 'set_threshold' = '%s' is the model file", st);
+    }
     return 0;
 }
 

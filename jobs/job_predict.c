@@ -28,6 +28,10 @@ static const opt_spec predict_opts[] = {
     {"tta", OPT_INT, "0", NULL,
      "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
     {"threads", OPT_INT, "0", NULL, "compute threads (0: SLURM_CPUS_PER_TASK or all cores)"},
+    {"threshold", OPT_STRING, "model", NULL,
+     "decision threshold on the positive class's probability (two classes): model (the model card's), a "
+     "probability in [0, 1] such as 0.3, or youden, sensitivity:<target>, specificity:<target> when the card "
+     "stores that operating point (radbatch evaluate --set_threshold)"},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -68,7 +72,7 @@ static void print_result(const trained_model *t, const char *path, const float *
     int cls = trained_model_decide(t, p);
     int binary = k == 2;
     const char *pos = t->class_names[t->positive];
-    const char *src = t->has_threshold ? "model card" : "default";
+    const char *src = t->threshold_source;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", path);
@@ -81,6 +85,7 @@ static void print_result(const trained_model *t, const char *path, const float *
             cJSON *th = cJSON_AddObjectToObject(o, "threshold");
             cJSON_AddStringToObject(th, "positive_class", pos);
             cJSON_AddNumberToObject(th, "value", t->threshold);
+            cJSON_AddStringToObject(th, "rule", t->threshold_rule);
             cJSON_AddStringToObject(th, "source", src);
             cJSON_AddBoolToObject(th, "positive", cls == t->positive);
         }
@@ -149,6 +154,9 @@ static int gather_inputs(const job_config *cfg, char **models_out, const char **
     else if (nimg == 0)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no image given");
     /* tta and threads: ranges checked with the options (job_config.c) */
+    threshold_spec ts;
+    if (rc == 0)
+        rc = threshold_spec_parse("predict", job_str(cfg, "threshold"), &ts, err);
     if (rc < 0) {
         free(models);
         free(images);
@@ -225,6 +233,14 @@ static int predict_main(job_config *cfg, rb_error *err)
         return JOB_FAILED;
     }
     trained_model_set_tta(&t, (int)tta);
+    threshold_spec ts;
+    threshold_spec_parse("predict", job_str(cfg, "threshold"), &ts, err); /* checked in gather_inputs */
+    if (t.nclasses == 2 && trained_model_apply_threshold(&t, "predict", &ts, threshold_key_origin(cfg), err) < 0) {
+        trained_model_free(&t);
+        free(models);
+        free(images);
+        return JOB_BAD_CONFIG;
+    }
     int failed = 0;
     rc = predict_images(&t, batch, images, nimg, job_bool(cfg, "json"), &failed, err);
     if (rc == 0 && failed && !job_bool(cfg, "json"))

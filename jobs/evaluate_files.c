@@ -396,8 +396,8 @@ static void print_report(const eval_ctx *x, const metrics_eval *ev, const char *
     if (ev->has_screening) {
         char t[32];
         evaluate_fmt4(t, sizeof t, ev->screening.threshold);
-        printf("\nClassification Report (%s positive when its probability >= %s; threshold %s: %s):\n%s\n",
-               x->tm.class_names[x->positive], t, x->thr.rule, x->thr.source, report);
+        printf("\nThreshold %s: %s positive when its probability >= %s (%s)\nClassification Report:\n%s\n",
+               x->thr.rule, x->tm.class_names[x->positive], t, x->thr.source, report);
     } else
         printf("\nClassification Report:\n%s\n", report);
     printf("Confusion matrix (rows: true, columns: predicted):\n");

@@ -43,7 +43,7 @@ swait "$array" 10 || { logs "$P"/logs/*.out; fail "array job $array did not comp
 cat "$P/logs/gather-$gather.out"
 csv="$P/comparison.csv"
 [ -s "$csv" ] && [ -s "$P/comparison.html" ] || fail "no comparison.csv/comparison.html"
-head -n 1 "$csv" | grep -q '^config,status,backbone,input,learning_rate,accuracy,auc,sensitivity,specificity,params,train_seconds,images_per_second,best_epoch,epochs,' ||
+head -n 1 "$csv" | grep -q '^config,status,backbone,input,learning_rate,accuracy,auc,sensitivity,specificity,threshold,threshold_source,params,train_seconds,images_per_second,best_epoch,epochs,' ||
     fail "comparison.csv header: $(head -n 1 "$csv")"
 [ "$(wc -l < "$csv")" = 3 ] || fail "comparison.csv should have 2 rows"
 want=ok; have_cmd evaluate || want="not evaluated"

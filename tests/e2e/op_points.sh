@@ -64,8 +64,9 @@ jget "$T/e_sens/metrics.json" 'j["screening"]["sensitivity"] >= 0.95' | grep -qx
 ev e_spec --model "$M" --split val --threshold specificity:0.8
 jget "$T/e_spec/metrics.json" 'j["screening"]["specificity"] >= 0.8' | grep -qx True || fail "specificity 0.8 not reached"
 for o in e_model e_sens; do # the printed report header and report.html state it
-    grep -q "^Classification Report (PNEUMONIA positive when its probability >= [0-9.]*; threshold .*: .*):$" "$T/$o.out" \
-        || fail "$o: no threshold in the printed report header"
+    grep -A1 "^Threshold $(thr $o rule): PNEUMONIA positive when its probability >= [0-9.]* (.*)$" "$T/$o.out" \
+        | grep -q "^Classification Report:$" || fail "$o: no threshold line above the printed report"
+    grep -qF "($(thr $o source))" "$T/$o.out" || fail "$o: the printed threshold line has no source"
     grep -qF "$(thr $o source)" "$T/$o/report.html" || fail "$o: report.html does not state the source"
 done
 ok "evaluate: model, a value (command line, job file), youden, sensitivity:, specificity:"
@@ -113,6 +114,20 @@ thr e_op_train source | grep -q "^model card: sensitivity:0.95 on val of " || fa
 warned no e_op_train
 ev e_op_val --model "$OP" --split val
 warned yes e_op_val
+# image folders laid out as val/ and test/: the same folder and split warns, another split not
+for sp in val test; do
+    mkdir -p "$T/imgs/$sp/NORMAL" "$T/imgs/$sp/PNEUMONIA"
+    for c in NORMAL PNEUMONIA; do
+        mapfile -t files < <(ls "$SAMPLE/$c" | sort)
+        first=$([ $sp = val ] && echo 0 || echo 2)
+        cp "$SAMPLE/$c/${files[$first]}" "$SAMPLE/$c/${files[$((first + 1))]}" "$T/imgs/$sp/$c/"
+    done
+done
+DATA="$T/imgs" ev i_set --model "$M" --split val --threshold sensitivity:0.5 --set_threshold "$T/op_img.h5"
+DATA="$T/imgs" ev i_val --model "$T/op_img.h5" --split val
+warned yes i_val
+DATA="$T/imgs" ev i_test --model "$T/op_img.h5" --split test
+warned no i_test
 ok "set_threshold: the copy records value, rule, split, data, rates; same weights, checksums verify; evaluate uses it"
 
 # ---- predict: the forms, the source in JSON and text
@@ -166,7 +181,10 @@ done
 set +e
 "$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/e_x" --set_threshold "$T/x.h5" > /dev/null 2> "$T/x.err"; rc1=$?
 "$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/e_x" --threshold 0.3 --set_threshold "$M" > /dev/null 2> "$T/y.err"; rc2=$?
+"$RADBATCH" evaluate --model "$M,$M" --data "$T/s96" --out "$T/e_x" --threshold 0.3 --set_threshold "$T/x.h5" > /dev/null 2> "$T/z.err"; rc3=$?
 set -e
 [ $rc1 = 2 ] && grep -q "set_threshold" "$T/x.err" || fail "set_threshold with threshold = model: exit $rc1"
+[ $rc3 = 2 ] && grep -q "ensemble" "$T/z.err" || fail "set_threshold with an ensemble: exit $rc3"
+[ ! -e "$T/x.h5" ] && [ ! -e "$T/e_x" ] || fail "a refused set_threshold wrote something"
 [ $rc2 = 2 ] && grep -q "is the model file" "$T/y.err" || fail "set_threshold onto the model itself: exit $rc2"
 ok "bad forms and bad set_threshold uses: exit 2 naming the key"

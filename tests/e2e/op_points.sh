@@ -108,6 +108,11 @@ o='j["threshold"]'
 "$RADBATCH" inspect "$M" --diff "$OP" | grep -q "^diff: 0 of" || fail "the copy's weights differ"
 "$RADBATCH" inspect "$OP" > "$T/op.inspect" || fail "inspect of the copy"
 grep -q "integrity: every checksum matches" "$T/op.inspect" || fail "the copy's checksums do not verify"
+grep -Eq "^  operating point: threshold [0-9.]+ on PNEUMONIA \(sensitivity:0.95 on val of /.*/s96; sensitivity [0-9.]+, specificity [0-9.]+ there; set by evaluate\)$" \
+    "$T/op.inspect" || fail "inspect: no operating point line for the copy"
+"$RADBATCH" inspect "$M" > "$T/m.inspect" || fail "inspect of the model"
+grep -Eq "^  operating point: threshold [0-9.]+ on PNEUMONIA \(youden on val of /.*/s96; .*; set by train\)$" "$T/m.inspect" \
+    || fail "inspect: no operating point line for the trained model"
 ev e_op_train --model "$OP" --split train
 thr e_op_train source | grep -q "^model card: sensitivity:0.95 on val of " || fail "evaluate of the copy: source"
 [ "$(thr e_op_train value)" = "$(thr e_set value)" ] || fail "evaluate of the copy: value"

@@ -5,12 +5,10 @@
  * the metrics, rank 0 may store the operating point in a copy of the model
  * (set_threshold). */
 #include "evaluate.h"
-#include "fsutil.h"
 #include "rb_log.h"
 #include "shard_index.h"
 
 #include <cjson/cJSON.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -167,6 +167,9 @@ inf i_03 --model "$OP" --threshold 0.3
 want=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "prob_PNEUMONIA") c = i; next } $c + 0 >= 0.3 { n++ } END { print n + 0 }' "$T/i_03/predictions.csv")
 [ "$(jget "$T/i_03/summary.json" 'j["flagged"]')" = "$want" ] || fail "infer 0.3: flagged is not the count of prob >= 0.3"
 [ "$(jget "$T/i_03/summary.json" 'j["threshold_source"]')" = "command line" ] || fail "infer 0.3: source"
+inf i_you --model "$M" --threshold youden
+[ "$(jget "$T/i_you/summary.json" 'j["threshold"]')" = "$(jget "$T/card.json" 'j["threshold"]["value"]')" ] || fail "infer youden: not the training card's"
+jget "$T/i_you/summary.json" 'j["threshold_source"]' | grep -q "^model card: youden on val of " || fail "infer youden: source"
 expect2 "infer sensitivity:0.95 without a stored one" "$RADBATCH" infer --model "$M" --input "$SAMPLE" --out "$T/i_bad" --threshold sensitivity:0.95
 [ ! -e "$T/i_bad" ] || fail "infer: a refused threshold left a run folder"
 set +e
@@ -174,7 +177,7 @@ set +e
 rc=$?
 set -e
 [ $rc = 1 ] && grep -q "flagged at threshold" "$T/since.err" || fail "infer --since at another threshold: exit $rc"
-ok "infer: stored and given thresholds, source in summary.json and report.html, --since needs the same threshold"
+ok "infer: stored rules (sensitivity:, youden) and given values, source in summary.json and report.html, --since needs the same threshold"
 
 # ---- bad forms exit 2 naming the key, before any work
 for bad in foo sensitivity:1.5 sensitivity specificity:x -0.1 1.5 ''; do

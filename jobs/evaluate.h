@@ -15,13 +15,12 @@
 #include "rb_buf.h"
 #include "rb_mpi.h"
 #include "shard_dataset.h"
+#include "threshold.h"
 #include "trained_model.h"
 
 #include <stdint.h>
 
 #define MAX_LISTED_ERRORS 200
-
-typedef enum { THR_MODEL, THR_YOUDEN, THR_SENSITIVITY, THR_SPECIFICITY, THR_FIXED } thr_choice;
 
 /* This rank's records: the contiguous run [lo, hi) of its batches. */
 typedef struct eval_mine {
@@ -47,8 +46,11 @@ typedef struct eval_all {
 /* The screening threshold: fixed by rank 0, broadcast. */
 typedef struct eval_threshold {
     double value;
-    thr_choice rule;
-    char source[256];
+    threshold_spec spec;  /* the key `threshold` */
+    char rule[64];        /* its text: "model", "0.3", "sensitivity:0.95" */
+    char source[1400];    /* where the value came from, for every report */
+    int same_split;       /* chosen on the data this run reports (warned about) */
+    char warning[1600];   /* the warning's text when same_split */
 } eval_threshold;
 
 typedef struct eval_ctx {
@@ -88,9 +90,12 @@ int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err);
 int evaluate_unpack_all(eval_ctx *x, const uint8_t *data, size_t len, rb_error *err);
 
 /* evaluate_threshold.c */
-const char *evaluate_threshold_rule(const eval_ctx *x);
-/* Rank 0: the screening threshold on all records. */
+/* Rank 0: the screening threshold on all records, its source, and whether it was chosen on
+ * the split this run reports. */
 int evaluate_choose_threshold(eval_ctx *x, rb_error *err);
+/* Rank 0, after the metrics: the copy of the model whose card records this operating point
+ * (set_threshold). */
+int evaluate_store_threshold(const eval_ctx *x, const metrics_eval *ev, rb_error *err);
 /* Decisions of n probability rows: the threshold for two classes, else the argmax. */
 void evaluate_decide(const eval_ctx *x, const float *probs, int64_t n, int32_t *y_pred);
 

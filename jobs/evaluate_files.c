@@ -84,10 +84,15 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON_AddStringToObject(sc, "positive_class", x->tm.class_names[x->positive]);
         cJSON *th = cJSON_AddObjectToObject(sc, "threshold");
         cJSON_AddNumberToObject(th, "value", s->threshold);
-        cJSON_AddStringToObject(th, "rule", evaluate_threshold_rule(x));
+        cJSON_AddStringToObject(th, "rule", x->thr.rule);
         cJSON_AddStringToObject(th, "source", x->thr.source);
-        if (x->thr.rule == THR_SENSITIVITY || x->thr.rule == THR_SPECIFICITY)
-            cJSON_AddNumberToObject(th, "target", x->keys.target);
+        if (x->thr.spec.kind == THRESHOLD_SENSITIVITY || x->thr.spec.kind == THRESHOLD_SPECIFICITY)
+            cJSON_AddNumberToObject(th, "target", x->thr.spec.arg);
+        cJSON_AddBoolToObject(th, "chosen_on_reported_split", x->thr.same_split);
+        if (x->thr.same_split)
+            cJSON_AddStringToObject(th, "warning", x->thr.warning);
+        else
+            cJSON_AddNullToObject(th, "warning");
         cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
         cJSON_AddNumberToObject(sc, "tp", (double)s->tp);
         cJSON_AddNumberToObject(sc, "fp", (double)s->fp);
@@ -256,7 +261,7 @@ static void print_screening(const eval_ctx *x, const metrics_eval *ev)
     char t[32];
     evaluate_fmt4(t, sizeof t, s->threshold);
     printf("Screening (%s positive when its probability >= %s; threshold %s: %s):\n", x->tm.class_names[x->positive],
-           t, evaluate_threshold_rule(x), x->thr.source);
+           t, x->thr.rule, x->thr.source);
     struct {
         const char *name;
         double v;
@@ -366,6 +371,11 @@ static int write_files(const eval_ctx *x, const metrics_eval *ev, const int32_t 
         rc = write_csvs(x, ev, y_pred_all, err);
     if (rc == 0)
         rc = evaluate_write_report_html(x, ev, report, err);
+    if (rc == 0 && ev->has_screening)
+        rc = evaluate_store_threshold(x, ev, err);
+    else if (rc == 0 && *x->keys.set_threshold)
+        rc = rb_fail(err, "give positive_class (a model with more than two classes has no screening class)",
+                     "evaluate: set_threshold: no screening class, no threshold to store");
     if (rc == 0) { /* the marker last: the folder is finished */
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "models", x->models);
@@ -382,7 +392,13 @@ static int write_files(const eval_ctx *x, const metrics_eval *ev, const int32_t 
 static void print_report(const eval_ctx *x, const metrics_eval *ev, const char *report)
 {
     int k = x->k;
-    printf("\nClassification Report:\n%s\n", report);
+    if (ev->has_screening) {
+        char t[32];
+        evaluate_fmt4(t, sizeof t, ev->screening.threshold);
+        printf("\nThreshold %s: %s positive when its probability >= %s (%s)\nClassification Report:\n%s\n",
+               x->thr.rule, x->tm.class_names[x->positive], t, x->thr.source, report);
+    } else
+        printf("\nClassification Report:\n%s\n", report);
     printf("Confusion matrix (rows: true, columns: predicted):\n");
     metrics_confusion_text(stdout, NULL, 0, ev->confusion, k, (const char *const *)x->tm.class_names);
     printf("\n");

@@ -198,8 +198,10 @@ static void html_metrics(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
         const metrics_screening *s = &ev->screening;
         html_para(d, "Screening class %s: positive when its probability >= %.4f (threshold %s: %s). tp %lld, fp %lld, "
                      "tn %lld, fn %lld.",
-                  names[x->positive], s->threshold, evaluate_threshold_rule(x), x->thr.source, (long long)s->tp,
+                  names[x->positive], s->threshold, x->thr.rule, x->thr.source, (long long)s->tp,
                   (long long)s->fp, (long long)s->tn, (long long)s->fn);
+        if (x->thr.same_split)
+            html_para(d, "Warning: %s.", x->thr.warning);
         if (b)
             html_para(d, "Confidence intervals: percentile bootstrap, %lld resamples, seed %llu.",
                       (long long)b->resamples, (unsigned long long)b->seed);

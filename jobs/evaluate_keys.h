@@ -16,9 +16,8 @@
     X(layout, CHOICE, "auto", "auto|classes|splits", NO_RANGE, "image folders: `classes` (class folders), `splits` (train/val/test folders of class folders), `auto` (detect)") \
     X(out, STRING, "", NULL, NO_RANGE, "output folder (created)") \
     X(tta, INT, "0", NULL, OPT_RANGE_TTA, OPT_HELP_TTA) \
-    X(threshold, CHOICE, "model", "model|youden|sensitivity|specificity|fixed", NO_RANGE, "screening threshold: `model`, `youden`, `sensitivity`, `specificity`, `fixed` (above)") \
-    X(target, FLOAT, "0.95", NULL, (0, 1, 0, "a rate in [0, 1], e.g. 0.95"), "target rate for `threshold = sensitivity` or `specificity`") \
-    X(threshold_value, FLOAT, "0.5", NULL, (0, 1, 0, "a probability in [0, 1], e.g. 0.5"), "the threshold for `threshold = fixed`") \
+    X(threshold, STRING, "model", NULL, NO_RANGE, "screening threshold on the positive class's probability: `model` (the model card's operating point), a probability in [0, 1] such as `0.3`, or a rule on this data: `youden`, `sensitivity:<target>` (largest threshold with sensitivity >= target), `specificity:<target>`") \
+    X(set_threshold, STRING, "", NULL, NO_RANGE, "write a copy of the model to this file whose card records the threshold used here, how and on which data and split it was chosen, and the sensitivity and specificity measured there") \
     X(positive_class, STRING, "", NULL, NO_RANGE, "screening class (default: the card's for two classes; none for more)") \
     X(bootstrap, INT, "1000", NULL, (0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"), "bootstrap resamples for the 95% confidence intervals (0: none)") \
     X(seed, INT, "123", NULL, NO_RANGE, "seed of the bootstrap resamples") \

@@ -43,6 +43,9 @@ typedef struct infer_settings {
     char *input;           /* absolute */
     infer_input_kind kind;
     char *out, *work;
+    threshold_spec threshold;   /* the key */
+    double threshold_value;     /* resolved against the first model's card */
+    char threshold_source[1400];
     char *since;           /* absolute, or NULL */
     int hash_mode;
     int64_t chunk;

@@ -20,6 +20,7 @@
     X(max_file_mb, FLOAT, "512", NULL, OPT_RANGE_FILE_MB, "larger files are errors, never read") \
     X(max_megapixels, FLOAT, "50", NULL, OPT_RANGE_MEGAPIXELS, "images with more source pixels are errors (decompression bombs)") \
     X(max_error_fraction, FLOAT, "0.1", NULL, OPT_RANGE_ERROR_FRACTION, "exit 1 (outputs still written) when more than this share of the files are errors, or none is usable") \
+    X(threshold, STRING, "model", NULL, NO_RANGE, "flagging threshold on the positive class's probability: `model` (the model card's), a probability in [0, 1] such as `0.3`, or `youden`, `sensitivity:<target>`, `specificity:<target>` when the card stores that operating point (`radbatch evaluate --set_threshold`)") \
     X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines")
 
 OPT_KEYS_STRUCT(INFER_KEYS, infer_keys);

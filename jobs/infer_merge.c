@@ -372,6 +372,8 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
         cJSON_AddNumberToObject(counts, c->class_names[k], (double)r->per_class[k]);
     cJSON_AddStringToObject(j, "positive_class", c->class_names[c->positive]);
     cJSON_AddNumberToObject(j, "threshold", c->threshold);
+    cJSON_AddStringToObject(j, "threshold_rule", c->threshold_rule ? c->threshold_rule : "model");
+    cJSON_AddStringToObject(j, "threshold_source", c->threshold_source ? c->threshold_source : "");
     cJSON_AddNumberToObject(j, "flagged", (double)r->flagged);
     cJSON *h = cJSON_AddObjectToObject(j, "histogram");
     cJSON_AddNumberToObject(h, "bins", INFER_HIST_BINS);
@@ -421,9 +423,11 @@ static int write_report(const infer_merge_cfg *c, const char *dir, const infer_m
     html_doc *d = html_begin(title);
     if (!d)
         return rb_fail(err, NULL, "out of memory");
-    html_para(d, "Input %s (%s), %lld file(s) listed. Models: %d (fingerprint %s), TTA %d. Threshold %.4f on %s.",
+    html_para(d, "Input %s (%s), %lld file(s) listed. Models: %d (fingerprint %s), TTA %d. Threshold %.4f on %s "
+                 "(threshold %s: %s).",
               c->input, c->kind, (long long)c->files_listed, c->nmodels, c->model_fingerprint, c->tta, c->threshold,
-              c->class_names[c->positive]);
+              c->class_names[c->positive], c->threshold_rule ? c->threshold_rule : "model",
+              c->threshold_source ? c->threshold_source : "");
     if (c->since) {
         html_para(d, "Incremental run since %s (change detection: %s): %lld new, %lld changed, %lld unchanged, %lld removed.",
                   c->since, c->change_detection, (long long)r->new_files, (long long)r->changed,

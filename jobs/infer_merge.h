@@ -29,6 +29,8 @@ typedef struct infer_merge_cfg {
     char *const *class_names;
     int positive;
     double threshold;
+    const char *threshold_rule;   /* the `threshold` key: "model", "0.3", "sensitivity:0.95" */
+    const char *threshold_source; /* where the value came from */
     const char *since;          /* previous run folder, or NULL */
     /* for summary.json and the report */
     const char *input, *kind, *change_detection;

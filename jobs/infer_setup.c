@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,7 @@ static int check_run_json(infer_ctx *x, rb_error *err)
     cJSON_AddNumberToObject(j, "chunk", (double)x->set.chunk);
     cJSON_AddStringToObject(j, "model_fingerprint", x->fingerprint);
     cJSON_AddNumberToObject(j, "tta", x->set.tta);
+    cJSON_AddNumberToObject(j, "threshold", x->set.threshold_value);
     cJSON_AddStringToObject(j, "since", x->set.since ? x->set.since : "");
     cJSON_AddStringToObject(j, "change_detection", x->keys.change_detection);
     char *text = cJSON_Print(j);
@@ -119,6 +121,14 @@ static int check_since(infer_ctx *x, rb_error *err)
         rc = rb_fail(err, "run without --since to screen the whole archive with this model",
                      "infer: %s was made with other models or another tta; its predictions cannot be carried over",
                      x->set.since);
+    /* flagged rows are carried over as they were flagged: the threshold must be the same */
+    const cJSON *th = j ? cJSON_GetObjectItemCaseSensitive(j, "threshold") : NULL;
+    if (rc == 0 && (!cJSON_IsNumber(th) || th->valuedouble != x->set.threshold_value))
+        rc = rb_fail(err, "run without --since to screen the whole archive at this threshold, or give the previous "
+                          "run's threshold",
+                     "infer: %s flagged at threshold %g, this run's is %g (%s); its flags cannot be carried over",
+                     x->set.since, cJSON_IsNumber(th) ? th->valuedouble : NAN, x->set.threshold_value,
+                     x->set.threshold_source);
     cJSON_Delete(j);
     free(b);
     free(p);
@@ -280,6 +290,9 @@ int infer_load_models(infer_ctx *x, rb_error *err)
     x->have_tm = ok;
     if (ok) {
         trained_model_set_tta(&x->tm, x->set.tta);
+        ok = trained_model_apply_threshold(&x->tm, "infer", &x->set.threshold, threshold_key_origin(&x->cfg), err) == 0;
+    }
+    if (ok) {
         x->rec_bytes = (size_t)x->tm.height * x->tm.width * x->tm.channels;
     }
     for (int t = 0; ok && t < x->set.threads; t++) {
@@ -295,6 +308,8 @@ int infer_load_models(infer_ctx *x, rb_error *err)
                 break;
             }
             trained_model_set_tta(w->tm, x->set.tta);
+            ok = trained_model_apply_threshold(w->tm, "infer", &x->set.threshold, threshold_key_origin(&x->cfg),
+                                               err) == 0;
         }
         x->nworkers = t + 1;
         w->images = malloc((size_t)x->set.batch * x->rec_bytes);

@@ -79,17 +79,31 @@ static int check_config(eval_ctx *x, rb_error *err)
         return rb_fail(err, "give --data <shards folder | image folder(s)> (or shards)", "evaluate: no data given");
     if (!*x->out)
         return rb_fail(err, "give --out <folder> for the reports (or run_dir)", "evaluate: key 'out' is empty");
-    /* tta, target, threshold_value, digits, bootstrap, batch_size, threads: ranges checked with
-     * parsing (evaluate_keys.h) */
+    /* tta, digits, bootstrap, batch_size, threads: ranges checked with
+     * the options (job_config.c) */
     const char *split = x->keys.split;
     if (shard_index_split_id(split) < 0)
         return rb_fail(err, "accepted: train, val, test, all", "evaluate: split = '%s'", split);
     const char *t = x->keys.threshold;
-    x->thr.rule = !strcmp(t, "youden")        ? THR_YOUDEN
-                  : !strcmp(t, "sensitivity") ? THR_SENSITIVITY
-                  : !strcmp(t, "specificity") ? THR_SPECIFICITY
-                  : !strcmp(t, "fixed")       ? THR_FIXED
-                                              : THR_MODEL;
+    if (threshold_spec_parse("evaluate", t, &x->thr.spec, err) < 0)
+        return -1;
+    threshold_spec_format(x->thr.spec.kind, x->thr.spec.arg, x->thr.rule, sizeof x->thr.rule);
+    const char *st = x->keys.set_threshold;
+    if (*st) {
+        if (strchr(x->models, ','))
+            return rb_fail(err, "store an operating point for one model file at a time",
+                           "evaluate: key 'set_threshold' with an ensemble (%s)", x->models);
+        if (x->thr.spec.kind == THRESHOLD_MODEL)
+            return rb_fail(err, "give the rule to store, e.g. --threshold sensitivity:0.95 (or a value such as 0.3)",
+                           "evaluate: key 'set_threshold' with threshold = model: the card already holds that");
+        char *a = realpath(x->models, NULL), *b = realpath(st, NULL);
+        int same = a && b && !strcmp(a, b);
+        free(a);
+        free(b);
+        if (same)
+            return rb_fail(err, "give another file name: the model itself stays as it is",
+                           "evaluate: key 'set_threshold' = '%s' is the model file", st);
+    }
     return 0;
 }
 

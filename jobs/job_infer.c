@@ -37,10 +37,10 @@ static void on_term(int sig)
 /* Rank 0: what is screened, with what, and the listing thread started. */
 static int start_listing(infer_ctx *x, rb_error *err)
 {
-    rb_info("infer: %s (%s) with %d model(s) at %dx%dx%d, %s, threshold %.4f on %s; %d rank(s) x %d thread(s)",
+    rb_info("infer: %s (%s) with %d model(s) at %dx%dx%d, %s, threshold %.4f on %s (%s); %d rank(s) x %d thread(s)",
             x->set.input, infer_input_kind_name(x->set.kind), x->tm.nmembers, x->tm.height, x->tm.width,
             x->tm.channels, x->set.tta ? (x->set.tta == 1 ? "tta flip" : "tta flip+shifts") : "no tta", x->tm.threshold,
-            x->tm.class_names[x->tm.positive], x->w.size, x->set.threads);
+            x->tm.class_names[x->tm.positive], x->tm.threshold_source, x->w.size, x->set.threads);
     if (x->set.since)
         rb_info("incremental: only files new or changed since %s (%s)", x->set.since,
                 x->set.hash_mode ? "content hash" : "size and mtime");
@@ -61,6 +61,7 @@ static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_resu
     infer_merge_cfg mc = {
         .out = x->set.out, .work = x->set.work, .nchunks = nchunks, .nclasses = x->tm.nclasses,
         .class_names = x->tm.class_names, .positive = x->tm.positive, .threshold = x->tm.threshold,
+        .threshold_rule = x->tm.threshold_rule, .threshold_source = x->tm.threshold_source,
         .since = x->set.since, .input = x->set.input, .kind = infer_input_kind_name(x->set.kind),
         .change_detection = x->keys.change_detection, .files_listed = *entries, .list_errors = lerr,
         .tta = x->set.tta, .batch = x->set.batch, .ranks = x->w.size, .threads = x->set.threads, .chunk = x->set.chunk,
@@ -142,9 +143,16 @@ static int infer_main(infer_ctx *x, rb_error *err)
 {
     int rank0 = x->w.rank == 0;
     /* setup: settings; rank 0 readies the run folder and prepares the listing; the models */
+    if (threshold_spec_parse("infer", x->keys.threshold, &x->set.threshold, err) < 0)
+        return JOB_BAD_CONFIG;
     int ok = infer_parse_settings(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
+    /* the threshold from the first model's card, before the run folder is touched */
+    if (trained_model_peek_threshold(x->set.model_list, "infer", &x->set.threshold, threshold_key_origin(&x->cfg),
+                                     &x->set.threshold_value, x->set.threshold_source,
+                                     sizeof x->set.threshold_source, err) < 0)
+        return JOB_BAD_CONFIG;
     ok = !rank0 || infer_prepare_run(x, err) == 0;
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);

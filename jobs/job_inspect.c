@@ -15,6 +15,7 @@
 #include "shard.h"
 #include "shard_dataset.h"
 #include "shard_index.h"
+#include "threshold.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -296,6 +297,17 @@ static int inspect_model(const char *path, rb_error *err)
     for (int i = 0; i < h.n_classes; i++)
         printf(" %d=%s", i, h.class_names[i]);
     printf("\n");
+    card_threshold op;
+    card_threshold_read(&op, h.model_card);
+    if (op.present) {
+        char desc[1200];
+        card_threshold_describe(&op, desc, sizeof desc);
+        printf("  operating point: threshold %.4f on %s (%s", op.value, *op.positive_class ? op.positive_class : "?", desc);
+        if (isfinite(op.sensitivity) && isfinite(op.specificity))
+            printf("; sensitivity %.4f, specificity %.4f there", op.sensitivity, op.specificity);
+        printf("; set by %s)\n", op.set_by);
+    } else
+        printf("  operating point: none stored (readers use 0.5)\n");
     if (h.has_optimizer)
         printf("  checkpoint: optimizer %s at step %lld\n", h.optimizer_kind, (long long)h.optimizer_step);
     rb_model *m = NULL;

@@ -61,7 +61,7 @@ static void print_result(const trained_model *t, const char *path, const float *
     int cls = trained_model_decide(t, p);
     int binary = k == 2;
     const char *pos = t->class_names[t->positive];
-    const char *src = t->has_threshold ? "model card" : "default";
+    const char *src = t->threshold_source;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", path);
@@ -74,6 +74,7 @@ static void print_result(const trained_model *t, const char *path, const float *
             cJSON *th = cJSON_AddObjectToObject(o, "threshold");
             cJSON_AddStringToObject(th, "positive_class", pos);
             cJSON_AddNumberToObject(th, "value", t->threshold);
+            cJSON_AddStringToObject(th, "rule", t->threshold_rule);
             cJSON_AddStringToObject(th, "source", src);
             cJSON_AddBoolToObject(th, "positive", cls == t->positive);
         }
@@ -141,7 +142,10 @@ static int gather_inputs(const job_config *cfg, const predict_keys *k, char **mo
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no model file given");
     else if (nimg == 0)
         rc = rb_fail(err, "radbatch predict --model run/model.h5 image.jpeg ...", "predict: no image given");
-    /* tta and threads: ranges checked when parsed (the command's _keys.h) */
+    /* tta and threads: ranges checked with the options (job_config.c) */
+    threshold_spec ts;
+    if (rc == 0)
+        rc = threshold_spec_parse("predict", k->threshold, &ts, err);
     if (rc < 0) {
         free(models);
         free(images);
@@ -225,6 +229,14 @@ static int predict_main(predict_ctx *x, rb_error *err)
         return JOB_FAILED;
     }
     trained_model_set_tta(&t, (int)tta);
+    threshold_spec ts;
+    threshold_spec_parse("predict", k->threshold, &ts, err); /* checked in gather_inputs */
+    if (t.nclasses == 2 && trained_model_apply_threshold(&t, "predict", &ts, threshold_key_origin(cfg), err) < 0) {
+        trained_model_free(&t);
+        free(models);
+        free(images);
+        return JOB_BAD_CONFIG;
+    }
     int failed = 0;
     rc = predict_images(&t, batch, images, nimg, k->json, &failed, err);
     if (rc == 0 && failed && !k->json)

@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "job_marker.h"
 #include "job_run.h"
+#include "metrics.h"
 #include "model_file.h"
 #include "rb_log.h"
 #include "train_checkpoint.h"
@@ -106,8 +107,23 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     if (final && isfinite(threshold)) {
         cJSON *th = cJSON_AddObjectToObject(c, "threshold");
         cJSON_AddNumberToObject(th, "value", threshold);
-        cJSON_AddStringToObject(th, "method", "youden (max sensitivity + specificity - 1 on the val split)");
-        cJSON_AddStringToObject(th, "applies_to", "probability of positive_class");
+        cJSON_AddStringToObject(th, "method", "youden");
+        cJSON_AddStringToObject(th, "positive_class", x->class_names[x->positive]);
+        cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
+        cJSON *on = cJSON_AddObjectToObject(th, "chosen_on");
+        cJSON_AddStringToObject(on, "data", x->keys.shards);
+        cJSON_AddStringToObject(on, "kind", "shards");
+        cJSON_AddStringToObject(on, "split", x->keys.val_split);
+        cJSON_AddStringToObject(on, "index_checksum", x->index_checksum);
+        cJSON_AddNumberToObject(on, "records", (double)x->val.n);
+        metrics_screening sc;
+        rb_error serr;
+        if (x->val.n > 0 && metrics_screening_compute(&sc, x->val.labels, x->val.scores, 1, x->val.n, x->nclasses,
+                                                      x->positive, threshold, &serr) == 0) {
+            cJSON_AddNumberToObject(th, "sensitivity", sc.sensitivity);
+            cJSON_AddNumberToObject(th, "specificity", sc.specificity);
+        }
+        cJSON_AddStringToObject(th, "set_by", "train");
     }
     cJSON_AddStringToObject(c, "job", x->job_text ? x->job_text : "");
     char *s = cJSON_Print(c);

@@ -33,9 +33,9 @@ static int read_card(trained_model *t, const char *card, rb_error *err)
         for (int i = 0; i < t->nclasses; i++)
             if (!strcmp(t->class_names[i], v->valuestring))
                 t->positive = i;
-    const cJSON *th = cJSON_GetObjectItemCaseSensitive(c, "threshold");
-    if (th && cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(th, "value"))) {
-        t->threshold = v->valuedouble;
+    card_threshold_read(&t->op, card);
+    if (t->op.present) {
+        t->threshold = t->op.value;
         t->has_threshold = 1;
     }
     cJSON_Delete(c);
@@ -76,6 +76,9 @@ static int load_member(trained_model *t, const char *path, int threads, rb_error
         t->channels = in->c;
         t->card = h.model_card ? strdup(h.model_card) : NULL;
         rc = read_card(t, h.model_card, err);
+        threshold_spec model = {THRESHOLD_MODEL, 0};
+        if (rc == 0)
+            rc = trained_model_apply_threshold(t, "", &model, "", err);
     } else if (rc == 0) {
         if (ncls != t->nclasses || in->h != t->height || in->w != t->width || in->c != t->channels)
             rc = rb_fail(err, "an ensemble's models must share classes and input size",
@@ -197,6 +200,68 @@ int trained_model_predict(trained_model *t, const uint8_t *images, int n, float 
     for (int i = 0; i < n * k; i++)
         probs[i] = t->acc[i] * scale;
     return 0;
+}
+
+int trained_model_apply_threshold(trained_model *t, const char *cmd, const threshold_spec *s, const char *origin,
+                                  rb_error *err)
+{
+    double v;
+    if (threshold_without_data(cmd, s, &t->op, t->class_names[t->positive], origin, &v, t->threshold_source,
+                               sizeof t->threshold_source, err) < 0)
+        return -1;
+    t->threshold = v;
+    threshold_spec_format(s->kind, s->arg, t->threshold_rule, sizeof t->threshold_rule);
+    return 0;
+}
+
+int trained_model_peek_threshold(const char *paths, const char *cmd, const threshold_spec *s, const char *origin,
+                                 double *value, char *source, size_t cap, rb_error *err)
+{
+    source[0] = 0;
+    char *first = strdup(paths);
+    if (!first)
+        return rb_fail(err, NULL, "out of memory");
+    char *comma = strchr(first, ',');
+    if (comma)
+        *comma = 0;
+    model_file_header h;
+    rb_error herr;
+    if (model_file_read_header(first, &h, &herr) < 0) {
+        free(first);
+        return 0;
+    }
+    free(first);
+    card_threshold op;
+    card_threshold_read(&op, h.model_card);
+    /* the screening class as read_card finds it: the card's positive_class, else the last */
+    const char *pos = h.n_classes > 0 ? h.class_names[h.n_classes - 1] : "";
+    cJSON *c = h.model_card ? cJSON_Parse(h.model_card) : NULL;
+    const cJSON *pc = c ? cJSON_GetObjectItemCaseSensitive(c, "positive_class") : NULL;
+    for (int i = 0; cJSON_IsString(pc) && i < h.n_classes; i++)
+        if (!strcmp(h.class_names[i], pc->valuestring))
+            pos = h.class_names[i];
+    int rc = threshold_without_data(cmd, s, &op, pos, origin, value, source, cap, err);
+    cJSON_Delete(c);
+    model_file_header_free(&h);
+    return rc;
+}
+
+int trained_model_save_copy(const trained_model *t, const char *path, const char *card, rb_error *err)
+{
+    model_file_header h;
+    if (model_file_read_header(t->path[0], &h, err) < 0)
+        return -1;
+    int nv;
+    const rb_param_view *views = rb_model_params(t->m[0], &nv);
+    model_file_contents c = {.architecture = h.architecture,
+                             .model_card = card,
+                             .class_names = (const char *const *)h.class_names,
+                             .n_classes = h.n_classes,
+                             .views = views,
+                             .n_views = nv};
+    int rc = model_file_save(path, &c, err);
+    model_file_header_free(&h);
+    return rc;
 }
 
 int trained_model_decide(const trained_model *t, const float *p)

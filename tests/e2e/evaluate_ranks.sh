@@ -74,15 +74,15 @@ for key in '"accuracy"' '"macro_avg"' '"weighted_avg"' '"sensitivity"' '"specifi
 done
 ok "report files agree with each other"
 
-# threshold rules: fixed 0.5 decides by prob >= 0.5; youden is recorded
-"$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/fixed" --threshold fixed --threshold_value 0.5 \
+# threshold rules: a value 0.5 decides by prob >= 0.5; youden is recorded
+"$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/fixed" --threshold 0.5 \
     --bootstrap 0 --quiet > /dev/null || fail "threshold fixed"
 tail -n +2 "$T/fixed/predictions.csv" | awk -F, '{ want = ($5 + 0 >= 0.5) ? "PNEUMONIA" : "NORMAL"; if ($3 != want) bad = 1 } END { exit bad }' \
     || fail "threshold fixed 0.5 not applied"
 "$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/youden" --threshold youden --bootstrap 0 --quiet > /dev/null \
     || fail "threshold youden"
 grep -q '"rule":[[:space:]]*"youden"' "$T/youden/metrics.json" || fail "youden rule not recorded"
-"$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/sens" --threshold sensitivity --target 0.9 --bootstrap 0 \
+"$RADBATCH" evaluate --model "$M" --data "$T/s96" --out "$T/sens" --threshold sensitivity:0.9 --bootstrap 0 \
     --quiet > /dev/null || fail "threshold sensitivity"
 awk -F, 'NR > 1 && $2 == "PNEUMONIA" { n++; if ($3 == "PNEUMONIA") tp++ } END { exit !(tp / n >= 0.9) }' \
     "$T/sens/predictions.csv" || fail "target sensitivity 0.9 not reached"

@@ -29,7 +29,7 @@ expect2 max_error_fraction 2 convert "$SAMPLE" --out "$T/o" --max_error_fraction
 expect2 chunk 0 infer --model "$M" --input "$SAMPLE" --out "$T/o" --chunk 0
 expect2 batch 5000 infer --model "$M" --input "$SAMPLE" --out "$T/o" --batch 5000
 expect2 tta 3 evaluate --model "$M" --data "$SAMPLE" --out "$T/o" --tta 3
-expect2 target 1.5 evaluate --model "$M" --data "$SAMPLE" --out "$T/o" --target 1.5
+expect2 threshold sensitivity:1.5 evaluate --model "$M" --data "$SAMPLE" --out "$T/o" --threshold sensitivity:1.5
 expect2 tta -1 predict --model "$M" "$SAMPLE/NORMAL/x.jpeg" --tta -1
 expect2 threads -1 predict --model "$M" "$SAMPLE/NORMAL/x.jpeg" --threads -1
 expect2 export_image -2 inspect "$T/s" --export_image -2

@@ -43,7 +43,7 @@ swait "$array" 10 || { logs "$P"/logs/*.out; fail "array job $array did not comp
 cat "$P/logs/gather-$gather.out"
 csv="$P/comparison.csv"
 [ -s "$csv" ] && [ -s "$P/comparison.html" ] || fail "no comparison.csv/comparison.html"
-head -n 1 "$csv" | grep -q '^config,status,backbone,input,learning_rate,accuracy,auc,sensitivity,specificity,params,train_seconds,images_per_second,best_epoch,epochs,' ||
+head -n 1 "$csv" | grep -q '^config,status,backbone,input,learning_rate,accuracy,auc,sensitivity,specificity,threshold,threshold_source,chosen_on_reported_split,params,train_seconds,images_per_second,best_epoch,epochs,' ||
     fail "comparison.csv header: $(head -n 1 "$csv")"
 [ "$(wc -l < "$csv")" = 3 ] || fail "comparison.csv should have 2 rows"
 want=ok; have_cmd evaluate || want="not evaluated"
@@ -52,6 +52,10 @@ awk -F, -v want="$want" 'NR > 1 {
     if ($4 != "96x96x3") { print "input " $4 " for " $1; bad = 1 }
     for (i = 6; i <= 14; i++) if ($i == "") { print "empty column " i " for " $1; bad = 1 }
     if ($6 < 0 || $6 > 1 || $7 < 0 || $7 > 1) { print "accuracy/auc out of range for " $1; bad = 1 }
+    if ($10 < 0 || $10 > 1) { print "threshold out of range for " $1; bad = 1 }
+    if ($2 == "ok" && $11 !~ /^model card: youden on val of /) { print "threshold_source " $11 " for " $1; bad = 1 }
+    # evaluate reports val, where the card chose its threshold: the rates are optimistic
+    if ($2 == "ok" && $12 != "true") { print "chosen_on_reported_split " $12 " for " $1; bad = 1 }
 } END { exit bad }' "$csv" || { cat "$csv"; fail "incomplete comparison rows"; }
 grep -q '^mobilenetv2-lr1e-3,[^,]*,mobilenetv2,96x96x3,1e-3,' "$csv" || fail "no mobilenetv2 row"
 grep -q '^cnn-lr1e-4,[^,]*,cnn,96x96x3,1e-4,' "$csv" || fail "no cnn row"

@@ -155,7 +155,7 @@ int main(void)
         const char *cmd, *key, *value;
     } bad[] = {{"train", "batch_size", "-3"},   {"train", "batch_size", "0"},  {"convert", "height", "0"},
                {"convert", "channels", "2"},    {"infer", "chunk", "0"},       {"convert", "val_fraction", "1"},
-               {"train", "learning_rate", "0"}, {"train", "crop", "0.01"},     {"evaluate", "target", "1.5"},
+               {"train", "learning_rate", "0"}, {"train", "crop", "0.01"},     {"evaluate", "digits", "13"},
                {"infer", "max_error_fraction", "-0.1"}, {"train", "momentum", "nan"}, {"predict", "tta", "3"},
                {"train", "head_dropout", "-0.5"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

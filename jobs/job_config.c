@@ -79,6 +79,7 @@ static const job_range ranges[] = {
     {"convert", "width", 1, 8192, 0, "an integer in 1..8192"},
     {"convert", "channels", 1, 3, RANGE_ONE_OR_THREE, "1 (gray) or 3 (RGB)"},
     {"convert", "val_fraction", 0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"},
+    {"convert", "test_fraction", 0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"},
     {"convert", "shard_size_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
     {"convert", "min_shards", 1, 1000000, 0, "an integer in 1..1000000"},
     {"convert", "compression", 0, 9, 0, "a deflate level 0..9 (0: none)"},

@@ -18,6 +18,7 @@
 #include "rb_log.h"
 #include "shard.h"
 
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ static const opt_spec convert_opts[] = {
      "decode large JPEGs straight to near the target size with libjpeg-turbo's DCT scaling"},
     {"val_fraction", OPT_FLOAT, "0.2", NULL,
      "share of the records put in the val split (ignored when the input gives train/val/test folders)"},
+    {"test_fraction", OPT_FLOAT, "0", NULL,
+     "share of the records held out in the test split, grouped and stratified like val (0: no test split; "
+     "ignored when the input gives train/val/test folders)"},
     {"seed", OPT_INT, "123", NULL, "seed of the split and of the record shuffle"},
     {"group_regex", OPT_STRING, "", NULL,
      "POSIX extended regex on the file name; its first group is the patient id, and one patient's "
@@ -61,6 +65,35 @@ static const opt_spec convert_opts[] = {
     {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
     {NULL, 0, NULL, NULL, NULL},
 };
+
+/* Keys whose values are fine alone but not together, and the group regex: checked on every
+ * rank before any file is read, a bad one is an options error (exit 2) naming the key. */
+static int check_split_keys(convert_ctx *x, rb_error *err)
+{
+    job_config *c = &x->cfg;
+    double vf = job_float(c, "val_fraction"), tf = job_float(c, "test_fraction");
+    if (vf + tf >= 1) {
+        rb_fail(err, "lower val_fraction or test_fraction: some records must stay in train",
+                "convert: val_fraction %g + test_fraction %g = %g leaves nothing to train on (must be < 1)", vf, tf,
+                vf + tf);
+        return JOB_BAD_CONFIG;
+    }
+    const char *re = job_str(c, "group_regex");
+    if (*re) {
+        regex_t r;
+        int rc = regcomp(&r, re, REG_EXTENDED);
+        if (rc != 0) {
+            char msg[256];
+            regerror(rc, &r, msg, sizeof msg);
+            rb_fail(err, "group_regex is a POSIX extended regex applied to the file name; its first group is the "
+                    "patient id, e.g. ^(person[0-9]+|NORMAL2-IM-[0-9]+|IM-[0-9]+)",
+                    "convert: key 'group_regex' = '%s' is not a valid regex: %s", re, msg);
+            return JOB_BAD_CONFIG;
+        }
+        regfree(&r);
+    }
+    return 0;
+}
 
 static int parse_settings(convert_ctx *x, rb_error *err)
 {
@@ -167,6 +200,7 @@ static int make_plan(convert_ctx *x, rb_error *err)
 {
     plan_settings ps = {
         .val_fraction = job_float(&x->cfg, "val_fraction"),
+        .test_fraction = job_float(&x->cfg, "test_fraction"),
         .seed = (uint64_t)job_int(&x->cfg, "seed"),
         .group_regex = job_str(&x->cfg, "group_regex"),
         .stratify = job_bool(&x->cfg, "stratify"),
@@ -182,8 +216,8 @@ static int make_plan(convert_ctx *x, rb_error *err)
         for (int s = 0; s < SPLIT_COUNT; s++)
             if (x->pl.split_count[s])
                 rb_info("%-5s: %lld records", split_name(s), (long long)x->pl.split_count[s]);
-        rb_info("%d shard(s) of about %g MiB; %lld group(s) of identical files%s", x->pl.nshards,
-                job_float(&x->cfg, "shard_size_mb"), (long long)x->pl.ndup_groups,
+        convert_report_groups(x);
+        rb_info("%d shard(s); %lld group(s) of identical files%s", x->pl.nshards, (long long)x->pl.ndup_groups,
                 x->pl.ndropped ? " (extra copies dropped)" : " (see duplicates.csv)");
         convert_clean_out_dir(x, 0);
     }
@@ -194,8 +228,11 @@ static int make_plan(convert_ctx *x, rb_error *err)
 static int convert_main(convert_ctx *x, rb_error *err)
 {
     convert_times t = {.start = rb_now()};
+    int rc = check_split_keys(x, err);
+    if (rc != 0)
+        return rc;
     /* 1. rank 0 lists the inputs and broadcasts the list */
-    int rc = list_inputs(x, err);
+    rc = list_inputs(x, err);
     if (rc == 0)
         rc = open_output(x, err);
     if (rc != 0)

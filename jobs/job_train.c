@@ -24,12 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const opt_spec train_opts[] = {
     /* data */
     {"shards", OPT_STRING, "", NULL, "shards folder written by radbatch convert"},
-    {"train_split", OPT_STRING, "train", NULL, "split to train on"},
-    {"val_split", OPT_STRING, "val", NULL, "split to validate on every epoch (empty: none)"},
+    {"train_split", OPT_STRING, "train", NULL, "split to train on (never test)"},
+    {"val_split", OPT_STRING, "val", NULL, "split to validate on every epoch (empty: none; never test)"},
     {"run_dir", OPT_STRING, "", NULL, "output folder: model.h5, best.h5, history.csv, checkpoints/"},
     {"cache_mb", OPT_INT, "4096", NULL, "keep a split in memory when its pixels fit in this many MiB per rank"},
     /* model */
@@ -93,6 +94,8 @@ static const opt_spec train_opts[] = {
     {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
     {"checkpoint_every_steps", OPT_INT, "0", NULL, "also checkpoint every N steps (0: only at epoch ends)"},
     {"resume", OPT_BOOL, "false", NULL, "continue from the newest complete checkpoint in run_dir"},
+    {"overwrite", OPT_BOOL, "false", NULL,
+     "start afresh in a run_dir that holds an earlier run (false: such a run_dir is refused unless resume = true)"},
     {"feature_cache", OPT_CHOICE, "auto", "auto|true|false",
      "with a frozen base and no augmentation, compute base features once and train the head on them"},
     {"positive_class", OPT_STRING, "", NULL, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)"},
@@ -100,6 +103,40 @@ static const opt_spec train_opts[] = {
     {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
     {NULL, 0, NULL, NULL, NULL},
 };
+
+/* What in run_dir shows an earlier run (finished or started), or NULL: a fresh start there
+ * without resume or overwrite would replace it silently. */
+static const char *earlier_run_file(const char *run_dir)
+{
+    static const char *files[] = {"summary.json", "model.h5", "best.h5", "train_log.jsonl", "history.csv"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *p = fs_join(run_dir, files[i]);
+        int there = p && access(p, F_OK) == 0;
+        free(p);
+        if (there)
+            return files[i];
+    }
+    char *ck = checkpoint_find_latest(run_dir);
+    const char *what = ck ? "checkpoints/" : NULL;
+    free(ck);
+    return what;
+}
+
+/* The splits train reads: never the held-out test split (docs/train.md). */
+static int check_splits(const job_config *c, rb_error *err)
+{
+    static const char *keys[] = {"train_split", "val_split"};
+    for (int k = 0; k < 2; k++) {
+        const char *v = job_str(c, keys[k]);
+        if (*v && shard_index_split_id(v) == 2) { /* test */
+            rb_fail(err, "the test split is held out for the final report (radbatch evaluate --split test); "
+                    "train on train and validate on val",
+                    "train: key '%s' = '%s': training never reads the test split", keys[k], v);
+            return JOB_BAD_CONFIG;
+        }
+    }
+    return 0;
+}
 
 /* 1. The shards' index checksum, the run folder made and marked unfinished (summary.json
  *    removed), the train and val splits opened, the classes and the positive class. */
@@ -112,6 +149,22 @@ static int train_open_data(train_ctx *x, rb_error *err)
     if (!*x->run_dir)
         return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
     /* batch_size, epochs and the other numbers: ranges checked with the options (job_config.c) */
+    int rc = check_splits(c, err);
+    if (rc != 0)
+        return rc;
+    /* an earlier run in run_dir is continued (resume) or replaced (overwrite), never silently */
+    int64_t held = 0;
+    if (x->w.rank == 0 && !job_bool(c, "resume") && !job_bool(c, "overwrite")) {
+        const char *f = earlier_run_file(x->run_dir);
+        if (f) {
+            held = 1;
+            rb_fail(err, "continue it with --resume true, start afresh there with --overwrite true, or choose a new run_dir",
+                    "train: %s holds an earlier run (%s)", x->run_dir, f);
+        }
+    }
+    rb_mpi_max_i64(&held, 1);
+    if (held)
+        return JOB_BAD_CONFIG;
     int ok = 1;
     if (x->w.rank == 0)
         /* the run folder is unfinished from here until summary.json is written last */

@@ -100,6 +100,8 @@ static const opt_spec train_opts[] = {
      "with a frozen base and no augmentation, compute base features once and train the head on them"},
     {"positive_class", OPT_STRING, "", NULL, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)"},
     {"max_steps", OPT_INT, "0", NULL, "stop after this many steps in total (0: no limit; for tests and smoke runs)"},
+    {"model_summary", OPT_CHOICE, "short", "short|full",
+     "the model in the log: one line (layers, params, trainable), or Keras' full per-layer table"},
     {"quiet", OPT_BOOL, "false", NULL, "no progress lines"},
     {NULL, 0, NULL, NULL, NULL},
 };
@@ -226,8 +228,12 @@ static int train_prepare(train_ctx *x, rb_error *err)
         x->best.metrics[i] = x->metrics[i] = NAN;
     if (train_setup_stage(x, 1, err) < 0)
         return -1;
-    if (x->w.rank == 0 && !job_bool(c, "quiet"))
-        rb_model_summary(x->a->m, stdout);
+    if (x->w.rank == 0 && !job_bool(c, "quiet")) {
+        if (strcmp(job_str(c, "model_summary"), "full") == 0)
+            rb_model_summary(x->a->m, stdout);
+        else
+            rb_model_summary_short(x->a->m, stdout);
+    }
     return 0;
 }
 

@@ -88,4 +88,12 @@ set +e
 rc=$?
 set -e
 [ $rc = 2 ] || { cat "$T/bad-frac.log"; fail "val_fraction + test_fraction = 1: exit $rc, expected 2"; }
+# a folder converted without test_fraction has no test split: the hint says how to get one
+set +e
+"$RADBATCH" evaluate --model "$T/run/model.h5" --data "$T/foo" --split test --out "$T/eval-none" > "$T/eval-none.log" 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] || { cat "$T/eval-none.log"; fail "evaluate --split test without a test split: exit $rc"; }
+grep -q "no 'test' split in index.json" "$T/eval-none.log" && grep -q "hint: convert with test_fraction > 0" "$T/eval-none.log" ||
+    { cat "$T/eval-none.log"; fail "evaluate --split test without a test split: no clear error"; }
 ok "test split: grouped, stratified, rank-invariant, never trained on, evaluated with --split test; group_regex reported"

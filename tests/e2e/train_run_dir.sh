@@ -1,7 +1,7 @@
 # A run_dir that holds an earlier run (finished, or started and killed) is never replaced
 # silently: train without --resume true refuses it (exit 2, a hint naming --resume true,
 # --overwrite true and a new run_dir) and leaves it untouched; --overwrite true starts
-# afresh there; an empty existing folder is a fresh start.
+# afresh there (the earlier checkpoints removed); an empty existing folder is a fresh start.
 source "$(dirname "$0")/lib.sh"
 W="$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
 "$RADBATCH" convert "$SAMPLE" --out "$T/s32" --height 32 --width 32 --quiet > /dev/null
@@ -28,9 +28,10 @@ refused finished "$T/run" summary.json
 cmp -s "$T/run/model.h5" "$T/model-first.h5" || fail "model.h5 changed"
 # a started run that was killed (no summary.json, no model.h5: its log and checkpoints)
 set +e
-RADBATCH_TEST_KILL_AFTER_STEPS=1 "$RADBATCH" "${args[@]}" --checkpoint_every_steps 1 --run_dir "$T/killed" > "$T/killed.log" 2>&1
+RADBATCH_TEST_KILL_AFTER_STEPS=2 "$RADBATCH" "${args[@]}" --checkpoint_every_steps 1 --run_dir "$T/killed" > "$T/killed.log" 2>&1
 set -e
 [ ! -f "$T/killed/summary.json" ] || fail "the killed run finished"
+ls "$T/killed/checkpoints/"ckpt-0000000001.DONE > /dev/null 2>&1 || fail "expected the killed run's step-1 checkpoint"
 refused started "$T/killed" train_log.jsonl
 # --overwrite true starts afresh; --resume true continues
 "$RADBATCH" "${args[@]}" --run_dir "$T/run" --overwrite true > "$T/over.log" 2>&1 || { cat "$T/over.log"; fail "--overwrite true"; }
@@ -38,4 +39,12 @@ refused started "$T/killed" train_log.jsonl
     { cat "$T/run/train_log.jsonl"; fail "--overwrite true did not start afresh"; }
 "$RADBATCH" "${args[@]}" --run_dir "$T/killed" --resume true > "$T/resume.log" 2>&1 || { cat "$T/resume.log"; fail "--resume true"; }
 [ -f "$T/killed/summary.json" ] || fail "the resumed run did not finish"
+# --overwrite true removes the earlier run's checkpoints: every checkpoint left is the new run's
+ls "$T/killed/checkpoints/"ckpt-0000000001.DONE > /dev/null 2>&1 || fail "the step-1 checkpoint should still be there before --overwrite"
+touch "$T/stamp"
+sleep 1
+"$RADBATCH" "${args[@]}" --run_dir "$T/killed" --overwrite true > "$T/over2.log" 2>&1 || { cat "$T/over2.log"; fail "--overwrite true on a resumed run"; }
+ls "$T/killed/checkpoints/"*.DONE > /dev/null || fail "no checkpoint after --overwrite true"
+old=$(find "$T/killed/checkpoints" -type f ! -newer "$T/stamp")
+[ -z "$old" ] || fail "--overwrite true kept checkpoints of the earlier run: $old"
 ok "an earlier run in run_dir is refused without --resume or --overwrite, and kept"

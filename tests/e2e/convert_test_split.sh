@@ -59,6 +59,9 @@ ntest=$(awk -F'\t' '$1 == "record" && $2 == "test"' "$T/list.tsv" | wc -l)
     --max_steps 2 --batch_size 16 > "$T/train.log" 2>&1 || { cat "$T/train.log"; fail "train"; }
 grep -q "train: $ntrain records, val: $nval records" "$T/train.log" ||
     { grep "records" "$T/train.log"; fail "train does not read exactly the $ntrain train and $nval val records"; }
+card=$("$RADBATCH" inspect "$T/run/model.h5" | sed -n '/^model card:/,$p' | tr -d ' \t\n')
+echo "$card" | grep -q "\"test_fraction\":0.2," || fail "the model card does not record test_fraction"
+echo "$card" | grep -q "\"test_records_held_out\":$ntest," || fail "the model card does not record the $ntest held-out test records"
 for split in val test; do
     "$RADBATCH" evaluate --model "$T/run/model.h5" --data "$T/s1" --split "$split" --out "$T/eval-$split" \
         --bootstrap 0 > "$T/eval-$split.log" 2>&1 || { cat "$T/eval-$split.log"; fail "evaluate --split $split"; }

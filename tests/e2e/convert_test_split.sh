@@ -27,7 +27,10 @@ grep -q "test_fraction 0.2" "$T/inspect.log" || fail "inspect does not show test
 grep -Eq "^  test +[0-9]+" "$T/inspect.log" || { cat "$T/inspect.log"; fail "inspect shows no test split count"; }
 grep -q "matched 199 of 199 files" "$T/inspect.log" || { cat "$T/inspect.log"; fail "inspect: files matched"; }
 grep -q '"test_fraction":[[:space:]]*0.2' "$T/s1/index.json" || fail "index.json: no test_fraction"
-grep -q '"group_regex_matched":[[:space:]]*199' "$T/s1/index.json" || fail "index.json: no group_regex_matched"
+grep -q '"group_regex_matched":[[:space:]]*199,' "$T/s1/index.json" || fail "index.json: no group_regex_matched"
+grep -q '"group_files":[[:space:]]*199,' "$T/s1/index.json" || fail "index.json: no group_files"
+grep -q '"groups":[[:space:]]*127' "$T/s1/index.json" || fail "index.json: no groups"
+grep -q '"group_warning"' "$T/s1/index.json" && fail "index.json: a warning for a regex that matches every file"
 
 # every patient in one split; each class's test share near test_fraction
 "$RADBATCH" inspect "$T/s1" --list > "$T/list.tsv"

@@ -119,9 +119,12 @@ int shard_dataset_open(shard_dataset *d, const char *dir, const char *split_name
     for (int k = 0; k < x->nshards; k++)
         d->nshards += x->shards[k].split == d->split;
     if (d->nshards == 0) {
+        int test = d->split == 2;
         shard_dataset_close(d);
-        return rb_fail(err, "convert with val_fraction > 0, or point to another split", "%s: no '%s' split in index.json",
-                       dir, split_name);
+        return rb_fail(err,
+                       test ? "convert with test_fraction > 0 (a held-out test split), or point to another split"
+                            : "convert with val_fraction > 0, or point to another split",
+                       "%s: no '%s' split in index.json", dir, split_name);
     }
     d->height = x->height;
     d->width = x->width;

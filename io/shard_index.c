@@ -84,7 +84,13 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
     cJSON *split = cJSON_CreateObject();
     cJSON_AddNumberToObject(split, "seed", (double)x->seed);
     cJSON_AddNumberToObject(split, "val_fraction", x->val_fraction);
+    cJSON_AddNumberToObject(split, "test_fraction", x->test_fraction);
     cJSON_AddStringToObject(split, "group_regex", x->group_regex ? x->group_regex : "");
+    cJSON_AddNumberToObject(split, "group_files", (double)x->group_files);
+    cJSON_AddNumberToObject(split, "group_regex_matched", (double)x->group_matched);
+    cJSON_AddNumberToObject(split, "groups", (double)x->groups);
+    if (x->group_warning)
+        cJSON_AddStringToObject(split, "group_warning", x->group_warning);
     cJSON_AddItemToObject(root, "split", split);
     cJSON *splits = cJSON_CreateObject();
     for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
@@ -165,6 +171,7 @@ void shard_index_free(shard_index *x)
     free(x->shards);
     free(x->split_class);
     free(x->group_regex);
+    free(x->group_warning);
     for (int i = 0; i < x->nsources; i++)
         free(x->sources[i]);
     free(x->sources);
@@ -265,12 +272,20 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
         x->sources[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
     }
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "split");
+    x->group_files = x->group_matched = x->groups = -1; /* older index.json: not recorded */
     if (sp) {
         get_int(sp, "seed", &x->seed);
         const cJSON *vf = cJSON_GetObjectItemCaseSensitive(sp, "val_fraction");
         x->val_fraction = cJSON_IsNumber(vf) ? vf->valuedouble : 0;
+        const cJSON *tf = cJSON_GetObjectItemCaseSensitive(sp, "test_fraction");
+        x->test_fraction = cJSON_IsNumber(tf) ? tf->valuedouble : 0;
         const char *g = get_str(sp, "group_regex");
         x->group_regex = g ? strdup(g) : NULL;
+        get_int(sp, "group_files", &x->group_files);
+        get_int(sp, "group_regex_matched", &x->group_matched);
+        get_int(sp, "groups", &x->groups);
+        const char *gw = get_str(sp, "group_warning");
+        x->group_warning = gw ? strdup(gw) : NULL;
     }
     x->split_class = calloc((size_t)SHARD_INDEX_SPLITS * (size_t)(x->nclasses + 1), sizeof *x->split_class);
     const cJSON *shards = cJSON_GetObjectItemCaseSensitive(root, "shards");

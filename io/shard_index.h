@@ -35,7 +35,12 @@ typedef struct shard_index {
     int64_t input_files, errors, duplicate_groups, dropped_duplicates;
     int64_t seed;
     double val_fraction;
+    double test_fraction;
     char *group_regex;      /* may be NULL */
+    int64_t group_files;    /* usable files the regex was applied to (-1: not recorded) */
+    int64_t group_matched;  /* of those, the ones whose name it matched */
+    int64_t groups;         /* patient groups found */
+    char *group_warning;    /* may be NULL */
     char **sources;
     int nsources;
     char *config;           /* effective configuration, "key = value" lines; may be NULL */

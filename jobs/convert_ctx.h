@@ -55,6 +55,11 @@ void convert_shard_file_name(const plan_shard *s, char *out, size_t cap);
 int convert_write_shards(convert_ctx *x, rb_buf *stats, rb_error *err);
 
 /* ---- convert_report.c ---- */
+/* Rank 0: the group_regex line (files matched, groups found) and, when it matched under
+ * GROUP_REGEX_MIN_SHARE of the files, a warning (also recorded in index.json). */
+void convert_report_groups(convert_ctx *x);
+/* The warning of convert_report_groups as text, or NULL when there is none (malloc'd). */
+char *convert_group_warning(const convert_ctx *x);
 /* Remove temp files of killed runs and, with overwrite, old shards (before: after == 0), or
  * shard files that are not part of this plan (after: after == 1). */
 void convert_clean_out_dir(convert_ctx *x, int after);

@@ -19,8 +19,9 @@
     X(resize, CHOICE, "stretch", "stretch|pad|center-crop", NO_RANGE, "`stretch` (each axis to size, as Keras), `pad` (keep aspect, fit inside, black borders, centred), `center-crop` (keep aspect, cover, crop the centre)") \
     X(dct_scaling, BOOL, "true", NULL, NO_RANGE, "decode JPEGs with libjpeg-turbo's DCT-domain scaling (M/8) to the smallest size still ≥ what the resize needs") \
     X(val_fraction, FLOAT, "0.2", NULL, (0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"), "share of the records put in the val split (ignored when the input gives train/val/test folders)") \
+    X(test_fraction, FLOAT, "0", NULL, (0, 1, RANGE_HI_OPEN, "a fraction in [0, 1)"), "share of the records held out in the test split, grouped and stratified like val (0: no test split; ignored when the input gives train/val/test folders)") \
     X(seed, INT, "123", NULL, NO_RANGE, "seed of the split and of the record shuffle") \
-    X(group_regex, STRING, "", NULL, NO_RANGE, "POSIX extended regex on the file name; first group = patient id") \
+    X(group_regex, STRING, "", NULL, NO_RANGE, "POSIX extended regex on the file name; first group = patient id; warned about when it matches under 95 % of the files; invalid: exit 2") \
     X(stratify, BOOL, "true", NULL, NO_RANGE, "split each class separately") \
     X(dedupe, BOOL, "false", NULL, NO_RANGE, "drop all but the first of byte-identical files") \
     X(shard_size_mb, FLOAT, "64", NULL, (0, OPT_NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"), "target pixel bytes per shard, MiB") \

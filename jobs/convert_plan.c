@@ -147,14 +147,14 @@ static void mark_duplicates(plan *p, const plan_entry *e, int64_t n, plan_scratc
 }
 
 /* 2. patient groups: records with the same group key join one group */
-static int group_patients(const plan_entry *e, int64_t n, plan_scratch *w, rb_error *err)
+static int group_patients(plan *p, const plan_entry *e, int64_t n, plan_scratch *w, rb_error *err)
 {
     int64_t nk = 0;
     for (int64_t i = 0; i < n; i++) {
         if (!e[i].ok)
             continue;
         char k[1024];
-        plan_group_key(e[i].rel, w->have_re ? &w->re : NULL, k, sizeof k);
+        p->regex_matched += plan_group_key(e[i].rel, w->have_re ? &w->re : NULL, k, sizeof k);
         w->keys[i] = strdup(k);
         if (!w->keys[i])
             return rb_fail(err, NULL, "out of memory");
@@ -162,8 +162,10 @@ static int group_patients(const plan_entry *e, int64_t n, plan_scratch *w, rb_er
     }
     if (nk > 1)
         qsort(w->ks, (size_t)nk, sizeof *w->ks, cmp_keyed);
+    p->nusable = nk;
     for (int64_t a = 0; a < nk;) {
         int64_t b = a + 1;
+        p->ngroups++;
         while (b < nk && strcmp(w->ks[b].key, w->ks[a].key) == 0) {
             rb_uf_union(w->par, w->ks[a].idx, w->ks[b].idx);
             b++;
@@ -174,8 +176,9 @@ static int group_patients(const plan_entry *e, int64_t n, plan_scratch *w, rb_er
 }
 
 /* roots = groups; per stratum (class, or one stratum), shuffle groups by (seed, stratum)
- * and move whole groups to val until the stratum's val share is reached (a group goes to
- * val when that brings the count closer to target). */
+ * and move whole groups to test, then to val, until the stratum's test and val shares are
+ * reached (a group goes to a split when that brings its count closer to the target). With
+ * test_fraction 0 no group goes to test and the split is the one of val alone. */
 static int split_by_strata(const plan_entry *e, int64_t n, const plan_settings *s, plan_scratch *w, rb_error *err)
 {
     int maxlab = 0;
@@ -198,11 +201,14 @@ static int split_by_strata(const plan_entry *e, int64_t n, const plan_settings *
             total += w->gsize[i];
         }
         rb_shuffle_i64(roots, nr, s->seed, 0x5e17 + (uint64_t)st);
-        double target = s->val_fraction * (double)total;
-        int64_t val = 0;
+        double target = s->val_fraction * (double)total, test_target = s->test_fraction * (double)total;
+        int64_t val = 0, test = 0;
         for (int64_t k = 0; k < nr; k++) {
             int64_t g = roots[k];
-            if ((double)val + 0.5 * (double)w->gsize[g] <= target) {
+            if ((double)test + 0.5 * (double)w->gsize[g] <= test_target) {
+                w->gsplit[g] = SPLIT_TEST;
+                test += w->gsize[g];
+            } else if ((double)val + 0.5 * (double)w->gsize[g] <= target) {
                 w->gsplit[g] = SPLIT_VAL;
                 val += w->gsize[g];
             } else
@@ -232,7 +238,7 @@ static int split_groups(const plan_entry *e, int64_t n, const plan_settings *s, 
         w->gsplit[i] = -1;
     if (*given)
         return 0; /* the user's folders decide; duplicates across them are only reported */
-    if (!labelled || s->val_fraction <= 0) {
+    if (!labelled || (s->val_fraction <= 0 && s->test_fraction <= 0)) {
         for (int64_t i = 0; i < n; i++)
             if (e[i].ok)
                 w->gsplit[rb_uf_find(w->par, i)] = labelled ? SPLIT_TRAIN : SPLIT_ALL;
@@ -405,7 +411,7 @@ int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
     int rc = scratch_init(p, &w, n, s, err);
     if (rc == 0) {
         mark_duplicates(p, e, n, &w);
-        rc = group_patients(e, n, &w, err);
+        rc = group_patients(p, e, n, &w, err);
     }
     if (rc == 0)
         rc = split_groups(e, n, s, &w, &given, err);

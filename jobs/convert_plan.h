@@ -26,6 +26,7 @@ typedef struct plan_entry {
 
 typedef struct plan_settings {
     double val_fraction;
+    double test_fraction;    /* share of each stratum held out in `test` (0: none) */
     uint64_t seed;
     const char *group_regex; /* "" = every file its own group */
     int stratify;            /* keep the class balance in each split */
@@ -51,6 +52,9 @@ typedef struct plan {
     int64_t *dup_of;         /* [nentries]: index of the first identical file, or -1 */
     int64_t ndup_groups, ndropped;
     int8_t *split_of;        /* [nentries]: split assigned (-1: not used) */
+    int64_t regex_matched;   /* usable files whose name group_regex matched */
+    int64_t ngroups;         /* patient groups (distinct group keys) among usable files */
+    int64_t nusable;         /* usable files (header probe and read succeeded) */
     int nranks;              /* ranks the decoding is split over */
 } plan;
 
@@ -64,6 +68,10 @@ int64_t plan_shard_part(const plan *p, const plan_shard *s, int rank, int64_t *a
 int plan_make(plan *p, const plan_entry *e, int64_t n, const plan_settings *s,
               const char *settings_hash, int nranks, rb_error *err);
 void plan_free(plan *p);
+
+/* convert warns when group_regex matches fewer than this share of the usable files
+ * (docs/convert.md): the unmatched files are each their own group. */
+#define GROUP_REGEX_MIN_SHARE 0.95
 
 /* Patient/group key of a path: first capture group (or whole match) of the regex applied
  * to the file's base name; the base name itself when the regex does not match. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct err_row {
@@ -166,6 +167,37 @@ void convert_clean_out_dir(convert_ctx *x, int after)
     closedir(d);
 }
 
+char *convert_group_warning(const convert_ctx *x)
+{
+    const char *re = x->keys.group_regex;
+    int64_t n = x->pl.nusable, m = x->pl.regex_matched;
+    if (!*re || n == 0 || (double)m >= GROUP_REGEX_MIN_SHARE * (double)n)
+        return NULL;
+    rb_buf b = {0};
+    rb_buf_printf(&b,
+                  "group_regex '%s' matched only %lld of %lld files (%.1f%% < %.0f%%): each unmatched file is its "
+                  "own group, so one patient's images can land in several splits",
+                  re, (long long)m, (long long)n, 100.0 * (double)m / (double)n, 100.0 * GROUP_REGEX_MIN_SHARE);
+    return (char *)b.data;
+}
+
+void convert_report_groups(convert_ctx *x)
+{
+    const char *re = x->keys.group_regex;
+    if (!*re) {
+        rb_info("groups: no group_regex, every file is its own group (%lld files)", (long long)x->pl.nusable);
+        return;
+    }
+    rb_info("groups: group_regex '%s' matched %lld of %lld files, %lld patient group(s)", re,
+            (long long)x->pl.regex_matched, (long long)x->pl.nusable, (long long)x->pl.ngroups);
+    char *w = convert_group_warning(x);
+    if (w) {
+        rb_warn("%s; check the regex against the file names (e.g. ^(person[0-9]+|NORMAL2-IM-[0-9]+|IM-[0-9]+) "
+                "for the Kermany chest X-rays)", w);
+        free(w);
+    }
+}
+
 /* index.json's contents: the settings, and each shard's results placed at its plan position
  * so index.json lists shards in plan order; *reused counts shards kept from an earlier run. */
 static void gather_index(convert_ctx *x, void *all_stats, size_t stats_len, shard_index *idx, int *reused)
@@ -181,7 +213,12 @@ static void gather_index(convert_ctx *x, void *all_stats, size_t stats_len, shar
     idx->nsources = x->in.nroots;
     idx->seed = x->keys.seed;
     idx->val_fraction = x->keys.val_fraction;
+    idx->test_fraction = x->keys.test_fraction;
     idx->group_regex = (char *)x->keys.group_regex;
+    idx->group_files = x->pl.nusable;
+    idx->group_matched = *idx->group_regex ? x->pl.regex_matched : 0;
+    idx->groups = x->pl.ngroups;
+    idx->group_warning = convert_group_warning(x);
     idx->config = job_config_dump(&x->cfg);
     idx->nshards = x->pl.nshards;
     idx->shards = calloc((size_t)x->pl.nshards + 1, sizeof *idx->shards);
@@ -232,6 +269,7 @@ static void free_index(shard_index *idx)
     free(idx->shards);
     free(idx->split_class);
     free(idx->config);
+    free(idx->group_warning);
 }
 
 /* errors.csv, duplicates.csv, index.json, the clean-up, and the marker last (the folder is
@@ -273,8 +311,24 @@ static int64_t print_summary(convert_ctx *x, const shard_index *idx, int64_t tot
                              double elapsed, const convert_times *t, rb_error *err)
 {
     int nc = idx->nclasses;
-    rb_info("wrote %lld records in %d shards to %s (%d kept from an earlier run) in %.1f s, %.0f images/s",
-            (long long)total, x->pl.nshards, x->out, reused, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0);
+    /* the bytes really on disk (pixels, labels, paths, checksums and HDF5's own structure) */
+    double bytes = 0;
+    for (int k = 0; k < idx->nshards; k++) {
+        char *f = fs_join(x->out, idx->shards[k].file);
+        struct stat st;
+        if (f && stat(f, &st) == 0)
+            bytes += (double)st.st_size;
+        free(f);
+    }
+    char size[32];
+    if (bytes >= 1e9)
+        snprintf(size, sizeof size, "%.1f GB", bytes / 1e9);
+    else if (bytes >= 1e6)
+        snprintf(size, sizeof size, "%.1f MB", bytes / 1e6);
+    else
+        snprintf(size, sizeof size, "%.1f kB", bytes / 1e3);
+    rb_info("wrote %lld records in %d shards (%s) to %s (%d kept from an earlier run) in %.1f s, %.0f images/s",
+            (long long)total, x->pl.nshards, size, x->out, reused, elapsed, elapsed > 0 ? (double)total / elapsed : 0.0);
     for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
         if (!idx->split_records[s])
             continue;

@@ -335,9 +335,11 @@ int infer_work_loop(infer_ctx *x, infer_run_stats *st, rb_error *err)
             atomic_store(&x->lister.stop, 1);
         infer_list_join(&x->lister);
     }
-    st->seconds = rb_now() - l->t0;
-    int64_t flags[3] = {l->stopped, ok ? 0 : 1, l->resumed};
-    rb_mpi_max_i64(flags, 3);
+    /* the run's time is the slowest rank's: a rank that found no chunk left (199 images in
+     * one chunk on 2 ranks) ends its loop at once while another still predicts */
+    int64_t flags[4] = {l->stopped, ok ? 0 : 1, l->resumed, (int64_t)((rb_now() - l->t0) * 1e6)};
+    rb_mpi_max_i64(flags, 4);
+    st->seconds = (double)flags[3] / 1e6;
     st->resumed = (int)flags[2];
     st->images = atomic_load(&x->images_done);
     rb_mpi_sum_i64(&st->images, 1);

@@ -19,6 +19,7 @@
 #include "rb_log.h"
 #include "shard.h"
 
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,34 @@
 
 #define CONVERT_SPEC_ROW(...) OPT_SPEC_ROW(convert_keys, __VA_ARGS__)
 static const opt_spec convert_opts[] = {CONVERT_KEYS(CONVERT_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
+
+/* Keys whose values are fine alone but not together, and the group regex: checked on every
+ * rank before any file is read, a bad one is an options error (exit 2) naming the key. */
+static int check_split_keys(convert_ctx *x, rb_error *err)
+{
+    double vf = x->keys.val_fraction, tf = x->keys.test_fraction;
+    if (vf + tf >= 1) {
+        rb_fail(err, "lower val_fraction or test_fraction: some records must stay in train",
+                "convert: val_fraction %g + test_fraction %g = %g leaves nothing to train on (must be < 1)", vf, tf,
+                vf + tf);
+        return JOB_BAD_CONFIG;
+    }
+    const char *re = x->keys.group_regex;
+    if (*re) {
+        regex_t r;
+        int rc = regcomp(&r, re, REG_EXTENDED);
+        if (rc != 0) {
+            char msg[256];
+            regerror(rc, &r, msg, sizeof msg);
+            rb_fail(err, "group_regex is a POSIX extended regex applied to the file name; its first group is the "
+                    "patient id, e.g. ^(person[0-9]+|NORMAL2-IM-[0-9]+|IM-[0-9]+)",
+                    "convert: key 'group_regex' = '%s' is not a valid regex: %s", re, msg);
+            return JOB_BAD_CONFIG;
+        }
+        regfree(&r);
+    }
+    return 0;
+}
 
 static int parse_settings(convert_ctx *x, rb_error *err)
 {
@@ -132,6 +161,7 @@ static int make_plan(convert_ctx *x, rb_error *err)
 {
     plan_settings ps = {
         .val_fraction = x->keys.val_fraction,
+        .test_fraction = x->keys.test_fraction,
         .seed = (uint64_t)x->keys.seed,
         .group_regex = x->keys.group_regex,
         .stratify = x->keys.stratify,
@@ -147,8 +177,8 @@ static int make_plan(convert_ctx *x, rb_error *err)
         for (int s = 0; s < SPLIT_COUNT; s++)
             if (x->pl.split_count[s])
                 rb_info("%-5s: %lld records", split_name(s), (long long)x->pl.split_count[s]);
-        rb_info("%d shard(s) of about %g MiB; %lld group(s) of identical files%s", x->pl.nshards,
-                x->keys.shard_size_mb, (long long)x->pl.ndup_groups,
+        convert_report_groups(x);
+        rb_info("%d shard(s); %lld group(s) of identical files%s", x->pl.nshards, (long long)x->pl.ndup_groups,
                 x->pl.ndropped ? " (extra copies dropped)" : " (see duplicates.csv)");
         convert_clean_out_dir(x, 0);
     }
@@ -159,8 +189,11 @@ static int make_plan(convert_ctx *x, rb_error *err)
 static int convert_main(convert_ctx *x, rb_error *err)
 {
     convert_times t = {.start = rb_now()};
+    int rc = check_split_keys(x, err);
+    if (rc != 0)
+        return rc;
     /* 1. rank 0 lists the inputs and broadcasts the list */
-    int rc = list_inputs(x, err);
+    rc = list_inputs(x, err);
     if (rc == 0)
         rc = open_output(x, err);
     if (rc != 0)

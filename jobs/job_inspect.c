@@ -93,8 +93,18 @@ static int inspect_dir(const inspect_keys *k, const char *dir, rb_error *err)
     printf("  classes:");
     for (int i = 0; i < idx.nclasses; i++)
         printf(" %d=%s", i, idx.class_names[i]);
-    printf("\n  split: val_fraction %g, seed %lld%s%s\n", idx.val_fraction, (long long)idx.seed,
-           idx.group_regex && *idx.group_regex ? ", grouped by " : "", idx.group_regex ? idx.group_regex : "");
+    printf("\n  split: val_fraction %g, test_fraction %g, seed %lld\n", idx.val_fraction, idx.test_fraction,
+           (long long)idx.seed);
+    /* what the regex really did: a regex that matched nothing groups nothing */
+    if (!idx.group_regex || !*idx.group_regex)
+        printf("  groups: no group_regex, every file its own group\n");
+    else if (idx.group_files < 0)
+        printf("  groups: group_regex %s (files matched not recorded by this older conversion)\n", idx.group_regex);
+    else
+        printf("  groups: group_regex %s matched %lld of %lld files, %lld patient group(s)\n", idx.group_regex,
+               (long long)idx.group_matched, (long long)idx.group_files, (long long)idx.groups);
+    if (idx.group_warning)
+        printf("  warning: %s\n", idx.group_warning);
     printf("  %-6s %8s", "split", "records");
     for (int i = 0; i < idx.nclasses; i++)
         printf(" %12s", idx.class_names[i]);

@@ -25,9 +25,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TRAIN_SPEC_ROW(...) OPT_SPEC_ROW(train_keys, __VA_ARGS__)
 static const opt_spec train_opts[] = {TRAIN_KEYS(TRAIN_SPEC_ROW){NULL, 0, NULL, NULL, NULL, {0, 0, 0, NULL}, 0}};
+
+/* What in run_dir shows an earlier run (finished or started), or NULL: a fresh start there
+ * without resume or overwrite would replace it silently. */
+static const char *earlier_run_file(const char *run_dir)
+{
+    static const char *files[] = {"summary.json", "model.h5", "best.h5", "train_log.jsonl", "history.csv"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *p = fs_join(run_dir, files[i]);
+        int there = p && access(p, F_OK) == 0;
+        free(p);
+        if (there)
+            return files[i];
+    }
+    char *ck = checkpoint_find_latest(run_dir);
+    const char *what = ck ? "checkpoints/" : NULL;
+    free(ck);
+    return what;
+}
+
+/* The splits train reads: never the held-out test split (docs/train.md). */
+static int check_splits(const train_keys *keys, rb_error *err)
+{
+    const char *names[] = {"train_split", "val_split"}, *values[] = {keys->train_split, keys->val_split};
+    for (int k = 0; k < 2; k++) {
+        const char *v = values[k];
+        if (*v && shard_index_split_id(v) == 2) { /* test */
+            rb_fail(err, "the test split is held out for the final report (radbatch evaluate --split test); "
+                    "train on train and validate on val",
+                    "train: key '%s' = '%s': training never reads the test split", names[k], v);
+            return JOB_BAD_CONFIG;
+        }
+    }
+    return 0;
+}
 
 /* 1. The shards' index checksum, the run folder made and marked unfinished (summary.json
  *    removed), the train and val splits opened, the classes and the positive class. */
@@ -39,7 +74,23 @@ static int train_open_data(train_ctx *x, rb_error *err)
         return rb_fail(err, "set shards = <folder written by radbatch convert>", "train: no shards folder");
     if (!*x->run_dir)
         return rb_fail(err, "set run_dir = <output folder>", "train: no run_dir");
-    /* batch_size, epochs and the other numbers: ranges checked when parsed (the command's _keys.h) */
+    /* batch_size, epochs and the other numbers: ranges checked when parsed (train_keys.h) */
+    int rc = check_splits(&x->keys, err);
+    if (rc != 0)
+        return rc;
+    /* an earlier run in run_dir is continued (resume) or replaced (overwrite), never silently */
+    int64_t held = 0;
+    if (x->w.rank == 0 && !x->keys.resume && !x->keys.overwrite) {
+        const char *f = earlier_run_file(x->run_dir);
+        if (f) {
+            held = 1;
+            rb_fail(err, "continue it with --resume true, start afresh there with --overwrite true, or choose a new run_dir",
+                    "train: %s holds an earlier run (%s)", x->run_dir, f);
+        }
+    }
+    rb_mpi_max_i64(&held, 1);
+    if (held)
+        return JOB_BAD_CONFIG;
     int ok = 1;
     if (x->w.rank == 0)
         /* the run folder is unfinished from here until summary.json is written last */
@@ -99,8 +150,12 @@ static int train_prepare(train_ctx *x, rb_error *err)
         x->best.metrics[i] = x->metrics[i] = NAN;
     if (train_setup_stage(x, 1, err) < 0)
         return -1;
-    if (x->w.rank == 0 && !x->keys.quiet)
-        rb_model_summary(x->a->m, stdout);
+    if (x->w.rank == 0 && !x->keys.quiet) {
+        if (strcmp(x->keys.model_summary, "full") == 0)
+            rb_model_summary(x->a->m, stdout);
+        else
+            rb_model_summary_short(x->a->m, stdout);
+    }
     return 0;
 }
 

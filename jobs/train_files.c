@@ -82,6 +82,9 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     }
     cJSON_AddNumberToObject(data, "split_seed", (double)x->tr.index.seed);
     cJSON_AddNumberToObject(data, "val_fraction", x->tr.index.val_fraction);
+    /* the held-out split train never read: what a final report on it may count on */
+    cJSON_AddNumberToObject(data, "test_fraction", x->tr.index.test_fraction);
+    cJSON_AddNumberToObject(data, "test_records_held_out", (double)x->tr.index.split_records[2]);
     cJSON_AddStringToObject(data, "group_regex", x->tr.index.group_regex ? x->tr.index.group_regex : "");
     cJSON_AddItemToObject(c, "class_names", cJSON_CreateStringArray((const char *const *)x->class_names, x->nclasses));
     cJSON_AddStringToObject(c, "positive_class", x->class_names[x->positive]);

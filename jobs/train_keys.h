@@ -10,8 +10,8 @@
 #define TRAIN_KEYS(X) \
     /* data */ \
     X(shards, STRING, "", NULL, NO_RANGE, "shards folder written by radbatch convert") \
-    X(train_split, STRING, "train", NULL, NO_RANGE, "split to train on") \
-    X(val_split, STRING, "val", NULL, NO_RANGE, "split to validate on every epoch (empty: none)") \
+    X(train_split, STRING, "train", NULL, NO_RANGE, "split to train on (never test)") \
+    X(val_split, STRING, "val", NULL, NO_RANGE, "split to validate on every epoch (empty: none; never test)") \
     X(run_dir, STRING, "", NULL, NO_RANGE, "output folder: model.h5, best.h5, history.csv, checkpoints/") \
     X(cache_mb, INT, "4096", NULL, (0, 1 << 30, 0, "0 or a positive number of MiB"), "keep a split in memory when its pixels fit in this many MiB per rank") \
     /* model */ \
@@ -70,9 +70,11 @@
     X(threads, INT, "0", NULL, OPT_RANGE_THREADS, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node; at most 64); the start line `N rank(s) x T thread(s)` shows the number used") \
     X(checkpoint_every_steps, INT, "0", NULL, (0, OPT_NOLIMIT, 0, "0 (epoch ends only) or a number of steps"), "also checkpoint every N steps (0: only at epoch ends)") \
     X(resume, BOOL, "false", NULL, NO_RANGE, "continue from the newest complete checkpoint in run_dir") \
+    X(overwrite, BOOL, "false", NULL, NO_RANGE, "start afresh in a run_dir that holds an earlier run (false: such a run_dir is refused unless resume = true)") \
     X(feature_cache, CHOICE, "auto", "auto|true|false", NO_RANGE, "with a frozen base and no augmentation, compute base features once and train the head on them") \
     X(positive_class, STRING, "", NULL, NO_RANGE, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)") \
     X(max_steps, INT, "0", NULL, (0, OPT_NOLIMIT, 0, "0 (no limit) or a number of steps"), "stop after this many steps in total (0: no limit; for tests and smoke runs)") \
+    X(model_summary, CHOICE, "short", "short|full", NO_RANGE, "the model in the log: one line (layers, params, trainable), or Keras' full per-layer table") \
     X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines")
 
 OPT_KEYS_STRUCT(TRAIN_KEYS, train_keys);

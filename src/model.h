@@ -197,6 +197,8 @@ void rb_model_set_bn_reduce(rb_model *m, rb_bn_reduce_fn fn, void *ctx);
 /* Print a table like Keras model.summary(): layer (type), output shape, params, trainable,
  * inputs; then the totals. */
 void rb_model_summary(const rb_model *m, FILE *f);
+/* One line: layers, layers with weights and trainable ones, total/trainable/frozen params. */
+void rb_model_summary_short(const rb_model *m, FILE *f);
 
 /* ---- parts of a model (model_cut.c) ----------------------------------------------------- */
 /* First node of the trainable head when a frozen part feeds it through a single tensor

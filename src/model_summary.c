@@ -68,3 +68,22 @@ void rb_model_summary(const rb_model *m, FILE *f)
     fprintf(f, "Non-trainable params: %s\n", c);
     rule(f, '_', W);
 }
+
+void rb_model_summary_short(const rb_model *m, FILE *f)
+{
+    int64_t total, trainable, frozen;
+    rb_model_count(m, &total, &trainable, &frozen);
+    int with_weights = 0, trainable_layers = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].nweights) {
+            with_weights++;
+            trainable_layers += m->nodes[i].trainable != 0;
+        }
+    char a[32], b[32], c[32];
+    commas(a, sizeof a, total);
+    commas(b, sizeof b, trainable);
+    commas(c, sizeof c, frozen);
+    fprintf(f, "Model \"%s\": %d layers (%d with weights, %d of them trainable); params %s (%.2f MB), trainable %s, "
+               "non-trainable %s\n",
+            m->name, m->nnodes, with_weights, trainable_layers, a, (double)total * 4.0 / (1024.0 * 1024.0), b, c);
+}

@@ -1,15 +1,17 @@
 # labels: convert mpi
-# The same inputs give byte-identical shards on 1, 2 and 3 ranks: with many small shards,
+# The same inputs give byte-identical shards on 1, 2 and 3 ranks: with many small shards
+# in three splits (train, val and a test_fraction test split),
 # with one large shard that every rank decodes a part of (sent to its writer), and with
 # more ranks than records.
 source "$(dirname "$0")/lib.sh"
 for n in 1 2 3; do
     rb_run $n convert "$SAMPLE" --out "$T/r$n" --height 64 --width 64 --group_regex "$GROUPS_RE" \
-        --shard_size_mb 0.1 --quiet > "$T/log$n" 2>&1 || { cat "$T/log$n"; fail "convert on $n ranks"; }
+        --test_fraction 0.15 --shard_size_mb 0.1 --quiet > "$T/log$n" 2>&1 || { cat "$T/log$n"; fail "convert on $n ranks"; }
     rb_run $n convert "$SAMPLE" --out "$T/big$n" --height 64 --width 64 --val_fraction 0 \
         --quiet > "$T/logbig$n" 2>&1 || { cat "$T/logbig$n"; fail "one-shard convert on $n ranks"; }
 done
 [ "$(ls "$T/r1"/*.h5 | wc -l)" -ge 6 ] || fail "expected several shards"
+ls "$T/r1"/test-*.h5 > /dev/null || fail "expected test shards (test_fraction)"
 [ "$(ls "$T/big1"/*.h5 | wc -l)" -eq 1 ] || fail "expected one shard"
 same_shards "$T/r1" "$T/r2"
 same_shards "$T/r1" "$T/r3"

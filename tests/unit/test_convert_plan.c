@@ -162,6 +162,53 @@ int main(void)
           (long long)q.norder);
     plan_free(&q);
 
+    /* test_fraction: a third split, grouped by patient and stratified like val, the same on
+     * any rank count; the group statistics count matched files and distinct groups */
+    CHECK(p1.regex_matched == n - 1 && p1.nusable == n - 1, "matched %lld of %lld", (long long)p1.regex_matched,
+          (long long)p1.nusable);
+    CHECK(p1.ngroups == N_PATIENTS + 1, "groups %lld", (long long)p1.ngroups);
+    CHECK(p1.split_count[SPLIT_TEST] == 0, "test records without test_fraction");
+    s2 = s;
+    s2.test_fraction = 0.15;
+    plan t1, t3;
+    CHECK(plan_make(&t1, e, n, &s2, "settings", 1, &err) == 0, "plan: %s", err.msg);
+    CHECK(plan_make(&t3, e, n, &s2, "settings", 3, &err) == 0, "plan: %s", err.msg);
+    CHECK(t1.norder == t3.norder && memcmp(t1.order, t3.order, (size_t)t1.norder * sizeof *t1.order) == 0,
+          "test split differs with ranks");
+    CHECK(t1.split_count[SPLIT_TEST] > 0 && t1.split_count[SPLIT_VAL] > 0, "test %lld val %lld",
+          (long long)t1.split_count[SPLIT_TEST], (long long)t1.split_count[SPLIT_VAL]);
+    for (int i = 0; i < 1000; i++)
+        side[i] = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (!e[i].ok)
+            continue;
+        int pt = patient_of(e[i].rel), sp = t1.split_of[i];
+        if (side[pt] >= 0)
+            CHECK(side[pt] == sp, "patient %d in two splits", pt);
+        side[pt] = sp;
+    }
+    CHECK(t1.split_of[copy] == t1.split_of[t1.dup_of[copy]], "identical files in different splits");
+    for (int c = 0; c < 2; c++) {
+        int64_t tot = 0, val = 0, test = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (e[i].ok && e[i].label == c) {
+                tot++;
+                val += t1.split_of[i] == SPLIT_VAL;
+                test += t1.split_of[i] == SPLIT_TEST;
+            }
+        double vs = (double)val / (double)tot, ts = (double)test / (double)tot;
+        CHECK(vs > 0.12 && vs < 0.28 && ts > 0.07 && ts < 0.23, "class %d val %.3f test %.3f", c, vs, ts);
+    }
+    plan_free(&t1);
+    plan_free(&t3);
+    /* a regex that matches nothing: every file its own group, and the count says so */
+    s2 = s;
+    s2.group_regex = "^foo";
+    CHECK(plan_make(&q, e, n, &s2, "settings", 1, &err) == 0, "plan");
+    CHECK(q.regex_matched == 0 && q.ngroups == n - 1, "matched %lld groups %lld", (long long)q.regex_matched,
+          (long long)q.ngroups);
+    plan_free(&q);
+
     /* given splits are kept as given */
     for (int64_t i = 0; i < n; i++)
         e[i].given_split = (int8_t)(i % 3 == 0 ? SPLIT_TEST : SPLIT_TRAIN);

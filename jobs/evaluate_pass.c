@@ -56,7 +56,7 @@ static int load_batch(eval_ctx *x, int64_t b0, int nbat, int64_t S, uint8_t *row
             rb_error fe;
             image_info info;
             if (trained_model_load_image(&x->tm, e->abs, rows + (size_t)nok * rec, &info, &fe) < 0) {
-                const char *why = trained_model_error_reason(fe.msg, e->abs);
+                const char *why = rb_error_reason(&fe, e->abs);
                 sl[i] = -1;
                 m->reason[b0 - m->lo + i] = strdup(why);
                 if (!job_bool(&x->cfg, "quiet"))

@@ -51,8 +51,4 @@ int trained_model_decide(const trained_model *t, const float *probs);
 int trained_model_load_image(const trained_model *t, const char *path, uint8_t *out, image_info *info,
                              rb_error *err);
 
-/* The reason in a load error "path: reason" (the message itself when it does not start with
- * path), for lists that name the file apart from the reason. */
-const char *trained_model_error_reason(const char *msg, const char *path);
-
 #endif

@@ -34,8 +34,7 @@ static const opt_spec evaluate_opts[] = {
     {"out", OPT_STRING, "", NULL,
      "output folder: metrics.json, classification_report.txt, confusion_matrix.csv, predictions.csv, roc.csv, "
      "errors.csv, report.html"},
-    {"tta", OPT_INT, "0", NULL,
-     "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
+    {"tta", OPT_INT, "0", NULL, TRAINED_MODEL_TTA_HELP},
     {"threshold", OPT_CHOICE, "model", "model|youden|sensitivity|specificity|fixed",
      "screening threshold on the positive class's probability: the model card's (chosen on val at training), "
      "Youden's J or a target sensitivity/specificity on this data, or threshold_value"},

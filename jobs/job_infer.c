@@ -37,7 +37,7 @@ static const opt_spec infer_opts[] = {
      "(hash: every file is read)"},
     {"chunk", OPT_INT, "256", NULL, "files per chunk: the unit that ranks take, commit and resume"},
     {"batch", OPT_INT, "32", NULL, "images per forward pass"},
-    {"tta", OPT_INT, "0", NULL, "test-time augmentation: 0 off, 1 horizontal flip, 2 flip and 4 small shifts (averaged)"},
+    {"tta", OPT_INT, "0", NULL, TRAINED_MODEL_TTA_HELP},
     {"threads", OPT_INT, "0", NULL, "compute threads per rank (0: SLURM_CPUS_PER_TASK or cores / ranks on the node)"},
     {"max_file_mb", OPT_FLOAT, "512", NULL, "files larger than this are errors, not read"},
     {"max_megapixels", OPT_FLOAT, "50", NULL, "images with more source pixels than this are errors (decompression bombs)"},

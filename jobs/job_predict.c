@@ -25,8 +25,7 @@ static const opt_spec predict_opts[] = {
      "model file(s) written by radbatch train; several comma-separated files form an ensemble; the first "
      "positional argument ending in .h5 is taken when this is empty"},
     {"json", OPT_BOOL, "false", NULL, "print one JSON object per image (one per line) instead of text"},
-    {"tta", OPT_INT, "0", NULL,
-     "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"},
+    {"tta", OPT_INT, "0", NULL, TRAINED_MODEL_TTA_HELP},
     {"threads", OPT_INT, "0", NULL, "compute threads (0: SLURM_CPUS_PER_TASK or all cores)"},
     {NULL, 0, NULL, NULL, NULL},
 };

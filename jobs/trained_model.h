@@ -38,6 +38,8 @@ typedef struct trained_model {
 int trained_model_load(trained_model *t, const char *paths, int batch, int threads, rb_error *err);
 void trained_model_free(trained_model *t);
 /* tta: 0 = off; 1 = flip; 2 = flip + 4 small shifts (views are averaged). */
+#define TRAINED_MODEL_TTA_HELP                                                                     \
+    "test-time augmentation: 0 none, 1 adds a horizontal flip, 2 also four shifts by 4% (views averaged)"
 void trained_model_set_tta(trained_model *t, int tta);
 
 /* Class probabilities probs[n * nclasses] of n preprocessed images [n, H, W, C] (n <= batch). */

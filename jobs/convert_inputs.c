@@ -394,7 +394,7 @@ int inputs_pack(const input_set *in, rb_buf *b)
 int inputs_unpack(input_set *in, const uint8_t *data, size_t len, rb_error *err)
 {
     memset(in, 0, sizeof *in);
-    rb_buf b = {(uint8_t *)data, len, len, 0, 0};
+    rb_buf b = rb_buf_reader(data, len);
     int32_t nc, nr;
     int64_t n;
     if (rb_buf_get(&b, &nc, sizeof nc) < 0 || nc < 0 || nc > 1000000)

@@ -178,7 +178,13 @@ static int write_shard_records(convert_ctx *x, const plan_shard *s, uint8_t *ima
     }
     rb_buf_put(&roots, "", 1);
     m.source_roots = (const char *)roots.data;
-    shard_records r = {kept, images, labels, paths, crc, hashp, sizes};
+    shard_records r = {.n = kept,
+                       .images = images,
+                       .labels = labels,
+                       .paths = paths,
+                       .checksums = crc,
+                       .source_hash = hashp,
+                       .source_size = sizes};
     rc = shard_write_begin(path, &m, &r, pend, err);
     rb_buf_free(&roots);
     if (rc == 0)

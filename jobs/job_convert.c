@@ -235,7 +235,8 @@ static int run_convert(int argc, char **argv)
 {
     convert_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_convert, &x, &x.cfg, &x.world, NULL, convert_run, convert_free};
+    job_driver d = {.cmd = &command_convert, .ctx = &x, .cfg = &x.cfg, .world = &x.world, .main = convert_run,
+                    .cleanup = convert_free};
     return job_run(&d, argc, argv);
 }
 

@@ -221,7 +221,8 @@ static int run_infer(int argc, char **argv)
 {
     infer_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_infer, &x, &x.cfg, &x.w, on_term, infer_run, infer_free};
+    job_driver d = {.cmd = &command_infer, .ctx = &x, .cfg = &x.cfg, .world = &x.w, .on_sigterm = on_term,
+                    .main = infer_run, .cleanup = infer_free};
     return job_run(&d, argc, argv);
 }
 

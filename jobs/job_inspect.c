@@ -416,7 +416,7 @@ static int run_inspect(int argc, char **argv)
 {
     inspect_ctx x;
     memset(&x, 0, sizeof x);
-    job_driver d = {&command_inspect, &x, &x.cfg, &x.w, NULL, inspect_main, NULL};
+    job_driver d = {.cmd = &command_inspect, .ctx = &x, .cfg = &x.cfg, .world = &x.w, .main = inspect_main};
     return job_run(&d, argc, argv);
 }
 

@@ -197,19 +197,29 @@ double metrics_curve_auc(curve_ws *w, int64_t p, int64_t n_pos, int64_t n_neg)
 
 /* --------------------------------------------------------------------- ROC and AUC */
 
+/* The samples ranked and their curve (*p points in w); on failure nothing is left to free. */
+static int roc_build(ranked *r, curve_ws *w, int64_t *p, const int32_t *y_true, const float *score,
+                     int64_t stride, int64_t n, int32_t k, int32_t positive, rb_error *err)
+{
+    if (metrics_ranked_build(r, y_true, score, stride, n, k, positive, 0, err))
+        return -1;
+    if (metrics_curve_ws_alloc(w, r->g, err)) {
+        metrics_ranked_free(r);
+        return -1;
+    }
+    *p = metrics_curve_build(w, r->value, r->pos, r->neg, r->g);
+    return 0;
+}
+
 int metrics_roc_compute(metrics_roc *roc, const int32_t *y_true, const float *score,
                         int64_t stride, int64_t n, int32_t k, int32_t positive, rb_error *err)
 {
     memset(roc, 0, sizeof *roc);
     ranked r;
-    if (metrics_ranked_build(&r, y_true, score, stride, n, k, positive, 0, err))
-        return -1;
     curve_ws w;
-    if (metrics_curve_ws_alloc(&w, r.g, err)) {
-        metrics_ranked_free(&r);
+    int64_t p;
+    if (roc_build(&r, &w, &p, y_true, score, stride, n, k, positive, err))
         return -1;
-    }
-    int64_t p = metrics_curve_build(&w, r.value, r.pos, r.neg, r.g);
     roc->n_pos = r.n_pos;
     roc->n_neg = r.n_neg;
     roc->n_ignored = r.n_ignored;
@@ -251,14 +261,10 @@ int metrics_auc(double *auc, const int32_t *y_true, const float *score, int64_t 
                 int64_t n, int32_t k, int32_t positive, rb_error *err)
 {
     ranked r;
-    if (metrics_ranked_build(&r, y_true, score, stride, n, k, positive, 0, err))
-        return -1;
     curve_ws w;
-    if (metrics_curve_ws_alloc(&w, r.g, err)) {
-        metrics_ranked_free(&r);
+    int64_t p;
+    if (roc_build(&r, &w, &p, y_true, score, stride, n, k, positive, err))
         return -1;
-    }
-    int64_t p = metrics_curve_build(&w, r.value, r.pos, r.neg, r.g);
     *auc = metrics_curve_auc(&w, p, r.n_pos, r.n_neg);
     metrics_ranked_free(&r);
     metrics_curve_ws_free(&w);

@@ -84,14 +84,22 @@ static void fmt_float(char *out, size_t n, float v)
     }
 }
 
+/* " key=A" when a == c (kernel=3), else " key=A,C" (kernel=1,7) */
+static void put_pair(rb_buf *b, const char *key, int a, int c)
+{
+    if (a == c)
+        rb_buf_printf(b, " %s=%d", key, a);
+    else
+        rb_buf_printf(b, " %s=%d,%d", key, a, c);
+}
+
 char *rb_model_desc(const rb_model *m)
 {
     rb_buf b = {0};
     char f1[32], f2[32];
     rb_buf_printf(&b, "# radbatch network description v1\n");
     rb_buf_printf(&b, "[model] name=%s backbone=%s base_layers=%d base_training=%s\n", m->name,
-              m->backbone[0] ? m->backbone : "custom", m->base_layers,
-              m->base_training ? "true" : "false");
+                  m->backbone[0] ? m->backbone : "custom", m->base_layers, m->base_training ? "true" : "false");
     for (int i = 0; i < m->nnodes; i++) {
         const rb_node *n = &m->nodes[i];
         rb_buf_printf(&b, "[%s] name=%s", rb_op_class(n->op), n->name);
@@ -100,23 +108,16 @@ char *rb_model_desc(const rb_model *m)
             if (n->rank == 1)
                 rb_buf_printf(&b, " shape=%d preprocess=%s", n->c, PRE_NAME[n->preprocess]);
             else
-                rb_buf_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
-                      PRE_NAME[n->preprocess]);
+                rb_buf_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c, PRE_NAME[n->preprocess]);
             break;
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE:
             if (n->op == RB_OP_CONV2D)
                 rb_buf_printf(&b, " filters=%d", n->filters);
-            if (n->kh == n->kw)
-                rb_buf_printf(&b, " kernel=%d", n->kh);
-            else
-                rb_buf_printf(&b, " kernel=%d,%d", n->kh, n->kw);
-            if (n->sh == n->sw)
-                rb_buf_printf(&b, " strides=%d", n->sh);
-            else
-                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            put_pair(&b, "kernel", n->kh, n->kw);
+            put_pair(&b, "strides", n->sh, n->sw);
             rb_buf_printf(&b, " padding=%s use_bias=%s", n->padding == PADDING_SAME ? "same" : "valid",
-                      n->use_bias ? "true" : "false");
+                          n->use_bias ? "true" : "false");
             if (n->act != RB_ACT_LINEAR)
                 rb_buf_printf(&b, " activation=%s", rb_act_name(n->act));
             break;
@@ -137,14 +138,8 @@ char *rb_model_desc(const rb_model *m)
             break;
         case RB_OP_MAXPOOL:
         case RB_OP_AVGPOOL:
-            if (n->kh == n->kw)
-                rb_buf_printf(&b, " pool=%d", n->kh);
-            else
-                rb_buf_printf(&b, " pool=%d,%d", n->kh, n->kw);
-            if (n->sh == n->sw)
-                rb_buf_printf(&b, " strides=%d", n->sh);
-            else
-                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            put_pair(&b, "pool", n->kh, n->kw);
+            put_pair(&b, "strides", n->sh, n->sw);
             rb_buf_printf(&b, " padding=%s", n->padding == PADDING_SAME ? "same" : "valid");
             break;
         case RB_OP_DENSE:

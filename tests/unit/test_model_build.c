@@ -238,6 +238,27 @@ static void test_desc_errors(void)
     rb_model_free(m);
 }
 
+/* Pairs print as one number when both are equal, else as two (kernel=1,3), and read back */
+static void test_desc_pairs(void)
+{
+    const char *desc = "[InputLayer] name=i shape=9,9,2\n"
+                       "[Conv2D] name=c filters=2 kernel=1,3 strides=2,1 padding=same\n"
+                       "[DepthwiseConv2D] name=d kernel=3 strides=1\n"
+                       "[MaxPooling2D] name=p pool=2,3 strides=1,2\n"
+                       "[AveragePooling2D] name=a pool=2\n";
+    rb_model *m = build_desc(desc);
+    CHECK(m != NULL, "pairs description");
+    if (!m)
+        return;
+    char *d = rb_model_desc(m);
+    CHECK(strstr(d, " kernel=1,3 strides=2,1 padding=same") && strstr(d, " kernel=3 strides=1 padding=valid") &&
+              strstr(d, " pool=2,3 strides=1,2 padding=valid") && strstr(d, " pool=2 strides=2 padding=valid"),
+          "pairs printed: %s", d);
+    free(d);
+    check_roundtrip(m, "pairs");
+    rb_model_free(m);
+}
+
 /* Every key reader of a layer section, fed a bad value: the message names the line, class,
  * key and value, and the hint says what is accepted; a key of another class is unknown. */
 static void test_desc_key_errors(void)
@@ -352,6 +373,7 @@ int main(void)
     test_mobilenetv2_sizes();
     test_cnn001();
     test_desc_errors();
+    test_desc_pairs();
     test_desc_key_errors();
     test_head_options();
     return TEST_DONE();

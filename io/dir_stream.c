@@ -1,5 +1,6 @@
 #include "dir_stream.h"
 #include "fsutil.h"
+#include "inode_set.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -9,58 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ---- loop guard: folders seen, by (device, inode); open addressing ------------------- */
-typedef struct seen_set {
-    uint64_t *dev, *ino;
-    uint8_t *used;
-    int64_t n, cap; /* cap: power of two */
-} seen_set;
-
-static uint64_t seen_hash(uint64_t d, uint64_t i)
-{
-    uint64_t z = d * 0x9e3779b97f4a7c15ULL ^ i;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    return z ^ (z >> 31);
-}
-
-static int seen_insert_raw(seen_set *v, uint64_t d, uint64_t i)
-{
-    uint64_t m = (uint64_t)v->cap - 1, h = seen_hash(d, i) & m;
-    while (v->used[h]) {
-        if (v->dev[h] == d && v->ino[h] == i)
-            return 0;
-        h = (h + 1) & m;
-    }
-    v->used[h] = 1;
-    v->dev[h] = d;
-    v->ino[h] = i;
-    v->n++;
-    return 1;
-}
-
-/* 1 added, 0 already there, -1 out of memory */
-static int seen_add(seen_set *v, uint64_t d, uint64_t i)
-{
-    if ((v->n + 1) * 2 > v->cap) {
-        int64_t nc = v->cap ? v->cap * 2 : 256;
-        seen_set nv = {calloc((size_t)nc, 8), calloc((size_t)nc, 8), calloc((size_t)nc, 1), 0, nc};
-        if (!nv.dev || !nv.ino || !nv.used) {
-            free(nv.dev);
-            free(nv.ino);
-            free(nv.used);
-            return -1;
-        }
-        for (int64_t k = 0; k < v->cap; k++)
-            if (v->used[k])
-                seen_insert_raw(&nv, v->dev[k], v->ino[k]);
-        free(v->dev);
-        free(v->ino);
-        free(v->used);
-        *v = nv;
-    }
-    return seen_insert_raw(v, d, i);
-}
 
 /* ---- one open folder: its names, sorted, in memory or in spilled runs -------------- */
 typedef struct name_run {
@@ -85,7 +34,7 @@ struct dir_stream {
     int max_names;
     frame *stack;
     int depth, cap;
-    seen_set seen;
+    inode_set seen; /* loop guard */
     uint64_t *ex_dev, *ex_ino;
     int nex;
     int64_t folders;
@@ -385,7 +334,7 @@ int dir_stream_open(dir_stream **out, const char *root, const dir_stream_opts *o
     s->root = strdup(root);
     s->spill_dir = strdup(opts && opts->spill_dir ? opts->spill_dir : "/tmp");
     s->max_names = opts && opts->max_names > 0 ? opts->max_names : 16384;
-    if (!s->root || !s->spill_dir || seen_add(&s->seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino) < 0) {
+    if (!s->root || !s->spill_dir || inode_set_add(&s->seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino) < 0) {
         dir_stream_close(s);
         return rb_fail(err, NULL, "out of memory");
     }
@@ -478,7 +427,7 @@ int dir_stream_next(dir_stream *s, dir_stream_entry *e, rb_error *err)
         if (S_ISDIR(st.st_mode)) {
             if (excluded(s, &st))
                 continue;
-            int fresh = seen_add(&s->seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+            int fresh = inode_set_add(&s->seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
             if (fresh < 0)
                 return rb_fail(err, NULL, "out of memory");
             if (fresh == 0) {
@@ -530,9 +479,7 @@ void dir_stream_close(dir_stream *s)
     for (int i = 0; i < s->depth; i++)
         frame_free(&s->stack[i]);
     free(s->stack);
-    free(s->seen.dev);
-    free(s->seen.ino);
-    free(s->seen.used);
+    inode_set_free(&s->seen);
     free(s->ex_dev);
     free(s->ex_ino);
     free(s->root);

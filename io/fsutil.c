@@ -1,4 +1,5 @@
 #include "fsutil.h"
+#include "inode_set.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -311,69 +312,6 @@ char *fs_join(const char *a, const char *b)
 
 /* ---- recursive walk ------------------------------------------------------------------ */
 
-/* Set of visited folders keyed by (device, inode): open addressing, grows at half load, so
- * archives with millions of folders stay linear. */
-typedef struct visited {
-    dev_t *dev;
-    ino_t *ino;
-    uint8_t *used;
-    int64_t n, cap; /* cap is a power of two */
-} visited;
-
-static uint64_t visited_hash(dev_t d, ino_t i)
-{
-    uint64_t z = (uint64_t)d * 0x9e3779b97f4a7c15ULL ^ (uint64_t)i;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    return z ^ (z >> 31);
-}
-
-static int visited_grow(visited *v)
-{
-    int64_t nc = v->cap ? v->cap * 2 : 256;
-    visited nv = {calloc((size_t)nc, sizeof(dev_t)), calloc((size_t)nc, sizeof(ino_t)),
-                  calloc((size_t)nc, 1), 0, nc};
-    if (!nv.dev || !nv.ino || !nv.used) {
-        free(nv.dev);
-        free(nv.ino);
-        free(nv.used);
-        return -1;
-    }
-    for (int64_t k = 0; k < v->cap; k++) {
-        if (!v->used[k])
-            continue;
-        uint64_t h = visited_hash(v->dev[k], v->ino[k]) & (uint64_t)(nc - 1);
-        while (nv.used[h])
-            h = (h + 1) & (uint64_t)(nc - 1);
-        nv.used[h] = 1;
-        nv.dev[h] = v->dev[k];
-        nv.ino[h] = v->ino[k];
-        nv.n++;
-    }
-    free(v->dev);
-    free(v->ino);
-    free(v->used);
-    *v = nv;
-    return 0;
-}
-
-/* 1: newly added, 0: already there, -1: out of memory */
-static int visited_add(visited *v, dev_t d, ino_t i)
-{
-    if ((v->n + 1) * 2 > v->cap && visited_grow(v) < 0)
-        return -1;
-    uint64_t h = visited_hash(d, i) & (uint64_t)(v->cap - 1);
-    while (v->used[h]) {
-        if (v->dev[h] == d && v->ino[h] == i)
-            return 0;
-        h = (h + 1) & (uint64_t)(v->cap - 1);
-    }
-    v->used[h] = 1;
-    v->dev[h] = d;
-    v->ino[h] = i;
-    v->n++;
-    return 1;
-}
-
 static int list_push(fs_list *l, const char *rel)
 {
     if (l->n == l->cap) {
@@ -396,7 +334,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *out,
+static int walk_dir(const char *root, const char *rel, inode_set *seen, fs_list *out,
                     fs_error_fn on_error, void *user, rb_error *err)
 {
     char *abs = rel[0] ? fs_join(root, rel) : strdup(root);
@@ -446,7 +384,7 @@ static int walk_dir(const char *root, const char *rel, visited *seen, fs_list *o
             if (on_error)
                 on_error(user, cabs, errno == ENOENT ? "broken symbolic link" : strerror(errno));
         } else if (S_ISDIR(st.st_mode)) {
-            int fresh = visited_add(seen, st.st_dev, st.st_ino);
+            int fresh = inode_set_add(seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
             if (fresh < 0)
                 rc = rb_fail(err, NULL, "out of memory");
             else if (fresh == 0) {
@@ -477,12 +415,10 @@ int fs_walk(const char *root, fs_list *out, fs_error_fn on_error, void *user, rb
         return rb_fail(err, "check the input path", "%s: %s", root, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return rb_fail(err, NULL, "%s: not a folder", root);
-    visited seen = {0};
-    visited_add(&seen, st.st_dev, st.st_ino);
+    inode_set seen = {0};
+    inode_set_add(&seen, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
     int rc = walk_dir(root, "", &seen, out, on_error, user, err);
-    free(seen.dev);
-    free(seen.ino);
-    free(seen.used);
+    inode_set_free(&seen);
     if (rc == 0 && out->n > 1) /* sorted per folder already; a global sort makes "a/b" vs "a.b" order explicit */
         qsort(out->rel, (size_t)out->n, sizeof *out->rel, cmp_str);
     return rc;

@@ -205,37 +205,6 @@ int h5_attr_write_strs(hid_t obj, const char *name, const char *const *v, int n)
     return rc;
 }
 
-int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
-{
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tis_variable_str(ft) > 0) {
-        hid_t t = h5_vlen_str(H5Tget_cset(ft));
-        char *v = NULL;
-        if (t >= 0 && H5Aread(a, t, &v) >= 0 && v) {
-            snprintf(out, cap, "%s", v);
-            H5free_memory(v);
-            rc = 0;
-        }
-        if (t >= 0)
-            H5Tclose(t);
-    } else {
-        size_t sz = H5Tget_size(ft);
-        char *buf = calloc(1, sz + 1);
-        if (buf && H5Aread(a, ft, buf) >= 0) {
-            snprintf(out, cap, "%s", buf);
-            rc = 0;
-        }
-        free(buf);
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-
 int h5_exists(hid_t loc, const char *path)
 {
     char buf[4096];
@@ -428,4 +397,18 @@ done:
     if (a >= 0)
         H5Aclose(a);
     return rc;
+}
+
+int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
+{
+    const h5_strs_spec one = {.file = "", .max_n = 1, .flags = H5_STRS_FILE_CSET};
+    char **v = NULL;
+    int n = 0;
+    if (h5_attr_read_strs(obj, name, &one, &v, &n, NULL) != 0 || n != 1) {
+        h5_strings_free(v, n);
+        return -1;
+    }
+    snprintf(out, cap, "%s", v[0]);
+    h5_strings_free(v, n);
+    return 0;
 }

@@ -62,10 +62,6 @@ int h5_attr_write_strs(hid_t obj, const char *name, const char *const *v, int n)
  * component, since H5Lexists fails on a missing intermediate group. */
 int h5_exists(hid_t loc, const char *path);
 
-/* A scalar string attribute (variable or fixed length) into out, cut to cap. -1 when it
- * cannot be opened or read; out is then unchanged. */
-int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap);
-
 /* How h5_attr_read_strs reads a string attribute and words its errors. The Keras importer
  * and the model file reader accept different files and say different things; these fields
  * are their differences (io/keras_file.c and io/model_file.c fill them in). */
@@ -96,6 +92,12 @@ enum {
  * when the attribute is absent, 0 on success, -1 with err filled in. */
 int h5_attr_read_strs(hid_t obj, const char *attr, const h5_strs_spec *spec, char ***out,
                       int *n_out, rb_error *err);
+
+/* One string (a scalar or a 1-D array of one entry, fixed or variable length, read in the
+ * file's character set) into out, cut to cap: h5_attr_read_strs with a spec of at most one
+ * entry. -1 when the attribute is absent, not a string, holds no string or more than one,
+ * or cannot be read; out is then unchanged. */
+int h5_attr_read_str(hid_t obj, const char *name, char *out, size_t cap);
 
 /* Free n malloc'd strings and the array (v may be NULL). */
 void h5_strings_free(char **v, int n);

@@ -227,16 +227,21 @@ static int check_bytes(const uint8_t *buf, size_t len, const image_limits *lim, 
                    buf[1], buf[2], buf[3]);
 }
 
+/* lim, or the defaults in *def when lim is NULL */
+static const image_limits *limits_or_default(const image_limits *lim, image_limits *def)
+{
+    if (lim)
+        return lim;
+    image_limits_default(def);
+    return def;
+}
+
 int image_probe(const uint8_t *buf, size_t len, const image_limits *lim, image_info *info,
                 const char *path, rb_error *err)
 {
     image_limits def;
-    if (!lim) {
-        image_limits_default(&def);
-        lim = &def;
-    }
-    if (!path)
-        path = "(memory)";
+    lim = limits_or_default(lim, &def);
+    path = path ? path : "(memory)";
     memset(info, 0, sizeof *info);
     image_format fmt;
     if (check_bytes(buf, len, lim, &fmt, path, err) < 0)
@@ -267,12 +272,8 @@ int image_decode(const uint8_t *buf, size_t len, int channels, int min_height, i
                  const image_limits *lim, image_u8 *out, const char *path, rb_error *err)
 {
     image_limits def;
-    if (!lim) {
-        image_limits_default(&def);
-        lim = &def;
-    }
-    if (!path)
-        path = "(memory)";
+    lim = limits_or_default(lim, &def);
+    path = path ? path : "(memory)";
     memset(out, 0, sizeof *out);
     if (channels != 1 && channels != 3)
         return rb_fail(err, NULL, "%s: cannot decode to %d channels (1 or 3)", path, channels);
@@ -288,12 +289,8 @@ int image_load_resized(const uint8_t *buf, size_t len, int out_h, int out_w, int
                        image_info *info_out, const char *path, rb_error *err)
 {
     image_limits def;
-    if (!lim) {
-        image_limits_default(&def);
-        lim = &def;
-    }
-    if (!path)
-        path = "(memory)";
+    lim = limits_or_default(lim, &def);
+    path = path ? path : "(memory)";
     if (channels != 1 && channels != 3)
         return rb_fail(err, NULL, "%s: cannot decode to %d channels (1 or 3)", path, channels);
     if (out_h <= 0 || out_w <= 0)

@@ -6,6 +6,7 @@
  * documented in image.h. Sizes are checked against the limits right after IHDR, before any
  * pixel buffer exists; libpng's own user limits and chunk limits bound everything else. */
 #include "image_internal.h"
+#include "image_png_msg.h"
 
 #include <png.h>
 #include <stdlib.h>
@@ -18,18 +19,18 @@
 typedef struct png_ctx {
     const uint8_t *buf;
     size_t len, pos;
-    char msg[256];
+    char msg[IMAGE_PNG_MSG];
 } png_ctx;
 
-static void png_ctx_error(png_structp png, png_const_charp msg)
+void image_png_error(png_structp png, png_const_charp msg)
 {
-    png_ctx *c = png_get_error_ptr(png);
-    if (c && !c->msg[0])
-        snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "unknown error");
+    char *keep = png_get_error_ptr(png);
+    if (keep && !keep[0])
+        snprintf(keep, IMAGE_PNG_MSG, "%s", msg ? msg : "unknown error");
     png_longjmp(png, 1);
 }
 
-static void png_ctx_warning(png_structp png, png_const_charp msg)
+void image_png_warning(png_structp png, png_const_charp msg)
 {
     (void)png;
     (void)msg; /* never print */
@@ -62,8 +63,8 @@ static png_structp png_ctx_create(png_ctx *c, const uint8_t *buf, size_t len,
     memset(c, 0, sizeof *c);
     c->buf = buf;
     c->len = len;
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, c, png_ctx_error,
-                                             png_ctx_warning);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, c->msg, image_png_error,
+                                             image_png_warning);
     if (!png)
         return NULL;
     *info = png_create_info_struct(png);

@@ -1,6 +1,7 @@
 /* Writing 8-bit gray or RGB pixels as PNG (inspect --export-image): libpng, to a temporary
  * name next to the target, renamed into place only when complete. */
 #include "image.h"
+#include "image_png_msg.h"
 
 #include <errno.h>
 #include <png.h>
@@ -9,24 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct pngw_ctx {
-    char msg[256];
-} pngw_ctx;
-
-static void pngw_error(png_structp png, png_const_charp msg)
-{
-    pngw_ctx *c = png_get_error_ptr(png);
-    if (c && !c->msg[0])
-        snprintf(c->msg, sizeof c->msg, "%s", msg ? msg : "unknown error");
-    png_longjmp(png, 1);
-}
-
-static void pngw_warning(png_structp png, png_const_charp msg)
-{
-    (void)png;
-    (void)msg;
-}
 
 int image_write_png(const char *path, const uint8_t *pixels, int height, int width, int channels,
                     rb_error *err)
@@ -41,8 +24,8 @@ int image_write_png(const char *path, const uint8_t *pixels, int height, int wid
     if (!f)
         return rb_fail(err, "check that the folder exists and is writable",
                        "%s: cannot create (%s)", tmp, strerror(errno));
-    pngw_ctx c = {{0}};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &c, pngw_error, pngw_warning);
+    char msg[IMAGE_PNG_MSG] = "";
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, image_png_error, image_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
@@ -54,7 +37,7 @@ int image_write_png(const char *path, const uint8_t *pixels, int height, int wid
         png_destroy_write_struct(&png, &info);
         fclose(f);
         unlink(tmp);
-        return rb_fail(err, NULL, "%s: cannot write PNG (%s)", path, c.msg);
+        return rb_fail(err, NULL, "%s: cannot write PNG (%s)", path, msg);
     }
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,

@@ -471,7 +471,7 @@ void html_svg_roc(html_doc *d, const double *fpr, const double *tpr, int64_t n, 
     if (!d)
         return;
     int W = 460, H = 440;
-    plot_frame f = {70, 40, 360, 340, 0, 1, 0, 1};
+    plot_frame f = {.x0 = 70, .y0 = 40, .w = 360, .h = 340, .xmin = 0, .xmax = 1, .ymin = 0, .ymax = 1};
     figure_begin(d, W, H, "ROC curve");
     plot_title(d, f.x0 + f.w / 2, "ROC curve");
     frame_draw(d, &f, 0.2, 0.2, "False positive rate (1 - specificity)", "True positive rate (sensitivity)");
@@ -563,7 +563,8 @@ void html_svg_lines(html_doc *d, const char *title, const char *xlabel, int nser
     if (xstep < 1 && xmax - xmin >= 1 && floor(xmin) == xmin && floor(xmax) == xmax)
         xstep = 1; /* epochs: integer ticks */
     int W = 520, H = 330;
-    plot_frame f = {70, 40, 300, 240, xmin, xmax, ymin, ymax};
+    plot_frame f = {.x0 = 70, .y0 = 40, .w = 300, .h = 240,
+                    .xmin = xmin, .xmax = xmax, .ymin = ymin, .ymax = ymax};
     figure_begin(d, W, H, title ? title : "chart");
     plot_title(d, f.x0 + f.w / 2, title);
     frame_draw(d, &f, xstep, ystep, xlabel, NULL);
@@ -622,7 +623,7 @@ void html_svg_histogram(html_doc *d, const char *title, const char *xlabel, cons
         ystep = 1;
     double ymax = ceil((cmax > 0 ? (double)cmax : 1) / ystep) * ystep;
     int W = 520, H = 330;
-    plot_frame f = {70, 40, 400, 240, lo, hi, 0, ymax};
+    plot_frame f = {.x0 = 70, .y0 = 40, .w = 400, .h = 240, .xmin = lo, .xmax = hi, .ymin = 0, .ymax = ymax};
     figure_begin(d, W, H, title ? title : "histogram");
     plot_title(d, f.x0 + f.w / 2, title);
     frame_draw(d, &f, nice_step(hi - lo, 5), ystep, xlabel, "count");

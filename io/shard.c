@@ -78,20 +78,110 @@ static int write_1d(hid_t file, const char *name, hid_t ftype, hid_t mtype, int6
     return rc < 0 || ds < 0 ? -1 : 0;
 }
 
-int shard_write_begin(const char *path, const shard_meta *m, const shard_records *r, shard_pending *pend,
-                      rb_error *err)
+/* /images: uint8 [N, H, W, C] in chunks of whole images, ~1 MiB, deflated when asked */
+static int write_images(hid_t f, const shard_meta *m, const shard_records *r)
 {
-    h5_errors_off();
-    pend->tmp = pend->path = NULL;
+    const int64_t rec_bytes = (int64_t)m->height * m->width * m->channels;
+    int64_t rows = rec_bytes > 0 ? (1 << 20) / rec_bytes : 1;
+    if (rows < 1)
+        rows = 1;
+    if (r->n > 0 && rows > r->n)
+        rows = r->n;
+    hsize_t dims[4] = {(hsize_t)r->n, (hsize_t)m->height, (hsize_t)m->width, (hsize_t)m->channels};
+    hsize_t chunk[4] = {(hsize_t)rows, dims[1], dims[2], dims[3]};
+    hid_t sp = H5Screate_simple(4, dims, NULL);
+    hid_t p = dcpl_plain();
+    if (r->n > 0) {
+        H5Pset_chunk(p, 4, chunk);
+        if (m->compression > 0) {
+            H5Pset_shuffle(p);
+            H5Pset_deflate(p, (unsigned)m->compression);
+        }
+    }
+    int bad = 0;
+    hid_t ds = H5Dcreate2(f, "images", H5T_STD_U8LE, sp, H5P_DEFAULT, p, H5P_DEFAULT);
+    if (ds < 0 || (r->n && H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->images) < 0) ||
+        ds_describe(ds, "decoded, resized pixels: uint8 [N, height, width, channels], row-major HWC per record") < 0)
+        bad = 1;
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Pclose(p);
+    H5Sclose(sp);
+    return bad ? -1 : 0;
+}
+
+/* /source_hash: fixed-length 32-character hex strings, packed */
+static int write_source_hash(hid_t f, const shard_records *r)
+{
+    char *packed = malloc((size_t)(r->n ? r->n : 1) * 32);
+    if (!packed)
+        return -1;
+    for (int64_t i = 0; i < r->n; i++)
+        memcpy(packed + i * 32, r->source_hash[i], 32);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, 32);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
+    int rc = write_1d(f, "source_hash", t, t, r->n, 1, packed, "XXH3-128 of the source file bytes, 32 hex digits");
+    H5Tclose(t);
+    free(packed);
+    return rc;
+}
+
+/* The datasets: images, labels, paths, checksums, source_hash, source_size. */
+static int write_datasets(hid_t f, const shard_meta *m, const shard_records *r)
+{
+    if (write_images(f, m, r) < 0)
+        return -1;
+    if (write_1d(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, r->n, 1, r->labels,
+                 "class index into the class_names attribute; -1 = unlabelled") < 0)
+        return -1;
+    hid_t t = h5_vlen_str(H5T_CSET_UTF8);
+    int bad = write_1d(f, "paths", t, t, r->n, 1, r->paths, "source file path relative to its input root") < 0;
+    H5Tclose(t);
+    if (bad)
+        return -1;
+    if (write_1d(f, "checksums", H5T_STD_U32LE, H5T_NATIVE_UINT32, r->n, 1, r->checksums,
+                 "CRC-32 (zlib) of each record's height*width*channels pixel bytes") < 0)
+        return -1;
+    if (write_source_hash(f, r) < 0)
+        return -1;
+    return write_1d(f, "source_size", H5T_STD_I32LE, H5T_NATIVE_INT32, r->n, 2, r->source_size,
+                    "height, width of the source image before resizing");
+}
+
+/* The root attributes that make the file explain itself (docs/formats.md). */
+static int write_root_attrs(hid_t root, const shard_meta *m, const shard_records *r)
+{
+    int bad = 0;
+    bad |= h5_attr_write_str(root, "format", SHARD_FORMAT) < 0;
+    bad |= attr_int(root, "format_version", SHARD_FORMAT_VERSION) < 0;
+    bad |= attr_str_array(root, "class_names", m->class_names, m->nclasses) < 0;
+    bad |= attr_int(root, "height", m->height) < 0;
+    bad |= attr_int(root, "width", m->width) < 0;
+    bad |= attr_int(root, "channels", m->channels) < 0;
+    bad |= h5_attr_write_str(root, "split", m->split) < 0;
+    bad |= attr_int(root, "shard_index", m->shard_index) < 0;
+    bad |= attr_int(root, "shard_count", m->shard_count) < 0;
+    bad |= attr_int(root, "num_records", r->n) < 0;
+    bad |= h5_attr_write_str(root, "source_roots", m->source_roots) < 0;
+    bad |= h5_attr_write_str(root, "resize", m->resize) < 0;
+    bad |= h5_attr_write_str(root, "resize_filter", m->resize_filter) < 0;
+    bad |= attr_int(root, "dct_scaling", m->dct_scaling) < 0;
+    bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
+    bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
+    return bad ? -1 : 0;
+}
+
+/* The whole shard built in memory (h5util.h), so that a full disk is our write error later,
+ * never HDF5's: *mem holds the file's image_len bytes. */
+static int build_in_memory(const char *path, const shard_meta *m, const shard_records *r, h5_mem_file *mem,
+                           size_t *image_len, rb_error *err)
+{
     char *tmp = fs_temp_name(path);
     if (!tmp)
         return rb_fail(err, NULL, "%s: out of memory", path);
-    const int64_t rec_bytes = (int64_t)m->height * m->width * m->channels;
-    /* built in memory and written out below (h5util.h): a full disk is then our write error,
-     * never HDF5's */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    h5_mem_file mem;
-    hid_t fapl = h5_mem_fapl(&mem);
+    hid_t fapl = h5_mem_fapl(mem);
     H5Pset_obj_track_times(fcpl, 0);
     hid_t f = fcpl < 0 || fapl < 0 ? -1 : H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (fcpl >= 0)
@@ -99,98 +189,30 @@ int shard_write_begin(const char *path, const shard_meta *m, const shard_records
     if (fapl >= 0)
         H5Pclose(fapl);
     free(tmp);
-    tmp = NULL;
     if (f < 0) {
-        h5_mem_free(&mem);
+        h5_mem_free(mem);
         return rb_fail(err, "is the machine out of memory?", "%s: cannot create the HDF5 file in memory", path);
     }
-    int bad = 0;
-
-    /* /images: chunks of whole images, ~1 MiB */
-    {
-        int64_t rows = rec_bytes > 0 ? (1 << 20) / rec_bytes : 1;
-        if (rows < 1)
-            rows = 1;
-        if (r->n > 0 && rows > r->n)
-            rows = r->n;
-        hsize_t dims[4] = {(hsize_t)r->n, (hsize_t)m->height, (hsize_t)m->width, (hsize_t)m->channels};
-        hsize_t chunk[4] = {(hsize_t)rows, dims[1], dims[2], dims[3]};
-        hid_t sp = H5Screate_simple(4, dims, NULL);
-        hid_t p = dcpl_plain();
-        if (r->n > 0) {
-            H5Pset_chunk(p, 4, chunk);
-            if (m->compression > 0) {
-                H5Pset_shuffle(p);
-                H5Pset_deflate(p, (unsigned)m->compression);
-            }
-        }
-        hid_t ds = H5Dcreate2(f, "images", H5T_STD_U8LE, sp, H5P_DEFAULT, p, H5P_DEFAULT);
-        if (ds < 0 || (r->n && H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->images) < 0) ||
-            ds_describe(ds, "decoded, resized pixels: uint8 [N, height, width, channels], row-major HWC per record") < 0)
-            bad = 1;
-        if (ds >= 0)
-            H5Dclose(ds);
-        H5Pclose(p);
-        H5Sclose(sp);
-    }
-    if (!bad)
-        bad = write_1d(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, r->n, 1, r->labels,
-                       "class index into the class_names attribute; -1 = unlabelled") < 0;
-    if (!bad) {
-        hid_t t = h5_vlen_str(H5T_CSET_UTF8);
-        bad = write_1d(f, "paths", t, t, r->n, 1, r->paths, "source file path relative to its input root") < 0;
-        H5Tclose(t);
-    }
-    if (!bad)
-        bad = write_1d(f, "checksums", H5T_STD_U32LE, H5T_NATIVE_UINT32, r->n, 1, r->checksums,
-                       "CRC-32 (zlib) of each record's height*width*channels pixel bytes") < 0;
-    if (!bad) {
-        /* fixed-length 32-char hex strings: pack */
-        char *packed = malloc((size_t)(r->n ? r->n : 1) * 32);
-        if (!packed)
-            bad = 1;
-        else {
-            for (int64_t i = 0; i < r->n; i++)
-                memcpy(packed + i * 32, r->source_hash[i], 32);
-            hid_t t = H5Tcopy(H5T_C_S1);
-            H5Tset_size(t, 32);
-            H5Tset_strpad(t, H5T_STR_NULLPAD);
-            bad = write_1d(f, "source_hash", t, t, r->n, 1, packed,
-                           "XXH3-128 of the source file bytes, 32 hex digits") < 0;
-            H5Tclose(t);
-            free(packed);
-        }
-    }
-    if (!bad)
-        bad = write_1d(f, "source_size", H5T_STD_I32LE, H5T_NATIVE_INT32, r->n, 2, r->source_size,
-                       "height, width of the source image before resizing") < 0;
-
-    hid_t root = f;
-    if (!bad) {
-        bad |= h5_attr_write_str(root, "format", SHARD_FORMAT) < 0;
-        bad |= attr_int(root, "format_version", SHARD_FORMAT_VERSION) < 0;
-        bad |= attr_str_array(root, "class_names", m->class_names, m->nclasses) < 0;
-        bad |= attr_int(root, "height", m->height) < 0;
-        bad |= attr_int(root, "width", m->width) < 0;
-        bad |= attr_int(root, "channels", m->channels) < 0;
-        bad |= h5_attr_write_str(root, "split", m->split) < 0;
-        bad |= attr_int(root, "shard_index", m->shard_index) < 0;
-        bad |= attr_int(root, "shard_count", m->shard_count) < 0;
-        bad |= attr_int(root, "num_records", r->n) < 0;
-        bad |= h5_attr_write_str(root, "source_roots", m->source_roots) < 0;
-        bad |= h5_attr_write_str(root, "resize", m->resize) < 0;
-        bad |= h5_attr_write_str(root, "resize_filter", m->resize_filter) < 0;
-        bad |= attr_int(root, "dct_scaling", m->dct_scaling) < 0;
-        bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
-        bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
-    }
-    size_t image_len = 0;
-    if (H5Fclose(f) < 0 || h5_mem_bytes(&mem, &image_len) < 0)
+    int bad = write_datasets(f, m, r) < 0 || write_root_attrs(f, m, r) < 0;
+    if (H5Fclose(f) < 0 || h5_mem_bytes(mem, image_len) < 0)
         bad = 1;
     if (bad) {
-        h5_mem_free(&mem);
+        h5_mem_free(mem);
         return rb_fail(err, "is the machine out of memory?", "%s: building the shard in memory failed", path);
     }
+    return 0;
+}
+
+int shard_write_begin(const char *path, const shard_meta *m, const shard_records *r, shard_pending *pend,
+                      rb_error *err)
+{
+    h5_errors_off();
+    pend->tmp = pend->path = NULL;
+    h5_mem_file mem = {0};
+    size_t image_len = 0;
+    if (build_in_memory(path, m, r, &mem, &image_len, err) < 0)
+        return -1;
+    char *tmp = NULL;
     int rc = fs_write_temp(path, mem.buf, image_len, &tmp, err);
     h5_mem_free(&mem);
     if (rc < 0)

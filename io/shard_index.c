@@ -194,83 +194,79 @@ static const char *get_str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-int shard_index_read(const char *dir, shard_index *x, rb_error *err)
+static const char INDEX_REWRITE_HINT[] = "rerun 'radbatch convert' to rewrite it";
+
+/* format and format_version, and for version 2 the index_checksum over the file's bytes */
+static int index_check_format(const cJSON *root, const uint8_t *buf, size_t len, const char *path,
+                              rb_error *err)
 {
-    memset(x, 0, sizeof *x);
-    char *path = fs_join(dir, "index.json");
-    uint8_t *buf;
-    size_t len;
-    if (!path)
-        return rb_fail(err, NULL, "out of memory");
-    if (fs_read_file(path, 1u << 30, &buf, &len, err) < 0) {
-        rb_error_prefix(err, "shards folder: ");
-        snprintf(err->hint, sizeof err->hint, "run 'radbatch convert' first, or check the shards path");
-        free(path);
-        return -1;
-    }
-    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
-    const char *hint = "rerun 'radbatch convert' to rewrite it";
-    int rc = -1;
-    if (!root) {
-        rb_fail(err, hint, "%s: not valid JSON", path);
-        goto out;
-    }
     const char *fmt = get_str(root, "format");
-    int64_t ver = 0, v;
+    int64_t ver = 0;
     if (!fmt || strcmp(fmt, SHARD_INDEX_FORMAT) != 0 || get_int(root, "format_version", &ver) < 0 ||
-        (ver != SHARD_INDEX_VERSION && ver != SHARD_INDEX_VERSION_NO_CHECKSUM)) {
-        rb_fail(err, hint, "%s: not a radbatch shard index of version %d or %d", path, SHARD_INDEX_VERSION_NO_CHECKSUM,
-                SHARD_INDEX_VERSION);
-        goto out;
+        (ver != SHARD_INDEX_VERSION && ver != SHARD_INDEX_VERSION_NO_CHECKSUM))
+        return rb_fail(err, INDEX_REWRITE_HINT, "%s: not a radbatch shard index of version %d or %d", path,
+                       SHARD_INDEX_VERSION_NO_CHECKSUM, SHARD_INDEX_VERSION);
+    if (ver < SHARD_INDEX_VERSION) {
+        if (rb_log_rank() == 0)
+            rb_warn("%s: a format_version 1 index.json carries no checksum; only its agreement with the shards "
+                    "is checked (rerun convert to add one)",
+                    path);
+        return 0;
     }
-    if (ver >= SHARD_INDEX_VERSION) {
-        long digits = find_index_checksum((const char *)buf, len);
-        const char *parsed = get_str(root, "index_checksum");
-        if (digits < 0 || !parsed) {
-            rb_fail(err, "the file was edited or damaged; rerun 'radbatch convert' to rewrite it",
-                    "%s: no index_checksum member (16 hex digits)", path);
-            goto out;
-        }
-        char hex[17];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)index_text_hash((const char *)buf, len, digits));
-        if (memcmp(hex, buf + digits, 16) != 0 || strcmp(parsed, hex) != 0) {
-            rb_fail(err,
-                    "index.json was edited or damaged after convert wrote it; rerun 'radbatch convert' to "
-                    "rewrite it",
-                    "%s: checksum mismatch: index_checksum says %.16s, the file's bytes give %s", path,
-                    (const char *)buf + digits, hex);
-            goto out;
-        }
-    } else if (rb_log_rank() == 0)
-        rb_warn("%s: a format_version 1 index.json carries no checksum; only its agreement with the shards is "
-                "checked (rerun convert to add one)", path);
+    long digits = find_index_checksum((const char *)buf, len);
+    const char *parsed = get_str(root, "index_checksum");
+    if (digits < 0 || !parsed)
+        return rb_fail(err, "the file was edited or damaged; rerun 'radbatch convert' to rewrite it",
+                       "%s: no index_checksum member (16 hex digits)", path);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)index_text_hash((const char *)buf, len, digits));
+    if (memcmp(hex, buf + digits, 16) != 0 || strcmp(parsed, hex) != 0)
+        return rb_fail(err,
+                       "index.json was edited or damaged after convert wrote it; rerun 'radbatch convert' to "
+                       "rewrite it",
+                       "%s: checksum mismatch: index_checksum says %.16s, the file's bytes give %s", path,
+                       (const char *)buf + digits, hex);
+    return 0;
+}
+
+/* A JSON array of strings as a malloc'd, NULL-terminated array (a non-string entry reads as
+ * ""); *n entries. NULL when out of memory. */
+static char **str_array(const cJSON *a, int *n)
+{
+    *n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    char **v = calloc((size_t)*n + 1, sizeof *v);
+    if (!v)
+        *n = 0;
+    for (int i = 0; v && i < *n; i++) {
+        const cJSON *s = cJSON_GetArrayItem(a, i);
+        v[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
+    }
+    return v;
+}
+
+/* image size, resize method, class names, source roots and the split settings; -1 when a
+ * required field is missing or malformed */
+static int index_read_header(const cJSON *root, shard_index *x)
+{
+    int64_t v;
     if (get_int(root, "height", &v) < 0)
-        goto bad;
+        return -1;
     x->height = (int)v;
     if (get_int(root, "width", &v) < 0)
-        goto bad;
+        return -1;
     x->width = (int)v;
     if (get_int(root, "channels", &v) < 0)
-        goto bad;
+        return -1;
     x->channels = (int)v;
     snprintf(x->resize, sizeof x->resize, "%s", get_str(root, "resize") ? get_str(root, "resize") : "");
     x->dct_scaling = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "dct_scaling"));
     const cJSON *cn = cJSON_GetObjectItemCaseSensitive(root, "class_names");
     if (!cJSON_IsArray(cn))
-        goto bad;
-    x->nclasses = cJSON_GetArraySize(cn);
-    x->class_names = calloc((size_t)x->nclasses + 1, sizeof *x->class_names);
-    for (int i = 0; i < x->nclasses; i++) {
-        const cJSON *s = cJSON_GetArrayItem(cn, i);
-        x->class_names[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
-    }
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "sources");
-    x->nsources = cJSON_IsArray(src) ? cJSON_GetArraySize(src) : 0;
-    x->sources = calloc((size_t)x->nsources + 1, sizeof *x->sources);
-    for (int i = 0; i < x->nsources; i++) {
-        const cJSON *s = cJSON_GetArrayItem(src, i);
-        x->sources[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
-    }
+        return -1;
+    x->class_names = str_array(cn, &x->nclasses);
+    x->sources = str_array(cJSON_GetObjectItemCaseSensitive(root, "sources"), &x->nsources);
+    if (!x->class_names || !x->sources)
+        return -1;
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(root, "split");
     x->group_files = x->group_matched = x->groups = -1; /* older index.json: not recorded */
     if (sp) {
@@ -287,18 +283,29 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
         const char *gw = get_str(sp, "group_warning");
         x->group_warning = gw ? strdup(gw) : NULL;
     }
+    return 0;
+}
+
+/* The shards array, summed per split and per split and class; -1 when malformed. */
+static int index_read_shards(const cJSON *root, shard_index *x)
+{
     x->split_class = calloc((size_t)SHARD_INDEX_SPLITS * (size_t)(x->nclasses + 1), sizeof *x->split_class);
     const cJSON *shards = cJSON_GetObjectItemCaseSensitive(root, "shards");
     if (!cJSON_IsArray(shards) || !x->split_class)
-        goto bad;
+        return -1;
     x->nshards = cJSON_GetArraySize(shards);
     x->shards = calloc((size_t)x->nshards + 1, sizeof *x->shards);
+    if (!x->shards) {
+        x->nshards = 0;
+        return -1;
+    }
     for (int k = 0; k < x->nshards; k++) {
         const cJSON *o = cJSON_GetArrayItem(shards, k);
         shard_index_entry *e = &x->shards[k];
         const char *file = get_str(o, "file"), *spl = get_str(o, "split");
+        int64_t v;
         if (!file || !spl || (e->split = shard_index_split_id(spl)) < 0 || get_int(o, "records", &e->records) < 0)
-            goto bad;
+            return -1;
         snprintf(e->file, sizeof e->file, "%s", file);
         if (get_int(o, "index", &v) == 0)
             e->index = (int)v;
@@ -314,50 +321,51 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
         for (int c = 0; c < x->nclasses && e->per_class; c++)
             x->split_class[e->split * x->nclasses + c] += e->per_class[c];
     }
-    /* the per-split summary must agree with the shards listed */
-    const cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
-    for (int s = 0; s < SHARD_INDEX_SPLITS; s++) {
-        const cJSON *o = cJSON_GetObjectItemCaseSensitive(splits, split_names[s]);
-        int nsh = 0;
-        for (int k = 0; k < x->nshards; k++)
-            nsh += x->shards[k].split == s;
-        if (!o) {
-            if (nsh) {
-                rb_fail(err, hint, "%s: splits has no '%s' entry, but %d %s shard(s) are listed", path, split_names[s],
-                        nsh, split_names[s]);
-                goto out;
-            }
-            continue;
-        }
-        int64_t rec = -1;
-        if (get_int(o, "records", &rec) < 0 || rec != x->split_records[s]) {
-            rb_fail(err, hint, "%s: splits.%s.records says %lld, its shards' records add up to %lld", path,
-                    split_names[s], (long long)rec, (long long)x->split_records[s]);
-            goto out;
-        }
-        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "per_class");
-        for (int c = 0; c < x->nclasses; c++) {
-            int64_t n = -1;
-            if (get_int(pc, x->class_names[c], &n) < 0 || n != x->split_class[s * x->nclasses + c]) {
-                rb_fail(err, hint, "%s: splits.%s.per_class.%s says %lld, its shards add up to %lld", path,
-                        split_names[s], x->class_names[c], (long long)n,
-                        (long long)x->split_class[s * x->nclasses + c]);
-                goto out;
-            }
-        }
-        const cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "shards");
-        int j = 0, same = cJSON_IsArray(files) && cJSON_GetArraySize(files) == nsh;
-        for (int k = 0; k < x->nshards && same; k++)
-            if (x->shards[k].split == s) {
-                const cJSON *f = cJSON_GetArrayItem(files, j++);
-                same = cJSON_IsString(f) && strcmp(f->valuestring, x->shards[k].file) == 0;
-            }
-        if (!same) {
-            rb_fail(err, hint, "%s: splits.%s.shards does not list the %s shards of the shards array", path,
-                    split_names[s], split_names[s]);
-            goto out;
-        }
+    return 0;
+}
+
+/* The splits summary of split s agrees with the shards listed: records, per class counts and
+ * the list of shard files. */
+static int index_check_split(const cJSON *splits, const shard_index *x, int s, const char *path, rb_error *err)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(splits, split_names[s]);
+    int nsh = 0;
+    for (int k = 0; k < x->nshards; k++)
+        nsh += x->shards[k].split == s;
+    if (!o) {
+        if (nsh)
+            return rb_fail(err, INDEX_REWRITE_HINT, "%s: splits has no '%s' entry, but %d %s shard(s) are listed",
+                           path, split_names[s], nsh, split_names[s]);
+        return 0;
     }
+    int64_t rec = -1;
+    if (get_int(o, "records", &rec) < 0 || rec != x->split_records[s])
+        return rb_fail(err, INDEX_REWRITE_HINT, "%s: splits.%s.records says %lld, its shards' records add up to %lld",
+                       path, split_names[s], (long long)rec, (long long)x->split_records[s]);
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "per_class");
+    for (int c = 0; c < x->nclasses; c++) {
+        int64_t n = -1;
+        if (get_int(pc, x->class_names[c], &n) < 0 || n != x->split_class[s * x->nclasses + c])
+            return rb_fail(err, INDEX_REWRITE_HINT, "%s: splits.%s.per_class.%s says %lld, its shards add up to %lld",
+                           path, split_names[s], x->class_names[c], (long long)n,
+                           (long long)x->split_class[s * x->nclasses + c]);
+    }
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "shards");
+    int j = 0, same = cJSON_IsArray(files) && cJSON_GetArraySize(files) == nsh;
+    for (int k = 0; k < x->nshards && same; k++)
+        if (x->shards[k].split == s) {
+            const cJSON *f = cJSON_GetArrayItem(files, j++);
+            same = cJSON_IsString(f) && strcmp(f->valuestring, x->shards[k].file) == 0;
+        }
+    if (!same)
+        return rb_fail(err, INDEX_REWRITE_HINT, "%s: splits.%s.shards does not list the %s shards of the shards array",
+                       path, split_names[s], split_names[s]);
+    return 0;
+}
+
+/* convert's counts (stats) and the job file it ran with (config); both optional */
+static void index_read_stats(const cJSON *root, shard_index *x)
+{
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stats");
     if (st) {
         get_int(st, "input_files", &x->input_files);
@@ -367,11 +375,42 @@ int shard_index_read(const char *dir, shard_index *x, rb_error *err)
     }
     const char *cfg = get_str(root, "config");
     x->config = cfg ? strdup(cfg) : NULL;
-    rc = 0;
-    goto out;
-bad:
-    rb_fail(err, hint, "%s: missing or malformed fields", path);
-out:
+}
+
+/* The parsed index.json: format and checksum, header, shards, the splits summary checked
+ * against the shards, stats. */
+static int index_parse(const cJSON *root, const uint8_t *buf, size_t len, const char *path, shard_index *x,
+                       rb_error *err)
+{
+    if (index_check_format(root, buf, len, path, err) < 0)
+        return -1;
+    if (index_read_header(root, x) < 0 || index_read_shards(root, x) < 0)
+        return rb_fail(err, INDEX_REWRITE_HINT, "%s: missing or malformed fields", path);
+    const cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
+    for (int s = 0; s < SHARD_INDEX_SPLITS; s++)
+        if (index_check_split(splits, x, s, path, err) < 0)
+            return -1;
+    index_read_stats(root, x);
+    return 0;
+}
+
+int shard_index_read(const char *dir, shard_index *x, rb_error *err)
+{
+    memset(x, 0, sizeof *x);
+    char *path = fs_join(dir, "index.json");
+    uint8_t *buf;
+    size_t len;
+    if (!path)
+        return rb_fail(err, NULL, "out of memory");
+    if (fs_read_file(path, 1u << 30, &buf, &len, err) < 0) {
+        rb_error_prefix(err, "shards folder: ");
+        snprintf(err->hint, sizeof err->hint, "run 'radbatch convert' first, or check the shards path");
+        free(path);
+        return -1;
+    }
+    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
+    int rc = root ? index_parse(root, buf, len, path, x, err)
+                  : rb_fail(err, INDEX_REWRITE_HINT, "%s: not valid JSON", path);
     if (rc != 0)
         shard_index_free(x);
     cJSON_Delete(root);

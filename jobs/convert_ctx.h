@@ -39,8 +39,6 @@ typedef struct convert_ctx {
 /* ---- convert_pass1.c ---- */
 /* An error row of this rank ("path\0reason\0" in x->errors), warned unless quiet. */
 void convert_add_error(convert_ctx *x, const char *path, const char *reason);
-/* The message of an rb_error without a leading "path: ", so errors.csv has the reason alone. */
-const char *convert_reason_of(const rb_error *e, const char *path);
 /* 16 bytes as 32 hex digits and a NUL. */
 void convert_hex128(const uint8_t *h, char *out);
 /* Pass 1 (every rank, a contiguous slice): hash and probe, results shared with all ranks. */

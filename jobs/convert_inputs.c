@@ -50,6 +50,9 @@ static int push_entry(input_set *in, const char *rel, const char *abs, int label
     return 0;
 }
 
+/* The label class_index gives a class outside a fixed classes list. */
+enum { LABEL_NOT_SELECTED = -2 };
+
 static int class_index(input_set *in, const char *name, int fixed, int *idx)
 {
     for (int i = 0; i < in->nclasses; i++)
@@ -58,7 +61,7 @@ static int class_index(input_set *in, const char *name, int fixed, int *idx)
             return 0;
         }
     if (fixed) {
-        *idx = -2; /* not a selected class */
+        *idx = LABEL_NOT_SELECTED;
         return 0;
     }
     char **nn = realloc(in->class_names, (size_t)(in->nclasses + 1) * sizeof *nn);
@@ -180,7 +183,7 @@ static int scan_csv(input_set *in, const char *csv, const char *prefix, int fixe
         if (nf >= 2 && fld[1][0]) {
             if (class_index(in, fld[1], fixed, &label) < 0)
                 rc = rb_fail(err, NULL, "out of memory");
-            if (label == -2) {
+            if (label == LABEL_NOT_SELECTED) {
                 char reason[300];
                 snprintf(reason, sizeof reason, "%s:%ld: label '%s' is not in the classes list, skipped", csv,
                          lineno, fld[1]);
@@ -233,7 +236,7 @@ static int scan_class_folder(input_set *in, const char *root, const char *sub, c
     int label;
     if (class_index(in, cls, fixed, &label) < 0)
         return rb_fail(err, NULL, "out of memory");
-    if (label == -2) {
+    if (label == LABEL_NOT_SELECTED) {
         char *p = fs_join(root, sub);
         on_walk_error(in, p, "class folder not in the classes list; skipped");
         free(p);
@@ -391,7 +394,7 @@ int inputs_pack(const input_set *in, rb_buf *b)
 int inputs_unpack(input_set *in, const uint8_t *data, size_t len, rb_error *err)
 {
     memset(in, 0, sizeof *in);
-    rb_buf b = {(uint8_t *)data, len, len, 0, 0};
+    rb_buf b = rb_buf_reader(data, len);
     int32_t nc, nr;
     int64_t n;
     if (rb_buf_get(&b, &nc, sizeof nc) < 0 || nc < 0 || nc > 1000000)

@@ -26,15 +26,6 @@ void convert_add_error(convert_ctx *x, const char *path, const char *reason)
         rb_warn("%s: %s", path, reason);
 }
 
-/* Strip "path: " from an rb_error message so errors.csv has the reason alone. */
-const char *convert_reason_of(const rb_error *e, const char *path)
-{
-    size_t l = strlen(path);
-    if (strncmp(e->msg, path, l) == 0 && e->msg[l] == ':' && e->msg[l + 1] == ' ')
-        return e->msg + l + 2;
-    return e->msg;
-}
-
 void convert_hex128(const uint8_t *h, char *out)
 {
     for (int i = 0; i < 16; i++)
@@ -57,7 +48,7 @@ int convert_pass1(convert_ctx *x, rb_error *err)
         size_t len;
         rb_error fe;
         if (fs_read_file(e->abs, x->lim.max_file_bytes, &buf, &len, &fe) < 0) {
-            convert_add_error(x, e->rel, convert_reason_of(&fe, e->abs));
+            convert_add_error(x, e->rel, rb_error_reason(&fe, e->abs));
             continue;
         }
         XXH128_hash_t h = XXH3_128bits(buf, len);
@@ -66,7 +57,7 @@ int convert_pass1(convert_ctx *x, rb_error *err)
         memcpy(pr->hash, canon.digest, 16);
         image_info info;
         if (image_probe(buf, len, &x->lim, &info, e->rel, &fe) < 0)
-            convert_add_error(x, e->rel, convert_reason_of(&fe, e->rel));
+            convert_add_error(x, e->rel, rb_error_reason(&fe, e->rel));
         else {
             pr->ok = 1;
             pr->h = info.height;

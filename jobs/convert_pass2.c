@@ -105,7 +105,7 @@ static void decode_record(convert_ctx *x, const plan_entry *e, uint8_t *dst, rec
     image_info info;
     m->ok = 0;
     if (fs_read_file(e->abs, x->lim.max_file_bytes, &buf, &len, &fe) < 0) {
-        convert_add_error(x, e->rel, convert_reason_of(&fe, e->abs)); /* vanished or changed since pass 1 */
+        convert_add_error(x, e->rel, rb_error_reason(&fe, e->abs)); /* vanished or changed since pass 1 */
         return;
     }
     XXH128_hash_t h = XXH3_128bits(buf, len);
@@ -114,7 +114,7 @@ static void decode_record(convert_ctx *x, const plan_entry *e, uint8_t *dst, rec
     if (memcmp(canon.digest, e->hash, 16) != 0)
         convert_add_error(x, e->rel, "file changed while converting; rerun convert");
     else if (image_load_resized(buf, len, x->H, x->W, x->C, x->mode, x->dct, &x->lim, dst, &info, e->rel, &fe) < 0)
-        convert_add_error(x, e->rel, convert_reason_of(&fe, e->rel));
+        convert_add_error(x, e->rel, rb_error_reason(&fe, e->rel));
     else {
         m->ok = 1;
         m->src_h = info.height;
@@ -178,7 +178,13 @@ static int write_shard_records(convert_ctx *x, const plan_shard *s, uint8_t *ima
     }
     rb_buf_put(&roots, "", 1);
     m.source_roots = (const char *)roots.data;
-    shard_records r = {kept, images, labels, paths, crc, hashp, sizes};
+    shard_records r = {.n = kept,
+                       .images = images,
+                       .labels = labels,
+                       .paths = paths,
+                       .checksums = crc,
+                       .source_hash = hashp,
+                       .source_size = sizes};
     rc = shard_write_begin(path, &m, &r, pend, err);
     rb_buf_free(&roots);
     if (rc == 0)

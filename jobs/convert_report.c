@@ -225,7 +225,7 @@ static void gather_index(convert_ctx *x, void *all_stats, size_t stats_len, shar
     idx->split_class = calloc((size_t)SHARD_INDEX_SPLITS * (size_t)(idx->nclasses + 1), sizeof *idx->split_class);
     int nc = idx->nclasses;
     *reused = 0;
-    rb_buf sb = {all_stats, stats_len, stats_len, 0, 0};
+    rb_buf sb = rb_buf_reader(all_stats, stats_len);
     const char *file;
     while (idx->shards && idx->split_class && (file = rb_buf_get_str(&sb))) {
         int32_t sp, rz;

@@ -56,7 +56,7 @@ static int load_batch(eval_ctx *x, int64_t b0, int nbat, int64_t S, uint8_t *row
             rb_error fe;
             image_info info;
             if (trained_model_load_image(&x->tm, e->abs, rows + (size_t)nok * rec, &info, &fe) < 0) {
-                const char *why = trained_model_error_reason(fe.msg, e->abs);
+                const char *why = rb_error_reason(&fe, e->abs);
                 sl[i] = -1;
                 m->reason[b0 - m->lo + i] = strdup(why);
                 if (!x->keys.quiet)
@@ -158,7 +158,7 @@ int evaluate_unpack_all(eval_ctx *x, const uint8_t *data, size_t len, rb_error *
     x->all.reasons = calloc((size_t)(n ? n : 1), sizeof *x->all.reasons);
     if (!x->all.labels || !x->all.ok || !x->all.probs || !x->all.paths || !x->all.reasons)
         return rb_fail(err, NULL, "out of memory for %lld records", (long long)n);
-    rb_buf b = {(uint8_t *)data, len, len, 0, 0};
+    rb_buf b = rb_buf_reader(data, len);
     int64_t nbad = 0;
     for (int64_t i = 0; i < n; i++) {
         const char *p, *r = NULL;

@@ -21,18 +21,9 @@ static void slot_error(slot *s, const char *reason)
     s->status = NULL;
 }
 
-/* The message of an rb_error without a leading "path: ". */
-static const char *reason_of(const rb_error *e, const char *path)
-{
-    size_t l = strlen(path);
-    if (strncmp(e->msg, path, l) == 0 && e->msg[l] == ':' && e->msg[l + 1] == ' ')
-        return e->msg + l + 2;
-    return e->msg;
-}
-
 static void read_error(slot *s, const rb_error *e)
 {
-    const char *why = reason_of(e, s->e.ref);
+    const char *why = rb_error_reason(e, s->e.ref);
     if (strstr(why, "No such file"))
         slot_error(s, "file vanished after the listing (No such file or directory)");
     else
@@ -50,7 +41,7 @@ static void decode_one(infer_ctx *x, slot *s, uint8_t *dst)
     image_info info;
     if (image_load_resized(s->bytes, s->len, x->tm.height, x->tm.width, x->tm.channels, x->tm.resize,
                            x->tm.dct_scaling, &x->set.lim, dst, &info, s->e.path, &e) < 0)
-        slot_error(s, reason_of(&e, s->e.path));
+        slot_error(s, rb_error_reason(&e, s->e.path));
     else
         s->ok = 1;
     free(s->bytes);
@@ -74,7 +65,7 @@ static void shard_one_locked(infer_ctx *x, slot *s, uint8_t *dst)
         free(x->shard_path);
         x->shard_path = NULL;
         if (shard_open(&x->shard, file, &e) < 0) {
-            slot_error(s, reason_of(&e, file));
+            slot_error(s, rb_error_reason(&e, file));
             free(file);
             return;
         }
@@ -90,7 +81,7 @@ static void shard_one_locked(infer_ctx *x, slot *s, uint8_t *dst)
         return;
     }
     if (i < 0 || i >= r->n || shard_read(r, i, 1, px, NULL, &e) < 0) {
-        slot_error(s, i < 0 || i >= r->n ? "record number beyond the shard" : reason_of(&e, r->path));
+        slot_error(s, i < 0 || i >= r->n ? "record number beyond the shard" : rb_error_reason(&e, r->path));
         free(px);
         return;
     }

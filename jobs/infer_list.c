@@ -337,7 +337,7 @@ static int list_folder(list_state *s, rb_error *err)
 {
     infer_lister *l = s->l;
     dir_stream *ds;
-    dir_stream_opts o = {l->work, 0};
+    dir_stream_opts o = {.spill_dir = l->work};
     if (dir_stream_open(&ds, l->input, &o, err) < 0)
         return -1;
     if (l->exclude)

@@ -194,7 +194,7 @@ static void top_sift_down(top_list *t, int i)
 }
 static void top_add(top_list *t, double p, const char *path)
 {
-    top_item c = {p, NULL};
+    top_item c = {.p = p};
     if (t->n == t->cap) {
         c.path = (char *)path;
         if (!top_worse(&t->it[0], &c))
@@ -532,7 +532,7 @@ static int merge_errors(const infer_merge_cfg *c, infer_merge_result *r, const c
     csv_field(&ew, "path");
     csv_field(&ew, "reason");
     csv_end_row(&ew);
-    tree_names et = {c->work, "errors", error_name, c->work};
+    tree_names et = {.work = c->work, .tag = "errors", .l0 = error_name, .l0ctx = c->work};
     void *ectx[2] = {&ew, &r->errors};
     if (merge_tree(&et, c->nchunks + 1, sink_errors, ectx, err) < 0) {
         csv_writer_abort(&ew);
@@ -592,7 +592,7 @@ static int merge_final(final_ctx *x, const infer_merge_cfg *c, infer_merge_resul
                 return -1; /* out of memory: the outputs are left open; the job ends on this error */
         }
     }
-    tree_names pt = {c->work, "part", part_name, c->work};
+    tree_names pt = {.work = c->work, .tag = "part", .l0 = part_name, .l0ctx = c->work};
     rc = merge_tree(&pt, c->nchunks, sink_final, x, err);
     while (rc == 0 && x->prev && x->prev_live) {
         r->removed++;

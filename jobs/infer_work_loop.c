@@ -105,10 +105,16 @@ static void pool_stop(infer_pool *p)
 }
 
 /* ---- waiting for a chunk to be listed --------------------------------------------------- */
-/* 1: chunk k is listed; 0: the listing ended before k, or another rank stopped the work
- * (failed or SIGTERM: chunks not listed by then are left to the rerun); -1: error (the
- * listing failed, e.g. its disk is full: listing.json, which tells the waiting workers, may
- * then be missing too); -2: SIGTERM */
+/* What wait_chunk returns. */
+enum {
+    CHUNK_LISTED = 1, /* chunk k is listed */
+    CHUNK_NONE = 0,   /* the listing ended before k, or another rank stopped the work (failed
+                       * or SIGTERM: chunks not listed by then are left to the rerun) */
+    CHUNK_ERROR = -1, /* the listing failed, e.g. its disk is full (listing.json, which tells
+                       * the waiting workers, may then be missing too); err filled in */
+    CHUNK_SIGTERM = -2,
+};
+
 static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
 {
     char *p = infer_chunk_path(x->set.work, "chunk", k);
@@ -118,7 +124,7 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
     int rc;
     for (;;) {
         if (fs_is_file(p)) {
-            rc = 1;
+            rc = CHUNK_LISTED;
             break;
         }
         int64_t n;
@@ -126,20 +132,21 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
         int lr = infer_listing_read(x->set.work, &n, NULL, NULL, &complete);
         if (lr == 1) {
             if (k >= n)
-                rc = 0;
+                rc = CHUNK_NONE;
+            else if (fs_is_file(p))
+                rc = CHUNK_LISTED;
             else
-                rc = fs_is_file(p) ? 1
-                                   : rb_fail(err, "delete the run's work/ folder to list the input again",
-                                             "%s: listed but missing", p);
+                rc = rb_fail(err, "delete the run's work/ folder to list the input again", "%s: listed but missing",
+                             p);
             break;
         }
         if (infer_term_requested) {
-            rc = -2;
+            rc = CHUNK_SIGTERM;
             break;
         }
         if (x->w.rank == 0 && atomic_load(&x->lister.state) == -1) {
-            rc = fs_is_file(p) ? 1 : -1;
-            if (rc < 0) {
+            rc = fs_is_file(p) ? CHUNK_LISTED : CHUNK_ERROR;
+            if (rc == CHUNK_ERROR) {
                 *err = x->lister.err;
                 if (!err->msg[0])
                     rb_fail(err, NULL, "infer: the listing of %s stopped", x->set.input);
@@ -147,7 +154,7 @@ static int wait_chunk(infer_ctx *x, int64_t k, rb_error *err)
             break;
         }
         if (rb_work_stopped(x->wc)) {
-            rc = fs_is_file(p) ? 1 : 0;
+            rc = fs_is_file(p) ? CHUNK_LISTED : CHUNK_NONE;
             break;
         }
         usleep(pause);
@@ -235,13 +242,13 @@ static void take_chunk(work_loop *l, rb_error *err)
         return;
     }
     int r = wait_chunk(x, k, err);
-    if (r == -2)
+    if (r == CHUNK_SIGTERM)
         l->stopped = 1;
-    else if (r < 0)
+    else if (r == CHUNK_ERROR)
         l->ok = 0;
-    if (r < 0)
+    if (r == CHUNK_SIGTERM || r == CHUNK_ERROR)
         rb_work_stop(x->wc);
-    if (r <= 0) {
+    if (r != CHUNK_LISTED) {
         l->taking = 0;
         return;
     }

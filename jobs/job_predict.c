@@ -177,7 +177,7 @@ static int predict_images(trained_model *t, int batch, const char **images, int 
             image_info info;
             if (trained_model_load_image(t, images[b0 + i], px + (size_t)nok * rec, &info, &fe) < 0) {
                 slot[i] = -1;
-                why[i] = strdup(trained_model_error_reason(fe.msg, images[b0 + i]));
+                why[i] = strdup(rb_error_reason(&fe, images[b0 + i]));
             } else
                 slot[i] = nok++;
         }

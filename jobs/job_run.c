@@ -127,21 +127,24 @@ int job_run(const job_driver *d, int argc, char **argv)
          * it is removed again when the run fails while it is still empty */
         const char *missing;
         char *out = out_dir(d, &missing), *created = NULL;
+        /* 1: usable; 0: this rank found it unusable (reports err); OUT_FAILED_ELSEWHERE:
+         * rank 0 found it unusable; OUT_NOT_GIVEN: no folder (every rank reports err) */
+        enum { OUT_FAILED_ELSEWHERE = -1, OUT_NOT_GIVEN = -2 };
         int ok = 1;
         if (missing) {
             rb_fail(&err, "give the output folder in the job file or on the command line",
                     "%s: key '%s' is empty: no output folder (set %s = <folder>, or --%s <folder>)", d->cmd->name,
                     missing, missing, missing);
-            ok = -2;
+            ok = OUT_NOT_GIVEN;
         } else if (out && rank == 0) {
             ok = fs_check_out_dir(out, &err) == 0;
             created = fs_first_missing(out);
         }
         if (d->world && !rb_mpi_agree_ok(ok) && ok)
-            ok = -1; /* rank 0 failed the check and reports it */
+            ok = OUT_FAILED_ELSEWHERE; /* rank 0 failed the check and reports it */
         if (ok != 1) {
-            report = ok == 0 || ok == -2; /* every rank has the missing key: one message */
-            code = ok == -2 ? 2 : 1;
+            report = ok == 0 || ok == OUT_NOT_GIVEN; /* every rank has the missing key: one message */
+            code = ok == OUT_NOT_GIVEN ? 2 : 1;
         } else {
             rc = d->main(d->ctx, &err);
             report = rc == JOB_FAILED || (rc == JOB_BAD_CONFIG && rank == 0);

@@ -200,7 +200,7 @@ int train_save_checkpoint(train_ctx *x, rb_error *err)
         free(card);
     }
     if (!rb_mpi_agree_ok(ok))
-        return ok ? JOB_FAILED_ELSEWHERE : -1; /* rank 0 reports the file (a full disk...) */
+        return job_failed_where(ok); /* rank 0 reports the file (a full disk...) */
     return 0;
 }
 

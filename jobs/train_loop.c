@@ -287,7 +287,7 @@ static int run_callbacks(train_ctx *x, int *stop_stage, rb_error *err)
             free(card);
         }
         if (!rb_mpi_agree_ok(ok))
-            return ok ? JOB_FAILED_ELSEWHERE : -1;
+            return job_failed_where(ok);
     } else {
         x->best.wait_es++;
         x->best.wait_lr++;
@@ -452,7 +452,7 @@ static int finish_epoch(train_ctx *x, double t0, int *stop_stage, rb_error *err)
         return rc;
     int hok = x->w.rank != 0 || train_history_write(x, err) == 0;
     if (!rb_mpi_agree_ok(hok))
-        return hok ? JOB_FAILED_ELSEWHERE : -1;
+        return job_failed_where(hok);
     if ((rc = train_save_checkpoint(x, err)) < 0)
         return rc;
     x->a = active;

@@ -289,11 +289,3 @@ int trained_model_load_image(const trained_model *t, const char *path, uint8_t *
     free(buf);
     return rc;
 }
-
-const char *trained_model_error_reason(const char *msg, const char *path)
-{
-    size_t l = strlen(path);
-    if (strncmp(msg, path, l) == 0 && msg[l] == ':' && msg[l + 1] == ' ')
-        return msg + l + 2;
-    return msg;
-}

@@ -41,7 +41,7 @@ typedef struct trained_model {
 /* Load one or more comma-separated model files (same classes and input size). */
 int trained_model_load(trained_model *t, const char *paths, int batch, int threads, rb_error *err);
 void trained_model_free(trained_model *t);
-/* tta: 0 = off; 1 = flip; 2 = flip + 4 small shifts (views are averaged). */
+/* tta: 0 = off; 1 = flip; 2 = flip + 4 small shifts (views are averaged; the key: OPT_HELP_TTA). */
 void trained_model_set_tta(trained_model *t, int tta);
 
 /* Class probabilities probs[n * nclasses] of n preprocessed images [n, H, W, C] (n <= batch). */
@@ -71,9 +71,5 @@ int trained_model_decide(const trained_model *t, const float *probs);
 /* Read an image file and preprocess it as the model's training data was. */
 int trained_model_load_image(const trained_model *t, const char *path, uint8_t *out, image_info *info,
                              rb_error *err);
-
-/* The reason in a load error "path: reason" (the message itself when it does not start with
- * path), for lists that name the file apart from the reason. */
-const char *trained_model_error_reason(const char *msg, const char *path);
 
 #endif

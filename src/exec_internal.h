@@ -104,7 +104,7 @@ static inline void exec_part_rows(int n, int T, int t, int *r0, int *r1)
     *r1 = (int)((int64_t)n * (t + 1) / T);
 }
 
-/* ---- exec_plan.c: per-thread buffers (thread 0's at planning, the others' on demand) */
+/* ---- exec_workspace.c: per-thread buffers (thread 0's at planning, the others' on demand) */
 int exec_thread_alloc(rb_workspace *ws, int t);
 void exec_thread_free(rb_workspace *ws, int t);
 

@@ -84,14 +84,22 @@ static void fmt_float(char *out, size_t n, float v)
     }
 }
 
+/* " key=A" when a == c (kernel=3), else " key=A,C" (kernel=1,7) */
+static void put_pair(rb_buf *b, const char *key, int a, int c)
+{
+    if (a == c)
+        rb_buf_printf(b, " %s=%d", key, a);
+    else
+        rb_buf_printf(b, " %s=%d,%d", key, a, c);
+}
+
 char *rb_model_desc(const rb_model *m)
 {
     rb_buf b = {0};
     char f1[32], f2[32];
     rb_buf_printf(&b, "# radbatch network description v1\n");
     rb_buf_printf(&b, "[model] name=%s backbone=%s base_layers=%d base_training=%s\n", m->name,
-              m->backbone[0] ? m->backbone : "custom", m->base_layers,
-              m->base_training ? "true" : "false");
+                  m->backbone[0] ? m->backbone : "custom", m->base_layers, m->base_training ? "true" : "false");
     for (int i = 0; i < m->nnodes; i++) {
         const rb_node *n = &m->nodes[i];
         rb_buf_printf(&b, "[%s] name=%s", rb_op_class(n->op), n->name);
@@ -100,23 +108,16 @@ char *rb_model_desc(const rb_model *m)
             if (n->rank == 1)
                 rb_buf_printf(&b, " shape=%d preprocess=%s", n->c, PRE_NAME[n->preprocess]);
             else
-                rb_buf_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c,
-                      PRE_NAME[n->preprocess]);
+                rb_buf_printf(&b, " shape=%d,%d,%d preprocess=%s", n->h, n->w, n->c, PRE_NAME[n->preprocess]);
             break;
         case RB_OP_CONV2D:
         case RB_OP_DEPTHWISE:
             if (n->op == RB_OP_CONV2D)
                 rb_buf_printf(&b, " filters=%d", n->filters);
-            if (n->kh == n->kw)
-                rb_buf_printf(&b, " kernel=%d", n->kh);
-            else
-                rb_buf_printf(&b, " kernel=%d,%d", n->kh, n->kw);
-            if (n->sh == n->sw)
-                rb_buf_printf(&b, " strides=%d", n->sh);
-            else
-                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            put_pair(&b, "kernel", n->kh, n->kw);
+            put_pair(&b, "strides", n->sh, n->sw);
             rb_buf_printf(&b, " padding=%s use_bias=%s", n->padding == PADDING_SAME ? "same" : "valid",
-                      n->use_bias ? "true" : "false");
+                          n->use_bias ? "true" : "false");
             if (n->act != RB_ACT_LINEAR)
                 rb_buf_printf(&b, " activation=%s", rb_act_name(n->act));
             break;
@@ -137,14 +138,8 @@ char *rb_model_desc(const rb_model *m)
             break;
         case RB_OP_MAXPOOL:
         case RB_OP_AVGPOOL:
-            if (n->kh == n->kw)
-                rb_buf_printf(&b, " pool=%d", n->kh);
-            else
-                rb_buf_printf(&b, " pool=%d,%d", n->kh, n->kw);
-            if (n->sh == n->sw)
-                rb_buf_printf(&b, " strides=%d", n->sh);
-            else
-                rb_buf_printf(&b, " strides=%d,%d", n->sh, n->sw);
+            put_pair(&b, "pool", n->kh, n->kw);
+            put_pair(&b, "strides", n->sh, n->sw);
             rb_buf_printf(&b, " padding=%s", n->padding == PADDING_SAME ? "same" : "valid");
             break;
         case RB_OP_DENSE:
@@ -329,195 +324,270 @@ static int bad_value(parser *ps, const char *cls, const char *key, const char *v
     return perr(ps, accepted, "[%s] %s=%s: bad value", cls, key, v);
 }
 
+/* What the per-class key readers below return for a key that is not one of theirs (0: read,
+ * -1: a bad value, error filled in). */
+enum { KEY_NOT_MINE = 1 };
+
+static const char ACT_ACCEPTED[] = "linear, relu, relu6, sigmoid, softmax";
+
+static int key_name(parser *ps, rb_node *n, const char *v)
+{
+    rb_model *m = ps->m;
+    if (strlen(v) >= RB_NAME_MAX || !*v)
+        return perr(ps, NULL, "layer name '%s' is empty or longer than %d characters", v,
+                    RB_NAME_MAX - 1);
+    for (int i = 0; i < m->nnodes - 1; i++)
+        if (!strcmp(m->nodes[i].name, v))
+            return perr(ps, "every layer needs its own name", "layer name '%s' used twice", v);
+    strcpy(n->name, v);
+    return 0;
+}
+
+static int key_inputs(parser *ps, rb_node *n, const char *cls, const char *v)
+{
+    rb_model *m = ps->m;
+    char buf[RB_NAME_MAX * RB_MAX_INPUTS + RB_MAX_INPUTS];
+    if (strlen(v) >= sizeof buf)
+        return perr(ps, NULL, "inputs list too long");
+    strcpy(buf, v);
+    n->ninputs = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n->ninputs >= RB_MAX_INPUTS)
+            return perr(ps, NULL, "more than %d inputs", RB_MAX_INPUTS);
+        int j = rb_model_find(m, t);
+        if (j < 0 || j >= m->nnodes - 1)
+            return perr(ps, "inputs name layers defined above this one",
+                        "[%s] %s: unknown input layer '%s'", cls, n->name, t);
+        n->inputs[n->ninputs++] = j;
+    }
+    return 0;
+}
+
+/* [InputLayer]: shape, preprocess */
+static int input_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (!strcmp(key, "shape")) {
+        int x[3];
+        int cnt = parse_ints(v, x, 3);
+        if (cnt == 1 && x[0] >= 1) { /* a feature vector (a head trained on cached features) */
+            n->h = 1, n->w = 1, n->c = x[0], n->rank = 1;
+            return 0;
+        }
+        if (cnt != 3 || x[0] < 1 || x[1] < 1 || x[2] < 1)
+            return bad_value(ps, cls, key, v, "shape=H,W,C, e.g. shape=224,224,3 (or shape=C for a vector)");
+        n->h = x[0], n->w = x[1], n->c = x[2];
+        return 0;
+    }
+    if (!strcmp(key, "preprocess")) {
+        for (int i = 0; i <= RESCALE_MINMAX; i++)
+            if (!strcmp(v, PRE_NAME[i])) {
+                n->preprocess = (rescale_mode)i;
+                return 0;
+            }
+        return bad_value(ps, cls, key, v,
+                         "tf (x/127.5-1), div255 (x/255), none, minmax (per image to [0,1])");
+    }
+    return KEY_NOT_MINE;
+}
+
+/* [Conv2D], [DepthwiseConv2D]: filters (Conv2D), depth_multiplier (depthwise), kernel,
+ * strides, padding, use_bias, activation */
+static int conv_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (!strcmp(key, "filters") && n->op == RB_OP_CONV2D) {
+        int x;
+        if (parse_ints(v, &x, 1) != 1 || x < 1)
+            return bad_value(ps, cls, key, v, "a positive integer");
+        n->filters = x;
+        return 0;
+    }
+    if (!strcmp(key, "depth_multiplier") && n->op == RB_OP_DEPTHWISE) {
+        if (strcmp(v, "1"))
+            return bad_value(ps, cls, key, v, "only depth_multiplier=1 is supported");
+        return 0;
+    }
+    if (!strcmp(key, "kernel") || !strcmp(key, "kernel_size"))
+        return set_pair(v, &n->kh, &n->kw) || n->kh < 1 || n->kw < 1
+                   ? bad_value(ps, cls, key, v, "kernel=K or kernel=KH,KW")
+                   : 0;
+    if (!strcmp(key, "strides"))
+        return set_pair(v, &n->sh, &n->sw) || n->sh < 1 || n->sw < 1
+                   ? bad_value(ps, cls, key, v, "strides=S or strides=SH,SW")
+                   : 0;
+    if (!strcmp(key, "padding"))
+        return parse_padding_mode(v, &n->padding) ? bad_value(ps, cls, key, v, "valid or same") : 0;
+    if (!strcmp(key, "use_bias"))
+        return parse_bool(v, &n->use_bias) ? bad_value(ps, cls, key, v, "true or false") : 0;
+    if (!strcmp(key, "activation"))
+        return parse_act(v, &n->act) ? bad_value(ps, cls, key, v, ACT_ACCEPTED) : 0;
+    return KEY_NOT_MINE;
+}
+
+/* [ZeroPadding2D]: padding=P, PH,PW or top,bottom,left,right */
+static int zeropad_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (strcmp(key, "padding"))
+        return KEY_NOT_MINE;
+    int x[4];
+    int k = parse_ints(v, x, 4);
+    if (k == 1)
+        n->pad_t = n->pad_b = n->pad_l = n->pad_r = x[0];
+    else if (k == 2)
+        n->pad_t = n->pad_b = x[0], n->pad_l = n->pad_r = x[1];
+    else if (k == 4)
+        n->pad_t = x[0], n->pad_b = x[1], n->pad_l = x[2], n->pad_r = x[3];
+    else
+        return bad_value(ps, cls, key, v, "padding=P, padding=PH,PW or padding=top,bottom,left,right");
+    if (n->pad_t < 0 || n->pad_b < 0 || n->pad_l < 0 || n->pad_r < 0)
+        return bad_value(ps, cls, key, v, "paddings are >= 0");
+    return 0;
+}
+
+/* [BatchNormalization]: momentum, epsilon; axis, center, scale only as Keras' defaults */
+static int batchnorm_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (!strcmp(key, "momentum"))
+        return parse_float(v, &n->momentum) || n->momentum < 0 || n->momentum > 1
+                   ? bad_value(ps, cls, key, v, "a number in [0, 1]")
+                   : 0;
+    if (!strcmp(key, "epsilon"))
+        return parse_float(v, &n->eps) || n->eps <= 0 ? bad_value(ps, cls, key, v, "a positive number")
+                                                       : 0;
+    if (!strcmp(key, "axis") || !strcmp(key, "center") || !strcmp(key, "scale")) {
+        if (strcmp(v, "-1") && strcmp(v, "3") && strcmp(v, "true") && strcmp(v, "True"))
+            return bad_value(ps, cls, key, v, "only axis=-1, center=true, scale=true");
+        return 0;
+    }
+    return KEY_NOT_MINE;
+}
+
+/* [ReLU]: max_value=6 or none */
+static int relu_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (strcmp(key, "max_value"))
+        return KEY_NOT_MINE;
+    float x;
+    if (!strcmp(v, "none") || !strcmp(v, "None")) {
+        n->act = RB_ACT_RELU;
+        return 0;
+    }
+    if (parse_float(v, &x) || x != 6.0f)
+        return bad_value(ps, cls, key, v, "max_value=6 or none");
+    n->act = RB_ACT_RELU6;
+    return 0;
+}
+
+/* [Activation], [Dense]: activation; units and use_bias (Dense) */
+static int dense_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (!strcmp(key, "activation"))
+        return parse_act(v, &n->act) ? bad_value(ps, cls, key, v, ACT_ACCEPTED) : 0;
+    if (n->op == RB_OP_DENSE && !strcmp(key, "units")) {
+        int x;
+        if (parse_ints(v, &x, 1) != 1 || x < 1)
+            return bad_value(ps, cls, key, v, "a positive integer");
+        n->units = x;
+        return 0;
+    }
+    if (n->op == RB_OP_DENSE && !strcmp(key, "use_bias"))
+        return parse_bool(v, &n->use_bias) ? bad_value(ps, cls, key, v, "true or false") : 0;
+    return KEY_NOT_MINE;
+}
+
+/* [MaxPooling2D], [AveragePooling2D]: pool (strides default to it unless set), strides,
+ * padding */
+static int pool_key(parser *ps, rb_node *n, int *pool_strides_set, const char *cls, const char *key,
+                    const char *v)
+{
+    if (!strcmp(key, "pool") || !strcmp(key, "pool_size")) {
+        if (set_pair(v, &n->kh, &n->kw) || n->kh < 1 || n->kw < 1)
+            return bad_value(ps, cls, key, v, "pool=P or pool=PH,PW");
+        if (!*pool_strides_set)
+            n->sh = n->kh, n->sw = n->kw;
+        return 0;
+    }
+    if (!strcmp(key, "strides")) {
+        *pool_strides_set = 1;
+        return set_pair(v, &n->sh, &n->sw) || n->sh < 1 || n->sw < 1
+                   ? bad_value(ps, cls, key, v, "strides=S or strides=SH,SW")
+                   : 0;
+    }
+    if (!strcmp(key, "padding"))
+        return parse_padding_mode(v, &n->padding) ? bad_value(ps, cls, key, v, "valid or same") : 0;
+    return KEY_NOT_MINE;
+}
+
+/* [Dropout]: rate in [0, 1) */
+static int dropout_key(parser *ps, rb_node *n, const char *cls, const char *key, const char *v)
+{
+    if (strcmp(key, "rate"))
+        return KEY_NOT_MINE;
+    return parse_float(v, &n->rate) || n->rate < 0 || n->rate >= 1
+               ? bad_value(ps, cls, key, v, "a number in [0, 1)")
+               : 0;
+}
+
+/* [Softmax], [Concatenate]: axis=-1 only */
+static int axis_key(parser *ps, const char *cls, const char *key, const char *v)
+{
+    if (strcmp(key, "axis"))
+        return KEY_NOT_MINE;
+    if (strcmp(v, "-1"))
+        return bad_value(ps, cls, key, v, "only axis=-1");
+    return 0;
+}
+
+/* One key=value line of a layer section: the keys every layer has (name, inputs, trainable),
+ * then those of its class. 0 or -1 (error filled in, also for a key the class has not). */
 static int node_key(parser *ps, rb_node *n, int *pool_strides_set, const char *key,
                     const char *v)
 {
     const char *cls = rb_op_class(n->op);
-    rb_model *m = ps->m;
-    if (!strcmp(key, "name")) {
-        if (strlen(v) >= RB_NAME_MAX || !*v)
-            return perr(ps, NULL, "layer name '%s' is empty or longer than %d characters", v,
-                        RB_NAME_MAX - 1);
-        for (int i = 0; i < m->nnodes - 1; i++)
-            if (!strcmp(m->nodes[i].name, v))
-                return perr(ps, "every layer needs its own name", "layer name '%s' used twice", v);
-        strcpy(n->name, v);
-        return 0;
-    }
-    if (!strcmp(key, "inputs")) {
-        char buf[RB_NAME_MAX * RB_MAX_INPUTS + RB_MAX_INPUTS];
-        if (strlen(v) >= sizeof buf)
-            return perr(ps, NULL, "inputs list too long");
-        strcpy(buf, v);
-        n->ninputs = 0;
-        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            if (n->ninputs >= RB_MAX_INPUTS)
-                return perr(ps, NULL, "more than %d inputs", RB_MAX_INPUTS);
-            int j = rb_model_find(m, t);
-            if (j < 0 || j >= m->nnodes - 1)
-                return perr(ps, "inputs name layers defined above this one",
-                            "[%s] %s: unknown input layer '%s'", cls, n->name, t);
-            n->inputs[n->ninputs++] = j;
-        }
-        return 0;
-    }
+    if (!strcmp(key, "name"))
+        return key_name(ps, n, v);
+    if (!strcmp(key, "inputs"))
+        return key_inputs(ps, n, cls, v);
     if (!strcmp(key, "trainable"))
         return parse_bool(v, &n->trainable) ? bad_value(ps, cls, key, v, "true or false") : 0;
 
+    int rc = KEY_NOT_MINE;
     switch (n->op) {
     case RB_OP_INPUT:
-        if (!strcmp(key, "shape")) {
-            int x[3];
-            int cnt = parse_ints(v, x, 3);
-            if (cnt == 1 && x[0] >= 1) { /* a feature vector (a head trained on cached features) */
-                n->h = 1, n->w = 1, n->c = x[0], n->rank = 1;
-                return 0;
-            }
-            if (cnt != 3 || x[0] < 1 || x[1] < 1 || x[2] < 1)
-                return bad_value(ps, cls, key, v, "shape=H,W,C, e.g. shape=224,224,3 (or shape=C for a vector)");
-            n->h = x[0], n->w = x[1], n->c = x[2];
-            return 0;
-        }
-        if (!strcmp(key, "preprocess")) {
-            for (int i = 0; i <= RESCALE_MINMAX; i++)
-                if (!strcmp(v, PRE_NAME[i])) {
-                    n->preprocess = (rescale_mode)i;
-                    return 0;
-                }
-            return bad_value(ps, cls, key, v,
-                             "tf (x/127.5-1), div255 (x/255), none, minmax (per image to [0,1])");
-        }
+        rc = input_key(ps, n, cls, key, v);
         break;
     case RB_OP_CONV2D:
     case RB_OP_DEPTHWISE:
-        if (!strcmp(key, "filters") && n->op == RB_OP_CONV2D) {
-            int x;
-            if (parse_ints(v, &x, 1) != 1 || x < 1)
-                return bad_value(ps, cls, key, v, "a positive integer");
-            n->filters = x;
-            return 0;
-        }
-        if (!strcmp(key, "depth_multiplier") && n->op == RB_OP_DEPTHWISE) {
-            if (strcmp(v, "1"))
-                return bad_value(ps, cls, key, v, "only depth_multiplier=1 is supported");
-            return 0;
-        }
-        if (!strcmp(key, "kernel") || !strcmp(key, "kernel_size"))
-            return set_pair(v, &n->kh, &n->kw) || n->kh < 1 || n->kw < 1
-                       ? bad_value(ps, cls, key, v, "kernel=K or kernel=KH,KW")
-                       : 0;
-        if (!strcmp(key, "strides"))
-            return set_pair(v, &n->sh, &n->sw) || n->sh < 1 || n->sw < 1
-                       ? bad_value(ps, cls, key, v, "strides=S or strides=SH,SW")
-                       : 0;
-        if (!strcmp(key, "padding"))
-            return parse_padding_mode(v, &n->padding) ? bad_value(ps, cls, key, v, "valid or same")
-                                                      : 0;
-        if (!strcmp(key, "use_bias"))
-            return parse_bool(v, &n->use_bias) ? bad_value(ps, cls, key, v, "true or false") : 0;
-        if (!strcmp(key, "activation"))
-            return parse_act(v, &n->act)
-                       ? bad_value(ps, cls, key, v, "linear, relu, relu6, sigmoid, softmax")
-                       : 0;
+        rc = conv_key(ps, n, cls, key, v);
         break;
     case RB_OP_ZEROPAD:
-        if (!strcmp(key, "padding")) {
-            int x[4];
-            int k = parse_ints(v, x, 4);
-            if (k == 1)
-                n->pad_t = n->pad_b = n->pad_l = n->pad_r = x[0];
-            else if (k == 2)
-                n->pad_t = n->pad_b = x[0], n->pad_l = n->pad_r = x[1];
-            else if (k == 4)
-                n->pad_t = x[0], n->pad_b = x[1], n->pad_l = x[2], n->pad_r = x[3];
-            else
-                return bad_value(ps, cls, key, v,
-                                 "padding=P, padding=PH,PW or padding=top,bottom,left,right");
-            if (n->pad_t < 0 || n->pad_b < 0 || n->pad_l < 0 || n->pad_r < 0)
-                return bad_value(ps, cls, key, v, "paddings are >= 0");
-            return 0;
-        }
+        rc = zeropad_key(ps, n, cls, key, v);
         break;
     case RB_OP_BATCHNORM:
-        if (!strcmp(key, "momentum"))
-            return parse_float(v, &n->momentum) || n->momentum < 0 || n->momentum > 1
-                       ? bad_value(ps, cls, key, v, "a number in [0, 1]")
-                       : 0;
-        if (!strcmp(key, "epsilon"))
-            return parse_float(v, &n->eps) || n->eps <= 0
-                       ? bad_value(ps, cls, key, v, "a positive number")
-                       : 0;
-        if (!strcmp(key, "axis") || !strcmp(key, "center") || !strcmp(key, "scale")) {
-            if (strcmp(v, "-1") && strcmp(v, "3") && strcmp(v, "true") && strcmp(v, "True"))
-                return bad_value(ps, cls, key, v, "only axis=-1, center=true, scale=true");
-            return 0;
-        }
+        rc = batchnorm_key(ps, n, cls, key, v);
         break;
     case RB_OP_RELU:
-        if (!strcmp(key, "max_value")) {
-            float x;
-            if (!strcmp(v, "none") || !strcmp(v, "None")) {
-                n->act = RB_ACT_RELU;
-                return 0;
-            }
-            if (parse_float(v, &x) || x != 6.0f)
-                return bad_value(ps, cls, key, v, "max_value=6 or none");
-            n->act = RB_ACT_RELU6;
-            return 0;
-        }
+        rc = relu_key(ps, n, cls, key, v);
         break;
     case RB_OP_ACTIVATION:
     case RB_OP_DENSE:
-        if (!strcmp(key, "activation"))
-            return parse_act(v, &n->act)
-                       ? bad_value(ps, cls, key, v, "linear, relu, relu6, sigmoid, softmax")
-                       : 0;
-        if (n->op == RB_OP_DENSE && !strcmp(key, "units")) {
-            int x;
-            if (parse_ints(v, &x, 1) != 1 || x < 1)
-                return bad_value(ps, cls, key, v, "a positive integer");
-            n->units = x;
-            return 0;
-        }
-        if (n->op == RB_OP_DENSE && !strcmp(key, "use_bias"))
-            return parse_bool(v, &n->use_bias) ? bad_value(ps, cls, key, v, "true or false") : 0;
+        rc = dense_key(ps, n, cls, key, v);
         break;
     case RB_OP_MAXPOOL:
     case RB_OP_AVGPOOL:
-        if (!strcmp(key, "pool") || !strcmp(key, "pool_size")) {
-            if (set_pair(v, &n->kh, &n->kw) || n->kh < 1 || n->kw < 1)
-                return bad_value(ps, cls, key, v, "pool=P or pool=PH,PW");
-            if (!*pool_strides_set)
-                n->sh = n->kh, n->sw = n->kw;
-            return 0;
-        }
-        if (!strcmp(key, "strides")) {
-            *pool_strides_set = 1;
-            return set_pair(v, &n->sh, &n->sw) || n->sh < 1 || n->sw < 1
-                       ? bad_value(ps, cls, key, v, "strides=S or strides=SH,SW")
-                       : 0;
-        }
-        if (!strcmp(key, "padding"))
-            return parse_padding_mode(v, &n->padding) ? bad_value(ps, cls, key, v, "valid or same")
-                                                      : 0;
+        rc = pool_key(ps, n, pool_strides_set, cls, key, v);
         break;
     case RB_OP_DROPOUT:
-        if (!strcmp(key, "rate"))
-            return parse_float(v, &n->rate) || n->rate < 0 || n->rate >= 1
-                       ? bad_value(ps, cls, key, v, "a number in [0, 1)")
-                       : 0;
+        rc = dropout_key(ps, n, cls, key, v);
         break;
     case RB_OP_SOFTMAX:
     case RB_OP_CONCAT:
-        if (!strcmp(key, "axis")) {
-            if (strcmp(v, "-1"))
-                return bad_value(ps, cls, key, v, "only axis=-1");
-            return 0;
-        }
+        rc = axis_key(ps, cls, key, v);
         break;
     default:
         break;
     }
+    if (rc != KEY_NOT_MINE)
+        return rc;
     return perr(ps, "see docs/engine.md for the keys of each layer class",
                 "[%s] %s: unknown key '%s'", cls, n->name[0] ? n->name : "(unnamed)", key);
 }

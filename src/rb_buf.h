@@ -13,6 +13,12 @@ typedef struct rb_buf {
     int failed;
 } rb_buf;
 
+/* A buffer that reads len bytes of data from the start (rb_buf_get...); it does not own data. */
+static inline rb_buf rb_buf_reader(const void *data, size_t len)
+{
+    return (rb_buf){.data = (uint8_t *)data, .len = len, .cap = len};
+}
+
 int rb_buf_put(rb_buf *b, const void *p, size_t n);
 int rb_buf_put_str(rb_buf *b, const char *s); /* with its NUL */
 int rb_buf_printf(rb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -46,6 +46,14 @@ void rb_error_clear(rb_error *err)
         memset(err, 0, sizeof *err);
 }
 
+const char *rb_error_reason(const rb_error *err, const char *path)
+{
+    size_t l = strlen(path);
+    if (strncmp(err->msg, path, l) == 0 && err->msg[l] == ':' && err->msg[l + 1] == ' ')
+        return err->msg + l + 2;
+    return err->msg;
+}
+
 void rb_error_print(const rb_error *err, const char *prefix)
 {
     fprintf(stderr, "error: %s%s\n", prefix ? prefix : "", err->msg[0] ? err->msg : "unknown failure");

@@ -25,6 +25,10 @@ int rb_error_prefix(rb_error *err, const char *fmt, ...) __attribute__((format(p
 
 void rb_error_clear(rb_error *err);
 
+/* err->msg without a leading "<path>: " (the reason alone, for errors.csv and per-file
+ * warnings); err->msg whole when it does not start with path. Points into err->msg. */
+const char *rb_error_reason(const rb_error *err, const char *path);
+
 /* "error: <msg>\n  hint: <hint>\n  (detected at <where>)" on stderr. */
 void rb_error_print(const rb_error *err, const char *prefix);
 

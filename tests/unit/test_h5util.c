@@ -2,7 +2,8 @@
  * use: the Keras importer's (the file's character set, empty numeric lists, space padding
  * stripped, entry and size limits, messages naming the object) and the model file's (UTF-8
  * variable-length or fixed-length strings only, shorter messages). Each difference of the
- * two specs is checked on an attribute that tells them apart. */
+ * two specs is checked on an attribute that tells them apart. The single-string reader
+ * (h5_attr_read_str) is the same reader limited to one entry. */
 #include "h5util.h"
 #include "test_util.h"
 
@@ -125,6 +126,22 @@ int main(void)
     expect_fail(f, "three", &MODEL, "m.h5: cannot read attribute three");
     expect_fail(f, "long", &KERAS, "k.h5: attribute long of / has string size 16");
     expect_ok(f, "long", &MODEL, "0123456789abcdef");
+
+    /* the single-string reader is the same reader with at most one entry: out is cut to
+     * cap, and left as it was for an absent, non-string, empty or longer attribute */
+    char one_str[8];
+    CHECK(h5_attr_read_str(f, "ascii", one_str, sizeof one_str) == 0 && !strcmp(one_str, "conv1"),
+          "read_str ascii '%s'", one_str);
+    CHECK(h5_attr_read_str(f, "spaced", one_str, sizeof one_str) == 0 && !strcmp(one_str, "ab     "),
+          "read_str spaced, cut to 7 '%s'", one_str);
+    CHECK(h5_attr_read_str(f, "long", one_str, 5) == 0 && !strcmp(one_str, "0123"),
+          "read_str long, cut to 4 '%s'", one_str);
+    const char *bad[] = {"absent", "number", "empty", "utf8", "three"};
+    for (int i = 0; i < 5; i++) {
+        strcpy(one_str, "keep");
+        CHECK(h5_attr_read_str(f, bad[i], one_str, sizeof one_str) == -1 && !strcmp(one_str, "keep"),
+              "read_str %s: '%s'", bad[i], one_str);
+    }
     h5_quiet_end(&q);
 
     H5Fclose(f);

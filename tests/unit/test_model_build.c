@@ -238,6 +238,97 @@ static void test_desc_errors(void)
     rb_model_free(m);
 }
 
+/* Pairs print as one number when both are equal, else as two (kernel=1,3), and read back */
+static void test_desc_pairs(void)
+{
+    const char *desc = "[InputLayer] name=i shape=9,9,2\n"
+                       "[Conv2D] name=c filters=2 kernel=1,3 strides=2,1 padding=same\n"
+                       "[DepthwiseConv2D] name=d kernel=3 strides=1\n"
+                       "[MaxPooling2D] name=p pool=2,3 strides=1,2\n"
+                       "[AveragePooling2D] name=a pool=2\n";
+    rb_model *m = build_desc(desc);
+    CHECK(m != NULL, "pairs description");
+    if (!m)
+        return;
+    char *d = rb_model_desc(m);
+    CHECK(strstr(d, " kernel=1,3 strides=2,1 padding=same") && strstr(d, " kernel=3 strides=1 padding=valid") &&
+              strstr(d, " pool=2,3 strides=1,2 padding=valid") && strstr(d, " pool=2 strides=2 padding=valid"),
+          "pairs printed: %s", d);
+    free(d);
+    check_roundtrip(m, "pairs");
+    rb_model_free(m);
+}
+
+/* Every key reader of a layer section, fed a bad value: the message names the line, class,
+ * key and value, and the hint says what is accepted; a key of another class is unknown. */
+static void test_desc_key_errors(void)
+{
+    static const struct {
+        const char *section, *msg, *hint;
+    } bad[] = {
+        {"[InputLayer] name=x shape=0,4,3", "[InputLayer] shape=0,4,3: bad value",
+         "shape=H,W,C, e.g. shape=224,224,3 (or shape=C for a vector)"},
+        {"[InputLayer] name=x preprocess=caffe", "[InputLayer] preprocess=caffe: bad value",
+         "tf (x/127.5-1), div255 (x/255), none, minmax (per image to [0,1])"},
+        {"[Conv2D] name=x filters=0", "[Conv2D] filters=0: bad value", "a positive integer"},
+        {"[DepthwiseConv2D] name=x depth_multiplier=2", "[DepthwiseConv2D] depth_multiplier=2: bad value",
+         "only depth_multiplier=1 is supported"},
+        {"[Conv2D] name=x kernel=0", "[Conv2D] kernel=0: bad value", "kernel=K or kernel=KH,KW"},
+        {"[DepthwiseConv2D] name=x strides=a", "[DepthwiseConv2D] strides=a: bad value",
+         "strides=S or strides=SH,SW"},
+        {"[Conv2D] name=x padding=full", "[Conv2D] padding=full: bad value", "valid or same"},
+        {"[Conv2D] name=x use_bias=maybe", "[Conv2D] use_bias=maybe: bad value", "true or false"},
+        {"[Conv2D] name=x activation=gelu", "[Conv2D] activation=gelu: bad value",
+         "linear, relu, relu6, sigmoid, softmax"},
+        {"[ZeroPadding2D] name=x padding=1,2,3", "[ZeroPadding2D] padding=1,2,3: bad value",
+         "padding=P, padding=PH,PW or padding=top,bottom,left,right"},
+        {"[ZeroPadding2D] name=x padding=-1", "[ZeroPadding2D] padding=-1: bad value", "paddings are >= 0"},
+        {"[BatchNormalization] name=x momentum=2", "[BatchNormalization] momentum=2: bad value",
+         "a number in [0, 1]"},
+        {"[BatchNormalization] name=x epsilon=0", "[BatchNormalization] epsilon=0: bad value",
+         "a positive number"},
+        {"[BatchNormalization] name=x center=false", "[BatchNormalization] center=false: bad value",
+         "only axis=-1, center=true, scale=true"},
+        {"[ReLU] name=x max_value=5", "[ReLU] max_value=5: bad value", "max_value=6 or none"},
+        {"[Activation] name=x activation=tanh", "[Activation] activation=tanh: bad value",
+         "linear, relu, relu6, sigmoid, softmax"},
+        {"[Dense] name=x units=0", "[Dense] units=0: bad value", "a positive integer"},
+        {"[Dense] name=x use_bias=2", "[Dense] use_bias=2: bad value", "true or false"},
+        {"[MaxPooling2D] name=x pool=0", "[MaxPooling2D] pool=0: bad value", "pool=P or pool=PH,PW"},
+        {"[AveragePooling2D] name=x strides=0", "[AveragePooling2D] strides=0: bad value",
+         "strides=S or strides=SH,SW"},
+        {"[MaxPooling2D] name=x padding=full", "[MaxPooling2D] padding=full: bad value", "valid or same"},
+        {"[Dropout] name=x rate=1", "[Dropout] rate=1: bad value", "a number in [0, 1)"},
+        {"[Softmax] name=x axis=1", "[Softmax] axis=1: bad value", "only axis=-1"},
+        {"[Concatenate] name=x axis=0", "[Concatenate] axis=0: bad value", "only axis=-1"},
+        {"[Flatten] name=x trainable=perhaps", "[Flatten] trainable=perhaps: bad value", "true or false"},
+        {"[Dense] name=x filters=3", "[Dense] x: unknown key 'filters'",
+         "see docs/engine.md for the keys of each layer class"},
+        {"[DepthwiseConv2D] name=x filters=3", "[DepthwiseConv2D] x: unknown key 'filters'",
+         "see docs/engine.md for the keys of each layer class"},
+        {"[Activation] name=x units=3", "[Activation] x: unknown key 'units'",
+         "see docs/engine.md for the keys of each layer class"},
+        {"[Add] name=x axis=-1", "[Add] x: unknown key 'axis'",
+         "see docs/engine.md for the keys of each layer class"},
+        {"[Flatten] name=i", "layer name 'i' used twice", "every layer needs its own name"},
+        {"[Flatten] name=x inputs=nope", "[Flatten] x: unknown input layer 'nope'",
+         "inputs name layers defined above this one"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char desc[256], want[300];
+        snprintf(desc, sizeof desc, "[InputLayer] name=i shape=8,8,3\n%s\n", bad[k].section);
+        snprintf(want, sizeof want, "network description line 2: %s", bad[k].msg);
+        rb_error err = {0};
+        rb_model *m = NULL;
+        int rc = rb_model_from_desc(&m, desc, &err);
+        CHECK(rc != 0 && m == NULL, "'%s' accepted", bad[k].section);
+        CHECK(!strcmp(err.msg, want) && !strcmp(err.hint, bad[k].hint),
+              "'%s': message '%s' hint '%s', want '%s' hint '%s'", bad[k].section, err.msg, err.hint,
+              want, bad[k].hint);
+        rb_model_free(m);
+    }
+}
+
 static void test_head_options(void)
 {
     rb_error err = {0};
@@ -282,6 +373,8 @@ int main(void)
     test_mobilenetv2_sizes();
     test_cnn001();
     test_desc_errors();
+    test_desc_pairs();
+    test_desc_key_errors();
     test_head_options();
     return TEST_DONE();
 }

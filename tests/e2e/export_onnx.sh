@@ -1,0 +1,60 @@
+# radbatch export: the ONNX file of a trained MobileNetV2 (pretrained base: real BatchNorm
+# statistics, ZeroPadding, depthwise and ReLU6 layers, softmax head) and of the seed-001 CNN
+# (Flatten head, one sigmoid unit) passes onnx.checker, and onnxruntime fed the shards'
+# uint8 pixels gives the probabilities `radbatch predict` gives for the same image files,
+# within 1e-5, with the same decisions; an ensemble becomes one file per member plus a note
+# and the mean of the members is predict's ensemble; bad input is named.
+source "$(dirname "$0")/lib.sh"
+PY=${RADBATCH_PYTHON:-}
+[ -x "$PY" ] && "$PY" -c 'import onnx, onnxruntime, h5py' 2>/dev/null \
+    || skip "onnx/onnxruntime not installed in \$RADBATCH_PYTHON (bash tests/setup.sh installs them)"
+CHECK="$RADBATCH_SRC/tests/e2e/onnx_check.py"
+TOL=1e-5
+
+"$RADBATCH" convert "$SAMPLE" --out "$T/s48" --height 48 --width 48 --group_regex "$GROUPS_RE" --quiet > /dev/null
+"$RADBATCH" train --shards "$T/s48" --run_dir "$T/mnv2" --backbone mobilenetv2 \
+    --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 --quiet \
+    > "$T/train-mnv2.log" 2>&1 || { cat "$T/train-mnv2.log"; fail "train mobilenetv2"; }
+"$RADBATCH" train --shards "$T/s48" --run_dir "$T/cnn" --backbone cnn --output sigmoid --epochs 1 --batch_size 16 \
+    --quiet > "$T/train-cnn.log" 2>&1 || { cat "$T/train-cnn.log"; fail "train cnn"; }
+
+# predict --json on every image file of the sample (at most 64 inputs per call)
+predict_all() { # OUT MODEL...
+    local out=$1; shift
+    find "$SAMPLE" -type f | sort | xargs -n 50 "$RADBATCH" predict --json=true --model "$@" > "$out" \
+        || fail "predict $*"
+}
+
+for r in mnv2 cnn; do
+    "$RADBATCH" export --model "$T/$r/model.h5" --out "$T/$r.onnx" > "$T/export-$r.out" || fail "export $r"
+    grep -q "^wrote $T/$r.onnx" "$T/export-$r.out" || fail "export $r: $(cat "$T/export-$r.out")"
+    predict_all "$T/$r.jsonl" "$T/$r/model.h5"
+    "$PY" "$CHECK" "$T/$r.onnx" "$T/s48" "$T/$r.jsonl" "$TOL" || fail "$r: onnxruntime differs from predict"
+    ok "$r: onnx.checker and onnxruntime = predict within $TOL"
+done
+
+# an ensemble: one file per member, a note, and the members' mean = predict's ensemble
+"$RADBATCH" export --model "$T/mnv2/model.h5,$T/cnn/model.h5" --out "$T/ens.onnx" > "$T/export-ens.out" || fail "export ensemble"
+for f in ens-1.onnx ens-2.onnx ens.ensemble.json; do [ -s "$T/$f" ] || fail "ensemble: no $f"; done
+[ ! -e "$T/ens.onnx" ] || fail "ensemble: ens.onnx written besides the members"
+[ "$(jq -r '.combine + " " + (.members|tostring) + " " + (.files|join(","))' "$T/ens.ensemble.json")" = "mean 2 ens-1.onnx,ens-2.onnx" ] \
+    || fail "ensemble note: $(cat "$T/ens.ensemble.json")"
+predict_all "$T/ens.jsonl" "$T/mnv2/model.h5,$T/cnn/model.h5"
+"$PY" "$CHECK" "$T/ens-1.onnx" "$T/s48" "$T/ens.jsonl" "$TOL" --ensemble "$T/ens-1.onnx,$T/ens-2.onnx" \
+    || fail "ensemble: mean of the members differs from predict"
+ok "ensemble: one file per member, mean = predict"
+
+# bad input: exit 2 for missing keys, 1 naming the file otherwise; nothing half-written
+set +e
+"$RADBATCH" export --model "$T/mnv2/model.h5" > /dev/null 2> "$T/e1"; rc1=$?
+"$RADBATCH" export --model "$T/missing.h5" --out "$T/x.onnx" > /dev/null 2> "$T/e2"; rc2=$?
+echo "not a model" > "$T/junk.h5"
+"$RADBATCH" export --model "$T/junk.h5" --out "$T/x.onnx" > /dev/null 2> "$T/e3"; rc3=$?
+"$RADBATCH" export --model "$T/mnv2/model.h5" --out "$T/no/such/dir/x.onnx" > /dev/null 2> "$T/e4"; rc4=$?
+set -e
+[ $rc1 = 2 ] && grep -q "no output file given" "$T/e1" || fail "no --out: exit $rc1: $(cat "$T/e1")"
+[ $rc2 = 1 ] && grep -q "$T/missing.h5" "$T/e2" || fail "missing model: exit $rc2: $(cat "$T/e2")"
+[ $rc3 = 1 ] && grep -q "$T/junk.h5" "$T/e3" || fail "junk model: exit $rc3: $(cat "$T/e3")"
+[ $rc4 = 1 ] && grep -q "$T/no/such/dir/x.onnx" "$T/e4" || fail "bad out: exit $rc4: $(cat "$T/e4")"
+[ ! -e "$T/x.onnx" ] || fail "a failed export left $T/x.onnx"
+ok "bad input named"

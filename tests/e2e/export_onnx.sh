@@ -58,3 +58,29 @@ set -e
 [ $rc4 = 1 ] && grep -q "$T/no/such/dir/x.onnx" "$T/e4" || fail "bad out: exit $rc4: $(cat "$T/e4")"
 [ ! -e "$T/x.onnx" ] || fail "a failed export left $T/x.onnx"
 ok "bad input named"
+
+# docs/export.md: its Python serving example runs as written, and its Triton configuration
+# names the exported file's input and output with their types and ranks
+awk '/^```python$/ { f = 1; next } /^```$/ { f = 0 } f' "$RADBATCH_SRC/docs/export.md" > "$T/serve.py"
+[ -s "$T/serve.py" ] || fail "docs/export.md: no python block"
+"$PY" "$T/serve.py" "$T/mnv2.onnx" "$T/s48/val-00000-of-00001.h5" > "$T/serve.out" || fail "docs/export.md python example"
+[ "$(grep -Ec '^(NORMAL|PNEUMONIA)/[^ ]+ (NORMAL|PNEUMONIA) NORMAL=[0-9.]+ PNEUMONIA=[0-9.]+$' "$T/serve.out")" = 16 ] \
+    || fail "docs/export.md python example output: $(head -3 "$T/serve.out")"
+while read -r file dec rest; do
+    want=$(grep -F "/$file\"" "$T/mnv2.jsonl" | jq -r .class)
+    [ "$dec" = "$want" ] || fail "docs example decides $dec for $file, predict $want"
+done < "$T/serve.out"
+awk '/^name: "chest_xray"$/ { f = 1 } /^```$/ { f = 0 } f' "$RADBATCH_SRC/docs/export.md" > "$T/config.pbtxt"
+"$PY" - "$T/mnv2.onnx" "$T/config.pbtxt" <<'PY' || fail "docs/export.md Triton config does not fit the exported file"
+import re, sys, onnx
+m, cfg = onnx.load(sys.argv[1]), open(sys.argv[2]).read()
+types = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "TYPE_FP32"}
+for kind, vi in (("input", m.graph.input[0]), ("output", m.graph.output[0])):
+    g = re.search(kind + r' \[ \{ name: "(\w+)", data_type: (\w+), dims: \[([^\]]*)\] \} \]', cfg)
+    t = vi.type.tensor_type
+    ok = g and g.group(1) == vi.name and g.group(2) == types[t.elem_type] and len(g.group(3).split(",")) == len(t.shape.dim) - 1
+    if not ok:
+        sys.exit(f"{kind}: config {g and g.groups()} vs model {vi.name} {t.elem_type} rank {len(t.shape.dim)}")
+assert "max_batch_size" in cfg and m.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+PY
+ok "docs/export.md examples"

@@ -30,7 +30,13 @@ def fail(msg):
 def check_file(path):
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)
+    opsets = {o.domain: o.version for o in model.opset_import}
+    if model.ir_version != 8 or opsets != {"": 17}:
+        fail(f"{path}: IR version {model.ir_version}, opsets {opsets}: expected IR 8, opset 17")
     g = model.graph
+    for t in g.initializer:
+        if "/" not in t.name:
+            fail(f"{path}: initializer {t.name} is not named <layer>/<weight>")
     if [i.name for i in g.input] != ["image"] or [o.name for o in g.output] != ["probabilities"]:
         fail(f"{path}: inputs {[i.name for i in g.input]}, outputs {[o.name for o in g.output]}")
     it = g.input[0].type.tensor_type

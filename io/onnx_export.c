@@ -6,6 +6,7 @@
 
 #include "onnx.pb-c.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,7 +198,121 @@ typedef struct exporter {
     const rb_model *m;
     const char **tensor; /* [nnodes] name of each node's output tensor */
     rb_error *err;
+    const onnx_quant *q; /* NULL: float32 */
+    int *fold;           /* [nnodes] int8: Conv i -> the BatchNormalization folded into it, or -1 */
+    float *scale;        /* [nnodes] int8: scale of the node's quantized output, 0 when not quantized */
 } exporter;
+
+/* ---- int8 QDQ ------------------------------------------------------------------------------ */
+
+/* QuantizeLinear + DequantizeLinear of tensor `in` to uint8 over [lo, hi] (widened to hold
+ * 0, so zero padding is exact); returns the dequantized tensor, *scale its scale */
+static const char *emit_qdq(exporter *x, const char *in, float lo, float hi, float *scale)
+{
+    builder *b = &x->b;
+    lo = lo < 0 ? lo : 0;
+    hi = hi > 0 ? hi : 0;
+    float s = (hi - lo) / 255.0f;
+    if (!(s > 0) || !isfinite(s))
+        s = 1.0f;
+    float zf = nearbyintf(-lo / s);
+    uint8_t zp = (uint8_t)(zf < 0 ? 0 : zf > 255 ? 255 : zf);
+    const char *sn = scalar_f32(b, b_str(b, "%s/act_scale", in), s);
+    const char *zn = b_init(b, b_str(b, "%s/act_zero_point", in), ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0, NULL,
+                            &zp, 1);
+    const char *qn = b_str(b, "%s/quantized", in), *dq = b_str(b, "%s/dequantized", in);
+    b_node(b, "QuantizeLinear", qn, 3, in, sn, zn);
+    b_node(b, "DequantizeLinear", dq, 3, qn, sn, zn);
+    *scale = s;
+    return dq;
+}
+
+/* int8 symmetric per-channel weights w (channel c of element e: (e / inner) % nch) ->
+ * DequantizeLinear(axis); scales out in ws[nch] */
+static const char *emit_qweight(exporter *x, const char *name, const float *w, int ndims, const int64_t *dims,
+                                int axis, float *ws)
+{
+    builder *b = &x->b;
+    int64_t total = 1, inner = 1;
+    for (int k = 0; k < ndims; k++)
+        total *= dims[k];
+    for (int k = axis + 1; k < ndims; k++)
+        inner *= dims[k];
+    int nch = (int)dims[axis];
+    int8_t *q = b_alloc(b, (size_t)total);
+    int8_t *zp = b_alloc(b, (size_t)nch);
+    if (!q || !zp)
+        return name;
+    for (int c = 0; c < nch; c++)
+        ws[c] = 0;
+    for (int64_t e = 0; e < total; e++) {
+        int c = (int)((e / inner) % nch);
+        float a = fabsf(w[e]);
+        ws[c] = a > ws[c] ? a : ws[c];
+    }
+    for (int c = 0; c < nch; c++)
+        ws[c] = ws[c] > 0 ? ws[c] / 127.0f : 1.0f;
+    for (int64_t e = 0; e < total; e++) {
+        float v = nearbyintf(w[e] / ws[(e / inner) % nch]);
+        q[e] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+    }
+    int64_t cd[1] = {nch};
+    const char *qn = b_init(b, b_str(b, "%s_int8", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, ndims, dims, q,
+                            (size_t)total);
+    const char *sn = init_f32(b, b_str(b, "%s_scale", name), 1, cd, ws);
+    const char *zn = b_init(b, b_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, cd, zp,
+                            (size_t)nch);
+    Onnx__NodeProto *n = b_node(b, "DequantizeLinear", name, 3, qn, sn, zn);
+    attr_int(b, n, "axis", axis);
+    return name;
+}
+
+/* int32 bias at scale sx * ws[c] (zero point 0) -> DequantizeLinear */
+static const char *emit_qbias(exporter *x, const char *name, const float *bias, int n, float sx, const float *ws)
+{
+    builder *b = &x->b;
+    int32_t *q = b_alloc(b, (size_t)n * sizeof *q), *zp = b_alloc(b, (size_t)n * sizeof *zp);
+    float *s = b_alloc(b, (size_t)n * sizeof *s);
+    if (!q || !zp || !s)
+        return name;
+    for (int c = 0; c < n; c++) {
+        s[c] = sx * ws[c];
+        double v = nearbyint((double)bias[c] / s[c]);
+        q[c] = (int32_t)(v < -2147483647.0 ? -2147483647.0 : v > 2147483647.0 ? 2147483647.0 : v);
+    }
+    int64_t d[1] = {n};
+    const char *qn = b_init(b, b_str(b, "%s_int32", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, q,
+                            (size_t)n * sizeof *q);
+    const char *sn = init_f32(b, b_str(b, "%s_scale", name), 1, d, s);
+    const char *zn = b_init(b, b_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, zp,
+                            (size_t)n * sizeof *zp);
+    attr_int(b, b_node(b, "DequantizeLinear", name, 3, qn, sn, zn), "axis", 0);
+    return name;
+}
+
+/* Conv/Dense weights and bias as initializers (float32) or QDQ (int8); the layer's input
+ * node is `src` (its quantized output scale goes into the bias scale) */
+static int emit_params(exporter *x, int src, const char *wname, const float *w, int ndims, const int64_t *dims,
+                       int axis, const char *bname, const float *bias, const char **wout, const char **bout)
+{
+    builder *b = &x->b;
+    int nch = (int)dims[axis];
+    if (!x->q) {
+        *wout = init_f32(b, wname, ndims, dims, w);
+        int64_t bd[1] = {nch};
+        *bout = bias ? init_f32(b, bname, 1, bd, bias) : NULL;
+        return 0;
+    }
+    float *ws = b_alloc(b, (size_t)nch * sizeof *ws);
+    if (!ws)
+        return -1;
+    *wout = emit_qweight(x, wname, w, ndims, dims, axis, ws);
+    int64_t bd[1] = {nch};
+    *bout = !bias ? NULL
+            : x->scale[src] > 0 ? emit_qbias(x, bname, bias, nch, x->scale[src], ws)
+                                : init_f32(b, bname, 1, bd, bias);
+    return 0;
+}
 
 /* Activation `act` of tensor x, output named out (x itself for linear when out is NULL). */
 static const char *emit_act(exporter *x, rb_act act, const char *in, const char *out, int spatial)
@@ -274,22 +389,42 @@ static int emit_conv(exporter *x, int i)
     float *wt = dw ? kernel_depthwise(b, w, n->kh, n->kw, n->in_c) : kernel_oihw(b, w, n->kh, n->kw, n->in_c, co);
     if (!wt)
         return -1;
+    const float *bias = n->use_bias ? rb_model_weight(x->m, i, 1) : NULL;
+    const char *name = n->name;
+    int j = x->fold ? x->fold[i] : -1;
+    if (j >= 0) { /* int8: BatchNormalization j folded in: w' = w*a, b' = (b - mean)*a + beta */
+        const rb_node *bn = &x->m->nodes[j];
+        const float *g = rb_model_weight(x->m, j, 0), *be = rb_model_weight(x->m, j, 1);
+        const float *mu = rb_model_weight(x->m, j, 2), *var = rb_model_weight(x->m, j, 3);
+        float *nb = b_alloc(b, (size_t)co * sizeof *nb);
+        if (!nb)
+            return -1;
+        int64_t per = (int64_t)(dw ? 1 : n->in_c) * n->kh * n->kw;
+        for (int c = 0; c < co; c++) {
+            double a = (double)g[c] / sqrt((double)var[c] + (double)bn->eps);
+            for (int64_t e = 0; e < per; e++)
+                wt[c * per + e] = (float)(wt[c * per + e] * a);
+            nb[c] = (float)(((bias ? (double)bias[c] : 0.0) - mu[c]) * a + be[c]);
+        }
+        bias = nb;
+        name = bn->name;
+    }
     int64_t wd[4] = {co, dw ? 1 : n->in_c, n->kh, n->kw};
-    const char *wname = init_f32(b, b_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), 4, wd, wt);
-    const char *out = n->act == RB_ACT_LINEAR ? n->name : b_str(b, "%s/preact", n->name);
-    Onnx__NodeProto *o;
-    if (n->use_bias) {
-        int64_t bd[1] = {co};
-        const char *bname = init_f32(b, b_str(b, "%s/bias", n->name), 1, bd, rb_model_weight(x->m, i, 1));
-        o = b_node(b, "Conv", out, 3, x->tensor[n->inputs[0]], wname, bname);
-    } else
-        o = b_node(b, "Conv", out, 2, x->tensor[n->inputs[0]], wname);
+    const char *wname, *bname;
+    if (emit_params(x, n->inputs[0], b_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), wt, 4, wd, 0,
+                    b_str(b, "%s/bias", n->name), bias, &wname, &bname))
+        return -1;
+    const char *out = n->act == RB_ACT_LINEAR ? name : b_str(b, "%s/preact", name);
+    Onnx__NodeProto *o = bname ? b_node(b, "Conv", out, 3, x->tensor[n->inputs[0]], wname, bname)
+                               : b_node(b, "Conv", out, 2, x->tensor[n->inputs[0]], wname);
     window_attrs(b, o, n);
     if (dw)
         attr_int(b, o, "group", co);
     if (n->act != RB_ACT_LINEAR)
-        emit_act(x, n->act, out, n->name, 1);
-    x->tensor[i] = n->name;
+        emit_act(x, n->act, out, name, 1);
+    x->tensor[i] = name;
+    if (j >= 0)
+        x->tensor[j] = name;
     return 0;
 }
 
@@ -298,13 +433,14 @@ static int emit_dense(exporter *x, int i)
     builder *b = &x->b;
     const rb_node *n = &x->m->nodes[i];
     int64_t wd[2] = {n->in_c, n->units};
-    const char *wname = init_f32(b, b_str(b, "%s/kernel", n->name), 2, wd, rb_model_weight(x->m, i, 0));
+    const char *wname, *bname;
+    if (emit_params(x, n->inputs[0], b_str(b, "%s/kernel", n->name), rb_model_weight(x->m, i, 0), 2, wd, 1,
+                    b_str(b, "%s/bias", n->name), n->use_bias ? rb_model_weight(x->m, i, 1) : NULL, &wname, &bname))
+        return -1;
     const char *out = n->act == RB_ACT_LINEAR ? n->name : b_str(b, "%s/preact", n->name);
-    if (n->use_bias) {
-        int64_t bd[1] = {n->units};
-        const char *bname = init_f32(b, b_str(b, "%s/bias", n->name), 1, bd, rb_model_weight(x->m, i, 1));
+    if (bname)
         b_node(b, "Gemm", out, 3, x->tensor[n->inputs[0]], wname, bname);
-    } else
+    else
         b_node(b, "MatMul", out, 2, x->tensor[n->inputs[0]], wname);
     if (n->act != RB_ACT_LINEAR)
         emit_act(x, n->act, out, n->name, 0);
@@ -428,7 +564,12 @@ static int emit_node(exporter *x, int i)
         attr_int(b, b_node(b, "Flatten", n->name, 1, in), "axis", 1);
         break;
     }
-    case RB_OP_DROPOUT: /* inference: identity */
+    case RB_OP_DROPOUT: /* inference: identity (int8: the quantized input itself) */
+        if (x->q) {
+            x->tensor[i] = in;
+            x->scale[i] = x->scale[n->inputs[0]];
+            return 0;
+        }
         b_node(b, "Identity", n->name, 1, in);
         break;
     default:
@@ -504,19 +645,97 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, int32_t el
     return v;
 }
 
+/* int8: fold[i] = j when Conv i (linear) feeds only BatchNormalization j, else -1 */
+static void plan_folds(const rb_model *m, int *fold)
+{
+    for (int i = 0; i < m->nnodes; i++)
+        fold[i] = -1;
+    for (int j = 0; j < m->nnodes; j++) {
+        const rb_node *bn = &m->nodes[j];
+        if (bn->op != RB_OP_BATCHNORM)
+            continue;
+        int i = bn->inputs[0], uses = 0;
+        const rb_node *c = &m->nodes[i];
+        if ((c->op != RB_OP_CONV2D && c->op != RB_OP_DEPTHWISE) || c->act != RB_ACT_LINEAR)
+            continue;
+        for (int k = i + 1; k < m->nnodes; k++)
+            for (int e = 0; e < m->nodes[k].ninputs; e++)
+                uses += m->nodes[k].inputs[e] == i;
+        if (uses == 1)
+            fold[i] = j;
+    }
+}
+
+static int is_folded(const rb_model *m, const int *fold, int j)
+{
+    return m->nodes[j].op == RB_OP_BATCHNORM && fold[m->nodes[j].inputs[0]] == j;
+}
+
+/* the only layer reading node i's output, or -1 (none or several) */
+static int only_consumer(const rb_model *m, int i)
+{
+    int who = -1, uses = 0;
+    for (int k = i + 1; k < m->nnodes; k++)
+        for (int e = 0; e < m->nodes[k].ninputs; e++)
+            if (m->nodes[k].inputs[e] == i)
+                who = k, uses++;
+    return uses == 1 ? who : -1;
+}
+
+/* int8: a layer whose output gets QuantizeLinear/DequantizeLinear: everything but the
+ * model's output, probabilities (softmax, sigmoid), Dropout (which passes its input on) and
+ * a layer whose only reader is a ReLU/ReLU6: that pair is quantized once, after the
+ * activation (the pre-activation range of a MobileNetV2 depthwise layer is a hundred times
+ * the [0, 6] after it; onnxruntime fuses such pairs the same way). r: the node whose
+ * output range applies (a folded Conv's BatchNormalization) */
+static int quantized_output(const rb_model *m, int i, int r)
+{
+    const rb_node *n = &m->nodes[i];
+    int next = only_consumer(m, r);
+    if (next >= 0 && (m->nodes[next].op == RB_OP_RELU ||
+                      (m->nodes[next].op == RB_OP_ACTIVATION &&
+                       (m->nodes[next].act == RB_ACT_RELU || m->nodes[next].act == RB_ACT_RELU6))))
+        return 0;
+    if (i == m->output || n->op == RB_OP_DROPOUT || n->op == RB_OP_SOFTMAX)
+        return 0;
+    if ((n->op == RB_OP_ACTIVATION || n->op == RB_OP_CONV2D || n->op == RB_OP_DEPTHWISE || n->op == RB_OP_DENSE) &&
+        (n->act == RB_ACT_SOFTMAX || n->act == RB_ACT_SIGMOID))
+        return 0;
+    return 1;
+}
+
 int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *path, rb_error *err)
 {
     const rb_node *in = &m->nodes[0];
     if (in->rank != 3)
         return rb_fail(err, "export a whole model (model.h5 of radbatch train), not a head trained on features",
                        "%s: the model's input is a feature vector, not an image", path);
-    exporter x = {.m = m, .err = err};
+    exporter x = {.m = m, .err = err, .q = o->quant};
     x.tensor = calloc((size_t)m->nnodes, sizeof *x.tensor);
-    if (!x.tensor)
+    x.fold = calloc((size_t)m->nnodes, sizeof *x.fold);
+    x.scale = calloc((size_t)m->nnodes, sizeof *x.scale);
+    if (!x.tensor || !x.fold || !x.scale) {
+        free(x.tensor), free(x.fold), free(x.scale);
         return rb_fail(err, NULL, "out of memory");
+    }
     int rc = 0;
-    for (int i = 0; rc == 0 && i < m->nnodes; i++)
+    if (x.q)
+        plan_folds(m, x.fold);
+    else {
+        free(x.fold);
+        x.fold = NULL;
+    }
+    for (int i = 0; rc == 0 && i < m->nnodes; i++) {
+        if (x.fold && is_folded(m, x.fold, i))
+            continue;
         rc = emit_node(&x, i);
+        int r = x.fold && x.fold[i] >= 0 ? x.fold[i] : i; /* a folded Conv gives its BatchNorm's output */
+        if (rc == 0 && x.q && quantized_output(m, i, r)) {
+            x.tensor[i] = emit_qdq(&x, x.tensor[i], x.q->lo[r], x.q->hi[r], &x.scale[i]);
+            if (r != i)
+                x.tensor[r] = x.tensor[i], x.scale[r] = x.scale[i];
+        }
+    }
     const char *out = rc == 0 ? emit_output(&x, o, err) : NULL;
     builder *b = &x.b;
     if (rc == 0 && !out)
@@ -577,5 +796,7 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
     }
     b_free(b);
     free(x.tensor);
+    free(x.fold);
+    free(x.scale);
     return rc;
 }

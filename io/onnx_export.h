@@ -22,6 +22,15 @@ typedef struct onnx_meta {
     const char *key, *value;
 } onnx_meta;
 
+/* int8 QDQ export (docs/export.md, "Int8"): the range [lo, hi] of every node's output over
+ * the calibration images (min/max; engine layout, any order of elements). Activations become
+ * uint8 with a zero point (QuantizeLinear + DequantizeLinear after each layer's output),
+ * Conv/Gemm weights int8 symmetric per output channel, biases int32 at the input scale
+ * times the weight scale; BatchNormalization after a Conv is folded into it first. */
+typedef struct onnx_quant {
+    const float *lo, *hi; /* [nnodes] */
+} onnx_quant;
+
 typedef struct onnx_export_opts {
     const char *const *class_names; /* nclasses names, the output's columns */
     int nclasses;
@@ -29,6 +38,7 @@ typedef struct onnx_export_opts {
     const onnx_meta *meta;  /* metadata_props (model card, class names, ...) */
     int nmeta;
     const char *graph_name; /* NULL: the model's name */
+    const onnx_quant *quant; /* NULL: float32 */
 } onnx_export_opts;
 
 /* Write m as an ONNX file at path (temp name, fsync, rename). Nodes the exporter cannot

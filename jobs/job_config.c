@@ -74,6 +74,8 @@ static const job_range ranges[] = {
     {NULL, "max_error_fraction", 0, 1, 0, "a fraction in [0, 1]"},
     {NULL, "max_megapixels", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of megapixels"},
     {NULL, "max_file_mb", 0, NOLIMIT, RANGE_LO_OPEN, "a positive number of MiB"},
+    /* export */
+    {"export", "calibration_images", 1, 1e9, 0, "a positive number of images"},
     /* convert */
     {"convert", "height", 1, 8192, 0, "an integer in 1..8192"},
     {"convert", "width", 1, 8192, 0, "an integer in 1..8192"},

@@ -8,9 +8,12 @@
 #include "fsutil.h"
 #include "job_run.h"
 #include "onnx_export.h"
+#include "rb_mpi.h"
+#include "shard_dataset.h"
 #include "trained_model.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +25,67 @@ static const opt_spec export_opts[] = {
     {"out", OPT_STRING, "", NULL,
      "the ONNX file to write (model.onnx); an ensemble writes <stem>-1.onnx ... <stem>-N.onnx and "
      "<stem>.ensemble.json next to it"},
+    {"quantize", OPT_CHOICE, "none", "none|int8",
+     "none: float32; int8: QDQ model (int8 per-channel weights, uint8 activations calibrated on `calibration`)"},
+    {"calibration", OPT_STRING, "", NULL, "shards folder whose images set the int8 activation ranges (min/max)"},
+    {"calibration_split", OPT_CHOICE, "train", "train|val|test|all", "split of the calibration shards"},
+    {"calibration_images", OPT_INT, "512", NULL,
+     "at most this many calibration images, evenly spaced over the split"},
     {NULL, 0, NULL, NULL, NULL},
 };
+
+#define CALIB_BATCH 16
+
+/* lo/hi[i]: range of node i's output over up to max_images records of the split, evenly
+ * spaced (record k * n / count); *used: how many */
+static int calibrate(rb_model *m, const char *dir, const char *split, int64_t max_images, int threads, float *lo,
+                     float *hi, int64_t *used, rb_error *err)
+{
+    shard_dataset d;
+    if (shard_dataset_open(&d, dir, split, 0, err) < 0)
+        return rb_error_prefix(err, "calibration: ");
+    const rb_node *in = &m->nodes[0];
+    int rc = 0;
+    if (d.height != in->h || d.width != in->w || d.channels != in->c)
+        rc = rb_fail(err, "calibrate with shards converted at the model's input size",
+                     "calibration %s: images are %dx%dx%d, the model takes %dx%dx%d", dir, d.height, d.width,
+                     d.channels, in->h, in->w, in->c);
+    else if (d.n == 0)
+        rc = rb_fail(err, "choose another calibration_split", "calibration %s: split %s has no images", dir, split);
+    int64_t n = d.n < max_images ? d.n : max_images;
+    rb_workspace *ws = rc == 0 ? rb_workspace_create(m, CALIB_BATCH, RB_WS_KEEP_ALL, err) : NULL;
+    uint8_t *px = malloc((size_t)CALIB_BATCH * d.record_bytes);
+    if (rc == 0 && (!ws || rb_workspace_set_threads(ws, threads, err) < 0))
+        rc = -1;
+    if (rc == 0 && !px)
+        rc = rb_fail(err, NULL, "out of memory");
+    for (int i = 0; i < m->nnodes; i++)
+        lo[i] = INFINITY, hi[i] = -INFINITY;
+    for (int64_t k0 = 0; rc == 0 && k0 < n; k0 += CALIB_BATCH) {
+        int nb = (int)(n - k0 < CALIB_BATCH ? n - k0 : CALIB_BATCH);
+        int64_t idx[CALIB_BATCH];
+        for (int k = 0; k < nb; k++)
+            idx[k] = (k0 + k) * d.n / n;
+        if ((rc = shard_dataset_read(&d, idx, nb, px, NULL, err)) < 0)
+            break;
+        rb_forward_args a = {.input = px, .type = RB_INPUT_U8, .n = nb};
+        if ((rc = rb_model_forward(m, ws, &a, err)) < 0)
+            break;
+        for (int i = 0; i < m->nnodes; i++) {
+            const float *o = rb_workspace_output(ws, i);
+            int64_t len = (int64_t)nb * m->nodes[i].size;
+            for (int64_t e = 0; o && e < len; e++) {
+                lo[i] = o[e] < lo[i] ? o[e] : lo[i];
+                hi[i] = o[e] > hi[i] ? o[e] : hi[i];
+            }
+        }
+    }
+    *used = n;
+    rb_workspace_free(ws);
+    free(px);
+    shard_dataset_close(&d);
+    return rc;
+}
 
 static const char *preprocess_name(rescale_mode r)
 {
@@ -91,10 +153,39 @@ static char *ensemble_json(const trained_model *t, char **files, int pretty)
     return s;
 }
 
+typedef struct quant_opts {
+    int int8;
+    const char *shards, *split;
+    int64_t max_images;
+    int threads;
+} quant_opts;
+
 static int export_member(const trained_model *t, int k, const char *path, const char *classes,
-                         const char *ensemble, rb_error *err)
+                         const char *ensemble, const quant_opts *qo, rb_error *err)
 {
-    const rb_model *m = t->m[k];
+    rb_model *m = t->m[k];
+    onnx_quant q = {0};
+    float *lo = NULL, *hi = NULL;
+    char qnote[1024] = "";
+    if (qo->int8) {
+        int64_t used = 0;
+        lo = malloc((size_t)m->nnodes * sizeof *lo);
+        hi = malloc((size_t)m->nnodes * sizeof *hi);
+        if (!lo || !hi) {
+            free(lo), free(hi);
+            return rb_fail(err, NULL, "out of memory");
+        }
+        if (calibrate(m, qo->shards, qo->split, qo->max_images, qo->threads, lo, hi, &used, err) < 0) {
+            free(lo), free(hi);
+            return -1;
+        }
+        q.lo = lo, q.hi = hi;
+        snprintf(qnote, sizeof qnote,
+                 "int8 QDQ: weights int8 symmetric per output channel, biases int32, activations uint8 "
+                 "asymmetric per tensor with min/max ranges over %lld images of split %s of %s; "
+                 "BatchNormalization folded into the preceding Conv",
+                 (long long)used, qo->split, qo->shards);
+    }
     char h[32], w[32], c[32], thr[32], ncls[32];
     snprintf(h, sizeof h, "%d", t->height);
     snprintf(w, sizeof w, "%d", t->width);
@@ -120,14 +211,19 @@ static int export_member(const trained_model *t, int k, const char *path, const 
         meta[nm++] = (onnx_meta){"model_card", t->card};
     if (ensemble)
         meta[nm++] = (onnx_meta){"ensemble", ensemble};
+    meta[nm++] = (onnx_meta){"quantization", qo->int8 ? qnote : "none (float32)"};
     onnx_export_opts o = {.class_names = (const char *const *)t->class_names,
                           .nclasses = t->nclasses,
                           .positive = t->positive,
                           .meta = meta,
-                          .nmeta = nm};
-    if (onnx_export_model(m, &o, path, err) < 0)
+                          .nmeta = nm,
+                          .quant = qo->int8 ? &q : NULL};
+    int rc = onnx_export_model(m, &o, path, err);
+    free(lo);
+    free(hi);
+    if (rc < 0)
         return rb_error_prefix(err, "export %s: ", t->path[k]);
-    printf("wrote %s (from %s)\n", path, t->path[k]);
+    printf("wrote %s (from %s%s)\n", path, t->path[k], qo->int8 ? ", int8" : "");
     return 0;
 }
 
@@ -142,6 +238,17 @@ static int export_main(void *ctx, rb_error *err)
                 "export: %s", !*models ? "no model file given (--model)" : "no output file given (--out)");
         return JOB_BAD_CONFIG;
     }
+    quant_opts qo = {.int8 = !strcmp(job_str(cfg, "quantize"), "int8"),
+                     .shards = job_str(cfg, "calibration"),
+                     .split = job_str(cfg, "calibration_split"),
+                     .max_images = job_int(cfg, "calibration_images")};
+    if (qo.int8 && !*qo.shards) {
+        rb_fail(err, "radbatch export --model run/model.h5 --out model-int8.onnx --quantize int8 --calibration shards/",
+                "export: --quantize int8 needs --calibration (a shards folder)");
+        return JOB_BAD_CONFIG;
+    }
+    rb_world w = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1};
+    qo.threads = rb_threads_per_rank(&w);
     trained_model t;
     if (trained_model_load(&t, models, 1, 1, err) < 0)
         return JOB_FAILED;
@@ -153,7 +260,7 @@ static int export_main(void *ctx, rb_error *err)
             rc = rb_fail(err, NULL, "out of memory");
     char *ens = rc == 0 && t.nmembers > 1 ? ensemble_json(&t, files, 0) : NULL;
     for (int k = 0; rc == 0 && k < t.nmembers; k++)
-        rc = export_member(&t, k, files[k], classes, ens, err);
+        rc = export_member(&t, k, files[k], classes, ens, &qo, err);
     if (rc == 0 && t.nmembers > 1) {
         char *note = note_path(out), *text = ensemble_json(&t, files, 1);
         if (!note || !text)
@@ -182,7 +289,8 @@ static int run_export(int argc, char **argv)
 const command_spec command_export = {
     .name = "export",
     .summary = "write a trained model as ONNX (uint8 image in, class probabilities out) for onnxruntime, Triton, ...",
-    .usage = "usage: radbatch export [job.ini] --model run/model.h5[,more.h5] --out model.onnx",
+    .usage = "usage: radbatch export [job.ini] --model run/model.h5[,more.h5] --out model.onnx "
+             "[--quantize int8 --calibration shards/]",
     .opts = export_opts,
     .run = run_export,
 };

@@ -698,6 +698,11 @@ static int quantized_output(const rb_model *m, int i, int r)
         return 0;
     if (i == m->output || n->op == RB_OP_DROPOUT || n->op == RB_OP_SOFTMAX)
         return 0;
+    /* the preprocessed image (and its zero padding) stays float: its 256 values per channel
+     * sit half a step off any uint8 grid (p / 127.5 - 1 needs a zero point of 127.5), and
+     * that shift of every pixel cost more agreement than the whole rest of the network */
+    if (n->op == RB_OP_INPUT || (n->op == RB_OP_ZEROPAD && n->inputs[0] == 0))
+        return 0;
     if ((n->op == RB_OP_ACTIVATION || n->op == RB_OP_CONV2D || n->op == RB_OP_DEPTHWISE || n->op == RB_OP_DENSE) &&
         (n->act == RB_ACT_SOFTMAX || n->act == RB_ACT_SIGMOID))
         return 0;

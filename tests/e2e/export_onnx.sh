@@ -33,6 +33,15 @@ for r in mnv2 cnn; do
     ok "$r: onnx.checker and onnxruntime = predict within $TOL"
 done
 
+# int8 of the CNN (Flatten -> Dense head, one sigmoid unit): a valid QDQ file with int8
+# per-channel Conv and Gemm weights that onnxruntime runs (the accuracy bounds need a model
+# trained on more than the sample: export_int8.sh)
+"$RADBATCH" export --model "$T/cnn/model.h5" --out "$T/cnn-int8.onnx" --quantize int8 --calibration "$T/s48" \
+    --calibration_images 40 > /dev/null || fail "export cnn int8"
+"$PY" "$RADBATCH_SRC/tests/e2e/onnx_int8_check.py" "$T/cnn.onnx" "$T/cnn-int8.onnx" "$T/s48" "$T/s48" 0 1 \
+    || fail "cnn int8 is not a QDQ model onnxruntime runs"
+ok "cnn int8: QDQ structure"
+
 # an ensemble: one file per member, a note, and the members' mean = predict's ensemble
 "$RADBATCH" export --model "$T/mnv2/model.h5,$T/cnn/model.h5" --out "$T/ens.onnx" > "$T/export-ens.out" || fail "export ensemble"
 for f in ens-1.onnx ens-2.onnx ens.ensemble.json; do [ -s "$T/$f" ] || fail "ensemble: no $f"; done

@@ -33,6 +33,30 @@ for r in mnv2 cnn; do
     ok "$r: onnx.checker and onnxruntime = predict within $TOL"
 done
 
+# screening: onnxruntime with the file's threshold flags the same images `radbatch infer`
+# flags over the sample folder (an image within 1e-5 of the threshold may go either way)
+"$RADBATCH" infer --model "$T/mnv2/model.h5" --input "$SAMPLE" --out "$T/infer" --quiet > /dev/null 2>&1 || fail "infer"
+"$PY" - "$T/mnv2.onnx" "$T/s48" "$T/infer/predictions.csv" <<'PY' || fail "onnxruntime screening differs from infer"
+import csv, glob, json, sys
+import h5py, numpy as np, onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+meta = s.get_modelmeta().custom_metadata_map
+classes = json.loads(meta["class_names"]); pos = classes.index(meta["positive_class"]); thr = float(meta["threshold"])
+ref = {r["path"]: r for r in csv.DictReader(open(sys.argv[3]))}
+n = same = near = 0
+for f in sorted(glob.glob(sys.argv[2] + "/*.h5")):
+    with h5py.File(f, "r") as h:
+        p = s.run(["probabilities"], {"image": h["images"][...]})[0][:, pos]
+        for path, v in zip(h["paths"][...], p):
+            r = ref[path.decode()]
+            n += 1
+            same += (v >= thr) == (r["flagged"] == "1")
+            near += abs(v - thr) <= 1e-5
+print(f"screening: {same} of {n} images flagged alike by onnxruntime and infer ({near} within 1e-5 of the threshold)")
+sys.exit(0 if n == len(ref) and n - same <= near else 1)
+PY
+ok "onnxruntime screens the sample as infer does"
+
 # int8 of the CNN (Flatten -> Dense head, one sigmoid unit): a valid QDQ file with int8
 # per-channel Conv and Gemm weights that onnxruntime runs (the accuracy bounds need a model
 # trained on more than the sample: export_int8.sh)

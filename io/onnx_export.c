@@ -200,6 +200,9 @@ typedef struct exporter {
     rb_error *err;
     const onnx_quant *q; /* NULL: float32 */
     int *fold;           /* [nnodes] int8: Conv i -> the BatchNormalization folded into it, or -1 */
+    int *relu;           /* [nnodes] int8: Conv i -> the ReLU/ReLU6 its output quantization applies, or -1 */
+    int *pad;            /* [nnodes] int8: Conv i -> the ZeroPadding2D folded into its pads, or -1 */
+    uint8_t *skip;       /* [nnodes] int8: layers folded into a Conv (emitted with it) */
     float *scale;        /* [nnodes] int8: scale of the node's quantized output, 0 when not quantized */
 } exporter;
 
@@ -370,10 +373,13 @@ static float *kernel_depthwise(builder *b, const float *w, int kh, int kw, int c
     return o;
 }
 
-static void window_attrs(builder *b, Onnx__NodeProto *o, const rb_node *n)
+/* p: a ZeroPadding2D folded into the window's own pads, or NULL */
+static void window_attrs(builder *b, Onnx__NodeProto *o, const rb_node *n, const rb_node *p)
 {
     int64_t ks[2] = {n->kh, n->kw}, st[2] = {n->sh, n->sw};
     int64_t pads[4] = {n->cs.pad_top, n->cs.pad_left, n->cs.pad_bottom, n->cs.pad_right};
+    if (p)
+        pads[0] += p->pad_t, pads[1] += p->pad_l, pads[2] += p->pad_b, pads[3] += p->pad_r;
     attr_ints(b, o, "kernel_shape", 2, ks);
     attr_ints(b, o, "strides", 2, st);
     attr_ints(b, o, "pads", 4, pads);
@@ -409,15 +415,23 @@ static int emit_conv(exporter *x, int i)
         bias = nb;
         name = bn->name;
     }
+    /* int8: a ZeroPadding2D read only by this Conv becomes the Conv's pads; a ReLU/ReLU6
+     * that is the only reader of the output is left to the output's quantization (range
+     * [0, max] with zero point 0: QuantizeLinear clamps to it), as onnxruntime's quantizer
+     * does, so the runtime sees DequantizeLinear -> Conv -> QuantizeLinear */
+    int pi = x->pad ? x->pad[i] : -1, ri = x->relu ? x->relu[i] : -1;
+    int src = pi >= 0 ? x->m->nodes[pi].inputs[0] : n->inputs[0];
+    if (ri >= 0)
+        name = x->m->nodes[ri].name;
     int64_t wd[4] = {co, dw ? 1 : n->in_c, n->kh, n->kw};
     const char *wname, *bname;
-    if (emit_params(x, n->inputs[0], b_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), wt, 4, wd, 0,
+    if (emit_params(x, src, b_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), wt, 4, wd, 0,
                     b_str(b, "%s/bias", n->name), bias, &wname, &bname))
         return -1;
     const char *out = n->act == RB_ACT_LINEAR ? name : b_str(b, "%s/preact", name);
-    Onnx__NodeProto *o = bname ? b_node(b, "Conv", out, 3, x->tensor[n->inputs[0]], wname, bname)
-                               : b_node(b, "Conv", out, 2, x->tensor[n->inputs[0]], wname);
-    window_attrs(b, o, n);
+    Onnx__NodeProto *o = bname ? b_node(b, "Conv", out, 3, x->tensor[src], wname, bname)
+                               : b_node(b, "Conv", out, 2, x->tensor[src], wname);
+    window_attrs(b, o, n, pi >= 0 ? &x->m->nodes[pi] : NULL);
     if (dw)
         attr_int(b, o, "group", co);
     if (n->act != RB_ACT_LINEAR)
@@ -425,6 +439,8 @@ static int emit_conv(exporter *x, int i)
     x->tensor[i] = name;
     if (j >= 0)
         x->tensor[j] = name;
+    if (ri >= 0)
+        x->tensor[ri] = name;
     return 0;
 }
 
@@ -544,7 +560,7 @@ static int emit_node(exporter *x, int i)
     case RB_OP_AVGPOOL: {
         /* AveragePool's default count_include_pad=0: padding cells do not count, as in Keras */
         Onnx__NodeProto *o = b_node(b, n->op == RB_OP_MAXPOOL ? "MaxPool" : "AveragePool", n->name, 1, in);
-        window_attrs(b, o, n);
+        window_attrs(b, o, n, NULL);
         break;
     }
     case RB_OP_GAP: {
@@ -645,32 +661,6 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, int32_t el
     return v;
 }
 
-/* int8: fold[i] = j when Conv i (linear) feeds only BatchNormalization j, else -1 */
-static void plan_folds(const rb_model *m, int *fold)
-{
-    for (int i = 0; i < m->nnodes; i++)
-        fold[i] = -1;
-    for (int j = 0; j < m->nnodes; j++) {
-        const rb_node *bn = &m->nodes[j];
-        if (bn->op != RB_OP_BATCHNORM)
-            continue;
-        int i = bn->inputs[0], uses = 0;
-        const rb_node *c = &m->nodes[i];
-        if ((c->op != RB_OP_CONV2D && c->op != RB_OP_DEPTHWISE) || c->act != RB_ACT_LINEAR)
-            continue;
-        for (int k = i + 1; k < m->nnodes; k++)
-            for (int e = 0; e < m->nodes[k].ninputs; e++)
-                uses += m->nodes[k].inputs[e] == i;
-        if (uses == 1)
-            fold[i] = j;
-    }
-}
-
-static int is_folded(const rb_model *m, const int *fold, int j)
-{
-    return m->nodes[j].op == RB_OP_BATCHNORM && fold[m->nodes[j].inputs[0]] == j;
-}
-
 /* the only layer reading node i's output, or -1 (none or several) */
 static int only_consumer(const rb_model *m, int i)
 {
@@ -682,19 +672,48 @@ static int only_consumer(const rb_model *m, int i)
     return uses == 1 ? who : -1;
 }
 
+static int is_relu(const rb_node *n)
+{
+    return n->op == RB_OP_RELU ||
+           (n->op == RB_OP_ACTIVATION && (n->act == RB_ACT_RELU || n->act == RB_ACT_RELU6));
+}
+
+/* int8: what folds into each linear Conv i: fold[i] the BatchNormalization it alone feeds,
+ * relu[i] the ReLU/ReLU6 that alone reads the Conv (or its BatchNormalization), pad[i] the
+ * ZeroPadding2D only it reads; skip[] marks the folded layers */
+static void plan_folds(const rb_model *m, int *fold, int *relu, int *pad, uint8_t *skip)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        fold[i] = relu[i] = pad[i] = -1;
+        skip[i] = 0;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        const rb_node *c = &m->nodes[i];
+        if ((c->op != RB_OP_CONV2D && c->op != RB_OP_DEPTHWISE) || c->act != RB_ACT_LINEAR)
+            continue;
+        int last = i, k = only_consumer(m, i);
+        if (k >= 0 && m->nodes[k].op == RB_OP_BATCHNORM && k != m->output)
+            fold[i] = k, skip[k] = 1, last = k;
+        k = only_consumer(m, last);
+        if (k >= 0 && is_relu(&m->nodes[k]) && k != m->output)
+            relu[i] = k, skip[k] = 1;
+        int p = c->inputs[0];
+        if (m->nodes[p].op == RB_OP_ZEROPAD && only_consumer(m, p) == i)
+            pad[i] = p, skip[p] = 1;
+    }
+}
+
 /* int8: a layer whose output gets QuantizeLinear/DequantizeLinear: everything but the
  * model's output, probabilities (softmax, sigmoid), Dropout (which passes its input on) and
- * a layer whose only reader is a ReLU/ReLU6: that pair is quantized once, after the
- * activation (the pre-activation range of a MobileNetV2 depthwise layer is a hundred times
- * the [0, 6] after it; onnxruntime fuses such pairs the same way). r: the node whose
- * output range applies (a folded Conv's BatchNormalization) */
+ * a layer whose only reader is a ReLU/ReLU6 (that pair is quantized once, after the
+ * activation: the pre-activation range of a MobileNetV2 depthwise layer is a hundred times
+ * the [0, 6] after it). r: the node whose output range applies (the ReLU or BatchNorm
+ * folded into a Conv) */
 static int quantized_output(const rb_model *m, int i, int r)
 {
     const rb_node *n = &m->nodes[i];
     int next = only_consumer(m, r);
-    if (next >= 0 && (m->nodes[next].op == RB_OP_RELU ||
-                      (m->nodes[next].op == RB_OP_ACTIVATION &&
-                       (m->nodes[next].act == RB_ACT_RELU || m->nodes[next].act == RB_ACT_RELU6))))
+    if (next >= 0 && is_relu(&m->nodes[next]))
         return 0;
     if (i == m->output || n->op == RB_OP_DROPOUT || n->op == RB_OP_SOFTMAX)
         return 0;
@@ -717,28 +736,34 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
                        "%s: the model's input is a feature vector, not an image", path);
     exporter x = {.m = m, .err = err, .q = o->quant};
     x.tensor = calloc((size_t)m->nnodes, sizeof *x.tensor);
-    x.fold = calloc((size_t)m->nnodes, sizeof *x.fold);
     x.scale = calloc((size_t)m->nnodes, sizeof *x.scale);
-    if (!x.tensor || !x.fold || !x.scale) {
-        free(x.tensor), free(x.fold), free(x.scale);
+    int rc = 0;
+    if (x.q) {
+        x.fold = calloc((size_t)m->nnodes, sizeof *x.fold);
+        x.relu = calloc((size_t)m->nnodes, sizeof *x.relu);
+        x.pad = calloc((size_t)m->nnodes, sizeof *x.pad);
+        x.skip = calloc((size_t)m->nnodes, 1);
+        if (x.fold && x.relu && x.pad && x.skip)
+            plan_folds(m, x.fold, x.relu, x.pad, x.skip);
+        else
+            rc = -1;
+    }
+    if (rc < 0 || !x.tensor || !x.scale) {
+        free(x.tensor), free(x.scale), free(x.fold), free(x.relu), free(x.pad), free(x.skip);
         return rb_fail(err, NULL, "out of memory");
     }
-    int rc = 0;
-    if (x.q)
-        plan_folds(m, x.fold);
-    else {
-        free(x.fold);
-        x.fold = NULL;
-    }
     for (int i = 0; rc == 0 && i < m->nnodes; i++) {
-        if (x.fold && is_folded(m, x.fold, i))
+        if (x.skip && x.skip[i])
             continue;
         rc = emit_node(&x, i);
-        int r = x.fold && x.fold[i] >= 0 ? x.fold[i] : i; /* a folded Conv gives its BatchNorm's output */
+        /* the node whose range applies: a folded ReLU's, else a folded BatchNorm's, else i's */
+        int r = x.relu && x.relu[i] >= 0 ? x.relu[i] : x.fold && x.fold[i] >= 0 ? x.fold[i] : i;
         if (rc == 0 && x.q && quantized_output(m, i, r)) {
             x.tensor[i] = emit_qdq(&x, x.tensor[i], x.q->lo[r], x.q->hi[r], &x.scale[i]);
-            if (r != i)
-                x.tensor[r] = x.tensor[i], x.scale[r] = x.scale[i];
+            int also[2] = {x.fold[i], x.relu[i]};
+            for (int k = 0; k < 2; k++)
+                if (also[k] >= 0)
+                    x.tensor[also[k]] = x.tensor[i], x.scale[also[k]] = x.scale[i];
         }
     }
     const char *out = rc == 0 ? emit_output(&x, o, err) : NULL;
@@ -802,6 +827,9 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
     b_free(b);
     free(x.tensor);
     free(x.fold);
+    free(x.relu);
+    free(x.pad);
+    free(x.skip);
     free(x.scale);
     return rc;
 }

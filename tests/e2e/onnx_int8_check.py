@@ -7,6 +7,7 @@ through $RADBATCH_PYTHON).
   weight from a DequantizeLinear of an int8 initializer with one scale per output channel
   (symmetric: zero points 0), and its activation input from a DequantizeLinear of a
   QuantizeLinear (uint8), except the first, which reads the float preprocessed image;
+  every Conv's output goes to one QuantizeLinear (BatchNorm, ReLU and padding folded in);
 - on the validation split (every val-*.h5 of VAL_SHARDS) prints accuracy, sensitivity,
   specificity at the model's threshold and ROC AUC of both, and requires
   AUC(fp32) - AUC(int8) <= MAX_AUC_DROP;
@@ -83,6 +84,9 @@ def check_qdq(path):
         axis = next((a.i for a in w.attribute if a.name == "axis"), 1)
         if q.data_type != onnx.TensorProto.INT8 or scale.shape != (q.dims[axis],) or np.any(zp != 0):
             fail(f"{n.name}: weights are not int8 symmetric per output channel")
+        readers = [r.op_type for r in m.graph.node if n.output[0] in r.input]
+        if n.op_type == "Conv" and readers != ["QuantizeLinear"]:
+            fail(f"{n.name}: output read by {readers}, not by one QuantizeLinear")
         nq += 1
     if nq == 0:
         fail("no quantized Conv or Gemm")

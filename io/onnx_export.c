@@ -162,7 +162,8 @@ static const char *b_init(builder *b, const char *name, int32_t dtype, int ndims
         return name;
     }
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, (size_t)ndims * sizeof *d);
+    if (ndims > 0) /* a scalar has no dims (NULL) */
+        memcpy(d, dims, (size_t)ndims * sizeof *d);
     memcpy(raw, data, bytes);
     t->n_dims = (size_t)ndims, t->dims = d;
     t->has_data_type = 1, t->data_type = dtype;

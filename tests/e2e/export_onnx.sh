@@ -86,6 +86,12 @@ echo "not a model" > "$T/junk.h5"
 "$RADBATCH" export --model "$T/mnv2/model.h5" --out "$T/no/such/dir/x.onnx" > /dev/null 2> "$T/e4"; rc4=$?
 set -e
 [ $rc1 = 2 ] && grep -q "no output file given" "$T/e1" || fail "no --out: exit $rc1: $(cat "$T/e1")"
+set +e
+"$RADBATCH" export --out "$T/x.onnx" > /dev/null 2> "$T/e0"; rc0=$?
+set -e
+[ $rc0 = 2 ] && grep -q "no model file given" "$T/e0" || fail "no --model: exit $rc0: $(cat "$T/e0")"
+"$RADBATCH" export "$T/cnn/model.h5" --out "$T/positional.onnx" > /dev/null || fail "model as positional argument"
+cmp -s "$T/positional.onnx" "$T/cnn.onnx" || fail "the positional model gives another file than --model"
 [ $rc2 = 1 ] && grep -q "$T/missing.h5" "$T/e2" || fail "missing model: exit $rc2: $(cat "$T/e2")"
 [ $rc3 = 1 ] && grep -q "$T/junk.h5" "$T/e3" || fail "junk model: exit $rc3: $(cat "$T/e3")"
 [ $rc4 = 1 ] && grep -q "$T/no/such/dir/x.onnx" "$T/e4" || fail "bad out: exit $rc4: $(cat "$T/e4")"

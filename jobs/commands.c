@@ -9,5 +9,6 @@ const command_spec *const job_commands[] = {
     &command_infer,
     &command_evaluate,
     &command_predict,
+    &command_export,
     NULL,
 };

@@ -9,5 +9,6 @@ extern const command_spec command_inspect;
 extern const command_spec command_train;
 extern const command_spec command_infer;
 extern const command_spec command_evaluate, command_predict;
+extern const command_spec command_export;
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample (199 chest X-rays, a pretrained MobileNetV2):
-# convert -> train (frozen base, then fine-tuning) -> evaluate -> infer, as a cluster runs it.
+# convert -> train (frozen base, then fine-tuning) -> evaluate -> infer, as a cluster runs it,
+# then export of the trained model to ONNX for other runtimes.
 # Runs with 2 MPI ranks when mpirun is there, else 1. Settings: jobs/examples/demo.ini.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ echo "== evaluate on the val split -> runs/demo/evaluate"
 echo
 echo "== infer over the whole sample folder as an unlabelled archive -> runs/demo/infer"
 "${MPI[@]}" "$RB" infer "$JOB"
+echo
+echo "== export the trained model to ONNX -> runs/demo/model.onnx (docs/export.md)"
+"$RB" export --model runs/demo/train/model.h5 --out runs/demo/model.onnx
 echo
 echo "== reports"
 echo "evaluation report: $(pwd)/runs/demo/evaluate/report.html"

@@ -69,4 +69,5 @@ scancel "$j"
 swait "$j" 120 > /dev/null || true
 sleep 1
 [ "$(jstate "$j" | cut -d' ' -f1)" = CANCELLED ] && [ "$(jfield "$j" Restarts)" = 0 ] || { logs "$T/cancelled.out"; fail "scancel'ed job $j: $(jstate "$j"), restarts $(jfield "$j" Restarts)"; }
+grep -q "so it is not requeued; resubmit to resume" "$T/cancelled.out" || { logs "$T/cancelled.out"; fail "the cancelled job's log does not say it is not requeued"; }
 ok "scancel ends the job for good ($(( $(date +%s) - t0 )) s in all)"

@@ -67,7 +67,14 @@ check_refused 's/^epochs = 2/epoch = 2/' "unknown key 'epoch' in section [train]
 check_refused 's/^bootstrap = 100/bootstrap = -3/' "'bootstrap' = '-3' is out of range"
 check_refused 's/^height = 96/height = big/' "'height' = 'big' is not an integer"
 check_refused 's/^ntasks = 1/ntask = 1/' "unknown key(s) in section [slurm]: ntask"
-ok "a misspelt key, a bad value, an unknown [slurm] key: exit 2 naming key and section, nothing submitted"
+# no radbatch binary on the submit host: a warning, the keys are not checked
+mkdir -p "$T/nobin" && cp -r "$SL" "$T/nobin/slurm"
+command -v radbatch > /dev/null && fail "radbatch is on PATH; this check needs a submit host without it"
+sed 's/^epochs = 2/epoch = 2/' "$good" > "$T/keys-nobin.ini"
+env -u RADBATCH "$T/nobin/slurm/submit-pipeline" "$T/keys-nobin.ini" --runs "$T/keyruns" --dry-run > "$T/nobin.txt" 2>&1 ||
+    { cat "$T/nobin.txt"; fail "submit-pipeline --dry-run without a binary failed"; }
+grep -q "warning: no radbatch binary here.*keys are not checked" "$T/nobin.txt" || { cat "$T/nobin.txt"; fail "no warning that the keys are not checked"; }
+ok "a misspelt key, a bad value, an unknown [slurm] key: exit 2 naming key and section, nothing submitted; no binary: a warning"
 
 # stop: no daemon of this cluster left, state folder gone
 pids=$(cat "$C"/run/*.pid)

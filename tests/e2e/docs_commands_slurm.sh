@@ -88,5 +88,7 @@ done < "$P/jobs.txt"
 grep -q "nothing new" "$T/slurm.out" || fail "the third screening did not say 'nothing new'"
 base=$(grep -E -- "command: .* --out [^ ]*/screen-2026-01-02( |$)" "$T/slurm.out") || fail "no infer command of the new baseline"
 grep -q -- "--since" <<<"$base" && fail "the new baseline ran with --since: $base"
+W=$(ls -d "$R"/runs/sweeps/demo-sweep-*)
+[ "$(awk -F, 'NR > 1 && $2 == "ok"' "$W/comparison.csv" | wc -l)" = 2 ] || { cat "$W/comparison.csv"; fail "the sweep's comparison.csv has not 2 ok rows"; }
 [ ! -e "$C" ] || fail "the doc's last block did not stop the cluster"
 ok "docs/slurm.md: $ns block(s) as written on a local cluster ($(( $(date +%s) - t0 )) s)"

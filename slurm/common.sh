@@ -193,6 +193,7 @@ rb_finish() {
         esac
         rb_log "$what stopped early (exit $rc): requeueing job $SLURM_JOB_ID (restart $((n + 1))); it resumes where it stopped"
         if scontrol requeue "$SLURM_JOB_ID"; then
+            rb_log "requeued after preemption; the CANCELLED line above is expected: slurmstepd prints '*** JOB $SLURM_JOB_ID ON ... CANCELLED AT ... ***' when a job is signalled (scancel --signal, preemption) or requeued, and this job is back in the queue, not cancelled"
             # slurmctld ends this batch script now; the job returns to the queue
             sleep 60 & wait $! 2>/dev/null || true
             exit 0

@@ -43,6 +43,39 @@ grep -q "$T/missing-shards/index.json: cannot open" "$T/train-$tj.out" || { logs
 [ "$(jstate "$dj" | cut -d' ' -f1)" = CANCELLED ] || fail "the dependent of the failed train job is $(jstate "$dj")"
 ok "missing shards: train FAILED with the path in its log, dependent CANCELLED"
 
+# a misspelt key, a bad value or an unknown [slurm] key: exit 2 at submission, naming the
+# key and its section; no job submitted, no pipeline folder
+njobs() { scontrol show job -o 2> /dev/null | grep -c '^JobId=' || true; }
+good="$T/keys-ok.ini"
+printf '[convert]\ninputs = %s\nheight = 96\nwidth = 96\n[train]\nepochs = 2\nbatch_size = 16\n[evaluate]\nbootstrap = 100\n[slurm]\nntasks = 1\ncpus_per_task = 1\ntime = 5\n' \
+    "$SAMPLE" > "$good"
+"$SL/submit-pipeline" "$good" --runs "$T/keyruns" --dry-run > "$T/dry.txt" 2>&1 || { cat "$T/dry.txt"; fail "submit-pipeline --dry-run of a good job file"; }
+before=$(njobs)
+check_refused() {  # sed-expression words... : the edited job file is refused with exit 2 and these words
+    local expr=$1 rc=0 f="$T/keys-bad.ini" w; shift
+    sed "$expr" "$good" > "$f"
+    cmp -s "$good" "$f" && fail "the edit $expr changed nothing"
+    rm -rf "$T/keyruns"
+    "$SL/submit-pipeline" "$f" --runs "$T/keyruns" > "$T/refused.txt" 2>&1 || rc=$?
+    [ "$rc" = 2 ] || { cat "$T/refused.txt"; fail "$expr: submit-pipeline exited $rc, expected 2"; }
+    for w in "$@"; do grep -qF -- "$w" "$T/refused.txt" || { cat "$T/refused.txt"; fail "$expr: the message does not say '$w'"; }; done
+    grep -q "nothing submitted" "$T/refused.txt" || { cat "$T/refused.txt"; fail "$expr: no 'nothing submitted'"; }
+    [ "$(njobs)" = "$before" ] || fail "$expr: a job was submitted"
+    [ -z "$(ls -A "$T/keyruns" 2> /dev/null)" ] || fail "$expr: a pipeline folder was created: $(ls "$T/keyruns")"
+}
+check_refused 's/^epochs = 2/epoch = 2/' "unknown key 'epoch' in section [train]" "keys-bad.ini"
+check_refused 's/^bootstrap = 100/bootstrap = -3/' "'bootstrap' = '-3' is out of range"
+check_refused 's/^height = 96/height = big/' "'height' = 'big' is not an integer"
+check_refused 's/^ntasks = 1/ntask = 1/' "unknown key(s) in section [slurm]: ntask"
+# no radbatch binary on the submit host: a warning, the keys are not checked
+mkdir -p "$T/nobin" && cp -r "$SL" "$T/nobin/slurm"
+command -v radbatch > /dev/null && fail "radbatch is on PATH; this check needs a submit host without it"
+sed 's/^epochs = 2/epoch = 2/' "$good" > "$T/keys-nobin.ini"
+env -u RADBATCH "$T/nobin/slurm/submit-pipeline" "$T/keys-nobin.ini" --runs "$T/keyruns" --dry-run > "$T/nobin.txt" 2>&1 ||
+    { cat "$T/nobin.txt"; fail "submit-pipeline --dry-run without a binary failed"; }
+grep -q "warning: no radbatch binary here.*keys are not checked" "$T/nobin.txt" || { cat "$T/nobin.txt"; fail "no warning that the keys are not checked"; }
+ok "a misspelt key, a bad value, an unknown [slurm] key: exit 2 naming key and section, nothing submitted; no binary: a warning"
+
 # stop: no daemon of this cluster left, state folder gone
 pids=$(cat "$C"/run/*.pid)
 [ "$(echo "$pids" | wc -w)" = 3 ] || fail "expected pid files of munged, slurmctld and slurmd: $(ls "$C/run")"

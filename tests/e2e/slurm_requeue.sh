@@ -48,6 +48,9 @@ t1=$(date +%s)
 j=$(interrupted term-batch "" --batch)
 grep -q "radbatch train exited with code 75" "$T/term-batch.out" || { logs "$T/term-batch.out"; fail "term-batch: radbatch did not stop with exit code 75"; }
 grep -q "requeueing job $j" "$T/term-batch.out" || fail "term-batch: no requeue line"
+# slurmstepd's "*** JOB ... CANCELLED AT ... ***" line, then the script's line saying it is expected
+awk -v j="$j" 'index($0, "*** JOB " j " ON ") && /CANCELLED AT/ { c = NR } /requeued after preemption; the CANCELLED line above is expected/ { if (c) e = 1 } END { exit !e }' \
+    "$T/term-batch.out" || { logs "$T/term-batch.out"; fail "term-batch: no CANCELLED line followed by the line explaining it"; }
 ok "SIGTERM to the batch script: checkpoint, exit 75, requeued, resumed, same weights ($(( $(date +%s) - t1 )) s)"
 t1=$(date +%s)
 j=$(interrupted term-full "" --full)
@@ -66,4 +69,5 @@ scancel "$j"
 swait "$j" 120 > /dev/null || true
 sleep 1
 [ "$(jstate "$j" | cut -d' ' -f1)" = CANCELLED ] && [ "$(jfield "$j" Restarts)" = 0 ] || { logs "$T/cancelled.out"; fail "scancel'ed job $j: $(jstate "$j"), restarts $(jfield "$j" Restarts)"; }
+grep -q "so it is not requeued; resubmit to resume" "$T/cancelled.out" || { logs "$T/cancelled.out"; fail "the cancelled job's log does not say it is not requeued"; }
 ok "scancel ends the job for good ($(( $(date +%s) - t0 )) s in all)"

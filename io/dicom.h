@@ -42,6 +42,7 @@ typedef struct dicom_header {
     int64_t pixel_length;         /* its length; -1 when encapsulated */
     int64_t elements;             /* data elements seen, all levels */
     int max_depth;                /* deepest sequence nesting seen */
+    int rle_segments;             /* RLE: segments per frame (0 before a frame was seen) */
 } dicom_header;
 
 /* 1 when buf holds a DICOM Part 10 file ("DICM" at offset 128). */

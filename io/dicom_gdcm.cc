@@ -226,6 +226,11 @@ int read_impl(const uint8_t *buf, size_t len, const dicom_header *h, dicom_pixel
     size_t bs = fn.find('\\');
     if (bs != std::string::npos)
         fn.resize(bs);
+    for (char ch : fn) // a defined term: anything else is treated as LINEAR
+        if (!((ch >= 'A' && ch <= 'Z') || ch == '_')) {
+            fn.clear();
+            break;
+        }
     snprintf(px->voi_function, sizeof px->voi_function, "%s", fn.empty() ? "LINEAR" : fn.c_str());
     read_voi_lut(ds, h->big_endian, px);
     return 0;

@@ -18,6 +18,10 @@ typedef struct scan {
     const uint8_t *buf;
     size_t len;
     int explicit_vr, big_endian;
+    int rle; /* RLE transfer syntax: every fragment's segment header is checked */
+    int codestream;  /* 1 JPEG or JPEG-LS, 2 JPEG 2000: frame headers are checked */
+    int nframes_hdr; /* codestream headers (JPEG SOF, JPEG 2000 SIZ) seen in fragments */
+    int64_t cs_w, cs_h, cs_c, cs_bits; /* the first one's sizes; -1 when one disagreed */
     dicom_header *h;
     const char *path;
     rb_error *err;
@@ -58,7 +62,172 @@ static int long_vr(const char vr[2])
     return 0;
 }
 
+/* one of the VRs of PS3.5 6.2 (GDCM reads anything else as implicit VR, and aborts on some) */
+static int known_vr(const char vr[2])
+{
+    static const char all[] = "AEASATCSDADSDTFLFDISLOLTOBODOFOLOVOWPNSHSLSQSSSTSVTMUCUIULUNURUSUTUV";
+    for (size_t i = 0; i + 1 < sizeof all; i += 2)
+        if (vr[0] == all[i] && vr[1] == all[i + 1])
+            return 1;
+    return 0;
+}
+
+/* Tags GDCM interprets with a fixed VR (its Attribute<> templates assert on another one):
+ * in an explicit VR file they must carry this VR; US ones of one value exactly 2 bytes. */
+static const struct {
+    uint16_t g, e;
+    char vr[3];
+    int one; /* single-valued binary: fixed length */
+} fixed_vr[] = {
+    {0x0028, 0x0002, "US", 1}, {0x0028, 0x0003, "US", 1}, {0x0028, 0x0006, "US", 1},
+    {0x0028, 0x0010, "US", 1}, {0x0028, 0x0011, "US", 1}, {0x0028, 0x0100, "US", 1},
+    {0x0028, 0x0101, "US", 1}, {0x0028, 0x0102, "US", 1}, {0x0028, 0x0103, "US", 1},
+    {0x0028, 0x0004, "CS", 0}, {0x0028, 0x0008, "IS", 0}, {0x0028, 0x0030, "DS", 0},
+    {0x0028, 0x0034, "IS", 0}, {0x0028, 0x1050, "DS", 0}, {0x0028, 0x1051, "DS", 0},
+    {0x0028, 0x1052, "DS", 0}, {0x0028, 0x1053, "DS", 0}, {0x0028, 0x1054, "LO", 0},
+    {0x0028, 0x2110, "CS", 0}, {0x0028, 0x2112, "DS", 0}, {0x0028, 0x0009, "AT", 0},
+    {0x0008, 0x0016, "UI", 0}, {0x0008, 0x0060, "CS", 0}, {0x0018, 0x1164, "DS", 0},
+    {0x0018, 0x0050, "DS", 0}, {0x0018, 0x0088, "DS", 0}, {0x0020, 0x0032, "DS", 0},
+    {0x0020, 0x0037, "DS", 0}, {0x0020, 0x0013, "IS", 0}, {0x0028, 0x0106, "US", 0},
+    {0x0028, 0x0107, "US", 0}, {0x0028, 0x1101, "US", 0}, {0x0028, 0x1102, "US", 0},
+    {0x0028, 0x1103, "US", 0}, {0x0028, 0x3002, "US", 0}, {0x0028, 0x1056, "CS", 0},
+};
+
+/* 0 when (g,e) with this VR and length is what GDCM expects, else -1 */
+static int check_fixed_vr(uint16_t g, uint16_t e, const char vr[2], uint32_t vl, int explicit_vr)
+{
+    for (size_t i = 0; i < sizeof fixed_vr / sizeof fixed_vr[0]; i++) {
+        if (fixed_vr[i].g != g || fixed_vr[i].e != e)
+            continue;
+        if (explicit_vr && (vr[0] != fixed_vr[i].vr[0] || vr[1] != fixed_vr[i].vr[1]) &&
+            !(fixed_vr[i].vr[0] == 'U' && fixed_vr[i].vr[1] == 'S' && vr[0] == 'S' && vr[1] == 'S' &&
+              (e == 0x0106 || e == 0x0107 || e == 0x1101 || e == 0x1102 || e == 0x1103 ||
+               e == 0x3002)))
+            return -1;
+        if (fixed_vr[i].one && vl != 2)
+            return -1;
+        return 0;
+    }
+    return 0;
+}
+
 static int scan_dataset(scan *s, size_t *pos, size_t end, int depth, int in_item, int top);
+
+/* PS3.5 G.5: an RLE frame starts with 16 little-endian 32-bit words: the segment count (one
+ * per byte of each sample) and the segment offsets, the first 64, increasing, inside the
+ * frame. GDCM's RLE decoder trusts them (a damaged header crashes it), so they are checked
+ * here; one frame per fragment, as the standard requires. */
+static int check_rle_frame(scan *s, size_t p, uint32_t n)
+{
+    if (n < 64)
+        return bad(s, 0x7FE0, 0x0010, "RLE frame shorter than its 64-byte header", p);
+    uint32_t nseg = rd32(s, p, 0), prev = 0;
+    if (nseg < 1 || nseg > 15)
+        return bad(s, 0x7FE0, 0x0010, "RLE header with an invalid segment count", p);
+    for (uint32_t i = 0; i < 15; i++) {
+        uint32_t off = rd32(s, p + 4 + 4 * i, 0);
+        if (i < nseg && (i == 0 ? off != 64 : off <= prev || off >= n))
+            return bad(s, 0x7FE0, 0x0010, "RLE header with invalid segment offsets", p);
+        if (i >= nseg && off != 0)
+            return bad(s, 0x7FE0, 0x0010, "RLE header with offsets beyond its segment count", p);
+        prev = off;
+    }
+    s->h->rle_segments = (int)nseg;
+    return 0;
+}
+
+static uint32_t be16(const uint8_t *b) { return (uint32_t)b[0] << 8 | b[1]; }
+static uint32_t be32(const uint8_t *b) { return be16(b) << 16 | be16(b + 2); }
+
+/* Record a codestream's size; any disagreement between fragments marks it (-1). */
+static void note_size(scan *s, int64_t w, int64_t h, int64_t c, int64_t bits)
+{
+    if (s->nframes_hdr++ == 0) {
+        s->cs_w = w;
+        s->cs_h = h;
+        s->cs_c = c;
+        s->cs_bits = bits;
+    } else if (s->cs_w != w || s->cs_h != h || s->cs_c != c || s->cs_bits != bits) {
+        s->cs_w = -1;
+    }
+}
+
+/* A fragment that starts a JPEG / JPEG-LS (SOI) or JPEG 2000 (SOC, or a JP2 file) codestream:
+ * read the frame header (SOF / SIZ) only. GDCM's codecs write the decoded codestream into a
+ * buffer sized from Rows x Columns, so a codestream declaring another size must not reach
+ * them; the sizes are compared with the data set's once the whole file is scanned. */
+static int check_codestream(scan *s, size_t p, uint32_t n)
+{
+    const uint8_t *b = s->buf + p;
+    if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) { /* JPEG family: header markers up to SOS */
+        size_t q = 2;
+        int seen_sof = 0;
+        while (q + 4 <= n) {
+            if (b[q] != 0xFF)
+                return bad(s, 0x7FE0, 0x0010, "JPEG fragment with a damaged marker before its frame header", p + q);
+            uint8_t m = b[q + 1];
+            if (m == 0xFF) { /* fill byte */
+                q++;
+                continue;
+            }
+            uint32_t l = be16(b + q + 2);
+            if (l < 2 || q + 2 + l > n)
+                return bad(s, 0x7FE0, 0x0010, "JPEG marker segment longer than its fragment", p + q);
+            int sof = (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xF7;
+            if (sof) {
+                if (l < 8 || seen_sof)
+                    return bad(s, 0x7FE0, 0x0010, "JPEG frame header too short or repeated", p + q);
+                note_size(s, be16(b + q + 7), be16(b + q + 5), b[q + 9], b[q + 4]);
+                seen_sof = 1;
+            }
+            /* what libjpeg would only warn about while reading the header: GDCM's JPEG
+             * codec aborts on any such warning, so they are errors here */
+            if (m == 0xE0 && l >= 9 && memcmp(b + q + 4, "JFIF\0", 5) == 0 && b[q + 9] != 1)
+                return bad(s, 0x7FE0, 0x0010, "JPEG with an unknown JFIF version", p + q);
+            if (m == 0xEE && l >= 14 && memcmp(b + q + 4, "Adobe", 5) == 0 && b[q + 15] > 2)
+                return bad(s, 0x7FE0, 0x0010, "JPEG with an unknown Adobe transform", p + q);
+            if (m == 0xDA)
+                return seen_sof ? 0 : bad(s, 0x7FE0, 0x0010, "JPEG scan before its frame header", p + q);
+            if (m == 0xD9 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0x00)
+                return bad(s, 0x7FE0, 0x0010, "JPEG marker out of place in the header", p + q);
+            q += 2 + l;
+        }
+        return bad(s, 0x7FE0, 0x0010, "JPEG fragment without a complete header", p);
+    }
+    size_t q = 0;
+    if (n >= 12 && memcmp(b, "\0\0\0\x0cjP  ", 8) == 0) { /* JP2 file: find the jp2c box */
+        while (q + 8 <= n && memcmp(b + q + 4, "jp2c", 4) != 0) {
+            uint32_t l = be32(b + q);
+            if (l < 8 || l > n - q)
+                return bad(s, 0x7FE0, 0x0010, "JPEG 2000 box longer than its fragment", p + q);
+            q += l;
+        }
+        q += 8;
+    }
+    if (q + 4 <= n && b[q] == 0xFF && b[q + 1] == 0x4F && b[q + 2] == 0xFF && b[q + 3] == 0x51) {
+        const uint8_t *z = b + q + 4; /* SIZ */
+        if (q + 4 + 38 > n)
+            return bad(s, 0x7FE0, 0x0010, "JPEG 2000 SIZ header truncated", p + q);
+        uint32_t lsiz = be16(z), csiz = be16(z + 36);
+        if (csiz < 1 || csiz > 4 || lsiz != 38 + 3 * csiz || q + 4 + lsiz > n)
+            return bad(s, 0x7FE0, 0x0010, "JPEG 2000 SIZ header with an invalid component count", p + q);
+        int64_t w = (int64_t)be32(z + 4) - be32(z + 12), h = (int64_t)be32(z + 8) - be32(z + 16);
+        int64_t bits = 0;
+        for (uint32_t c = 0; c < csiz; c++) {
+            const uint8_t *cc = z + 38 + 3 * c;
+            if (cc[1] != 1 || cc[2] != 1)
+                return bad(s, 0x7FE0, 0x0010, "JPEG 2000 component with subsampling", p + q);
+            if ((cc[0] & 0x7F) + 1 > bits)
+                bits = (cc[0] & 0x7F) + 1;
+        }
+        note_size(s, w, h, csiz, bits);
+        return 0;
+    }
+    return bad(s, 0x7FE0, 0x0010,
+               s->codestream == 2 ? "JPEG 2000 fragment without a codestream header"
+                                  : "JPEG fragment without a start-of-image marker",
+               p);
+}
 
 /* Items of a sequence or fragments of encapsulated pixel data, from *pos. Undefined length:
  * up to the Sequence Delimitation Item; else exactly up to end. */
@@ -72,6 +241,7 @@ static int scan_items(scan *s, size_t *pos, size_t end, int undefined, int depth
     if (depth > s->h->max_depth)
         s->h->max_depth = depth;
     int be = s->big_endian;
+    int nitem = 0; /* fragments: the first item is the basic offset table */
     for (;;) {
         size_t p = *pos;
         if (!undefined && p == end)
@@ -103,6 +273,17 @@ static int scan_items(scan *s, size_t *pos, size_t end, int undefined, int depth
         }
         if (il > end - p)
             return bad(s, g, e, "item length larger than the bytes left", p - 8);
+        if (fragments && nitem++ > 0) {
+            if (s->rle && check_rle_frame(s, p, il) < 0)
+                return -1;
+            /* a frame's first fragment starts a codestream; later ones continue it */
+            const uint8_t *f = s->buf + p;
+            int starts = il >= 4 && ((f[0] == 0xFF && f[1] == 0xD8) ||
+                                     (f[0] == 0xFF && f[1] == 0x4F && f[2] == 0xFF && f[3] == 0x51) ||
+                                     (il >= 12 && memcmp(f, "\0\0\0\x0cjP  ", 8) == 0));
+            if (s->codestream && (starts || nitem == 2) && check_codestream(s, p, il) < 0)
+                return -1;
+        }
         if (!fragments) {
             size_t q = p;
             if (scan_dataset(s, &q, p + il, depth, 0, 0) < 0)
@@ -135,7 +316,7 @@ static int scan_dataset(scan *s, size_t *pos, size_t end, int depth, int in_item
         if (s->explicit_vr) {
             vr[0] = (char)s->buf[p + 4];
             vr[1] = (char)s->buf[p + 5];
-            if (vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z')
+            if (!known_vr(vr))
                 return bad(s, g, e, "invalid value representation", p);
             if (long_vr(vr)) {
                 if (end - p < 12)
@@ -150,6 +331,8 @@ static int scan_dataset(scan *s, size_t *pos, size_t end, int depth, int in_item
             vl = rd32(s, p + 4, be);
             p += 8;
         }
+        if (vl != UNDEFINED && check_fixed_vr(g, e, vr, vl, s->explicit_vr) < 0)
+            return bad(s, g, e, "unexpected value representation or length", p);
         int is_pixel = g == 0x7FE0 && e == 0x0010 && top;
         int is_sq = s->explicit_vr ? (vr[0] == 'S' && vr[1] == 'Q') : 0;
         if (vl == UNDEFINED) {
@@ -211,28 +394,38 @@ static int scan_dataset(scan *s, size_t *pos, size_t end, int depth, int in_item
     return 0;
 }
 
+/* decoded: whether GDCM 3.0 reads it (anything else is refused before GDCM sees the file) */
 static const struct {
     const char *uid, *name;
+    int decoded;
 } ts_names[] = {
-    {"1.2.840.10008.1.2", "implicit VR little endian"},
-    {"1.2.840.10008.1.2.1", "explicit VR little endian"},
-    {"1.2.840.10008.1.2.1.99", "deflated explicit VR little endian"},
-    {"1.2.840.10008.1.2.2", "explicit VR big endian"},
-    {"1.2.840.10008.1.2.4.50", "JPEG baseline"},
-    {"1.2.840.10008.1.2.4.51", "JPEG extended"},
-    {"1.2.840.10008.1.2.4.57", "JPEG lossless"},
-    {"1.2.840.10008.1.2.4.70", "JPEG lossless, first-order prediction"},
-    {"1.2.840.10008.1.2.4.80", "JPEG-LS lossless"},
-    {"1.2.840.10008.1.2.4.81", "JPEG-LS near-lossless"},
-    {"1.2.840.10008.1.2.4.90", "JPEG 2000 (lossless only)"},
-    {"1.2.840.10008.1.2.4.91", "JPEG 2000"},
-    {"1.2.840.10008.1.2.4.100", "MPEG2"},
-    {"1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264"},
-    {"1.2.840.10008.1.2.4.110", "JPEG XL lossless"},
-    {"1.2.840.10008.1.2.4.201", "HTJ2K (lossless only)"},
-    {"1.2.840.10008.1.2.4.203", "HTJ2K"},
-    {"1.2.840.10008.1.2.5", "RLE lossless"},
+    {"1.2.840.10008.1.2", "implicit VR little endian", 1},
+    {"1.2.840.10008.1.2.1", "explicit VR little endian", 1},
+    {"1.2.840.10008.1.2.1.99", "deflated explicit VR little endian", 0},
+    {"1.2.840.10008.1.2.2", "explicit VR big endian", 1},
+    {"1.2.840.10008.1.2.4.50", "JPEG baseline", 1},
+    {"1.2.840.10008.1.2.4.51", "JPEG extended", 1},
+    {"1.2.840.10008.1.2.4.57", "JPEG lossless", 1},
+    {"1.2.840.10008.1.2.4.70", "JPEG lossless, first-order prediction", 1},
+    {"1.2.840.10008.1.2.4.80", "JPEG-LS lossless", 1},
+    {"1.2.840.10008.1.2.4.81", "JPEG-LS near-lossless", 1},
+    {"1.2.840.10008.1.2.4.90", "JPEG 2000 (lossless only)", 1},
+    {"1.2.840.10008.1.2.4.91", "JPEG 2000", 1},
+    {"1.2.840.10008.1.2.4.100", "MPEG2", 0},
+    {"1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264", 0},
+    {"1.2.840.10008.1.2.4.110", "JPEG XL lossless", 0},
+    {"1.2.840.10008.1.2.4.201", "HTJ2K (lossless only)", 0},
+    {"1.2.840.10008.1.2.4.203", "HTJ2K", 0},
+    {"1.2.840.10008.1.2.5", "RLE lossless", 1},
 };
+
+static int ts_decoded(const char *uid)
+{
+    for (size_t i = 0; i < sizeof ts_names / sizeof ts_names[0]; i++)
+        if (strcmp(uid, ts_names[i].uid) == 0)
+            return ts_names[i].decoded;
+    return 0;
+}
 
 const char *dicom_ts_name(const char *uid)
 {
@@ -250,7 +443,7 @@ int dicom_scan(const uint8_t *buf, size_t len, const image_limits *lim, dicom_he
     h->pixel_offset = h->pixel_length = -1;
     if (!dicom_sniff(buf, len))
         return rb_fail(err, NULL, "%s: not a DICOM file (no DICM at byte 128)", path);
-    scan s = {buf, len, 1, 0, h, path, err};
+    scan s = {.buf = buf, .len = len, .explicit_vr = 1, .h = h, .path = path, .err = err};
     /* file meta information: group 0002, always explicit VR little endian */
     size_t p = 132;
     while (p + 8 <= len && rd16(&s, p, 0) == 0x0002) {
@@ -258,6 +451,8 @@ int dicom_scan(const uint8_t *buf, size_t len, const image_limits *lim, dicom_he
         char vr[2] = {(char)buf[p + 4], (char)buf[p + 5]};
         uint32_t vl;
         size_t v;
+        if (!known_vr(vr))
+            return bad(&s, 2, e, "invalid value representation", p);
         if (long_vr(vr)) {
             if (p + 12 > len)
                 return bad(&s, 2, e, "element header runs past the end", p);
@@ -285,12 +480,16 @@ int dicom_scan(const uint8_t *buf, size_t len, const image_limits *lim, dicom_he
                        "information",
                        path);
     const char *ts = h->transfer_syntax;
-    if (strcmp(ts, "1.2.840.10008.1.2.1.99") == 0)
-        return rb_fail(err, "re-export the file uncompressed or with a JPEG transfer syntax",
+    if (!ts_decoded(ts))
+        return rb_fail(err, "re-export the file uncompressed, or with JPEG, JPEG-LS, JPEG 2000 or RLE compression",
                        "%s: unsupported DICOM transfer syntax %s (%s)", path, ts,
                        dicom_ts_name(ts));
     s.explicit_vr = strcmp(ts, "1.2.840.10008.1.2") != 0;
     s.big_endian = strcmp(ts, "1.2.840.10008.1.2.2") == 0;
+    s.rle = strcmp(ts, "1.2.840.10008.1.2.5") == 0;
+    s.codestream = strncmp(ts, "1.2.840.10008.1.2.4.9", 21) == 0   ? 2 /* JPEG 2000 */
+                   : strncmp(ts, "1.2.840.10008.1.2.4.", 20) == 0 ? 1 /* JPEG, JPEG-LS */
+                                                                  : 0;
     h->explicit_vr = s.explicit_vr;
     h->big_endian = s.big_endian;
     if (scan_dataset(&s, &p, len, 0, 0, 1) < 0)
@@ -325,6 +524,27 @@ int dicom_scan(const uint8_t *buf, size_t len, const image_limits *lim, dicom_he
                        "%s: DICOM NumberOfFrames (0028,0008) = %lld frames of %lld bytes decode to "
                        "more than the limit of %zu bytes",
                        path, (long long)frames, (long long)frame_bytes, lim->max_file_bytes);
+    if (s.rle && h->rle_segments != spp * (ba / 8))
+        return rb_fail(err, "the file is damaged; re-copy it from the archive",
+                       "%s: invalid DICOM: RLE pixel data (7FE0,0010) with %d segments for %lld "
+                       "samples of %lld bits",
+                       path, h->rle_segments, (long long)spp, (long long)ba);
+    if (h->encapsulated && s.codestream &&
+        (s.nframes_hdr == 0 || s.cs_w != h->columns || s.cs_h != h->rows || s.cs_c != spp ||
+         s.cs_bits > ba))
+        return rb_fail(err, "the file is damaged; re-copy it from the archive",
+                       "%s: invalid DICOM: the compressed pixel data (7FE0,0010) declares "
+                       "%lldx%lld x %lld samples of %lld bits, the data set %lldx%lld x %lld of "
+                       "at most %lld bits (transfer syntax %s)",
+                       path, (long long)s.cs_w, (long long)s.cs_h, (long long)s.cs_c,
+                       (long long)s.cs_bits, (long long)h->columns, (long long)h->rows,
+                       (long long)spp, (long long)ba, ts);
+    if (h->encapsulated && !s.codestream && !s.rle)
+        return rb_fail(err, "the file is damaged", "%s: invalid DICOM: encapsulated pixel data "
+                       "(7FE0,0010) under the uncompressed transfer syntax %s", path, ts);
+    if (!h->encapsulated && (s.codestream || s.rle))
+        return rb_fail(err, "the file is damaged", "%s: invalid DICOM: pixel data (7FE0,0010) of "
+                       "defined length under the compressed transfer syntax %s", path, ts);
     if (!h->encapsulated && h->pixel_length < frame_bytes)
         return rb_fail(err, "the file is damaged or truncated; re-copy it from the archive",
                        "%s: invalid DICOM: pixel data (7FE0,0010) holds %lld bytes, one %lldx%lld "

@@ -101,3 +101,30 @@ ok "predict: a DICOM copy of a JPEG gets the JPEG's probabilities ($pd)"
 [ "$(($(wc -l < "$T/infer/predictions.csv") - 1))" = 12 ] || { cat "$T/infer/predictions.csv"; fail "infer: 12 predictions expected"; }
 grep -F damaged "$T/infer/errors.csv" | grep -q "1.2.840.10008.1.2.4.80" || fail "infer errors.csv: the damaged file with its transfer syntax"
 ok "infer screens the DICOM tree: 12 predictions, the damaged file in errors.csv"
+
+# damaged compressed files: 40 random mutations (1..8 bytes, some also truncated) of each
+# compressed file, decoded by one convert: every one an image or an errors.csv row, no crash
+"$PY" - "$d" "$T/fuzz" <<'EOF2' || fail "making mutated files"
+import os, random, sys
+d, out = sys.argv[1], sys.argv[2]
+random.seed(15)
+for cls in ("NORMAL", "PNEUMONIA"):
+    os.makedirs(f"{out}/{cls}", exist_ok=True)
+names = ["jpeg_lossless_sv1", "jpeg_lossless", "jpegls", "jpegls_mono1", "rle", "j2k", "j2k_rgb", "rle_ybr", "img2dcm_ybr422"]
+for i, n in enumerate(names):
+    b = open(f"{d}/{n}", "rb").read()
+    for k in range(40):
+        m = bytearray(b)
+        for _ in range(random.randint(1, 8)):
+            j = random.randrange(132, len(m))
+            m[j] = random.randrange(256)
+        if random.random() < 0.2:
+            m = m[:random.randrange(132, len(m))]
+        open(f"{out}/{('NORMAL', 'PNEUMONIA')[k % 2]}/{n}.{k}", "wb").write(m)
+EOF2
+"$RADBATCH" convert "$T/fuzz" --out "$T/fuzz_shards" --height 32 --width 32 --val_fraction 0.25 --max_error_fraction 1 \
+    > "$T/fuzz.log" 2>&1 || { tail -20 "$T/fuzz.log"; fail "convert stopped on mutated DICOM files"; }
+recs=$(grep -o "wrote [0-9]* records" "$T/fuzz.log" | grep -o "[0-9]*")
+errs=$(($(wc -l < "$T/fuzz_shards/errors.csv") - 1))
+[ $((recs + errs)) = 360 ] || fail "mutated files: $recs records + $errs errors != 360"
+ok "360 mutated compressed files: $recs decoded, $errs errors.csv rows, no crash"

@@ -77,7 +77,7 @@ typedef struct dicom_pixels {
     int voi_lut_n;
     uint16_t *voi_lut;           /* voi_lut_n entries, malloc'd */
     uint8_t *data;               /* first frame: rows*columns*samples samples, native byte
-                                    order, malloc'd */
+                                    order, malloc'd (later frames may follow it) */
 } dicom_pixels;
 
 void dicom_pixels_free(dicom_pixels *p);

@@ -21,7 +21,6 @@
 #include <mutex>
 #include <streambuf>
 #include <string>
-#include <vector>
 
 namespace {
 
@@ -192,8 +191,12 @@ int read_impl(const uint8_t *buf, size_t len, const dicom_header *h, dicom_pixel
         return rb_fail(err, "the file is damaged",
                        "%s: DICOM pixel buffer of %lu bytes for %d frame(s) of %zu bytes", path,
                        total, px->frames, frame);
-    std::vector<char> all(total);
-    if (!im.GetBuffer(all.data()))
+    // all frames (GDCM decodes them all); the first is at the start, kept without a copy
+    px->data = static_cast<uint8_t *>(std::malloc(total));
+    if (!px->data)
+        return rb_fail(err, NULL, "%s: out of memory for DICOM pixel data of %lu bytes", path,
+                       total);
+    if (!im.GetBuffer(reinterpret_cast<char *>(px->data)))
         return rb_fail(err, "the file is damaged, or re-export it with another transfer syntax",
                        "%s: cannot decode DICOM pixel data (7FE0,0010) (transfer syntax %s, %s)",
                        path, ts, dicom_ts_name(ts));
@@ -203,10 +206,6 @@ int read_impl(const uint8_t *buf, size_t len, const dicom_header *h, dicom_pixel
     for (size_t n = std::strlen(px->photometric); n > 0 && px->photometric[n - 1] == ' ';)
         px->photometric[--n] = 0;
     px->planar = (int)im.GetPlanarConfiguration();
-    px->data = static_cast<uint8_t *>(std::malloc(frame));
-    if (!px->data)
-        return rb_fail(err, NULL, "%s: out of memory for a DICOM frame of %zu bytes", path, frame);
-    std::memcpy(px->data, all.data(), frame);
 
     px->slope = 1;
     px->intercept = 0;

@@ -381,7 +381,7 @@ static int scan_dataset(scan *s, size_t *pos, size_t end, int depth, int in_item
                 t[n] = 0;
                 char *endp;
                 long long f = strtoll(t, &endp, 10);
-                s->h->frames = endp == t ? -2 : f;
+                s->h->frames = endp == t || f <= 0 ? -2 : f; /* -2: present but invalid */
             } else if (is_pixel) {
                 s->h->pixel_offset = (int64_t)p;
                 s->h->pixel_length = vl;
@@ -513,7 +513,7 @@ int dicom_scan(const uint8_t *buf, size_t len, const image_limits *lim, dicom_he
         return rb_fail(err, "only 8- and 16-bit samples are read",
                        "%s: unsupported DICOM BitsAllocated (0028,0100) = %lld", path,
                        (long long)ba);
-    if (h->frames == -2 || h->frames == 0 || h->frames < -2)
+    if (h->frames == -2)
         return rb_fail(err, "the file is damaged", "%s: invalid DICOM NumberOfFrames (0028,0008)",
                        path);
     int64_t frames = h->frames < 0 ? 1 : h->frames;

@@ -1,12 +1,15 @@
 /* labels: dicom */
 /* DICOM files built byte by byte: a valid 16-bit file decodes to the values docs/dicom.md
- * defines (window, Modality LUT, signed values, MONOCHROME1, percentile window); hostile
- * headers are refused by name BEFORE GDCM allocates (Rows x Columns above the limits, a
- * length larger than the file, 0xFFFFFFF0-byte values, sequences nested 10000 deep, frames
- * beyond the size limit, pixel data shorter than a frame, a deflated or unknown transfer
- * syntax, no pixel data); every truncation of a valid file and ~600 random mutations give a
- * clean error or an image, never a crash, a hang or a line on stderr (run under the
- * sanitizer build too). */
+ * defines (window, Modality LUT, signed values, MONOCHROME1, unused high bits); hostile
+ * headers are refused by name BEFORE GDCM allocates or decodes: Rows x Columns above the
+ * limits, lengths larger than the file (0xFFFFFFF0-byte values, explicit and implicit VR),
+ * sequences nested 10000 deep, frames beyond the size limit, a NumberOfFrames of 0, -1 or
+ * "x", pixel data shorter than a frame, deflated, unknown and undecodable transfer syntaxes,
+ * no pixel data, a JPEG fragment without SOI, a JPEG frame header declaring another size
+ * than Rows/Columns, stray bytes between JPEG header markers. Every truncation of a valid
+ * file and 600 random header mutations (DICOM_FUZZ_N to change) give a clean error or an
+ * image, never a crash, a hang or a line on stderr (run under the sanitizer build too).
+ * With file arguments it decodes those files and prints each result (fuzzing by hand). */
 #include "dicom.h"
 #include "image.h"
 #include "test_util.h"
@@ -88,6 +91,7 @@ typedef struct {
     const char *ts, *pi;
     int rows, cols, bits_stored, signed_, frames;
     const char *slope, *intercept, *wc, *ww;
+    const char *frames_text; /* NumberOfFrames as written, instead of frames */
     const uint16_t *px; /* rows*cols*frames values; NULL: no pixel data */
     uint32_t px_len;    /* 0: the real length */
 } spec;
@@ -99,7 +103,9 @@ static bytes build(const spec *s)
     str(&b, 0x0008, 0x0060, "CS", "DX");
     us(&b, 0x0002, 1);
     str(&b, 0x0028, 0x0004, "CS", s->pi ? s->pi : "MONOCHROME2");
-    if (s->frames > 1) {
+    if (s->frames_text)
+        str(&b, 0x0028, 0x0008, "IS", s->frames_text);
+    else if (s->frames > 1) {
         char f[16];
         snprintf(f, sizeof f, "%d", s->frames);
         str(&b, 0x0028, 0x0008, "IS", f);
@@ -284,6 +290,15 @@ static void test_hostile(void)
     put(&b, tail, sizeof tail);
     expect_fail(&b, "frames.dcm", "NumberOfFrames");
     free(b.p);
+    /* NumberOfFrames of 0, negative or not a number */
+    const char *badframes[] = {"0", "-1", "x"};
+    for (int i = 0; i < 3; i++) {
+        spec bf = ok;
+        bf.frames_text = badframes[i];
+        b = build(&bf);
+        expect_fail(&b, "badframes.dcm", "invalid DICOM NumberOfFrames (0028,0008)");
+        free(b.p);
+    }
     /* pixel data shorter than one frame */
     spec sh = ok;
     sh.px_len = 512;

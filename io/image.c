@@ -1,5 +1,5 @@
 /* Image layer front: format sniffing, limits, probe/decode dispatch to the per-format
- * decoders (image_jpeg.c, image_png.c, image_tiff.c) and the decode+resize path used by
+ * decoders (image_jpeg.c, image_png.c, image_tiff.c, dicom.c) and the decode+resize path used by
  * convert. See docs/images.md. */
 #include "image.h"
 #include "image_internal.h"
@@ -58,6 +58,7 @@ const char *image_format_name(image_format f)
     case IMAGE_FORMAT_JPEG: return "jpeg";
     case IMAGE_FORMAT_PNG: return "png";
     case IMAGE_FORMAT_TIFF: return "tiff";
+    case IMAGE_FORMAT_DICOM: return "dicom";
     default: return "unknown";
     }
 }
@@ -73,6 +74,8 @@ image_format image_sniff(const uint8_t *buf, size_t len)
     if (len >= 4 && (memcmp(buf, "II*\0", 4) == 0 || memcmp(buf, "MM\0*", 4) == 0 ||
                      memcmp(buf, "II+\0", 4) == 0 || memcmp(buf, "MM\0+", 4) == 0))
         return IMAGE_FORMAT_TIFF;
+    if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0)
+        return IMAGE_FORMAT_DICOM;
     return IMAGE_FORMAT_UNKNOWN;
 }
 
@@ -101,8 +104,6 @@ const char *image_sniff_unsupported(const uint8_t *buf, size_t len)
             memcmp(buf + 8, "mif1", 4) == 0)
             return "heif";
     }
-    if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0)
-        return "dicom";
     if (len >= 4 && memcmp(buf, "8BPS", 4) == 0)
         return "psd";
     if (len >= 5 && memcmp(buf, "%PDF-", 5) == 0)
@@ -214,7 +215,7 @@ static int check_bytes(const uint8_t *buf, size_t len, const image_limits *lim, 
         return 0;
     const char *other = image_sniff_unsupported(buf, len);
     if (other)
-        return rb_fail(err, "convert it to PNG, JPEG or TIFF first",
+        return rb_fail(err, "convert it to PNG, JPEG, TIFF or DICOM first",
                        "%s: unsupported image format %s", path, other);
     if (looks_like_text(buf, len))
         return rb_fail(err, "remove non-image files from the input folders",
@@ -222,7 +223,7 @@ static int check_bytes(const uint8_t *buf, size_t len, const image_limits *lim, 
     if (len < 8)
         return rb_fail(err, "the file is damaged or not an image",
                        "%s: not an image (only %zu bytes)", path, len);
-    return rb_fail(err, "only JPEG, PNG and TIFF are read (found by content, not extension)",
+    return rb_fail(err, "only JPEG, PNG, TIFF and DICOM are read (found by content, not extension)",
                    "%s: not an image (unknown magic bytes %02x %02x %02x %02x)", path, buf[0],
                    buf[1], buf[2], buf[3]);
 }
@@ -249,6 +250,7 @@ int image_probe(const uint8_t *buf, size_t len, const image_limits *lim, image_i
     switch (fmt) {
     case IMAGE_FORMAT_JPEG: return image_jpeg_probe(buf, len, lim, info, path, err);
     case IMAGE_FORMAT_PNG: return image_png_probe(buf, len, lim, info, path, err);
+    case IMAGE_FORMAT_DICOM: return image_dicom_probe(buf, len, lim, info, path, err);
     default: return image_tiff_probe(buf, len, lim, info, path, err);
     }
 }
@@ -264,6 +266,7 @@ static int decode_req(const uint8_t *buf, size_t len, const image_request *req,
     switch (fmt) {
     case IMAGE_FORMAT_JPEG: return image_jpeg_decode(buf, len, req, lim, out, info, path, err);
     case IMAGE_FORMAT_PNG: return image_png_decode(buf, len, req, lim, out, info, path, err);
+    case IMAGE_FORMAT_DICOM: return image_dicom_decode(buf, len, req, lim, out, info, path, err);
     default: return image_tiff_decode(buf, len, req, lim, out, info, path, err);
     }
 }

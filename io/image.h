@@ -1,4 +1,4 @@
-/* Image decoding and resizing: bytes of a JPEG, PNG or TIFF file -> 8-bit pixels, HWC.
+/* Image decoding and resizing: bytes of a JPEG, PNG, TIFF or DICOM file -> 8-bit pixels, HWC.
  *
  * Format is found from magic bytes, never the extension. Decoding uses the system libraries
  * (libjpeg-turbo, libpng, libtiff); nothing here is a hand-written codec. Every limit is
@@ -12,7 +12,8 @@
  * data (premature end of file, bad Huffman code, ...) is an error, never a gray-filled image.
  * PNG through libpng: every bit depth and colour type, interlaced or not. TIFF through libtiff
  * from memory: 8/16-bit gray and RGB (strips, tiles, planar) read directly, other layouts via
- * TIFFRGBAImage; first page only. Output is 1 or 3 channels: gray -> RGB replicates, RGB ->
+ * TIFFRGBAImage; first page only. DICOM through GDCM (io/dicom.h, docs/dicom.md): gray
+ * values windowed to 8 bits, first frame only. Output is 1 or 3 channels: gray -> RGB replicates, RGB ->
  * gray is BT.601 luma, alpha is dropped; 16-bit samples become (v*255 + 32767) / 65535.
  * Orientation tags (EXIF, TIFF) are not applied. Resize: separable triangle filter whose
  * support grows with the shrink factor (Pillow's BILINEAR), float sums rounded once. */
@@ -29,11 +30,12 @@ typedef enum {
     IMAGE_FORMAT_JPEG,
     IMAGE_FORMAT_PNG,
     IMAGE_FORMAT_TIFF,
+    IMAGE_FORMAT_DICOM, /* "DICM" at byte 128; io/dicom.h, docs/dicom.md */
 } image_format;
 
-const char *image_format_name(image_format f); /* "jpeg", "png", "tiff", "unknown" */
+const char *image_format_name(image_format f); /* "jpeg", "png", "tiff", "dicom", "unknown" */
 
-/* Format from the first bytes (needs at most 8). */
+/* Format from the first bytes (needs at most 8; 132 for DICOM). */
 image_format image_sniff(const uint8_t *buf, size_t len);
 
 typedef struct image_limits {

@@ -46,7 +46,13 @@ int image_tiff_decode(const uint8_t *buf, size_t len, const image_request *req,
                       const image_limits *lim, image_u8 *out, image_info *info, const char *path,
                       rb_error *err);
 
-/* Width/height against the limits (and > 0). what: "JPEG", "PNG", "TIFF". */
+int image_dicom_probe(const uint8_t *buf, size_t len, const image_limits *lim, image_info *info,
+                      const char *path, rb_error *err);
+int image_dicom_decode(const uint8_t *buf, size_t len, const image_request *req,
+                       const image_limits *lim, image_u8 *out, image_info *info, const char *path,
+                       rb_error *err);
+
+/* Width/height against the limits (and > 0). what: "JPEG", "PNG", "TIFF", "DICOM". */
 int image_check_size(int64_t width, int64_t height, const image_limits *lim, const char *what,
                      const char *path, rb_error *err);
 

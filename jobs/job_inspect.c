@@ -1,7 +1,8 @@
-/* radbatch inspect: describe a shards folder, one shard, a radbatch model file or a Keras
- * weight file. --verify recomputes every record checksum; --export_image N writes record N
+/* radbatch inspect: describe a shards folder, one shard, a radbatch model file, a Keras
+ * weight file or a DICOM image (the tags the decoder uses and the decoded size). --verify recomputes every record checksum; --export_image N writes record N
  * of a shard (or of the first shard of a folder's split) as PNG. */
 #include "commands.h"
+#include "dicom.h"
 #include "inspect_keys.h"
 #include "fsutil.h"
 #include "h5util.h"
@@ -377,20 +378,99 @@ static int inspect_keras(const char *path, rb_error *err)
     return 0;
 }
 
-/* What is it? A folder, a shard, a radbatch model or a Keras file (by content). */
+/* A DICOM image: the tags the decoder reads, how it maps them to 8 bits, the decoded size. */
+static int inspect_dicom(const inspect_keys *k, const char *path, const uint8_t *buf, size_t len, rb_error *err)
+{
+    image_limits lim;
+    image_limits_default(&lim);
+    dicom_header h;
+    dicom_pixels px;
+    if (dicom_scan(buf, len, &lim, &h, path, err) < 0 || dicom_gdcm_read(buf, len, &h, &px, path, err) < 0)
+        return -1;
+    image_u8 im;
+    dicom_voi voi;
+    double lo = 0, hi = 0;
+    int rc = dicom_to_u8(&px, 0, &im, &voi, &lo, &hi, path, err);
+    printf("DICOM %s\n", path);
+    printf("  (0002,0010) TransferSyntaxUID          %s (%s)\n", h.transfer_syntax, dicom_ts_name(h.transfer_syntax));
+    printf("  (0028,0002) SamplesPerPixel            %d\n", px.samples);
+    printf("  (0028,0004) PhotometricInterpretation  %s\n", px.photometric);
+    if (px.samples == 3)
+        printf("  (0028,0006) PlanarConfiguration        %d\n", px.planar);
+    printf("  (0028,0008) NumberOfFrames             %d%s\n", px.frames, px.frames > 1 ? " (first frame decoded)" : "");
+    printf("  (0028,0010) Rows                       %d\n", px.rows);
+    printf("  (0028,0011) Columns                    %d\n", px.columns);
+    printf("  (0028,0100) BitsAllocated              %d\n", px.bits_allocated);
+    printf("  (0028,0101) BitsStored                 %d\n", px.bits_stored);
+    printf("  (0028,0102) HighBit                    %d\n", px.high_bit);
+    printf("  (0028,0103) PixelRepresentation        %d (%s)\n", px.pixel_representation,
+           px.pixel_representation ? "signed" : "unsigned");
+    printf("  (0028,1052) RescaleIntercept           %g\n", px.intercept);
+    printf("  (0028,1053) RescaleSlope               %g\n", px.slope);
+    if (px.has_window)
+        printf("  (0028,1050) WindowCenter               %g\n  (0028,1051) WindowWidth                %g\n"
+               "  (0028,1056) VOILUTFunction             %s\n",
+               px.window_center, px.window_width, px.voi_function);
+    else
+        printf("  (0028,1050) WindowCenter               absent\n");
+    if (px.has_voi_lut)
+        printf("  (0028,3010) VOILUTSequence             %d entries from %lld, %d bits\n", px.voi_lut_n,
+               (long long)px.voi_lut_first, px.voi_lut_bits);
+    else
+        printf("  (0028,3010) VOILUTSequence             absent\n");
+    if (rc == 0) {
+        printf("  to 8 bits: %s", dicom_voi_name(voi));
+        if (voi == DICOM_VOI_PERCENTILE || voi == DICOM_VOI_WINDOW)
+            printf(" [%g, %g]", lo, hi);
+        if (px.samples == 1 && strcmp(px.photometric, "MONOCHROME1") == 0)
+            printf(", inverted (MONOCHROME1)");
+        printf("\n  decoded: %dx%dx%d (height x width x channels), 8 bits\n", im.height, im.width, im.channels);
+        int64_t n = k->export_image;
+        if (n >= 0) {
+            rc = image_write_png(k->image_out, im.data, im.height, im.width, im.channels, err);
+            if (rc == 0)
+                printf("  decoded image -> %s\n", k->image_out);
+        }
+        image_u8_free(&im);
+    }
+    dicom_pixels_free(&px);
+    return rc;
+}
+
+/* What is it? A folder, a shard, a radbatch model, a Keras file or a DICOM image (by content). */
 static int inspect_one(const inspect_keys *k, const char *path, rb_error *err)
 {
     if (fs_is_dir(path))
         return inspect_dir(k, path, err);
     if (!fs_is_file(path))
         return rb_fail(err, NULL, "%s: no such file or folder", path);
+    {
+        uint8_t head[132];
+        size_t got = 0;
+        FILE *fp = fopen(path, "rb");
+        if (fp) {
+            got = fread(head, 1, sizeof head, fp);
+            fclose(fp);
+        }
+        if (dicom_sniff(head, got)) {
+            image_limits lim;
+            image_limits_default(&lim);
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            if (fs_read_file(path, lim.max_file_bytes, &buf, &len, err) < 0)
+                return -1;
+            int rc = inspect_dicom(k, path, buf, len, err);
+            free(buf);
+            return rc;
+        }
+    }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     size_t l = strlen(path);
     if (l > 6 && strcmp(path + l - 6, ".keras") == 0)
         return inspect_keras(path, err);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return rb_fail(err, "inspect takes a shards folder, a shard, a model file or a Keras weight file",
+        return rb_fail(err, "inspect takes a shards folder, a shard, a model file, a Keras weight file or a DICOM file",
                        "%s: not an HDF5 file", path);
     char fmt[64] = "";
     if (H5Aexists(f, "format") > 0)
@@ -414,7 +494,7 @@ static int inspect_main(void *ctx, rb_error *err)
     inspect_ctx *x = ctx;
     if (x->cfg.npositional == 0) {
         /* printed as "error: <msg>" followed by the usage line */
-        snprintf(err->msg, sizeof err->msg, "inspect needs a shards folder, shard, model or Keras file\n%s",
+        snprintf(err->msg, sizeof err->msg, "inspect needs a shards folder, shard, model, Keras or DICOM file\n%s",
                  command_inspect.usage);
         return JOB_BAD_CONFIG;
     }
@@ -437,8 +517,8 @@ static int run_inspect(int argc, char **argv)
 
 const command_spec command_inspect = {
     "inspect",
-    "describe a shards folder, a shard, a model file or a Keras weight file; --verify checksums",
-    "usage: radbatch inspect <shards folder | shard.h5 | model.h5 | keras.h5> [--verify] [--export_image N]",
+    "describe a shards folder, a shard, a model file, a Keras weight file or a DICOM file; --verify checksums",
+    "usage: radbatch inspect <shards folder | shard.h5 | model.h5 | keras.h5 | file.dcm> [--verify] [--export_image N]",
     inspect_opts,
     run_inspect,
 };

@@ -232,7 +232,7 @@ static void test_not_images(void)
     expect_fail(bmp, sizeof bmp, "scan.bmp", "unsupported image format bmp");
     uint8_t dcm[200] = {0};
     memcpy(dcm + 128, "DICM", 4);
-    expect_fail(dcm, sizeof dcm, "ct.dcm", "unsupported image format dicom");
+    expect_fail(dcm, sizeof dcm, "ct.dcm", "invalid DICOM");
     uint8_t bin[64];
     for (int i = 0; i < 64; i++)
         bin[i] = (uint8_t)(i * 37 + 1);

@@ -1,6 +1,7 @@
 #include "job_marker.h"
 
 #include "fsutil.h"
+#include "rb_mpi.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +31,12 @@ int job_marker_write(const char *dir, const char *command, cJSON *fields, rb_err
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddBoolToObject(j, "complete", 1);
     cJSON_AddStringToObject(j, "radbatch", RADBATCH_VERSION);
+    int nh = rb_mpi_host_count();
+    if (nh > 0) { /* where each rank ran, in rank order (shows a run that spanned nodes) */
+        cJSON *h = cJSON_AddArrayToObject(j, "hosts");
+        for (int r = 0; r < nh; r++)
+            cJSON_AddItemToArray(h, cJSON_CreateString(rb_mpi_host(r)));
+    }
     if (fields) {
         cJSON *it;
         while ((it = fields->child) != NULL) {

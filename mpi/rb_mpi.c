@@ -37,6 +37,30 @@ static void choose_single_node_transport(void)
 /* A duplicate of MPI_COMM_WORLD for the end-of-command error report only. */
 static MPI_Comm g_report = MPI_COMM_NULL;
 
+/* Every rank's host name (gethostname), in rank order, gathered once at start-up. */
+#define RB_HOST_MAX 64
+static char (*g_hosts)[RB_HOST_MAX];
+static int g_nhosts;
+
+static void gather_hosts(int size)
+{
+    char mine[RB_HOST_MAX] = {0};
+    if (gethostname(mine, sizeof mine - 1) != 0)
+        strcpy(mine, "?");
+    free(g_hosts);
+    g_nhosts = 0;
+    g_hosts = calloc((size_t)size, sizeof *g_hosts);
+    char(*recv)[RB_HOST_MAX] = g_hosts ? g_hosts : malloc((size_t)size * sizeof *recv);
+    MPI_Allgather(mine, RB_HOST_MAX, MPI_CHAR, recv, RB_HOST_MAX, MPI_CHAR, MPI_COMM_WORLD);
+    if (g_hosts)
+        g_nhosts = size;
+    else
+        free(recv); /* no memory: the names are left out of the reports, the job goes on */
+}
+
+int rb_mpi_host_count(void) { return g_nhosts; }
+const char *rb_mpi_host(int rank) { return rank >= 0 && rank < g_nhosts ? g_hosts[rank] : NULL; }
+
 int rb_mpi_init(int *argc, char ***argv, rb_world *w)
 {
     int inited = 0;
@@ -54,6 +78,7 @@ int rb_mpi_init(int *argc, char ***argv, rb_world *w)
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
     w->threads = rb_threads_per_rank(w);
+    gather_hosts(w->size);
     if (g_report == MPI_COMM_NULL)
         MPI_Comm_dup(MPI_COMM_WORLD, &g_report);
     rb_log_set_rank(w->rank, w->size);

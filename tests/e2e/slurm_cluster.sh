@@ -14,7 +14,7 @@ RB_CLUSTER_NODES=3
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/slurm_lib.sh"
 t0=$(date +%s)
-NS=rbc$(printf '%s' "$(realpath -m "$C")" | cksum | cut -d' ' -f1)
+NS=$("$SL/local-cluster" netns "$C"); NS=${NS%-head}
 [ "$(sinfo -h -N -o '%N %T' | tr '\n' ' ')" = "node1 idle node2 idle node3 idle " ] || fail "3 idle nodes expected: $(sinfo -N)"
 [ "$(srun -N 3 --ntasks-per-node=1 hostname | sort | tr '\n' ' ')" = "node1 node2 node3 " ] || fail "hostnames of the nodes"
 ok "3 nodes up ($(( $(date +%s) - t0 )) s)"

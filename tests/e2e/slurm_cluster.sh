@@ -6,6 +6,8 @@
 #    gradients cross the veth links (byte counters), weights bit-identical to 3 ranks on one
 #    node (same rank count: docs/train.md);
 #  - evaluate and infer on 3 nodes: reports and predictions byte-identical to one process;
+#  - submit-pipeline (convert, train, evaluate, infer chained with afterok) on 3 nodes, and a
+#    3-task sweep array whose tasks land on different nodes;
 #  - a node SIGKILLed mid-train (every process of its namespace): the job ends on the
 #    surviving node with "Node failure" within 60 s, Slurm requeues it, it resumes from the
 #    last checkpoint on two other nodes and ends bit-identical to an uninterrupted run;
@@ -67,6 +69,29 @@ for d in ev3 in3; do
     [ "$hosts" = "node1 node2 node3 " ] || fail "$d/summary.json hosts: '$hosts'"
 done
 ok "evaluate and infer on node1..node3: byte-identical to one process ($(( $(date +%s) - t0 )) s)"
+
+# ---- the pipeline (afterok chain) and a sweep array, spread over the nodes ----
+printf '[convert]\ninputs = %s\nheight = 96\nwidth = 96\n[train]\nepochs = 1\nbatch_size = 16\nbackbone = cnn\n[infer]\ninput = %s\n[slurm]\nnodes = 3\nntasks = 3\ncpus_per_task = 1\ntime = 10\nsbatch = --ntasks-per-node=1\n' \
+    "$SAMPLE" "$SAMPLE" > "$T/pipeline.ini"
+"$SL/local-cluster" exec "$C" "$SL/submit-pipeline" "$T/pipeline.ini" --runs "$T/runs" --steps convert,train,evaluate,infer > "$T/submit.txt" 2>&1 ||
+    { cat "$T/submit.txt"; fail "submit-pipeline"; }
+P=$(sed -n 's/^pipeline pipeline: //p' "$T/submit.txt")
+printf 'inputs = %s\ninput_size = 96\nepochs = 1\nbatch_size = 16\nbackbone = cnn\nquiet = true\n[lr1e-3]\nlearning_rate = 1e-3\n[lr3e-4]\nlearning_rate = 3e-4\n[lr1e-4]\nlearning_rate = 1e-4\n[slurm]\nntasks = 1\ncpus_per_task = 2\ntime = 10\n' \
+    "$SAMPLE" > "$T/sweep.ini"
+"$SL/local-cluster" exec "$C" "$SL/sweep" "$T/sweep.ini" --runs "$T/sweeps" > "$T/sweep.txt" 2>&1 || { cat "$T/sweep.txt"; fail "slurm/sweep"; }
+S=$(sed -n 's/^sweep sweep: //p' "$T/sweep.txt")
+mapfile -t ids < <(cut -f2 "$P/jobs.txt")
+for id in "${ids[@]}"; do swait "$id" 300 > /dev/null || { logs "$P"/logs/*.out; fail "pipeline job $id: $(jstate "$id")"; }; done
+for d in shards train evaluate infer; do
+    [ "$(hosts_of "$P/$d")" = "node1 node2 node3 " ] || fail "pipeline $d: hosts '$(hosts_of "$P/$d")'"
+done
+[ "$(($(wc -l < "$P/infer/predictions.csv") - 1))" = 199 ] || fail "pipeline infer: $(wc -l < "$P/infer/predictions.csv") lines"
+gather=$(awk '$1 == "gather" { print $2 }' "$S/jobs.txt")
+swait "$gather" 300 > /dev/null || { logs "$S"/logs/*.out; fail "sweep gather job $gather: $(jstate "$gather")"; }
+[ "$(awk -F, 'NR > 1 && $2 == "ok"' "$S/comparison.csv" | wc -l)" = 3 ] || { cat "$S/comparison.csv"; fail "sweep: 3 ok rows expected"; }
+spread=$(find "$S" -path '*/train/summary.json' -exec jq -r '.hosts[]' {} + | sort -u | tr '\n' ' ')
+[ "$(wc -w <<<"$spread")" -ge 2 ] || fail "the sweep's 3 tasks (2 CPUs each, 2 per node) all ran on '$spread'"
+ok "pipeline convert -> train -> evaluate -> infer (afterok) on node1..node3; sweep of 3 tasks over ${spread% } ($(( $(date +%s) - t0 )) s)"
 
 # ---- a node killed mid-train ----
 mpirun -n 2 "$RADBATCH" train "${args[@]}" --epochs 4 --run_dir "$T/local2" > "$T/local2.log" 2>&1 || { cat "$T/local2.log"; fail "train, 2 ranks on one node"; }

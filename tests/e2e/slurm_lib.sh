@@ -1,5 +1,6 @@
-# Shared by the slurm_*.sh tests (sourced after lib.sh): start a real one-node Slurm
-# cluster for the test (slurm/local-cluster), stop it on exit, and small helpers.
+# Shared by the slurm_*.sh tests (sourced after lib.sh): start a real Slurm cluster for the
+# test (slurm/local-cluster; one node, or RB_CLUSTER_NODES nodes in network namespaces), stop
+# it on exit, and small helpers.
 SL="$RADBATCH_SRC/slurm"
 # ---- a real one-node Slurm cluster for this test (slurm/local-cluster), stopped on exit ----
 if ! command -v slurmctld > /dev/null || ! command -v slurmd > /dev/null || ! command -v sbatch > /dev/null || ! command -v munged > /dev/null; then

@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "infer_index.h"
 #include "infer_work.h"
+#include "job_marker.h"
 #include "rb_buf.h"
 #include "report_html.h"
 
@@ -395,6 +396,7 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
     cJSON_AddNumberToObject(j, "chunk", (double)c->chunk);
     cJSON_AddNumberToObject(j, "batch", c->batch);
     cJSON_AddNumberToObject(j, "ranks", c->ranks);
+    job_marker_add_hosts(j);
     cJSON_AddNumberToObject(j, "threads_per_rank", c->threads);
     cJSON_AddBoolToObject(j, "resumed", c->resumed);
     cJSON_AddNumberToObject(j, "images_this_run", (double)c->images_this_run);

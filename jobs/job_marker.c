@@ -1,6 +1,7 @@
 #include "job_marker.h"
 
 #include "fsutil.h"
+#include "rb_mpi.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +22,16 @@ int job_marker_clear(const char *dir, rb_error *err)
     return rc;
 }
 
+void job_marker_add_hosts(cJSON *j)
+{
+    int n = rb_mpi_host_count();
+    if (n <= 0)
+        return;
+    cJSON *h = cJSON_AddArrayToObject(j, "hosts");
+    for (int r = 0; r < n; r++)
+        cJSON_AddItemToArray(h, cJSON_CreateString(rb_mpi_host(r)));
+}
+
 int job_marker_write(const char *dir, const char *command, cJSON *fields, rb_error *err)
 {
     cJSON *j = cJSON_CreateObject();
@@ -30,6 +41,7 @@ int job_marker_write(const char *dir, const char *command, cJSON *fields, rb_err
     cJSON_AddNumberToObject(j, "version", 1);
     cJSON_AddBoolToObject(j, "complete", 1);
     cJSON_AddStringToObject(j, "radbatch", RADBATCH_VERSION);
+    job_marker_add_hosts(j);
     if (fields) {
         cJSON *it;
         while ((it = fields->child) != NULL) {

@@ -24,18 +24,53 @@ static int launch_is_single_node(void)
  * probes every network transport: 0.2 s of MPI_Init per command here, a fifth of a whole
  * convert of 5,216 images. Ranks that all share one node need nothing but shared memory,
  * which the ob1 layer (with its shared-memory and self transports) gives at once. So a
- * single-node launch asks for ob1, unless the user chose a layer (OMPI_MCA_pml) or set
- * RADBATCH_MPI_DEFAULTS=1 to keep Open MPI's own choice. Multi-node launches are left alone. */
-static void choose_single_node_transport(void)
+ * single-node launch asks for ob1, unless the user chose a layer (OMPI_MCA_pml).
+ *
+ * Multi-node launches keep Open MPI's choice of point-to-point layer and network (over
+ * Ethernet: ob1 and its TCP transport on every interface that reaches the other nodes), but
+ * infer's work counter is a one-sided window (rb_work.c), and Debian's Open MPI 4.1 excludes
+ * the one component that does one-sided over any network (/etc/openmpi/openmpi-mca-params.conf:
+ * "osc = ^ucx,pt2pt"): osc/sm is one node only and osc/rdma needs an RDMA transport, so
+ * across TCP nodes MPI_Win_allocate fails. A multi-node launch therefore allows pt2pt
+ * (OMPI_MCA_osc=^ucx: every component but UCX's, as that file), unless the user set
+ * OMPI_MCA_osc. RADBATCH_MPI_DEFAULTS=1 leaves both choices to Open MPI. */
+static void choose_transport(void)
 {
     const char *keep = getenv("RADBATCH_MPI_DEFAULTS");
-    if ((keep && *keep && strcmp(keep, "0")) || getenv("OMPI_MCA_pml") || !launch_is_single_node())
+    if (keep && *keep && strcmp(keep, "0"))
         return;
-    setenv("OMPI_MCA_pml", "ob1", 0);
+    if (launch_is_single_node())
+        setenv("OMPI_MCA_pml", "ob1", 0);
+    else
+        setenv("OMPI_MCA_osc", "^ucx", 0);
 }
 
 /* A duplicate of MPI_COMM_WORLD for the end-of-command error report only. */
 static MPI_Comm g_report = MPI_COMM_NULL;
+
+/* Every rank's host name (gethostname), in rank order, gathered once at start-up. */
+#define RB_HOST_MAX 64
+static char (*g_hosts)[RB_HOST_MAX];
+static int g_nhosts;
+
+static void gather_hosts(int size)
+{
+    char mine[RB_HOST_MAX] = {0};
+    if (gethostname(mine, sizeof mine - 1) != 0)
+        strcpy(mine, "?");
+    free(g_hosts);
+    g_nhosts = 0;
+    g_hosts = calloc((size_t)size, sizeof *g_hosts);
+    char(*recv)[RB_HOST_MAX] = g_hosts ? g_hosts : malloc((size_t)size * sizeof *recv);
+    MPI_Allgather(mine, RB_HOST_MAX, MPI_CHAR, recv, RB_HOST_MAX, MPI_CHAR, MPI_COMM_WORLD);
+    if (g_hosts)
+        g_nhosts = size;
+    else
+        free(recv); /* no memory: the names are left out of the reports, the job goes on */
+}
+
+int rb_mpi_host_count(void) { return g_nhosts; }
+const char *rb_mpi_host(int rank) { return rank >= 0 && rank < g_nhosts ? g_hosts[rank] : NULL; }
 
 int rb_mpi_init(int *argc, char ***argv, rb_world *w)
 {
@@ -43,7 +78,7 @@ int rb_mpi_init(int *argc, char ***argv, rb_world *w)
     MPI_Initialized(&inited);
     if (!inited) {
         int provided;
-        choose_single_node_transport();
+        choose_transport();
         MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
@@ -54,6 +89,7 @@ int rb_mpi_init(int *argc, char ***argv, rb_world *w)
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
     w->threads = rb_threads_per_rank(w);
+    gather_hosts(w->size);
     if (g_report == MPI_COMM_NULL)
         MPI_Comm_dup(MPI_COMM_WORLD, &g_report);
     rb_log_set_rank(w->rank, w->size);

@@ -56,6 +56,11 @@ int rb_mpi_gather_bytes(const void *mine, size_t len, void **out, size_t *outlen
 /* Every rank gets every rank's bytes concatenated in rank order. */
 int rb_mpi_allgather_bytes(const void *mine, size_t len, void **out, size_t *outlen, rb_error *err);
 
+/* The host name (gethostname) of each rank, gathered by rb_mpi_init: count 0 before it
+ * (or without memory for them); NULL for a rank out of range. summary.json lists them. */
+int rb_mpi_host_count(void);
+const char *rb_mpi_host(int rank);
+
 /* Threads for BLAS/compute: SLURM_CPUS_PER_TASK, else OMP/OPENBLAS_NUM_THREADS if set,
  * else online cores / ranks on this node (at least 1). */
 int rb_threads_per_rank(const rb_world *w);

@@ -10,7 +10,7 @@ PACKAGES=(build-essential cmake pkg-config git
           libhdf5-dev hdf5-tools
           libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libtiff-dev
           libinih-dev libcjson-dev libxxhash-dev libzip-dev zlib1g-dev jq
-          slurmctld slurmd slurm-client munge chromium
+          slurmctld slurmd slurm-client munge iproute2 chromium
           libgdcm-dev libgdcm-tools dcmtk dicom3tools
           python3-h5py python3-numpy
           protobuf-c-compiler libprotobuf-c-dev)

@@ -14,7 +14,7 @@ command -v mpirun > /dev/null && MPI=(mpirun -n 2)
 rm -rf runs/demo
 mkdir -p runs/demo
 
-echo "== convert: tests/data/chest_xray_sample -> runs/demo/shards (160x160, 80/20 split grouped by patient)"
+echo "== convert: tests/data/chest_xray_sample -> runs/demo/shards (160x160, train/val/test 65/20/15 grouped by patient)"
 "${MPI[@]}" "$RB" convert "$JOB"
 "$RB" inspect runs/demo/shards --verify
 echo
@@ -22,8 +22,13 @@ echo "== train: MobileNetV2 (pretrained base frozen, then top 30% fine-tuned) ->
 "${MPI[@]}" "$RB" train "$JOB" --quiet
 cat runs/demo/train/history.csv
 echo
-echo "== evaluate on the val split -> runs/demo/evaluate"
+echo "== evaluate on the val split, choosing the threshold for sensitivity >= 0.95 -> runs/demo/evaluate,"
+echo "   the operating point stored in runs/demo/train/model-sens95.h5"
 "${MPI[@]}" "$RB" evaluate "$JOB"
+echo
+echo "== evaluate on the held-out test split at that operating point -> runs/demo/evaluate-test"
+"${MPI[@]}" "$RB" evaluate "$JOB" --model runs/demo/train/model-sens95.h5 --split test --threshold model \
+    --set_threshold= --out runs/demo/evaluate-test
 echo
 echo "== infer over the whole sample folder as an unlabelled archive -> runs/demo/infer"
 "${MPI[@]}" "$RB" infer "$JOB"
@@ -32,5 +37,5 @@ echo "== export the trained model to ONNX -> runs/demo/model.onnx (docs/export.m
 "$RB" export --model runs/demo/train/model.h5 --out runs/demo/model.onnx
 echo
 echo "== reports"
-echo "evaluation report: $(pwd)/runs/demo/evaluate/report.html"
+echo "evaluation report: $(pwd)/runs/demo/evaluate-test/report.html (test split; val: runs/demo/evaluate)"
 echo "screening report:  $(pwd)/runs/demo/infer/report.html"

@@ -61,7 +61,7 @@ grep -q "my_xrays\|/archive/\|image\.jpeg" "$T/readme.sh" && fail "a README path
 t0=$(date +%s)
 (cd "$R" && bash -e -o pipefail "$T/readme.sh") > "$T/readme.out" 2>&1 || { tail -n 40 "$T/readme.out"; fail "a README.md command failed (whole output: $T/readme.out)"; }
 [ -s "$R/runs/demo/evaluate/report.html" ] && [ -s "$R/runs/demo/infer/report.html" ] || fail "tests/demo.sh wrote no reports"
-[ -s "$R/run/evaluate/report.html" ] && [ -s "$R/screen/predictions.csv" ] || fail "README's first run wrote no evaluate report or predictions"
+[ -s "$R/run/eval-val/report.html" ] && [ -s "$R/run/eval-test/report.html" ] && [ -s "$R/run/model-sens95.h5" ] && [ -s "$R/screen/predictions.csv" ] || fail "README's first run wrote no evaluate report or predictions"
 grep -q "PNEUMONIA\|NORMAL" "$T/readme.out" || fail "no prediction line from README's predict command"
 ok "README.md: $nr block(s) as written ($(( $(date +%s) - t0 )) s)"
 
@@ -78,6 +78,15 @@ for s in convert train evaluate infer; do
     ls "$R"/rb-$s-*.out > /dev/null 2>&1 || fail "no log of the $s job in the submit folder"
 done
 [ -s "$R/runs/demo/evaluate/report.html" ] && [ -s "$R/runs/demo/infer/report.html" ] || fail "the sbatch jobs wrote no reports"
+# the journey: the operating point chosen on val (sensitivity >= 0.95), reported on test
+jq -e '.screening.threshold.chosen_on_reported_split == true' "$R/runs/demo/evaluate/metrics.json" > /dev/null ||
+    fail "evaluate on val does not say that its threshold was chosen there"
+jq -e '(.screening.threshold.source | test("sensitivity:0.95 on val")) and .screening.threshold.chosen_on_reported_split == false' \
+    "$R/runs/demo/evaluate-test/metrics.json" > /dev/null || fail "the test-split report does not use the operating point chosen on val"
+jq -e '.screening.sensitivity >= 0.95' "$R/runs/demo/evaluate/metrics.json" > /dev/null ||
+    { jq '.screening' "$R/runs/demo/evaluate/metrics.json"; fail "the stored operating point does not reach sensitivity 0.95 on val"; }
+grep -q "threshold 0\.[0-9]* on PNEUMONIA (model card: sensitivity:0.95 on val" "$T/slurm.out" "$R"/rb-infer-*.out ||
+    fail "infer did not screen at the stored operating point"
 P=$(ls -d "$R"/runs/pipelines/demo-*)
 [ "$(wc -l < "$P/jobs.txt")" = 4 ] || fail "the pipeline has $(wc -l < "$P/jobs.txt") jobs, expected 4"
 # (the doc's last block stopped the cluster: its job records are gone, the folders tell)

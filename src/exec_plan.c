@@ -227,6 +227,13 @@ const float *rb_workspace_logits(const rb_workspace *ws)
     return ws->have_forward ? ws->logits : NULL;
 }
 
+const float *rb_workspace_input_grad(const rb_workspace *ws)
+{
+    if (!(ws->flags & RB_WS_INPUT_GRAD) || !ws->have_forward)
+        return NULL;
+    return ws->dact[0];
+}
+
 const float *rb_workspace_output(const rb_workspace *ws, int node)
 {
     if (node < 0 || node >= ws->nn || !ws->have_forward)
@@ -331,7 +338,7 @@ static void plan_backward(plan *p)
 {
     for (int i = 0; p->train && i < p->N; i++) {
         const rb_node *n = &p->m->nodes[i];
-        int b = has_trainable(n);
+        int b = has_trainable(n) || (i == 0 && (p->ws->flags & RB_WS_INPUT_GRAD));
         for (int k = 0; k < n->ninputs; k++)
             b |= p->ws->bw[n->inputs[k]];
         p->ws->bw[i] = (uint8_t)b;
@@ -736,6 +743,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         goto oom;
     ws->m = m;
     ws->batch = batch;
+    if (flags & RB_WS_INPUT_GRAD)
+        flags |= RB_WS_TRAIN;
     ws->flags = flags;
     ws->nn = m->nnodes;
     ws->generation = m->generation;

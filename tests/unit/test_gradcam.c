@@ -190,6 +190,31 @@ static void check_region(void)
             CHECK(map[y * 12 + x] == 0.0f, "zero at the other blob (%d, %d): %g", y, x,
                   map[y * 12 + x]);
     CHECK(map[0] == 0.0f, "zero on the empty background: %g", map[0]);
+
+    /* RB_WS_INPUT_GRAD on the whole (frozen) model: dScore/dx = 0.5 where x > 0 in the
+     * region, 0 elsewhere; no weight gradient */
+    rb_model_set_all_trainable(m, 0);
+    rb_model_zero_grads(m);
+    rb_workspace *ws = rb_workspace_create(m, 1, RB_WS_INPUT_GRAD, &err);
+    rb_forward_args fa = {.input = img, .type = RB_INPUT_F32, .n = 1};
+    float one = 1.0f;
+    CHECK(ws && rb_model_forward(m, ws, &fa, &err) == 0 && rb_model_backward(m, ws, &one, 1, &err) == 0,
+          "input-gradient workspace: %s", err.msg);
+    const float *gx = ws ? rb_workspace_input_grad(ws) : NULL;
+    CHECK(gx != NULL, "input gradient available");
+    for (int p = 0; gx && p < 144; p++) {
+        int y = p / 12, x = p % 12;
+        float want = (y >= 2 && y < 5 && x >= 2 && x < 5) ? 0.5f : 0.0f;
+        CHECK(gx[p] == want, "dScore/dx at (%d, %d): %g, want %g", y, x, gx[p], want);
+    }
+    int nz = 0;
+    for (int64_t i = 0; i < m->nparams; i++)
+        nz += m->grads[i] != 0.0f;
+    CHECK(nz == 0, "%d weight gradients written with every layer frozen", nz);
+    rb_workspace *wi = rb_workspace_create(m, 1, 0, &err);
+    CHECK(wi && rb_workspace_input_grad(wi) == NULL, "no input gradient without the flag");
+    rb_workspace_free(wi);
+    rb_workspace_free(ws);
     rb_gradcam_free(g);
     rb_model_free(m);
 }

@@ -17,7 +17,7 @@ Run (TensorFlow is not a test dependency; any venv with tensorflow-cpu and h5py)
     /tmp/venv-tf/bin/python tests/data/gradcam/make_golden.py \
         --model tests/data/gradcam/cnn96_gray.h5 --shard <shards>/val-00000-of-00001.h5 \
         --out tests/data/gradcam/golden_cnn96.h5
-The committed files were made with TensorFlow 2.21.0 / Keras 3 (versions stored as
+The committed files were made with TensorFlow 2.21.0 / Keras 3.15.1 (versions stored as
 attributes of the output). How the model and the shard were made: README.md here.
 """
 import argparse

@@ -109,5 +109,8 @@ int image_load_resized(const uint8_t *buf, size_t len, int out_h, int out_w, int
 /* Write 8-bit gray or RGB pixels as PNG (for `inspect --export-image`). temp+rename. */
 int image_write_png(const char *path, const uint8_t *pixels, int height, int width, int channels,
                     rb_error *err);
+/* The same PNG into memory: *out (malloc'd, *len bytes). */
+int image_encode_png(const uint8_t *pixels, int height, int width, int channels, uint8_t **out,
+                     size_t *len, rb_error *err);
 
 #endif

@@ -35,6 +35,9 @@ static const char CSS[] =
     "figure{display:inline-block;vertical-align:top;margin:8px 18px 12px 0}\n"
     "figure svg{max-width:100%;height:auto}\n"
     "figcaption{font-size:0.9em;color:#57606a;text-align:center}\n"
+    "figure.img{max-width:340px}\n"
+    "figure.img img{image-rendering:auto;margin:0 2px;border:1px solid #d0d7de}\n"
+    "figure.img figcaption{text-align:left;overflow-wrap:anywhere}\n"
     "p{margin:6px 0}\n"
     "footer{margin-top:3em;color:#8c959f;font-size:0.8em}\n";
 
@@ -648,6 +651,51 @@ void html_svg_histogram(html_doc *d, const char *title, const char *xlabel, cons
         svg_text(d, mx + (right ? 5 : -5), f.y0 + 14, right ? "start" : "end", "font-size=\"11\" fill=\"#d62728\"", t);
     }
     figure_end(d, NULL);
+}
+
+/* ------------------------------------------------------------------------ inline images */
+
+static void put_base64(html_doc *d, const uint8_t *p, size_t n)
+{
+    static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char q[4];
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (uint32_t)p[i + 2] : 0);
+        q[0] = T[v >> 18 & 63];
+        q[1] = T[v >> 12 & 63];
+        q[2] = i + 1 < n ? T[v >> 6 & 63] : '=';
+        q[3] = i + 2 < n ? T[v & 63] : '=';
+        rb_buf_put(&d->b, q, 4);
+    }
+}
+
+void html_figure_png(html_doc *d, int nimg, const uint8_t *const *png, const size_t *len,
+                     const char *const *alt, int width, int ncap, const char *const *caption)
+{
+    put(d, "<figure class=\"img\">");
+    for (int i = 0; i < nimg; i++) {
+        putf(d, "<img width=\"%d\" alt=\"", width);
+        put_esc(d, alt[i]);
+        put(d, "\" src=\"data:image/png;base64,");
+        put_base64(d, png[i], len[i]);
+        put(d, "\">");
+    }
+    put(d, "<figcaption>");
+    for (int i = 0; i < ncap; i++) {
+        if (i)
+            put(d, "<br>");
+        put_esc(d, caption[i]);
+    }
+    put(d, "</figcaption></figure>\n");
+}
+
+void html_discard(html_doc *d)
+{
+    if (!d)
+        return;
+    rb_buf_free(&d->b);
+    free(d);
 }
 
 int html_end_write(html_doc *d, const char *path, rb_error *err)

@@ -7,6 +7,7 @@
 
 #include "rb_error.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct html_doc html_doc;
@@ -28,6 +29,12 @@ void html_svg_lines(html_doc *d, const char *title, const char *xlabel, int nser
 /* Histogram of nbins counts over [lo, hi], optional vertical marker (NaN = none). */
 void html_svg_histogram(html_doc *d, const char *title, const char *xlabel, const int64_t *counts, int nbins,
                         double lo, double hi, double marker);
+/* A figure of nimg PNG images side by side (inline data: URIs, shown `width` CSS pixels wide,
+ * alt texts alt[]) over a caption of ncap lines (Grad-CAM galleries). */
+void html_figure_png(html_doc *d, int nimg, const uint8_t *const *png, const size_t *len,
+                     const char *const *alt, int width, int ncap, const char *const *caption);
+/* Drop an unfinished report. */
+void html_discard(html_doc *d);
 /* Finish and write to path (temp + rename); frees d in every case. */
 int html_end_write(html_doc *d, const char *path, rb_error *err);
 

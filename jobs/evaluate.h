@@ -106,6 +106,11 @@ int evaluate_report(eval_ctx *x, rb_error *err);
 void evaluate_fmt4(char *b, size_t cap, double v);
 void evaluate_fmt_ci(char *b, size_t cap, const metrics_ci *c);
 
+/* evaluate_gallery.c: report.html's galleries of false positives and false negatives at the
+ * operating point (rank 0; reads the images again). */
+struct html_doc;
+int evaluate_html_galleries(struct html_doc *d, eval_ctx *x, rb_error *err);
+
 /* evaluate_html.c */
 int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const char *report_text, rb_error *err);
 

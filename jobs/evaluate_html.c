@@ -330,6 +330,11 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     html_metrics(d, x, ev);
     html_per_class(d, x, ev, report_text);
     html_plots(d, x, ev);
+    /* the galleries read records again: the dataset handle is not part of the report's state */
+    if (evaluate_html_galleries(d, (eval_ctx *)x, err) < 0) {
+        html_discard(d);
+        return -1;
+    }
     html_training_curves(d, x);
     html_model_card(d, x);
     html_errors(d, x);

@@ -25,6 +25,7 @@
     X(history, STRING, "", NULL, NO_RANGE, "`history.csv` for the training curves (default: next to the first model file; `none`: no curves)") \
     X(batch_size, INT, "16", NULL, (1, 1024, 0, "an integer in 1..1024"), "images per model thread in a forward pass; results depend on it in the last float digits, not on ranks or threads") \
     X(threads, INT, "0", NULL, OPT_RANGE_THREADS, "compute threads per rank (0: `SLURM_CPUS_PER_TASK`, else cores / ranks on the node)") \
+    X(gallery, INT, "12", NULL, (0, 100, 0, "an integer in 0..100"), "report.html: at most this many false positives and as many false negatives at the operating point, each with its thumbnail, Grad-CAM heatmap, probability and path (two classes; 0: no galleries)") \
     X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines or per-image warnings")
 
 OPT_KEYS_STRUCT(EVALUATE_KEYS, evaluate_keys);

@@ -21,6 +21,7 @@
     X(max_megapixels, FLOAT, "50", NULL, OPT_RANGE_MEGAPIXELS, "images with more source pixels are errors (decompression bombs)") \
     X(max_error_fraction, FLOAT, "0.1", NULL, OPT_RANGE_ERROR_FRACTION, "exit 1 (outputs still written) when more than this share of the files are errors, or none is usable") \
     X(threshold, STRING, "model", NULL, NO_RANGE, "flagging threshold on the positive class's probability: `model` (the model card's), a probability in [0, 1] such as `0.3`, or `youden`, `sensitivity:<target>`, `specificity:<target>` when the card stores that operating point (`radbatch evaluate --set_threshold`)") \
+    X(explain, INT, "0", NULL, (0, 500, 0, "an integer in 0..500"), "Grad-CAM heatmaps of the N most probable flagged images: PNG files in `explain/` of the run folder and inline in `report.html` (image files only, not shards; see *Heatmaps*)") \
     X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines")
 
 OPT_KEYS_STRUCT(INFER_KEYS, infer_keys);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -417,6 +418,95 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
     return rc;
 }
 
+/* ---- Grad-CAM heatmaps of the most probable flagged images ---------------------------- */
+int infer_remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *q = fs_join(dir, de->d_name);
+        if (!q || (unlink(q) != 0 && errno != ENOENT))
+            rc = -1;
+        free(q);
+    }
+    closedir(d);
+    if (rc == 0 && rmdir(dir) != 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
+}
+
+/* "<rank>-<file name without extension>.png" */
+static void heatmap_name(char *out, size_t cap, int rank, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    int len = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    snprintf(out, cap, "%d-%.*s.png", rank, len, base);
+}
+
+/* The heatmaps into <mdir>/explain/ and the report's section; top is sorted. */
+static int write_heatmaps(const infer_merge_cfg *c, html_doc *d, const char *mdir, const top_list *top,
+                          int64_t flagged, rb_error *err)
+{
+    if (c->explain <= 0 || !c->explain_fn)
+        return 0;
+    html_h2(d, "Heatmaps of the most probable flagged images");
+    int n = c->explain < top->n ? c->explain : top->n;
+    char *dir = fs_join(mdir, INFER_EXPLAIN_DIR);
+    if (!dir || infer_remove_flat_dir(dir) < 0 || fs_mkdirs(dir, err) < 0) {
+        free(dir);
+        return dir ? rb_error_prefix(err, "infer explain: ") : rb_fail(err, NULL, "out of memory");
+    }
+    html_para(d, "Grad-CAM of the %s score (jet colour map: red where the evidence is strongest, the image "
+                 "unchanged where there is none) for the %d most probable of %lld flagged image(s); the PNG "
+                 "files are in %s/.",
+              c->class_names[c->positive], n, (long long)flagged, INFER_EXPLAIN_DIR);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        uint8_t *png = NULL;
+        size_t len = 0;
+        rb_error e = {0};
+        int r = c->explain_fn(c->explain_ctx, top->it[i].path, &png, &len, &e);
+        if (r < 0) {
+            *err = e;
+            rc = rb_error_prefix(err, "infer explain: ");
+            break;
+        }
+        if (r > 0) {
+            html_para(d, "#%d %s: no heatmap (%s)", i + 1, top->it[i].path, e.msg);
+            continue;
+        }
+        char name[600], l0[64];
+        heatmap_name(name, sizeof name, i + 1, top->it[i].path);
+        char *fp = fs_join(dir, name);
+        if (!fp)
+            rc = rb_fail(err, NULL, "out of memory");
+        else if (fs_write_file_atomic(fp, png, len, err) < 0)
+            rc = -1;
+        if (rc == 0) {
+            snprintf(l0, sizeof l0, "#%d  p = %.4f", i + 1, top->it[i].p);
+            const char *cap[3] = {l0, top->it[i].path, name};
+            const uint8_t *pp[1] = {png};
+            char alt[700];
+            snprintf(alt, sizeof alt, "heatmap of %s", top->it[i].path);
+            const char *alts[1] = {alt};
+            html_figure_png(d, 1, pp, &len, alts, 224, 3, cap);
+        }
+        free(fp);
+        free(png);
+    }
+    if (rc == 0 && n == 0)
+        html_para(d, "None (no image flagged).");
+    free(dir);
+    return rc;
+}
+
 static int write_report(const infer_merge_cfg *c, const char *dir, const infer_merge_result *r, top_list *top,
                         rb_error *err)
 {
@@ -482,6 +572,10 @@ static int write_report(const infer_merge_cfg *c, const char *dir, const infer_m
     for (int i = 0; fc && i < top->n; i++)
         free(fc[2 * i + 1]);
     free(fc);
+    if (write_heatmaps(c, d, dir, top, r->flagged, err) < 0) {
+        html_discard(d);
+        return -1;
+    }
 
     html_h2(d, "Errors");
     char *ep = fs_join(dir, "errors.csv");
@@ -625,6 +719,15 @@ static int publish_outputs(const infer_merge_cfg *c, const infer_merge_result *r
         if (!from || !to)
             rc = rb_fail(err, NULL, "out of memory");
         else if (rename(from, to) != 0)
+            rc = rb_fail(err, NULL, "%s: cannot rename into place: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    if (rc == 0 && c->explain > 0) {
+        char *from = fs_join(mdir, INFER_EXPLAIN_DIR), *to = fs_join(c->out, INFER_EXPLAIN_DIR);
+        if (!from || !to)
+            rc = rb_fail(err, NULL, "out of memory");
+        else if (fs_is_dir(from) && rename(from, to) != 0)
             rc = rb_fail(err, NULL, "%s: cannot rename into place: %s", to, strerror(errno));
         free(from);
         free(to);

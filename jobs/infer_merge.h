@@ -8,6 +8,7 @@
  *   index.csv/.idx   every listed file with its latest prediction (the cumulative index)
  *   errors.csv       listing errors and per-chunk errors, merged the same way
  *   summary.json, report.html
+ *   explain/         Grad-CAM heatmaps of the most probable flagged images (explain > 0)
  * All of them are written complete into work/merge/ first, then renamed into the run folder
  * together, then summary.json (the marker of a finished run) is written last; a kill at any
  * point leaves no summary.json, and rerunning the command merges again. */
@@ -16,6 +17,7 @@
 
 #include "rb_error.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define INFER_MERGE_FANIN 64
@@ -45,7 +47,18 @@ typedef struct infer_merge_cfg {
     int64_t images_this_run;    /* images decoded and predicted by this invocation */
     double peak_rss_mb;         /* max over ranks */
     int resumed;                /* some chunks were done by an earlier invocation */
+    /* Grad-CAM heatmaps of the `explain` most probable flagged images (0: none), made here,
+     * in the merge, by explain_fn: 0 with *png (malloc'd PNG bytes), 1 when the image
+     * cannot be read any more (reason in err; skipped), -1 on failure */
+    int explain;
+    int (*explain_fn)(void *ctx, const char *path, uint8_t **png, size_t *len, rb_error *err);
+    void *explain_ctx;
 } infer_merge_cfg;
+
+/* The heatmaps' folder in the run folder (and in work/merge/ while the merge writes it). */
+#define INFER_EXPLAIN_DIR "explain"
+/* Remove the files of a folder without subfolders, then the folder (0 also when absent). */
+int infer_remove_flat_dir(const char *dir);
 
 typedef struct infer_merge_result {
     int64_t predicted, unchanged, new_files, changed, removed, flagged, errors;

@@ -209,7 +209,12 @@ int infer_parse_settings(infer_ctx *x, rb_error *err)
     }
     if (!x->set.input || !x->set.out || !x->set.work)
         return rb_fail(err, NULL, "out of memory");
-    return infer_input_detect(x->set.input, &x->set.kind, err);
+    if (infer_input_detect(x->set.input, &x->set.kind, err) < 0)
+        return -1;
+    if (x->keys.explain > 0 && x->set.kind == INFER_INPUT_SHARDS)
+        return rb_fail(err, "explain reads the flagged images back from their files: give the archive folder or a file list",
+                       "infer: explain = %lld with a shards folder (%s)", (long long)x->keys.explain, x->set.input);
+    return 0;
 }
 
 /* The run folder is unfinished from here until the merge writes summary.json last: the
@@ -223,6 +228,10 @@ static int clear_earlier_outputs(infer_ctx *x, rb_error *err)
             ok = rb_fail(err, NULL, "%s: cannot remove the output of an earlier run: %s", q, strerror(errno)) == 0;
         free(q);
     }
+    char *ex = fs_join(x->set.out, INFER_EXPLAIN_DIR);
+    if (ok && ex && infer_remove_flat_dir(ex) < 0)
+        ok = rb_fail(err, NULL, "%s: cannot remove the heatmaps of an earlier run: %s", ex, strerror(errno)) == 0;
+    free(ex);
     return ok ? 0 : -1;
 }
 
@@ -233,6 +242,10 @@ static void clean_work_folder(infer_ctx *x)
     clean_temps(x->set.work);
     char *m = fs_join(x->set.work, "merge");
     if (m && fs_is_dir(m)) {
+        char *ex = fs_join(m, INFER_EXPLAIN_DIR);
+        if (ex)
+            infer_remove_flat_dir(ex);
+        free(ex);
         clean_temps(m);
         DIR *d = opendir(m);
         struct dirent *de;

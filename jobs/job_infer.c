@@ -15,6 +15,7 @@
 #include "infer_keys.h"
 #include "fsutil.h"
 #include "infer_ctx.h"
+#include "explain.h"
 #include "infer_merge.h"
 #include "job_run.h"
 #include "rb_log.h"
@@ -50,6 +51,47 @@ static int start_listing(infer_ctx *x, rb_error *err)
     return infer_list_start(&x->lister, err);
 }
 
+/* Rank 0, in the merge: the heatmap of one flagged image, read again from its file (the
+ * path as listed: relative to the archive folder, or to the list's folder) */
+typedef struct infer_explain_ctx {
+    infer_ctx *x;
+    explainer ex;
+    int ready;
+    uint8_t *px;
+} infer_explain_ctx;
+
+static int infer_explain_one(void *ctx, const char *path, uint8_t **png, size_t *len, rb_error *err)
+{
+    infer_explain_ctx *e = ctx;
+    infer_ctx *x = e->x;
+    if (!e->ready) {
+        e->px = malloc((size_t)x->tm.height * x->tm.width * x->tm.channels);
+        if (!e->px || explainer_create(&e->ex, &x->tm, x->set.threads, err) < 0)
+            return e->px ? -1 : rb_fail(err, NULL, "out of memory");
+        e->ready = 1;
+    }
+    char *full = NULL;
+    if (path[0] == '/')
+        full = strdup(path);
+    else if (x->set.kind == INFER_INPUT_FOLDER)
+        full = fs_join(x->set.input, path);
+    else {
+        char *dir = strdup(x->set.input), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *slash = 0;
+        full = dir ? fs_join(slash ? dir : ".", path) : NULL;
+        free(dir);
+    }
+    if (!full)
+        return rb_fail(err, NULL, "out of memory");
+    image_info info;
+    int rc = trained_model_load_image(&x->tm, full, e->px, &info, err) < 0 ? 1 : 0;
+    free(full);
+    if (rc == 0)
+        rc = explain_encode_png(&e->ex, e->px, x->tm.positive, png, len, err);
+    return rc;
+}
+
 /* Rank 0: the parts merged into the outputs; *entries is the number of files listed. */
 static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_result *res, int64_t *entries,
                        rb_error *err)
@@ -69,7 +111,17 @@ static int merge_parts(infer_ctx *x, const infer_run_stats *st, infer_merge_resu
         .card = x->tm.card, .infer_seconds = st->seconds, .images_this_run = st->images,
         .peak_rss_mb = st->peak_rss_mb, .resumed = st->resumed,
     };
-    return infer_merge_outputs(&mc, res, err);
+    infer_explain_ctx ec = {.x = x};
+    if (x->keys.explain > 0) {
+        mc.explain = (int)x->keys.explain;
+        mc.explain_fn = infer_explain_one;
+        mc.explain_ctx = &ec;
+    }
+    int rc = infer_merge_outputs(&mc, res, err);
+    if (ec.ready)
+        explainer_free(&ec.ex);
+    free(ec.px);
+    return rc;
 }
 
 /* Rank 0: the summary lines; 1 when too many files are errors (the outputs are complete

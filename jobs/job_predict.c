@@ -3,8 +3,9 @@
  * one MobileNetV2 image takes a fraction of a second. Each image is read and preprocessed
  * as the model's training data was (model card), then: the decided class, its probability
  * as a percentage (the seeds' confidence), every class's probability, and for two-class
- * models the threshold decision. A file that cannot be read prints an error naming it and
- * the others go on; the exit code is then 1. */
+ * models the threshold decision; with `explain`, a Grad-CAM heatmap overlay per image (PNG,
+ * explain.h). A file that cannot be read prints an error naming it and the others go on;
+ * the exit code is then 1. */
 #include "commands.h"
 #include "predict_keys.h"
 #include "fsutil.h"
@@ -12,6 +13,7 @@
 #include "rb_log.h"
 #include "rb_mpi.h"
 #include "trained_model.h"
+#include "explain.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -55,7 +57,8 @@ static void print_error(const char *path, const char *reason, int json)
     }
 }
 
-static void print_result(const trained_model *t, const char *path, const float *p, int json)
+static void print_result(const trained_model *t, const char *path, const float *p, const char *heat,
+                         int json)
 {
     int k = t->nclasses;
     int cls = trained_model_decide(t, p);
@@ -78,6 +81,8 @@ static void print_result(const trained_model *t, const char *path, const float *
             cJSON_AddStringToObject(th, "source", src);
             cJSON_AddBoolToObject(th, "positive", cls == t->positive);
         }
+        if (heat)
+            cJSON_AddStringToObject(o, "heatmap", heat);
         char *s = cJSON_PrintUnformatted(o);
         if (s)
             printf("%s\n", s);
@@ -95,6 +100,25 @@ static void print_result(const trained_model *t, const char *path, const float *
     if (binary)
         printf("  decision: %s (probability of %s %.4f %s threshold %.4f, %s)\n", t->class_names[cls], pos,
                (double)p[t->positive], p[t->positive] >= t->threshold ? ">=" : "<", t->threshold, src);
+    if (heat)
+        printf("  heatmap: %s\n", heat);
+}
+
+/* Where the heatmap of image i (0-based) of nimg goes: the `explain` value itself for one
+ * image, else <folder>/<i+1>-<file name without extension>.png (malloc'd). */
+static char *heatmap_path(const char *explain, int folder, const char *image, int i)
+{
+    if (!folder)
+        return strdup(explain);
+    const char *base = strrchr(image, '/');
+    base = base ? base + 1 : image;
+    const char *dot = strrchr(base, '.');
+    int len = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    size_t n = strlen(explain) + strlen(base) + 32;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%d-%.*s.png", explain, i + 1, len, base);
+    return out;
 }
 
 /* The results go to standard output, often redirected to a file: a failed write there (a
@@ -159,9 +183,10 @@ static int gather_inputs(const job_config *cfg, const predict_keys *k, char **mo
 
 /* Read, predict and print the images in batches of `batch` (<= PREDICT_BATCH, the model's
  * workspace); *failed counts the images that could not be read. */
-static int predict_images(trained_model *t, int batch, const char **images, int nimg, int json, int *failed,
-                          rb_error *err)
+static int predict_images(trained_model *t, int batch, const char **images, int nimg, int json,
+                          explainer *ex, const char *explain, int *failed, rb_error *err)
 {
+    int folder = ex && (nimg > 1 || fs_is_dir(explain));
     size_t rec = (size_t)t->height * t->width * t->channels;
     uint8_t *px = malloc((size_t)batch * rec);
     float *probs = malloc((size_t)batch * t->nclasses * sizeof *probs);
@@ -184,9 +209,21 @@ static int predict_images(trained_model *t, int batch, const char **images, int 
         if (nok > 0)
             rc = trained_model_predict(t, px, nok, probs, err);
         for (int i = 0; i < nb; i++) {
-            if (rc == 0 && slot[i] >= 0)
-                print_result(t, images[b0 + i], probs + (size_t)slot[i] * t->nclasses, json);
-            else if (rc == 0) {
+            if (rc == 0 && slot[i] >= 0) {
+                const float *p = probs + (size_t)slot[i] * t->nclasses;
+                char *heat = NULL;
+                if (ex) {
+                    heat = heatmap_path(explain, folder, images[b0 + i], b0 + i);
+                    if (!heat)
+                        rc = rb_fail(err, NULL, "out of memory");
+                    else if (explain_write_png(ex, px + (size_t)slot[i] * rec, explainer_class(ex, p), heat,
+                                               err) < 0)
+                        rc = rb_error_prefix(err, "predict --explain: ");
+                }
+                if (rc == 0)
+                    print_result(t, images[b0 + i], p, heat, json);
+                free(heat);
+            } else if (rc == 0) {
                 print_error(images[b0 + i], why[i] ? why[i] : "cannot be read", json);
                 (*failed)++;
             }
@@ -238,7 +275,24 @@ static int predict_main(predict_ctx *x, rb_error *err)
         return JOB_BAD_CONFIG;
     }
     int failed = 0;
-    rc = predict_images(&t, batch, images, nimg, k->json, &failed, err);
+    explainer ex, *exp = NULL;
+    if (*k->explain) {
+        if ((nimg > 1 || fs_is_dir(k->explain)) && fs_mkdirs(k->explain, err) < 0)
+            rc = rb_error_prefix(err, "predict --explain: ");
+        else if (explainer_create(&ex, &t, (int)threads, err) < 0)
+            rc = rb_error_prefix(err, "predict --explain: ");
+        else
+            exp = &ex;
+        if (rc < 0) {
+            trained_model_free(&t);
+            free(models);
+            free(images);
+            return JOB_FAILED;
+        }
+    }
+    rc = predict_images(&t, batch, images, nimg, k->json, exp, k->explain, &failed, err);
+    if (exp)
+        explainer_free(exp);
     if (rc == 0 && failed && !k->json)
         fprintf(stderr, "%d of %d image(s) could not be read\n", failed, nimg);
     trained_model_free(&t);
@@ -271,7 +325,7 @@ static int run_predict(int argc, char **argv)
 const command_spec command_predict = {
     .name = "predict",
     .summary = "class, confidence and class probabilities of single image files (text or JSON lines)",
-    .usage = "usage: radbatch predict [job.ini] --model run/model.h5[,more.h5] image... [--json] [--tta 0|1|2]",
+    .usage = "usage: radbatch predict [job.ini] --model run/model.h5[,more.h5] image... [--json] [--tta 0|1|2] [--explain heat.png|folder]",
     .opts = predict_opts,
     .run = run_predict,
 };

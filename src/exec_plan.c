@@ -213,7 +213,7 @@ static void plan_backward(plan *p)
 {
     for (int i = 0; p->train && i < p->N; i++) {
         const rb_node *n = &p->m->nodes[i];
-        int b = has_trainable(n);
+        int b = has_trainable(n) || (i == 0 && (p->ws->flags & RB_WS_INPUT_GRAD));
         for (int k = 0; k < n->ninputs; k++)
             b |= p->ws->bw[n->inputs[k]];
         p->ws->bw[i] = (uint8_t)b;
@@ -618,6 +618,8 @@ rb_workspace *rb_workspace_create(const rb_model *m, int batch, int flags, rb_er
         goto oom;
     ws->m = m;
     ws->batch = batch;
+    if (flags & RB_WS_INPUT_GRAD)
+        flags |= RB_WS_TRAIN;
     ws->flags = flags;
     ws->nn = m->nnodes;
     ws->generation = m->generation;

@@ -114,6 +114,13 @@ const float *rb_workspace_logits(const rb_workspace *ws)
     return ws->have_forward ? ws->logits : NULL;
 }
 
+const float *rb_workspace_input_grad(const rb_workspace *ws)
+{
+    if (!(ws->flags & RB_WS_INPUT_GRAD) || !ws->have_forward)
+        return NULL;
+    return ws->dact[0];
+}
+
 const float *rb_workspace_output(const rb_workspace *ws, int node)
 {
     if (node < 0 || node >= ws->nn || !ws->have_forward)

@@ -256,6 +256,8 @@ enum {
     RB_WS_TRAIN = 1,    /* backward possible (keeps what backward reads) */
     RB_WS_KEEP_ALL = 2, /* every node's output kept in its own buffer, no fusion (tests) */
     RB_WS_NO_FUSE = 4,  /* no Conv+BN(+ReLU) folding (checks of the folding itself) */
+    RB_WS_INPUT_GRAD = 8, /* with RB_WS_TRAIN: backward also gives the gradient w.r.t. the
+                             InputLayer's output (rb_workspace_input_grad), Grad-CAM */
 };
 typedef struct rb_workspace rb_workspace;
 
@@ -273,6 +275,9 @@ int rb_workspace_batch(const rb_workspace *ws);
  * sigmoid (fused in Dense, or a Softmax/Activation layer): the logits for the stable
  * loss_*_logits functions, as Keras' model.fit uses them. NULL otherwise. */
 const float *rb_workspace_logits(const rb_workspace *ws);
+/* RB_WS_INPUT_GRAD: gradient w.r.t. the InputLayer's output (n x its size) after the last
+ * backward, or NULL. */
+const float *rb_workspace_input_grad(const rb_workspace *ws);
 /* Output of node i after the last forward (n x size floats), or NULL when its memory was
  * reused or folded (always available with RB_WS_KEEP_ALL, and for the output node). */
 const float *rb_workspace_output(const rb_workspace *ws, int node);

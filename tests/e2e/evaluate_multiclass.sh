@@ -24,6 +24,8 @@ done
 E="$T/ev1"
 [ -e "$E/roc.csv" ] && fail "roc.csv written without a screening class"
 grep -q '"screening"' "$E/metrics.json" && fail "screening metrics without a screening class"
+grep -q 'Error galleries are drawn for two-class screening only' "$E/report.html" || fail "report.html: no note on the galleries"
+grep -q '<img' "$E/report.html" && fail "report.html: error galleries without a screening class"
 for c in BACTERIA NORMAL VIRUS; do
     grep -Eq "^ +$c( +[01]\.[0-9]{2}){3} +[0-9]+$" "$E/classification_report.txt" || fail "report row $c"
 done

@@ -36,6 +36,27 @@ static cJSON *ci_json(const metrics_ci *c)
     return o;
 }
 
+/* The screening class's reliability diagram, ECE and Brier score (docs/metrics.md). */
+static cJSON *calibration_json(const metrics_calibration *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "bins", METRICS_CALIB_BINS);
+    cJSON_AddNumberToObject(o, "ece", c->ece);
+    cJSON_AddNumberToObject(o, "brier", c->brier);
+    cJSON *r = cJSON_AddArrayToObject(o, "reliability");
+    for (int b = 0; b < METRICS_CALIB_BINS; b++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "lo", b / (double)METRICS_CALIB_BINS);
+        cJSON_AddNumberToObject(e, "hi", (b + 1) / (double)METRICS_CALIB_BINS);
+        cJSON_AddNumberToObject(e, "count", (double)c->count[b]);
+        cJSON_AddNumberToObject(e, "positives", (double)c->positives[b]);
+        cJSON_AddNumberToObject(e, "mean_predicted", c->mean_predicted[b]);
+        cJSON_AddNumberToObject(e, "observed", c->observed[b]);
+        cJSON_AddItemToArray(r, e);
+    }
+    return o;
+}
+
 static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
 {
     cJSON *j = cJSON_CreateObject();
@@ -107,6 +128,8 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON_AddNumberToObject(sc, "balanced_accuracy", s->balanced_accuracy);
         cJSON_AddNumberToObject(sc, "accuracy", s->accuracy);
         cJSON_AddNumberToObject(sc, "roc_auc", ev->roc.auc);
+        if (ev->has_calibration)
+            cJSON_AddItemToObject(sc, "calibration", calibration_json(&ev->calibration));
         if (ev->has_bootstrap) {
             const metrics_bootstrap *b = &ev->bootstrap;
             cJSON *bo = cJSON_AddObjectToObject(sc, "bootstrap");
@@ -151,6 +174,15 @@ static void csv_prob(csv_writer *w, float v)
     char b[32];
     snprintf(b, sizeof b, "%.6f", (double)v);
     csv_field(w, b);
+}
+
+/* A file an earlier run left in this folder that this run does not write. */
+static void remove_stale(const char *dir, const char *name)
+{
+    char *p = fs_join(dir, name);
+    if (p && fs_is_file(p))
+        unlink(p);
+    free(p);
 }
 
 static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *y_pred_all, rb_error *err)
@@ -218,12 +250,36 @@ static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *
         if (csv_writer_close(&w, err) < 0)
             return -1;
     }
-    else { /* no curve: no roc.csv from an earlier run in this folder either */
-        char *p = fs_join(x->out, "roc.csv");
-        if (p && fs_is_file(p))
-            unlink(p);
-        free(p);
-    }
+    else /* no curve: no roc.csv from an earlier run in this folder either */
+        remove_stale(x->out, "roc.csv");
+    /* calibration.csv: the screening class's reliability diagram */
+    if (ev->has_calibration) {
+        const metrics_calibration *c = &ev->calibration;
+        if (open_csv(&w, x->out, "calibration.csv", err) < 0)
+            return -1;
+        static const char *hdr[] = {"bin", "lo", "hi", "count", "positives", "mean_predicted", "observed"};
+        for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++)
+            csv_field(&w, hdr[i]);
+        csv_end_row(&w);
+        for (int b = 0; b < METRICS_CALIB_BINS; b++) {
+            char v[64];
+            csv_field_int(&w, b);
+            snprintf(v, sizeof v, "%.1f", b / (double)METRICS_CALIB_BINS);
+            csv_field(&w, v);
+            snprintf(v, sizeof v, "%.1f", (b + 1) / (double)METRICS_CALIB_BINS);
+            csv_field(&w, v);
+            csv_field_int(&w, (long long)c->count[b]);
+            csv_field_int(&w, (long long)c->positives[b]);
+            snprintf(v, sizeof v, "%.17g", c->mean_predicted[b]);
+            csv_field(&w, c->count[b] ? v : "");
+            snprintf(v, sizeof v, "%.17g", c->observed[b]);
+            csv_field(&w, c->count[b] ? v : "");
+            csv_end_row(&w);
+        }
+        if (csv_writer_close(&w, err) < 0)
+            return -1;
+    } else
+        remove_stale(x->out, "calibration.csv");
     /* errors.csv: listing problems, then unreadable images in record order */
     if (open_csv(&w, x->out, "errors.csv", err) < 0)
         return -1;
@@ -289,6 +345,13 @@ static void print_screening(const eval_ctx *x, const metrics_eval *ev)
         printf("  (95%% CI: percentile bootstrap, %lld resamples, seed %llu)", (long long)b->resamples,
                (unsigned long long)b->seed);
     printf("\n");
+    if (ev->has_calibration) {
+        char e[32], br[32];
+        evaluate_fmt4(e, sizeof e, ev->calibration.ece);
+        evaluate_fmt4(br, sizeof br, ev->calibration.brier);
+        printf("Calibration of P(%s): ECE %s (10 equal-width bins), Brier score %s\n", x->tm.class_names[x->positive],
+               e, br);
+    }
 }
 
 /* The metrics of the readable records in record order, and the decision of every record

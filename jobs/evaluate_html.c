@@ -257,6 +257,25 @@ static void html_plots(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
     }
 }
 
+/* The screening class's reliability diagram with its ECE and Brier score. */
+static void html_calibration(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
+{
+    if (!ev->has_calibration)
+        return;
+    const metrics_calibration *c = &ev->calibration;
+    char title[300], e[32], b[32];
+    html_h2(d, "Calibration");
+    evaluate_fmt4(e, sizeof e, c->ece);
+    evaluate_fmt4(b, sizeof b, c->brier);
+    html_para(d, "How far the probability of %s can be taken at its word: the images are put in 10 equal-width bins "
+                 "of that probability; a calibrated model's bars reach the diagonal. Expected calibration error "
+                 "(ECE, the bins' |observed rate - mean predicted| weighted by their share of the images) %s, "
+                 "Brier score (mean squared difference between the probability and the 0/1 outcome) %s.",
+              x->tm.class_names[x->positive], e, b);
+    snprintf(title, sizeof title, "Reliability diagram: P(%s)", x->tm.class_names[x->positive]);
+    html_svg_reliability(d, title, METRICS_CALIB_BINS, c->count, c->mean_predicted, c->observed, c->ece, c->brier);
+}
+
 /* Loss and accuracy curves of history.csv, when there is one. */
 static void html_training_curves(html_doc *d, const eval_ctx *x)
 {
@@ -330,6 +349,7 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     html_metrics(d, x, ev);
     html_per_class(d, x, ev, report_text);
     html_plots(d, x, ev);
+    html_calibration(d, x, ev);
     html_training_curves(d, x);
     html_model_card(d, x);
     html_errors(d, x);

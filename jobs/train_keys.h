@@ -71,6 +71,7 @@
     X(checkpoint_every_steps, INT, "0", NULL, (0, OPT_NOLIMIT, 0, "0 (epoch ends only) or a number of steps"), "also checkpoint every N steps (0: only at epoch ends)") \
     X(resume, BOOL, "false", NULL, NO_RANGE, "continue from the newest complete checkpoint in run_dir") \
     X(feature_cache, CHOICE, "auto", "auto|true|false", NO_RANGE, "with a frozen base and no augmentation, compute base features once and train the head on them") \
+    X(calibrate, CHOICE, "none", "none|temperature", NO_RANGE, "after training, fit one temperature T on the val split (the T minimising the val NLL of softmax(logits / T), or of the sigmoid); stored in the model card, applied by evaluate, predict and infer") \
     X(positive_class, STRING, "", NULL, NO_RANGE, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)") \
     X(max_steps, INT, "0", NULL, (0, OPT_NOLIMIT, 0, "0 (no limit) or a number of steps"), "stop after this many steps in total (0: no limit; for tests and smoke runs)") \
     X(quiet, BOOL, "false", NULL, NO_RANGE, "no progress lines")

@@ -244,6 +244,31 @@ int metrics_calibration_compute(metrics_calibration *c, const int32_t *y_true, c
                                 int64_t stride, int64_t n, int32_t k, int32_t positive,
                                 rb_error *err);
 
+/* Temperature scaling (docs/train.md "Calibration"): probabilities softmax(z / T) of the
+ * logits z (m = k logits per sample, softmax output) or sigmoid(z / T) of the positive
+ * class's logit (m = 1, a sigmoid output; the other class gets 1 - p). logits: (n, m). */
+
+/* Search range of T and the golden-section iterations on log T. */
+#define METRICS_TEMPERATURE_MIN 0.01
+#define METRICS_TEMPERATURE_MAX 100.0
+#define METRICS_TEMPERATURE_ITERS 80
+
+/* Mean negative log-likelihood of the labelled samples (labels outside [0, k) skipped) at
+ * temperature T; NaN without a labelled sample. */
+double metrics_temperature_nll(const float *logits, int m, const int32_t *y_true, int64_t n, int32_t k,
+                               int32_t positive, double T);
+
+/* The T in [METRICS_TEMPERATURE_MIN, METRICS_TEMPERATURE_MAX] minimising that NLL:
+ * golden-section search on u = log T (the NLL is convex in 1/T, so unimodal in log T).
+ * *nll_before (T = 1) and *nll_after may be NULL. Fails without a labelled sample or with a
+ * non-finite logit. */
+int metrics_temperature_fit(double *T, double *nll_before, double *nll_after, const float *logits, int m,
+                            const int32_t *y_true, int64_t n, int32_t k, int32_t positive, rb_error *err);
+
+/* probs (n, k) from logits (n, m) at temperature T, in double, rounded to float once. */
+void metrics_temperature_probs(float *probs, const float *logits, int m, int64_t n, int32_t k, int32_t positive,
+                               double T);
+
 /* ----------------------------------------------------------- everything for a report */
 
 typedef struct metrics_eval_config {

@@ -3,6 +3,9 @@
 # metrics.json's reliability diagram, ECE and Brier score equal those recomputed from
 # predictions.csv, calibration.csv holds the same bins, the printed line states them, and
 # report.html draws the reliability diagram inline (checked in headless Chromium).
+# train calibrate = temperature on the same run: the card holds T, the val ECE drops below
+# the noise bound of a calibrated model, the ROC curve, AUC and decisions are unchanged, and
+# predict, evaluate and infer give the calibrated probabilities.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3 # standard library only (json, csv)
 
@@ -62,6 +65,99 @@ grep -q 'Brier score = ' "$H" || fail "report.html does not state the Brier scor
 grep -qi '<script' "$H" && fail "report.html holds a script"
 grep -Eqi '(https?:|ftp:|//[a-z0-9.-]+\.[a-z]{2,}/|src=|@import|url\((["'"'"']?)[^#])' "$H" && fail "report.html refers to something outside itself"
 ok "report.html draws the reliability diagram"
+
+# ---- train calibrate = temperature: the same run (same seed, same weights) with a
+# temperature fitted on val, stored in the card and applied by evaluate, predict and infer
+"$RADBATCH" train --shards "$T/s64" --run_dir "$T/runc" --backbone cnn --epochs 12 --learning_rate 3e-3 \
+    --batch_size 16 --restore_best false --calibrate temperature > "$T/trainc.log" 2>&1 \
+    || { cat "$T/trainc.log"; fail "train --calibrate temperature"; }
+grep -q '^calibration: temperature [0-9.]* fitted on val (41 records): NLL ' "$T/trainc.log" \
+    || { cat "$T/trainc.log"; fail "train does not report the fitted temperature"; }
+MC="$T/runc/model.h5"
+"$RADBATCH" inspect "$MC" | awk '/^model card:/ { f = 1; next } f { print } f && /^}/ { exit }' > "$T/cardc.json"
+"$RADBATCH" evaluate --model "$MC" --shards "$T/s64" --split val --out "$T/evc" --bootstrap 0 --quiet > "$T/evc.log" 2>&1 \
+    || { cat "$T/evc.log"; fail "evaluate the calibrated model"; }
+"$PY" - "$T/cardc.json" "$T/ev" "$T/evc" > "$T/checkc.txt" <<'PYEOF' || { cat "$T/checkc.txt"; fail "temperature scaling"; }
+import csv, json, math, sys
+card = json.load(open(sys.argv[1]))
+cal = card["calibration"]
+T = cal["temperature"]
+assert cal["method"] == "temperature" and cal["fitted_on"]["split"] == "val" and cal["fitted_on"]["records"] == 41, cal
+assert T > 1, "an over-confident model needs T > 1, got %g" % T
+assert cal["after"]["nll"] < cal["before"]["nll"], cal
+m0 = json.load(open(sys.argv[2] + "/metrics.json"))["screening"]
+m1 = json.load(open(sys.argv[3] + "/metrics.json"))["screening"]
+e0, e1 = m0["calibration"]["ece"], m1["calibration"]["ece"]
+assert abs(m1["calibration"]["ece"] - cal["after"]["ece"]) < 1e-12, (m1["calibration"]["ece"], cal["after"])
+assert abs(e0 - cal["before"]["ece"]) < 1e-12, (e0, cal["before"])
+# the bound: a perfectly calibrated model's expected ECE on n images in B non-empty bins is
+# at most sum_b (n_b/n) sqrt(p_b (1-p_b) / n_b) <= 0.5 sqrt(B / n) (Jensen, Cauchy-Schwarz)
+rel = m1["calibration"]["reliability"]
+n = sum(b["count"] for b in rel)
+B = sum(1 for b in rel if b["count"])
+bound = 0.5 * math.sqrt(B / n)
+assert e1 < bound, "ECE after %g not below the noise bound %g" % (e1, bound)
+assert e1 < e0 / 4, "ECE %g -> %g: not a quarter" % (e0, e1)
+# the ranking is kept: the same ROC curve and AUC, the same decisions at each card's threshold
+assert m0["roc_auc"] == m1["roc_auc"], (m0["roc_auc"], m1["roc_auc"])
+r0 = [(r["fpr"], r["tpr"]) for r in csv.DictReader(open(sys.argv[2] + "/roc.csv"))]
+r1 = [(r["fpr"], r["tpr"]) for r in csv.DictReader(open(sys.argv[3] + "/roc.csv"))]
+assert r0 == r1, "the ROC curves differ"
+for k in ("tp", "fp", "tn", "fn"):
+    assert m0[k] == m1[k], (k, m0[k], m1[k])
+p0 = [r["predicted_label"] for r in csv.DictReader(open(sys.argv[2] + "/predictions.csv"))]
+p1 = [r["predicted_label"] for r in csv.DictReader(open(sys.argv[3] + "/predictions.csv"))]
+assert p0 == p1, "decisions differ"
+print("T %.4f: ECE %.4f -> %.4f (bound %.4f, n %d, %d bins), Brier %.4f -> %.4f, AUC %.4f both" % (
+    T, e0, e1, bound, n, B, m0["calibration"]["brier"], m1["calibration"]["brier"], m0["roc_auc"]))
+PYEOF
+cat "$T/checkc.txt"
+ok "temperature scaling: ECE drops below the bound, ranking, AUC and decisions unchanged"
+
+# predict, evaluate and infer give the same calibrated probabilities, softmax(logits / T)
+# of the uncalibrated model's logits (recovered as log p1 - log p0 from its predict --json)
+IMG="$T/images"
+for c in NORMAL PNEUMONIA; do
+    mkdir -p "$IMG/$c"
+    ls "$SAMPLE/$c" | sort | head -6 | while read -r f; do cp "$SAMPLE/$c/$f" "$IMG/$c/"; done
+done
+( cd "$IMG" && "$RADBATCH" predict --json true --model "$M" NORMAL/* PNEUMONIA/* ) > "$T/pred0.jsonl"
+( cd "$IMG" && "$RADBATCH" predict --json true --model "$MC" NORMAL/* PNEUMONIA/* ) > "$T/pred1.jsonl"
+"$RADBATCH" evaluate --model "$MC" --data "$IMG" --out "$T/evimg" --bootstrap 0 --quiet > /dev/null
+"$RADBATCH" infer --model "$MC" --input "$IMG" --out "$T/inf" --quiet > /dev/null 2>&1 || fail "infer"
+"$PY" - "$T" "$IMG" > "$T/checkp.txt" <<'PYEOF' || { cat "$T/checkp.txt"; fail "calibrated probabilities differ"; }
+import csv, json, math, sys
+t, img = sys.argv[1], sys.argv[2]
+T = json.load(open(t + "/cardc.json"))["calibration"]["temperature"]
+p0 = {j["file"]: j["probabilities"] for j in map(json.loads, open(t + "/pred0.jsonl"))}
+p1 = {j["file"]: j["probabilities"]["PNEUMONIA"] for j in map(json.loads, open(t + "/pred1.jsonl"))}
+ev = {r["path"]: float(r["prob_PNEUMONIA"]) for r in csv.DictReader(open(t + "/evimg/predictions.csv"))}
+inf = {r["path"]: float(r["prob_PNEUMONIA"]) for r in csv.DictReader(open(t + "/inf/predictions.csv"))}
+assert len(p1) == 12 and set(p1) == set(ev) == set(inf), (sorted(p1), sorted(ev), sorted(inf))
+checked = 0
+for f, p in p1.items():
+    assert abs(p - ev[f]) <= 1e-6 and abs(p - inf[f]) <= 1e-6, (f, p, ev[f], inf[f])
+    a, b = p0[f]["NORMAL"], p0[f]["PNEUMONIA"]
+    if min(a, b) >= 1e-4:  # 6 printed decimals: the logit within 0.5%
+        want = 1 / (1 + math.exp(-(math.log(b) - math.log(a)) / T))
+        assert abs(p - want) < 1e-3, (f, p, want)
+        checked += 1
+assert checked >= 6, "only %d images with a recoverable logit" % checked
+print("12 images: predict, evaluate and infer agree; %d match sigmoid(logit / T)" % checked)
+PYEOF
+cat "$T/checkp.txt"
+ok "predict, evaluate and infer apply the card's temperature"
+
+# calibrate = temperature needs a val split
+set +e
+"$RADBATCH" train --shards "$T/s64" --run_dir "$T/noval" --backbone cnn --epochs 1 --val_split "" \
+    --calibrate temperature --quiet > "$T/noval.out" 2> "$T/noval.err"
+rc=$?
+set -e
+[ $rc != 0 ] || fail "calibrate = temperature without a val split succeeded"
+grep -q "calibrate = temperature fits the temperature on the val split" "$T/noval.err" \
+    || { cat "$T/noval.err"; fail "no clear error for calibrate without val"; }
+ok "calibrate = temperature without a val split: exit $rc, $(head -1 "$T/noval.err")"
 
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 [ -n "$CHROME" ] || skip "chromium not installed (tests/setup.sh installs it); render check not run"

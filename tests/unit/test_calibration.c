@@ -2,7 +2,8 @@
  * worked by hand, then 1000 fixed samples (scores on and around every bin edge, 0 and 1,
  * unlabelled records) compared with scikit-learn's calibration_curve and brier_score_loss
  * run by $RADBATCH_PYTHON (tests/python-requirements.txt). Numbers within 1e-12
- * relative. */
+ * relative. Temperature scaling: the fitted T of cases whose optimum is known in closed
+ * form, the calibrated probabilities, and that the order of the scores is kept. */
 #include "metrics.h"
 #include "rb_rng.h"
 #include "test_util.h"
@@ -176,9 +177,60 @@ static void against_sklearn(void)
     fclose(r);
 }
 
+/* Temperature scaling worked by hand: three samples share the positive logit s = 10, two
+ * of them positive, so the NLL is minimal where sigmoid(s / T) = 2/3, T = s / ln 2. The
+ * same with a softmax of logits (0, s), and with three classes: logits (s, 0, 0) and labels
+ * 0, 0, 1, 2 need softmax(./T)[0] = 1/2, again T = s / ln 2. */
+static void temperature(void)
+{
+    rb_error err = {0};
+    const double want = 10.0 / log(2.0);
+    double T, b, a;
+    const float z1[4] = {10.f, 10.f, 10.f, -3.f};
+    const int32_t y1[4] = {1, 1, 0, -1}; /* the unlabelled sample is skipped */
+    CHECK(metrics_temperature_fit(&T, &b, &a, z1, 1, y1, 4, 2, 1, &err) == 0, "%s", err.msg);
+    CHECK(fabs(T - want) < 1e-6 * want, "sigmoid: T %.10g, want %.10g", T, want);
+    /* NLL at the optimum: -(2 ln 2/3 + ln 1/3) / 3 */
+    double nll = -(2 * log(2.0 / 3) + log(1.0 / 3)) / 3;
+    CHECK(fabs(a - nll) < 1e-9 && b > a, "sigmoid: NLL %.10g -> %.10g, want %.10g", b, a, nll);
+    const float z2[8] = {0.f, 10.f, 0.f, 10.f, 0.f, 10.f, 0.f, 0.f};
+    CHECK(metrics_temperature_fit(&T, NULL, NULL, z2, 2, y1, 4, 2, 1, &err) == 0, "%s", err.msg);
+    CHECK(fabs(T - want) < 1e-6 * want, "softmax 2: T %.10g", T);
+    const float z3[12] = {10.f, 0.f, 0.f, 10.f, 0.f, 0.f, 10.f, 0.f, 0.f, 10.f, 0.f, 0.f};
+    const int32_t y3[4] = {0, 0, 1, 2};
+    CHECK(metrics_temperature_fit(&T, NULL, NULL, z3, 3, y3, 4, 3, 0, &err) == 0, "%s", err.msg);
+    CHECK(fabs(T - want) < 1e-6 * want, "softmax 3: T %.10g", T);
+    /* probabilities at T: sigmoid(10 / T) = 2/3 for the positive class, 1/3 the other */
+    float pr[8];
+    metrics_temperature_probs(pr, z1, 1, 4, 2, 1, want);
+    CHECK(fabsf(pr[1] - 2.f / 3) < 1e-6f && fabsf(pr[0] - 1.f / 3) < 1e-6f, "sigmoid probs %g %g", pr[0], pr[1]);
+    metrics_temperature_probs(pr, z2, 2, 4, 2, 1, want);
+    CHECK(fabsf(pr[1] - 2.f / 3) < 1e-6f && fabsf(pr[0] - 1.f / 3) < 1e-6f, "softmax probs %g %g", pr[0], pr[1]);
+    /* T = 1 gives the model's own softmax; a large logit does not overflow */
+    const float big[2] = {0.f, 200.f};
+    metrics_temperature_probs(pr, big, 2, 1, 2, 1, 1.0);
+    CHECK(pr[1] == 1.f && pr[0] >= 0.f && pr[0] < 1e-30f, "softmax of (0, 200): %g %g", pr[0], pr[1]);
+    metrics_temperature_probs(pr, big + 1, 1, 1, 2, 1, 100.0);
+    CHECK(fabsf(pr[1] - (float)(1 / (1 + exp(-2.0)))) < 1e-7f, "sigmoid(200 / 100) %g", pr[1]);
+    /* the order of the scores never changes: same ranking, same AUC */
+    float zs[6] = {-5.f, -0.1f, 0.f, 0.2f, 3.f, 40.f}, p1[12], p2[12];
+    metrics_temperature_probs(p1, zs, 1, 6, 2, 1, 1.0);
+    metrics_temperature_probs(p2, zs, 1, 6, 2, 1, 7.5);
+    for (int i = 0; i + 1 < 6; i++)
+        CHECK(p2[i * 2 + 1] < p2[(i + 1) * 2 + 1] && p1[i * 2 + 1] <= p1[(i + 1) * 2 + 1], "order at %d", i);
+    /* nothing to fit on */
+    const int32_t none[4] = {-1, -1, -1, -1};
+    CHECK(metrics_temperature_fit(&T, NULL, NULL, z1, 1, none, 4, 2, 1, &err) < 0 && strstr(err.msg, "no labelled"),
+          "no label: %s", err.msg);
+    const float inf[4] = {10.f, INFINITY, 0.f, 0.f};
+    CHECK(metrics_temperature_fit(&T, NULL, NULL, inf, 1, y1, 4, 2, 1, &err) < 0, "non-finite logit");
+    CHECK(metrics_temperature_fit(&T, NULL, NULL, z3, 1, y3, 4, 3, 0, &err) < 0, "one logit for three classes");
+}
+
 int main(void)
 {
     hand();
+    temperature();
     against_sklearn();
     return TEST_DONE();
 }

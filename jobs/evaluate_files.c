@@ -57,6 +57,33 @@ static cJSON *calibration_json(const metrics_calibration *c)
     return o;
 }
 
+/* The stress test's rows (docs/evaluate.md "Stress test"). */
+static cJSON *stress_json(const eval_ctx *x)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "seed", (double)x->keys.seed);
+    cJSON_AddNumberToObject(o, "threshold", x->thr.value);
+    cJSON_AddStringToObject(o, "positive_class", x->tm.class_names[x->positive]);
+    cJSON *rows = cJSON_AddArrayToObject(o, "results");
+    for (int i = 0; i < x->nstress; i++) {
+        const eval_stress_row *r = &x->stress[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "shift", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift));
+        cJSON_AddNumberToObject(e, "severity", r->severity);
+        if (r->shift >= 0) {
+            cJSON_AddStringToObject(e, "parameter_name", rb_shift_parameter_name((rb_shift)r->shift));
+            cJSON_AddNumberToObject(e, "parameter", r->parameter);
+        }
+        cJSON_AddNumberToObject(e, "images", (double)r->n);
+        cJSON_AddNumberToObject(e, "roc_auc", r->auc);
+        cJSON_AddNumberToObject(e, "sensitivity", r->sensitivity);
+        cJSON_AddNumberToObject(e, "specificity", r->specificity);
+        cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
+        cJSON_AddItemToArray(rows, e);
+    }
+    return o;
+}
+
 static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
 {
     cJSON *j = cJSON_CreateObject();
@@ -142,6 +169,8 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
             cJSON_AddItemToObject(bo, "roc_auc", ci_json(&b->auc));
         }
     }
+    if (x->nstress)
+        cJSON_AddItemToObject(j, "stress", stress_json(x));
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     return s;
@@ -472,6 +501,20 @@ static void print_report(const eval_ctx *x, const metrics_eval *ev, const char *
         for (int i = 0; i < k; i++)
             printf(" %s %.4f", x->tm.class_names[i], ev->auc_ovr[i]);
         printf("; macro %.4f, weighted %.4f\n", ev->auc_macro, ev->auc_weighted);
+    }
+    if (x->nstress) {
+        printf("\nStress test (%s positive when its probability >= %.4f; seed %lld):\n", x->tm.class_names[x->positive],
+               x->thr.value, (long long)x->keys.seed);
+        printf("  %-11s %8s %10s %8s %12s %12s\n", "shift", "severity", "parameter", "AUC", "sensitivity", "specificity");
+        for (int i = 0; i < x->nstress; i++) {
+            const eval_stress_row *r = &x->stress[i];
+            char a[32], se[32], sp[32];
+            evaluate_fmt4(a, sizeof a, r->auc);
+            evaluate_fmt4(se, sizeof se, r->sensitivity);
+            evaluate_fmt4(sp, sizeof sp, r->specificity);
+            printf("  %-11s %8d %10.4g %8s %12s %12s\n", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift),
+                   r->severity, r->shift < 0 ? 0.0 : r->parameter, a, se, sp);
+        }
     }
     printf("\nevaluated %lld images (%lld unreadable) in %.1f s, %.0f images/s on %d rank(s)\n",
            (long long)(x->counts[0]), (long long)x->counts[1], x->seconds,

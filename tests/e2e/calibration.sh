@@ -1,3 +1,4 @@
+# labels: mpi
 # Calibration in evaluate (docs/evaluate.md "Calibration", docs/metrics.md "Calibration"):
 # on a deliberately over-confident model (a small CNN trained hard on the sample),
 # metrics.json's reliability diagram, ECE and Brier score equal those recomputed from
@@ -85,6 +86,8 @@ T = cal["temperature"]
 assert cal["method"] == "temperature" and cal["fitted_on"]["split"] == "val" and cal["fitted_on"]["records"] == 41, cal
 assert T > 1, "an over-confident model needs T > 1, got %g" % T
 assert cal["after"]["nll"] < cal["before"]["nll"], cal
+# the NLL at T = 1 is the val loss training measured on the same logits
+assert abs(cal["before"]["nll"] - card["final_metrics"]["val_loss"]) < 1e-6 * card["final_metrics"]["val_loss"], cal
 m0 = json.load(open(sys.argv[2] + "/metrics.json"))["screening"]
 m1 = json.load(open(sys.argv[3] + "/metrics.json"))["screening"]
 e0, e1 = m0["calibration"]["ece"], m1["calibration"]["ece"]
@@ -147,6 +150,25 @@ print("12 images: predict, evaluate and infer agree; %d match sigmoid(logit / T)
 PYEOF
 cat "$T/checkp.txt"
 ok "predict, evaluate and infer apply the card's temperature"
+
+# on 2 ranks: the val logits gathered from both ranks (training itself may differ from the
+# 1-rank run in float rounding, amplified over 120 steps at this learning rate): the card's
+# NLL at T = 1 is that run's val loss, and evaluate measures the card's ECE after fitting
+mpirun -n 2 "$RADBATCH" train --shards "$T/s64" --run_dir "$T/runc2" --backbone cnn --epochs 12 --learning_rate 3e-3 \
+    --batch_size 16 --restore_best false --calibrate temperature --quiet > "$T/trainc2.log" 2>&1 \
+    || { cat "$T/trainc2.log"; fail "train --calibrate temperature on 2 ranks"; }
+"$RADBATCH" inspect "$T/runc2/model.h5" | awk '/^model card:/ { f = 1; next } f { print } f && /^}/ { exit }' > "$T/cardc2.json"
+"$RADBATCH" evaluate --model "$T/runc2/model.h5" --shards "$T/s64" --split val --out "$T/evc2" --bootstrap 0 --quiet \
+    > /dev/null 2>&1 || fail "evaluate the 2-rank calibrated model"
+"$PY" - "$T/cardc2.json" "$T/evc2/metrics.json" <<'PYEOF' || fail "2 ranks: the fit does not match the val split"
+import json, sys
+card = json.load(open(sys.argv[1])); cal = card["calibration"]
+ece = json.load(open(sys.argv[2]))["screening"]["calibration"]["ece"]
+assert cal["fitted_on"]["records"] == 41 and cal["temperature"] > 1, cal
+assert abs(cal["before"]["nll"] - card["final_metrics"]["val_loss"]) < 1e-6 * card["final_metrics"]["val_loss"], cal
+assert abs(cal["after"]["ece"] - ece) < 1e-12, (cal["after"]["ece"], ece)
+PYEOF
+ok "2 ranks: temperature fitted on all 41 val records, its NLL and ECE those of the val split"
 
 # calibrate = temperature needs a val split
 set +e

@@ -3,6 +3,7 @@
  *   2. the data: a shards folder or image folders          evaluate_data.c
  *   3-5. this rank's forward passes, gathered to rank 0    evaluate_pass.c
  *   5-6. the screening threshold, the decisions            evaluate_threshold.c
+ *   stress = true: the shifted passes                      evaluate_stress.c
  *   7. metrics, files, printed report                      evaluate_files.c
  *   7. report.html                                         evaluate_html.c */
 #ifndef EVALUATE_H

@@ -520,6 +520,62 @@ void html_svg_roc(html_doc *d, const double *fpr, const double *tpr, int64_t n, 
     figure_end(d, NULL);
 }
 
+void html_svg_reliability(html_doc *d, const char *title, int nbins, const int64_t *count,
+                          const double *mean_predicted, const double *observed, double ece, double brier)
+{
+    if (!d || nbins <= 0 || !count || !mean_predicted || !observed)
+        return;
+    int W = 460, H = 440;
+    plot_frame f = {70, 40, 360, 340, 0, 1, 0, 1};
+    figure_begin(d, W, H, title ? title : "Reliability diagram");
+    plot_title(d, f.x0 + f.w / 2, title ? title : "Reliability diagram");
+    frame_draw(d, &f, 0.2, 0.2, "Mean predicted probability (bin)", "Observed rate (fraction positive)");
+    putf(d, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#8c959f\" stroke-dasharray=\"5,4\"/>\n",
+         px_x(&f, 0), px_y(&f, 0), px_x(&f, 1), px_y(&f, 1));
+    double bw = 1.0 / nbins;
+    for (int b = 0; b < nbins; b++) {
+        if (count[b] <= 0 || !isfinite(observed[b]))
+            continue;
+        double xa = px_x(&f, b * bw), xb = px_x(&f, (b + 1) * bw), yt = px_y(&f, observed[b]);
+        char m[32], o[32];
+        fmt_num(m, sizeof m, mean_predicted[b], 3);
+        fmt_num(o, sizeof o, observed[b], 3);
+        putf(d, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#1f77b4\" fill-opacity=\"0.25\" "
+                "stroke=\"#1f77b4\" stroke-width=\"0.8\"><title>bin %.1f-%.1f: %lld images, mean predicted %s, "
+                "observed %s</title></rect>\n",
+             xa, yt, xb - xa, f.y0 + f.h - yt, b * bw, (b + 1) * bw, (long long)count[b], m, o);
+        char c[32];
+        snprintf(c, sizeof c, "%lld", (long long)count[b]);
+        svg_text(d, (xa + xb) / 2, f.y0 + f.h - 4, "middle", "font-size=\"9\" fill=\"#57606a\"", c);
+    }
+    int drawn = 0;
+    put(d, "<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" points=\"");
+    for (int b = 0; b < nbins; b++)
+        if (count[b] > 0 && isfinite(mean_predicted[b]) && isfinite(observed[b]))
+            putf(d, "%s%.2f,%.2f", drawn++ ? " " : "", px_x(&f, mean_predicted[b]), px_y(&f, observed[b]));
+    put(d, "\"/>\n");
+    for (int b = 0; b < nbins; b++)
+        if (count[b] > 0 && isfinite(mean_predicted[b]) && isfinite(observed[b]))
+            putf(d, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"#d62728\"/>\n", px_x(&f, mean_predicted[b]),
+                 px_y(&f, observed[b]));
+    if (!drawn)
+        svg_text(d, f.x0 + f.w / 2, f.y0 + f.h / 2, "middle", "fill=\"#d62728\"", "no labelled image");
+    /* legend, top left inside the frame */
+    double lx = f.x0 + 8, ly = f.y0 + 8;
+    putf(d, "<rect x=\"%.1f\" y=\"%.1f\" width=\"200\" height=\"44\" fill=\"#ffffff\" fill-opacity=\"0.9\" "
+            "stroke=\"#d0d7de\"/>\n",
+         lx, ly);
+    putf(d, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#d62728\"/>\n", lx + 14, ly + 13);
+    char t[96], a[32], bb[32];
+    fmt_num(a, sizeof a, ece, 4);
+    fmt_num(bb, sizeof bb, brier, 4);
+    snprintf(t, sizeof t, "ECE = %s", isnan(ece) ? "n/a" : a);
+    svg_text(d, lx + 26, ly + 17, "start", NULL, t);
+    snprintf(t, sizeof t, "Brier score = %s", isnan(brier) ? "n/a" : bb);
+    svg_text(d, lx + 26, ly + 35, "start", NULL, t);
+    figure_end(d, NULL);
+}
+
 void html_svg_lines(html_doc *d, const char *title, const char *xlabel, int nseries, const char *const *names,
                     const double *x, const double *const *y, int64_t n)
 {

@@ -23,6 +23,12 @@ void html_svg_confusion(html_doc *d, const int64_t *cm, int k, const char *const
 /* ROC curve with the diagonal, AUC in the legend; optional operating point (NaN = none). */
 void html_svg_roc(html_doc *d, const double *fpr, const double *tpr, int64_t n, double auc, double op_fpr,
                   double op_tpr);
+/* Reliability diagram of nbins equal-width bins of [0, 1]: a bar per non-empty bin up to its
+ * observed rate, the mean predicted probability against the observed rate as a line of
+ * points, the diagonal of perfect calibration, each bin's count, ECE and Brier score in
+ * the legend. mean_predicted / observed are NaN for empty bins. */
+void html_svg_reliability(html_doc *d, const char *title, int nbins, const int64_t *count,
+                          const double *mean_predicted, const double *observed, double ece, double brier);
 /* Line chart of nseries series over x[n] (training curves: loss/val_loss, accuracy/...). */
 void html_svg_lines(html_doc *d, const char *title, const char *xlabel, int nseries,
                     const char *const *names, const double *x, const double *const *y, int64_t n);

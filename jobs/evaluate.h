@@ -3,6 +3,7 @@
  *   2. the data: a shards folder or image folders          evaluate_data.c
  *   3-5. this rank's forward passes, gathered to rank 0    evaluate_pass.c
  *   5-6. the screening threshold, the decisions            evaluate_threshold.c
+ *   stress = true: the shifted passes                      evaluate_stress.c
  *   7. metrics, files, printed report                      evaluate_files.c
  *   7. report.html                                         evaluate_html.c */
 #ifndef EVALUATE_H
@@ -15,6 +16,7 @@
 #include "rb_buf.h"
 #include "rb_mpi.h"
 #include "shard_dataset.h"
+#include "stress.h"
 #include "threshold.h"
 #include "trained_model.h"
 
@@ -53,6 +55,17 @@ typedef struct eval_threshold {
     char warning[1600];   /* the warning's text when same_split */
 } eval_threshold;
 
+/* One row of the stress test (rank 0): a shift at a severity (0: none) and the screening
+ * metrics there at the run's threshold. */
+typedef struct eval_stress_row {
+    int shift, severity;
+    double parameter;
+    double auc, sensitivity, specificity, accuracy;
+    int64_t n;
+} eval_stress_row;
+
+#define EVAL_STRESS_ROWS (1 + RB_SHIFT_COUNT * RB_SHIFT_MAX_SEVERITY)
+
 typedef struct eval_ctx {
     job_config cfg;
     evaluate_keys keys; /* the keys, typed (evaluate_keys.h); filled before any work */
@@ -77,6 +90,11 @@ typedef struct eval_ctx {
     eval_threshold thr;
     int64_t counts[4]; /* evaluated, failed, unlabelled (evaluated without label), records */
     int64_t *cm;       /* [k * k], summed over the ranks */
+    /* stress test (evaluate_stress.c): the pass's shift, and rank 0's rows */
+    int stress_pass, shift, shift_severity;
+    void *shift_tmp;
+    eval_stress_row stress[EVAL_STRESS_ROWS];
+    int nstress;
     double seconds;
 } eval_ctx;
 
@@ -88,6 +106,14 @@ int evaluate_open_data(eval_ctx *x, rb_error *err);
  * rank 0; rank 0 unpacks every rank's records, in record order, into x->all. */
 int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err);
 int evaluate_unpack_all(eval_ctx *x, const uint8_t *data, size_t len, rb_error *err);
+/* The probabilities of this rank's records [lo, hi) into out[(hi-lo) * k] (zero rows left
+ * for unreadable ones), with the stress shift x->shift at x->shift_severity when
+ * x->stress_pass; what: the progress line's label. */
+int evaluate_forward(eval_ctx *x, float *out, const char *what, rb_error *err);
+
+/* evaluate_stress.c: --stress true: every rank re-scores its records under each shift and
+ * severity; rank 0 fills x->stress. After the threshold is known on every rank. */
+int evaluate_stress(eval_ctx *x, rb_error *err);
 
 /* evaluate_threshold.c */
 /* Rank 0: the screening threshold on all records, its source, and whether it was chosen on

@@ -36,6 +36,54 @@ static cJSON *ci_json(const metrics_ci *c)
     return o;
 }
 
+/* The screening class's reliability diagram, ECE and Brier score (docs/metrics.md). */
+static cJSON *calibration_json(const metrics_calibration *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "bins", METRICS_CALIB_BINS);
+    cJSON_AddNumberToObject(o, "ece", c->ece);
+    cJSON_AddNumberToObject(o, "brier", c->brier);
+    cJSON *r = cJSON_AddArrayToObject(o, "reliability");
+    for (int b = 0; b < METRICS_CALIB_BINS; b++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "lo", b / (double)METRICS_CALIB_BINS);
+        cJSON_AddNumberToObject(e, "hi", (b + 1) / (double)METRICS_CALIB_BINS);
+        cJSON_AddNumberToObject(e, "count", (double)c->count[b]);
+        cJSON_AddNumberToObject(e, "positives", (double)c->positives[b]);
+        cJSON_AddNumberToObject(e, "mean_predicted", c->mean_predicted[b]);
+        cJSON_AddNumberToObject(e, "observed", c->observed[b]);
+        cJSON_AddItemToArray(r, e);
+    }
+    return o;
+}
+
+/* The stress test's rows (docs/evaluate.md "Stress test"). */
+static cJSON *stress_json(const eval_ctx *x)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "seed", (double)x->keys.seed);
+    cJSON_AddNumberToObject(o, "threshold", x->thr.value);
+    cJSON_AddStringToObject(o, "positive_class", x->tm.class_names[x->positive]);
+    cJSON *rows = cJSON_AddArrayToObject(o, "results");
+    for (int i = 0; i < x->nstress; i++) {
+        const eval_stress_row *r = &x->stress[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "shift", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift));
+        cJSON_AddNumberToObject(e, "severity", r->severity);
+        if (r->shift >= 0) {
+            cJSON_AddStringToObject(e, "parameter_name", rb_shift_parameter_name((rb_shift)r->shift));
+            cJSON_AddNumberToObject(e, "parameter", r->parameter);
+        }
+        cJSON_AddNumberToObject(e, "images", (double)r->n);
+        cJSON_AddNumberToObject(e, "roc_auc", r->auc);
+        cJSON_AddNumberToObject(e, "sensitivity", r->sensitivity);
+        cJSON_AddNumberToObject(e, "specificity", r->specificity);
+        cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
+        cJSON_AddItemToArray(rows, e);
+    }
+    return o;
+}
+
 static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
 {
     cJSON *j = cJSON_CreateObject();
@@ -107,6 +155,8 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON_AddNumberToObject(sc, "balanced_accuracy", s->balanced_accuracy);
         cJSON_AddNumberToObject(sc, "accuracy", s->accuracy);
         cJSON_AddNumberToObject(sc, "roc_auc", ev->roc.auc);
+        if (ev->has_calibration)
+            cJSON_AddItemToObject(sc, "calibration", calibration_json(&ev->calibration));
         if (ev->has_bootstrap) {
             const metrics_bootstrap *b = &ev->bootstrap;
             cJSON *bo = cJSON_AddObjectToObject(sc, "bootstrap");
@@ -119,6 +169,8 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
             cJSON_AddItemToObject(bo, "roc_auc", ci_json(&b->auc));
         }
     }
+    if (x->nstress)
+        cJSON_AddItemToObject(j, "stress", stress_json(x));
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
     return s;
@@ -151,6 +203,15 @@ static void csv_prob(csv_writer *w, float v)
     char b[32];
     snprintf(b, sizeof b, "%.6f", (double)v);
     csv_field(w, b);
+}
+
+/* A file an earlier run left in this folder that this run does not write. */
+static void remove_stale(const char *dir, const char *name)
+{
+    char *p = fs_join(dir, name);
+    if (p && fs_is_file(p))
+        unlink(p);
+    free(p);
 }
 
 static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *y_pred_all, rb_error *err)
@@ -218,12 +279,36 @@ static int write_csvs(const eval_ctx *x, const metrics_eval *ev, const int32_t *
         if (csv_writer_close(&w, err) < 0)
             return -1;
     }
-    else { /* no curve: no roc.csv from an earlier run in this folder either */
-        char *p = fs_join(x->out, "roc.csv");
-        if (p && fs_is_file(p))
-            unlink(p);
-        free(p);
-    }
+    else /* no curve: no roc.csv from an earlier run in this folder either */
+        remove_stale(x->out, "roc.csv");
+    /* calibration.csv: the screening class's reliability diagram */
+    if (ev->has_calibration) {
+        const metrics_calibration *c = &ev->calibration;
+        if (open_csv(&w, x->out, "calibration.csv", err) < 0)
+            return -1;
+        static const char *hdr[] = {"bin", "lo", "hi", "count", "positives", "mean_predicted", "observed"};
+        for (size_t i = 0; i < sizeof hdr / sizeof hdr[0]; i++)
+            csv_field(&w, hdr[i]);
+        csv_end_row(&w);
+        for (int b = 0; b < METRICS_CALIB_BINS; b++) {
+            char v[64];
+            csv_field_int(&w, b);
+            snprintf(v, sizeof v, "%.1f", b / (double)METRICS_CALIB_BINS);
+            csv_field(&w, v);
+            snprintf(v, sizeof v, "%.1f", (b + 1) / (double)METRICS_CALIB_BINS);
+            csv_field(&w, v);
+            csv_field_int(&w, (long long)c->count[b]);
+            csv_field_int(&w, (long long)c->positives[b]);
+            snprintf(v, sizeof v, "%.17g", c->mean_predicted[b]);
+            csv_field(&w, c->count[b] ? v : "");
+            snprintf(v, sizeof v, "%.17g", c->observed[b]);
+            csv_field(&w, c->count[b] ? v : "");
+            csv_end_row(&w);
+        }
+        if (csv_writer_close(&w, err) < 0)
+            return -1;
+    } else
+        remove_stale(x->out, "calibration.csv");
     /* errors.csv: listing problems, then unreadable images in record order */
     if (open_csv(&w, x->out, "errors.csv", err) < 0)
         return -1;
@@ -289,6 +374,13 @@ static void print_screening(const eval_ctx *x, const metrics_eval *ev)
         printf("  (95%% CI: percentile bootstrap, %lld resamples, seed %llu)", (long long)b->resamples,
                (unsigned long long)b->seed);
     printf("\n");
+    if (ev->has_calibration) {
+        char e[32], br[32];
+        evaluate_fmt4(e, sizeof e, ev->calibration.ece);
+        evaluate_fmt4(br, sizeof br, ev->calibration.brier);
+        printf("Calibration of P(%s): ECE %s (10 equal-width bins), Brier score %s\n", x->tm.class_names[x->positive],
+               e, br);
+    }
 }
 
 /* The metrics of the readable records in record order, and the decision of every record
@@ -409,6 +501,20 @@ static void print_report(const eval_ctx *x, const metrics_eval *ev, const char *
         for (int i = 0; i < k; i++)
             printf(" %s %.4f", x->tm.class_names[i], ev->auc_ovr[i]);
         printf("; macro %.4f, weighted %.4f\n", ev->auc_macro, ev->auc_weighted);
+    }
+    if (x->nstress) {
+        printf("\nStress test (%s positive when its probability >= %.4f; seed %lld):\n", x->tm.class_names[x->positive],
+               x->thr.value, (long long)x->keys.seed);
+        printf("  %-11s %8s %10s %8s %12s %12s\n", "shift", "severity", "parameter", "AUC", "sensitivity", "specificity");
+        for (int i = 0; i < x->nstress; i++) {
+            const eval_stress_row *r = &x->stress[i];
+            char a[32], se[32], sp[32];
+            evaluate_fmt4(a, sizeof a, r->auc);
+            evaluate_fmt4(se, sizeof se, r->sensitivity);
+            evaluate_fmt4(sp, sizeof sp, r->specificity);
+            printf("  %-11s %8d %10.4g %8s %12s %12s\n", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift),
+                   r->severity, r->shift < 0 ? 0.0 : r->parameter, a, se, sp);
+        }
     }
     printf("\nevaluated %lld images (%lld unreadable) in %.1f s, %.0f images/s on %d rank(s)\n",
            (long long)(x->counts[0]), (long long)x->counts[1], x->seconds,

@@ -257,6 +257,84 @@ static void html_plots(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
     }
 }
 
+/* The screening class's reliability diagram with its ECE and Brier score. */
+static void html_calibration(html_doc *d, const eval_ctx *x, const metrics_eval *ev)
+{
+    if (!ev->has_calibration)
+        return;
+    const metrics_calibration *c = &ev->calibration;
+    char title[300], e[32], b[32];
+    html_h2(d, "Calibration");
+    evaluate_fmt4(e, sizeof e, c->ece);
+    evaluate_fmt4(b, sizeof b, c->brier);
+    html_para(d, "How far the probability of %s can be taken at its word: the images are put in 10 equal-width bins "
+                 "of that probability; a calibrated model's bars reach the diagonal. Expected calibration error "
+                 "(ECE, the bins' |observed rate - mean predicted| weighted by their share of the images) %s, "
+                 "Brier score (mean squared difference between the probability and the 0/1 outcome) %s.",
+              x->tm.class_names[x->positive], e, b);
+    snprintf(title, sizeof title, "Reliability diagram: P(%s)", x->tm.class_names[x->positive]);
+    html_svg_reliability(d, title, METRICS_CALIB_BINS, c->count, c->mean_predicted, c->observed, c->ece, c->brier);
+}
+
+/* The stress test: AUC, sensitivity and specificity against severity, one line per shift
+ * (severity 0 = the clean score), and the table. */
+static void html_stress(html_doc *d, const eval_ctx *x)
+{
+    if (!x->nstress)
+        return;
+    html_h2(d, "Stress test");
+    html_para(d, "The data re-scored under seeded shifts that differ between hospitals and scanners (docs/evaluate.md "
+                 "\"Stress test\"); severity 0 is the clean score, %s positive when its probability >= %.4f, seed %lld.",
+              x->tm.class_names[x->positive], x->thr.value, (long long)x->keys.seed);
+    double sev[RB_SHIFT_MAX_SEVERITY + 1];
+    for (int i = 0; i <= RB_SHIFT_MAX_SEVERITY; i++)
+        sev[i] = i;
+    double ys[3][RB_SHIFT_COUNT][RB_SHIFT_MAX_SEVERITY + 1];
+    const char *names[RB_SHIFT_COUNT];
+    const double *ptr[3][RB_SHIFT_COUNT];
+    const eval_stress_row *clean = &x->stress[0];
+    for (int s = 0; s < RB_SHIFT_COUNT; s++) {
+        names[s] = rb_shift_name((rb_shift)s);
+        for (int m = 0; m < 3; m++) {
+            for (int v = 0; v <= RB_SHIFT_MAX_SEVERITY; v++)
+                ys[m][s][v] = NAN;
+            ys[m][s][0] = m == 0 ? clean->auc : m == 1 ? clean->sensitivity : clean->specificity;
+            ptr[m][s] = ys[m][s];
+        }
+    }
+    for (int i = 1; i < x->nstress; i++) {
+        const eval_stress_row *r = &x->stress[i];
+        ys[0][r->shift][r->severity] = r->auc;
+        ys[1][r->shift][r->severity] = r->sensitivity;
+        ys[2][r->shift][r->severity] = r->specificity;
+    }
+    static const char *titles[3] = {"Stress test: ROC AUC", "Stress test: sensitivity", "Stress test: specificity"};
+    for (int m = 0; m < 3; m++)
+        html_svg_lines(d, titles[m], "severity", RB_SHIFT_COUNT, names, sev, ptr[m], RB_SHIFT_MAX_SEVERITY + 1);
+    const char *hdr[6] = {"shift", "severity", "parameter", "ROC AUC", "sensitivity", "specificity"};
+    char(*cell)[6][64] = calloc((size_t)x->nstress, sizeof *cell);
+    const char **cells = calloc((size_t)x->nstress * 6, sizeof *cells);
+    if (cell && cells) {
+        for (int i = 0; i < x->nstress; i++) {
+            const eval_stress_row *r = &x->stress[i];
+            snprintf(cell[i][0], 64, "%s", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift));
+            snprintf(cell[i][1], 64, "%d", r->severity);
+            if (r->shift < 0)
+                cell[i][2][0] = 0;
+            else
+                snprintf(cell[i][2], 64, "%s %g", rb_shift_parameter_name((rb_shift)r->shift), r->parameter);
+            evaluate_fmt4(cell[i][3], 64, r->auc);
+            evaluate_fmt4(cell[i][4], 64, r->sensitivity);
+            evaluate_fmt4(cell[i][5], 64, r->specificity);
+            for (int j = 0; j < 6; j++)
+                cells[i * 6 + j] = cell[i][j];
+        }
+        html_table(d, 6, hdr, x->nstress, cells);
+    }
+    free(cell);
+    free(cells);
+}
+
 /* Loss and accuracy curves of history.csv, when there is one. */
 static void html_training_curves(html_doc *d, const eval_ctx *x)
 {
@@ -330,6 +408,8 @@ int evaluate_write_report_html(const eval_ctx *x, const metrics_eval *ev, const 
     html_metrics(d, x, ev);
     html_per_class(d, x, ev, report_text);
     html_plots(d, x, ev);
+    html_calibration(d, x, ev);
+    html_stress(d, x);
     /* the galleries read records again: the dataset handle is not part of the report's state */
     if (evaluate_html_galleries(d, (eval_ctx *)x, err) < 0) {
         html_discard(d);

@@ -20,7 +20,8 @@
     X(set_threshold, STRING, "", NULL, NO_RANGE, "write a copy of the model to this file whose card records the threshold used here, how and on which data and split it was chosen, and the sensitivity and specificity measured there") \
     X(positive_class, STRING, "", NULL, NO_RANGE, "screening class (default: the card's for two classes; none for more)") \
     X(bootstrap, INT, "1000", NULL, (0, 1000000, 0, "0 (none) or a number of resamples, e.g. 1000"), "bootstrap resamples for the 95% confidence intervals (0: none)") \
-    X(seed, INT, "123", NULL, NO_RANGE, "seed of the bootstrap resamples") \
+    X(seed, INT, "123", NULL, NO_RANGE, "seed of the bootstrap resamples and of the stress test's noise") \
+    X(stress, BOOL, "false", NULL, NO_RANGE, "re-score the data under seeded shifts (contrast, gamma, blur, noise, resolution, zoom, inverted polarity) at several severities and report AUC, sensitivity and specificity for each (needs a screening class; one more pass over the data per shift and severity)") \
     X(digits, INT, "2", NULL, (0, 12, 0, "0 to 12 (scikit-learn's default is 2)"), "digits of classification_report.txt (scikit-learn's default 2)") \
     X(history, STRING, "", NULL, NO_RANGE, "`history.csv` for the training curves (default: next to the first model file; `none`: no curves)") \
     X(batch_size, INT, "16", NULL, (1, 1024, 0, "an integer in 1..1024"), "images per model thread in a forward pass; results depend on it in the last float digits, not on ranks or threads") \

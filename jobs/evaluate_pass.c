@@ -52,6 +52,10 @@ static int load_batch(eval_ctx *x, int64_t b0, int nbat, int64_t S, uint8_t *row
     } else
         for (int i = 0; i < nbat; i++) {
             plan_entry *e = &x->in.e[b0 + i];
+            if (x->shift_severity > 0 && !m->ok[b0 - m->lo + i]) { /* a stress pass: known unreadable */
+                sl[i] = -1;
+                continue;
+            }
             m->labels[b0 - m->lo + i] = e->label;
             rb_error fe;
             image_info info;
@@ -66,6 +70,12 @@ static int load_batch(eval_ctx *x, int64_t b0, int nbat, int64_t S, uint8_t *row
             sl[i] = slot0 + nok++;
             m->ok[b0 - m->lo + i] = 1;
         }
+    if (x->stress_pass) /* the stress test's shift of every image read, keyed to its record index */
+        for (int i = 0; i < nbat; i++)
+            if (sl[i] >= 0)
+                rb_shift_apply(rows + (size_t)(sl[i] - slot0) * rec, x->tm.height, x->tm.width, x->tm.channels,
+                               (rb_shift)x->shift, x->shift_severity, (uint64_t)x->keys.seed, (uint64_t)(b0 + i),
+                               x->shift_tmp);
     memset(rows + (size_t)nok * rec, 0, (size_t)(S - nok) * rec); /* blank padding */
     return rc;
 }
@@ -96,18 +106,26 @@ static int pack_mine(eval_ctx *x, rb_buf *pack, rb_error *err)
 
 int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err)
 {
+    if (alloc_mine(x, x->keys.batch_size) < 0)
+        return rb_fail(err, NULL, "out of memory for %lld records", (long long)x->n);
+    if (evaluate_forward(x, x->mine.probs, "evaluating (rank 0's share)", err) < 0)
+        return -1;
+    return pack_mine(x, pack, err);
+}
+
+int evaluate_forward(eval_ctx *x, float *out, const char *what, rb_error *err)
+{
     /* S records per global batch; a forward pass takes T batches, one per model thread */
     int64_t S = x->keys.batch_size, T = x->threads;
     int k = x->k;
     size_t rec = (size_t)x->tm.height * x->tm.width * x->tm.channels;
-    int alloc_rc = alloc_mine(x, S);
     eval_mine *m = &x->mine;
     int64_t mine = m->hi - m->lo;
     uint8_t *images = malloc((size_t)(T * S) * rec);
     int64_t *idx = malloc((size_t)S * sizeof *idx);
     int *slot = malloc((size_t)(T * S) * sizeof *slot);
     float *probs = malloc((size_t)(T * S) * k * sizeof *probs);
-    if (alloc_rc < 0 || !images || !idx || !slot || !probs) {
+    if (!images || !idx || !slot || !probs) {
         free(images);
         free(idx);
         free(slot);
@@ -115,7 +133,7 @@ int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err)
         return rb_fail(err, NULL, "out of memory for %lld images", (long long)(T * S));
     }
     rb_progress prog;
-    rb_progress_start(&prog, "evaluating (rank 0's share)", mine);
+    rb_progress_start(&prog, what, mine);
     int rc = 0;
     for (int64_t c0 = m->lo; c0 < m->hi && rc == 0; c0 += T * S) {
         int64_t c1 = c0 + T * S < m->hi ? c0 + T * S : m->hi;
@@ -131,7 +149,7 @@ int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err)
                 int64_t j = c0 + b * S + i - m->lo;
                 int sidx = slot[b * S + i];
                 if (sidx >= 0)
-                    memcpy(m->probs + j * k, probs + (size_t)sidx * k, (size_t)k * sizeof *probs);
+                    memcpy(out + j * k, probs + (size_t)sidx * k, (size_t)k * sizeof *probs);
             }
         if (rc == 0)
             rb_progress_update(&prog, c1 - m->lo);
@@ -143,7 +161,7 @@ int evaluate_my_records(eval_ctx *x, rb_buf *pack, rb_error *err)
     if (rc < 0)
         return -1;
     rb_progress_finish(&prog, mine);
-    return pack_mine(x, pack, err);
+    return 0;
 }
 
 /* Rank 0: unpack every rank's records, in record order. */

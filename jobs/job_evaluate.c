@@ -156,6 +156,11 @@ static int load_model(eval_ctx *x, rb_error *err)
             return JOB_BAD_CONFIG;
         }
     }
+    if (x->keys.stress && x->positive < 0) {
+        rb_fail(err, "give positive_class: the stress test reports a screening class's AUC, sensitivity and specificity",
+                "evaluate: key 'stress': a model with %d classes has no screening class", x->k);
+        return JOB_BAD_CONFIG;
+    }
     if (x->w.rank == 0) {
         rb_info("model: %s (%d classes, %dx%dx%d input, %s)", x->models, x->k, x->tm.height, x->tm.width,
                 x->tm.channels, x->tm.nmembers > 1 ? "ensemble" : "one member");
@@ -269,6 +274,8 @@ static int evaluate_main(eval_ctx *x, rb_error *err)
     if ((rc = decide_and_count(x, err)) < 0) /* 6. decisions and counts */
         return rc;
     x->seconds = rb_now() - t0;
+    if ((rc = evaluate_stress(x, err)) < 0) /* stress = true: the shifted passes */
+        return rc;
     return write_outputs(x, err); /* 7. outputs */
 }
 

@@ -103,6 +103,9 @@ static int train_open_data(train_ctx *x, rb_error *err)
     if (!rb_mpi_agree_ok(ok))
         return job_failed_where(ok);
     x->have_val = *x->keys.val_split != 0;
+    if (!x->have_val && !strcmp(x->keys.calibrate, "temperature"))
+        return rb_fail(err, "set val_split, or calibrate = none",
+                       "train: calibrate = temperature fits the temperature on the val split, and val_split is empty");
     if (x->have_val) {
         ok = shard_dataset_open(&x->va, x->keys.shards, x->keys.val_split, cache, err) == 0;
         if (!rb_mpi_agree_ok(ok))
@@ -184,6 +187,43 @@ static void train_restore_best(train_ctx *x)
     }
 }
 
+/* 7a. calibrate = temperature (rank 0): the T minimising the val NLL of the final model's
+ *     logits / T, its effect on the val NLL, ECE and Brier score, and the val scores
+ *     replaced by the calibrated ones so that the threshold is chosen on what readers see. */
+static int train_fit_temperature(train_ctx *x, rb_error *err)
+{
+    train_val_scores *v = &x->val;
+    train_calibration *c = &x->calib;
+    if (metrics_temperature_fit(&c->temperature, &c->nll_before, &c->nll_after, v->logits, v->m, v->labels, v->n,
+                                x->nclasses, x->positive, err) < 0) {
+        rb_error_prefix(err, "calibrate = temperature: ");
+        return -1;
+    }
+    float *probs = malloc((size_t)(v->n ? v->n : 1) * (size_t)x->nclasses * sizeof *probs);
+    if (!probs)
+        return rb_fail(err, NULL, "out of memory");
+    metrics_calibration before, after;
+    int rc = metrics_calibration_compute(&before, v->labels, v->scores, 1, v->n, x->nclasses, x->positive, err);
+    metrics_temperature_probs(probs, v->logits, v->m, v->n, x->nclasses, x->positive, c->temperature);
+    for (int64_t i = 0; i < v->n; i++)
+        v->scores[i] = probs[i * x->nclasses + x->positive];
+    free(probs);
+    if (rc == 0)
+        rc = metrics_calibration_compute(&after, v->labels, v->scores, 1, v->n, x->nclasses, x->positive, err);
+    if (rc < 0)
+        return -1;
+    c->ece_before = before.ece;
+    c->ece_after = after.ece;
+    c->brier_before = before.brier;
+    c->brier_after = after.brier;
+    c->fitted = 1;
+    rb_info("calibration: temperature %.4f fitted on %s (%lld records): NLL %.4f -> %.4f, ECE %.4f -> %.4f, "
+            "Brier score %.4f -> %.4f",
+            c->temperature, x->keys.val_split, (long long)v->n, c->nll_before, c->nll_after, c->ece_before,
+            c->ece_after, c->brier_before, c->brier_after);
+    return 0;
+}
+
 /* 7. The final model on the val split once more, and the decision threshold that
  *    maximises Youden's J there (NAN: none, when there is no val split or J is 0). */
 static int train_choose_threshold(train_ctx *x, double *threshold, rb_error *err)
@@ -192,6 +232,8 @@ static int train_choose_threshold(train_ctx *x, double *threshold, rb_error *err
     if (!x->have_val)
         return 0;
     if (train_validate(x, err) < 0)
+        return -1;
+    if (x->w.rank == 0 && !strcmp(x->keys.calibrate, "temperature") && train_fit_temperature(x, err) < 0)
         return -1;
     rb_error terr;
     if (x->w.rank == 0 && x->val.n > 0 &&
@@ -275,6 +317,7 @@ static void train_free(void *ctx)
     free(x->best.state);
     free(x->val.scores);
     free(x->val.labels);
+    free(x->val.logits);
     free(x->job_text);
     free(x->perm);
     rb_buf_free(&x->history);

@@ -61,8 +61,17 @@ typedef struct train_epoch_sums {
 typedef struct train_val_scores {
     float *scores;         /* positive-class probability of every val record */
     int32_t *labels;       /* label of every val record */
+    float *logits;         /* [n * m] the output's logits of every val record */
+    int m;                 /* logits per record: 1 (sigmoid) or the number of classes */
     int64_t n;
 } train_val_scores;
+
+/* calibrate = temperature: the fitted temperature and what it did on val (rank 0). */
+typedef struct train_calibration {
+    int fitted;
+    double temperature;
+    double nll_before, nll_after, ece_before, ece_after, brier_before, brier_after;
+} train_calibration;
 
 typedef struct train_ctx {
     job_config cfg;
@@ -100,6 +109,7 @@ typedef struct train_ctx {
     train_best best;
     rb_buf history;        /* CSV rows so far (without header) */
     train_val_scores val;
+    train_calibration calib;
 } train_ctx;
 
 /* ---- train_setup.c: model, stages, optimizer ---- */

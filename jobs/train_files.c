@@ -128,6 +128,25 @@ char *train_model_card(train_ctx *x, int final, double threshold)
         }
         cJSON_AddStringToObject(th, "set_by", "train");
     }
+    if (final && x->calib.fitted) {
+        const train_calibration *k = &x->calib;
+        cJSON *cal = cJSON_AddObjectToObject(c, "calibration");
+        cJSON_AddStringToObject(cal, "method", "temperature");
+        cJSON_AddNumberToObject(cal, "temperature", k->temperature);
+        cJSON_AddStringToObject(cal, "applies_to", "probabilities = softmax(logits / temperature), or sigmoid");
+        cJSON *on = cJSON_AddObjectToObject(cal, "fitted_on");
+        cJSON_AddStringToObject(on, "data", x->keys.shards);
+        cJSON_AddStringToObject(on, "split", x->keys.val_split);
+        cJSON_AddNumberToObject(on, "records", (double)x->val.n);
+        cJSON *b = cJSON_AddObjectToObject(cal, "before");
+        cJSON_AddNumberToObject(b, "nll", k->nll_before);
+        cJSON_AddNumberToObject(b, "ece", k->ece_before);
+        cJSON_AddNumberToObject(b, "brier", k->brier_before);
+        cJSON *a = cJSON_AddObjectToObject(cal, "after");
+        cJSON_AddNumberToObject(a, "nll", k->nll_after);
+        cJSON_AddNumberToObject(a, "ece", k->ece_after);
+        cJSON_AddNumberToObject(a, "brier", k->brier_after);
+    }
     cJSON_AddStringToObject(c, "job", x->job_text ? x->job_text : "");
     char *s = cJSON_Print(c);
     cJSON_Delete(c);

@@ -72,6 +72,7 @@
     X(resume, BOOL, "false", NULL, NO_RANGE, "continue from the newest complete checkpoint in run_dir") \
     X(overwrite, BOOL, "false", NULL, NO_RANGE, "start afresh in a run_dir that holds an earlier run (false: such a run_dir is refused unless resume = true)") \
     X(feature_cache, CHOICE, "auto", "auto|true|false", NO_RANGE, "with a frozen base and no augmentation, compute base features once and train the head on them") \
+    X(calibrate, CHOICE, "none", "none|temperature", NO_RANGE, "after training, fit one temperature T on the val split (the T minimising the val NLL of softmax(logits / T), or of the sigmoid); stored in the model card, applied by evaluate, predict and infer") \
     X(positive_class, STRING, "", NULL, NO_RANGE, "class whose sensitivity is reported (default: the last class, e.g. PNEUMONIA)") \
     X(max_steps, INT, "0", NULL, (0, OPT_NOLIMIT, 0, "0 (no limit) or a number of steps"), "stop after this many steps in total (0: no limit; for tests and smoke runs)") \
     X(model_summary, CHOICE, "short", "short|full", NO_RANGE, "the model in the log: one line (layers, params, trainable), or Keras' full per-layer table") \

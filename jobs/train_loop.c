@@ -144,6 +144,7 @@ int train_validate(train_ctx *x, rb_error *err)
     int64_t *idx = malloc((size_t)bs * sizeof *idx);
     int32_t *lab = malloc((size_t)bs * sizeof *lab);
     float *scores = malloc((size_t)(hi - lo + 1) * sizeof *scores); /* positive-class prob */
+    float *lgts = malloc((size_t)(hi - lo + 1) * (size_t)k * sizeof *lgts); /* the output's logits */
     int32_t *labels = malloc((size_t)(hi - lo + 1) * sizeof *labels);
     float *prob = malloc((size_t)bs * (size_t)x->nclasses * sizeof *prob);
     float *dummy = malloc((size_t)bs * (size_t)x->nclasses * sizeof *dummy);
@@ -151,7 +152,7 @@ int train_validate(train_ctx *x, rb_error *err)
     int rc = 0;
     double loss_sum = 0;
     int64_t *cm = calloc((size_t)x->nclasses * (size_t)x->nclasses, sizeof *cm);
-    if (!img || !idx || !lab || !scores || !labels || !prob || !dummy || !pred || !cm)
+    if (!img || !idx || !lab || !scores || !lgts || !labels || !prob || !dummy || !pred || !cm)
         rc = rb_fail(err, NULL, "out of memory in validation");
     for (int64_t s = lo; rc == 0 && s < hi; s += bs) {
         int n = (int)(hi - s < bs ? hi - s : bs);
@@ -185,24 +186,30 @@ int train_validate(train_ctx *x, rb_error *err)
             } else
                 memcpy(prob + (size_t)i * k, out + (size_t)i * k, (size_t)k * sizeof *prob);
             scores[s - lo + i] = prob[(size_t)i * x->nclasses + x->positive];
+            if (logits)
+                memcpy(lgts + (s - lo + i) * k, logits + (size_t)i * k, (size_t)k * sizeof *lgts);
+            else
+                rc = rb_fail(err, NULL, "train: the model's output has no logits");
             labels[s - lo + i] = lab[i];
         }
         metrics_argmax(pred, prob, n, x->nclasses);
         metrics_confusion_add(cm, x->nclasses, lab, pred, n);
     }
     if (!rb_mpi_agree_ok(rc == 0)) {
-        free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(pred); free(cm);
+        free(img); free(idx); free(lab); free(scores); free(lgts); free(labels); free(prob); free(dummy); free(pred); free(cm);
         return rc == 0 ? rb_fail(err, NULL, "validation failed on another rank") : -1;
     }
     /* counts reduce; scores gather to rank 0 for the AUC */
     double tot[2] = {loss_sum, (double)(hi - lo)};
     rb_mpi_sum_f64(tot, 2);
     rb_mpi_sum_i64(cm, x->nclasses * x->nclasses);
-    void *all_s = NULL, *all_l = NULL;
-    size_t ls1, ls2;
+    void *all_s = NULL, *all_l = NULL, *all_z = NULL;
+    size_t ls1, ls2, ls3;
     rc = rb_mpi_gather_bytes(scores, (size_t)(hi - lo) * sizeof *scores, &all_s, &ls1, err);
     if (rc == 0)
         rc = rb_mpi_gather_bytes(labels, (size_t)(hi - lo) * sizeof *labels, &all_l, &ls2, err);
+    if (rc == 0)
+        rc = rb_mpi_gather_bytes(lgts, (size_t)(hi - lo) * (size_t)k * sizeof *lgts, &all_z, &ls3, err);
     double v[M_COUNT];
     for (int i = 0; i < M_COUNT; i++)
         v[i] = NAN;
@@ -224,17 +231,21 @@ int train_validate(train_ctx *x, rb_error *err)
             v[M_VAUC] = NAN;
         free(x->val.scores);
         free(x->val.labels);
+        free(x->val.logits);
         x->val.scores = all_s;
         x->val.labels = all_l;
+        x->val.logits = all_z;
+        x->val.m = k;
         x->val.n = n;
-        all_s = all_l = NULL;
+        all_s = all_l = all_z = NULL;
     }
     free(all_s);
     free(all_l);
+    free(all_z);
     rb_mpi_bcast_f64(v, M_COUNT); /* callbacks decide alike on every rank */
     for (int i = M_VLOSS; i < M_COUNT; i++)
         x->metrics[i] = v[i];
-    free(img); free(idx); free(lab); free(scores); free(labels); free(prob); free(dummy); free(pred); free(cm);
+    free(img); free(idx); free(lab); free(scores); free(lgts); free(labels); free(prob); free(dummy); free(pred); free(cm);
     return rc;
 }
 

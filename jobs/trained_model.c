@@ -1,6 +1,7 @@
 #include "trained_model.h"
 #include "augment.h"
 #include "fsutil.h"
+#include "metrics.h"
 #include "model_file.h"
 
 #include <cjson/cJSON.h>
@@ -43,6 +44,29 @@ static int read_card(trained_model *t, const char *card, rb_error *err)
     return 0;
 }
 
+/* The card's calibration temperature (1 when the card has none); -1 for a bad value. */
+static int card_temperature(const char *card, const char *path, double *T, rb_error *err)
+{
+    *T = 1.0;
+    cJSON *c = card ? cJSON_Parse(card) : NULL;
+    const cJSON *cal = c ? cJSON_GetObjectItemCaseSensitive(c, "calibration") : NULL;
+    int rc = 0;
+    if (cal) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(cal, "method");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cal, "temperature");
+        if (!cJSON_IsString(m) || strcmp(m->valuestring, "temperature") != 0)
+            rc = rb_fail(err, "the model card's calibration.method must be \"temperature\"",
+                         "%s: model card: unknown calibration method", path);
+        else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0)
+            rc = rb_fail(err, "the model card's calibration.temperature must be a positive number",
+                         "%s: model card: calibration temperature is not a positive number", path);
+        else
+            *T = v->valuedouble;
+    }
+    cJSON_Delete(c);
+    return rc;
+}
+
 static int load_member(trained_model *t, const char *path, int threads, rb_error *err)
 {
     int k = t->nmembers;
@@ -63,6 +87,8 @@ static int load_member(trained_model *t, const char *path, int threads, rb_error
     const rb_node *in = &t->m[k]->nodes[0];
     const rb_node *out = &t->m[k]->nodes[t->m[k]->output];
     int ncls = out->c == 1 ? 2 : out->c;
+    if (rc == 0)
+        rc = card_temperature(h.model_card, path, &t->temperature[k], err);
     if (rc == 0 && k == 0) {
         t->nclasses = h.n_classes > 0 ? h.n_classes : ncls;
         t->class_names = calloc((size_t)t->nclasses, sizeof *t->class_names);
@@ -121,7 +147,8 @@ int trained_model_load(trained_model *t, const char *paths, int batch, int threa
     if (rc == 0) {
         t->acc = malloc((size_t)t->batch * (size_t)t->nclasses * sizeof *t->acc);
         t->tmp = malloc((size_t)t->batch * (size_t)t->height * t->width * t->channels);
-        if (!t->acc || !t->tmp)
+        t->cal = malloc((size_t)t->batch * (size_t)t->nclasses * sizeof *t->cal);
+        if (!t->acc || !t->tmp || !t->cal)
             rc = rb_fail(err, NULL, "out of memory");
     }
     if (rc < 0)
@@ -142,6 +169,7 @@ void trained_model_free(trained_model *t)
     free(t->class_names);
     free(t->card);
     free(t->acc);
+    free(t->cal);
     free(t->tmp);
     memset(t, 0, sizeof *t);
 }
@@ -186,6 +214,17 @@ int trained_model_predict(trained_model *t, const uint8_t *images, int n, float 
                 return -1;
             const float *out = rb_workspace_output(t->ws[mi], t->m[mi]->output);
             int oc = t->m[mi]->nodes[t->m[mi]->output].c;
+            if (t->temperature[mi] != 1.0) { /* calibrated: softmax(logits / T), or the sigmoid */
+                const float *z = rb_workspace_logits(t->ws[mi]);
+                if (!z)
+                    return rb_fail(err, "a calibration temperature needs a softmax or sigmoid output",
+                                   "%s: the model card has a calibration temperature, the model's output no logits",
+                                   t->path[mi]);
+                metrics_temperature_probs(t->cal, z, oc, n, k, t->positive, t->temperature[mi]);
+                for (int i = 0; i < n * k; i++)
+                    t->acc[i] += t->cal[i];
+                continue;
+            }
             for (int i = 0; i < n; i++) {
                 if (oc == 1) { /* one sigmoid unit: probability of the positive class */
                     t->acc[i * k + t->positive] += out[i];

@@ -21,6 +21,8 @@ typedef struct trained_model {
     rb_workspace *ws[TRAINED_MAX_MEMBERS];
     char *path[TRAINED_MAX_MEMBERS];
     char *card;            /* first member's model card (JSON text), may be NULL */
+    double temperature[TRAINED_MAX_MEMBERS]; /* each member card's calibration temperature (1: none):
+                                              * its probabilities are softmax(logits / T) or sigmoid */
     int nclasses;
     char **class_names;
     int positive;          /* index of the positive class (binary screening) */
@@ -35,6 +37,7 @@ typedef struct trained_model {
     int batch;             /* workspace batch */
     int tta;               /* 0 none, else number of views (1 + flips/shifts) */
     float *acc;            /* [batch * nclasses] accumulator */
+    float *cal;            /* [batch * nclasses] one member's calibrated probabilities */
     uint8_t *tmp;          /* [batch * H*W*C] augmented views */
 } trained_model;
 

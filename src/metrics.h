@@ -215,6 +215,60 @@ int metrics_bootstrap_compute(metrics_bootstrap *b, const int32_t *y_true, const
                               double threshold, int64_t resamples, uint64_t seed, double level,
                               rb_error *err);
 
+/* -------------------------------------------------------------- calibration (metrics_calib.c) */
+
+#define METRICS_CALIB_BINS 10
+
+/* Reliability diagram, expected calibration error and Brier score of one class's
+ * probability (docs/metrics.md "Calibration"). Bin b (0..9) holds the scores p with
+ * b/10 < p <= (b+1)/10, bin 0 also p = 0 (scikit-learn's calibration_curve with
+ * strategy="uniform": searchsorted on the inner edges linspace(0, 1, 11)[1:-1]).
+ *   ece   = sum over the bins of (count_b / n) * |observed_b - mean_predicted_b|
+ *   brier = mean over the samples of (p - y)^2, y = 1 for the class, else 0
+ * (sklearn.metrics.brier_score_loss). Empty bins have NaN means and weigh 0; with no
+ * labelled sample ece and brier are NaN. */
+typedef struct metrics_calibration {
+    int32_t positive;
+    int64_t n, n_ignored;                       /* labelled samples used, skipped */
+    int64_t count[METRICS_CALIB_BINS];          /* samples in the bin */
+    int64_t positives[METRICS_CALIB_BINS];      /* of which of the class */
+    double mean_predicted[METRICS_CALIB_BINS];  /* mean score in the bin; NaN if empty */
+    double observed[METRICS_CALIB_BINS];        /* positives / count; NaN if empty */
+    double ece, brier;
+} metrics_calibration;
+
+/* The bin of a score in [0, 1] (scores outside are clamped to bins 0 and 9). */
+int metrics_calibration_bin(double p);
+
+int metrics_calibration_compute(metrics_calibration *c, const int32_t *y_true, const float *score,
+                                int64_t stride, int64_t n, int32_t k, int32_t positive,
+                                rb_error *err);
+
+/* Temperature scaling (docs/train.md "Calibration"): probabilities softmax(z / T) of the
+ * logits z (m = k logits per sample, softmax output) or sigmoid(z / T) of the positive
+ * class's logit (m = 1, a sigmoid output; the other class gets 1 - p). logits: (n, m). */
+
+/* Search range of T and the golden-section iterations on log T. */
+#define METRICS_TEMPERATURE_MIN 0.01
+#define METRICS_TEMPERATURE_MAX 100.0
+#define METRICS_TEMPERATURE_ITERS 80
+
+/* Mean negative log-likelihood of the labelled samples (labels outside [0, k) skipped) at
+ * temperature T; NaN without a labelled sample. */
+double metrics_temperature_nll(const float *logits, int m, const int32_t *y_true, int64_t n, int32_t k,
+                               int32_t positive, double T);
+
+/* The T in [METRICS_TEMPERATURE_MIN, METRICS_TEMPERATURE_MAX] minimising that NLL:
+ * golden-section search on u = log T (the NLL is convex in 1/T, so unimodal in log T).
+ * *nll_before (T = 1) and *nll_after may be NULL. Fails without a labelled sample or with a
+ * non-finite logit. */
+int metrics_temperature_fit(double *T, double *nll_before, double *nll_after, const float *logits, int m,
+                            const int32_t *y_true, int64_t n, int32_t k, int32_t positive, rb_error *err);
+
+/* probs (n, k) from logits (n, m) at temperature T, in double, rounded to float once. */
+void metrics_temperature_probs(float *probs, const float *logits, int m, int64_t n, int32_t k, int32_t positive,
+                               double T);
+
 /* ----------------------------------------------------------- everything for a report */
 
 typedef struct metrics_eval_config {
@@ -245,6 +299,8 @@ typedef struct metrics_eval {
     metrics_roc roc;
     int has_bootstrap;
     metrics_bootstrap bootstrap;
+    int has_calibration;     /* with has_screening: the positive class's calibration */
+    metrics_calibration calibration;
 } metrics_eval;
 
 /* Everything at once, for the evaluate driver (which serializes the struct). y_pred may be

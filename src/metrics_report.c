@@ -76,6 +76,9 @@ int metrics_eval_compute(metrics_eval *ev, const metrics_eval_config *cfg,
         metrics_roc_compute(&ev->roc, y_true, score, k, n, k, pos, err))
         goto fail;
     ev->has_screening = 1;
+    if (metrics_calibration_compute(&ev->calibration, y_true, score, k, n, k, pos, err))
+        goto fail;
+    ev->has_calibration = 1;
     if (cfg->bootstrap > 0) {
         if (metrics_bootstrap_compute(&ev->bootstrap, y_true, score, k, n, k, pos, thr,
                                       cfg->bootstrap, cfg->seed, cfg->level, err))
@@ -98,5 +101,5 @@ void metrics_eval_free(metrics_eval *ev)
     free(ev->auc_ovr);
     ev->auc_ovr = NULL;
     metrics_roc_free(&ev->roc);
-    ev->has_probs = ev->has_screening = ev->has_bootstrap = 0;
+    ev->has_probs = ev->has_screening = ev->has_bootstrap = ev->has_calibration = 0;
 }

@@ -47,4 +47,13 @@ grep -q '"macro":' "$E/metrics.json" || fail "metrics.json: no macro one-vs-rest
 grep -Eq '"positive_class":[[:space:]]*"VIRUS"' "$T/virus/metrics.json" || fail "screening class not recorded"
 [ -s "$T/virus/roc.csv" ] || fail "no roc.csv for the screening class"
 cmp -s "$E/predictions.csv" "$T/virus/predictions.csv" || fail "a screening class must not change multi-class decisions"
+[ -e "$E/calibration.csv" ] && fail "calibration.csv written without a screening class"
+grep -q '"calibration"' "$E/metrics.json" && fail "calibration metrics without a screening class"
+# the stress test needs a screening class: exit 2 naming the key
+set +e
+"$RADBATCH" evaluate --model "$M" --data "$T/s64" --out "$T/stress" --stress true --quiet > /dev/null 2> "$T/stress.err"
+rc=$?
+set -e
+[ $rc = 2 ] && grep -q "key 'stress'" "$T/stress.err" || { cat "$T/stress.err"; fail "stress without a screening class: exit $rc"; }
+[ -s "$T/virus/calibration.csv" ] || fail "no calibration.csv for the screening class VIRUS"
 ok "three classes"

@@ -37,6 +37,15 @@ rb_run() {
     if [ "$n" = 1 ]; then "$RADBATCH" "$@"; else mpirun -n "$n" "$RADBATCH" "$@"; fi
 }
 
+# html_self_contained FILE: true when an HTML report refers to nothing outside itself (no
+# script, no link, no remote or relative resource); inline data: PNG images are part of it.
+html_self_contained() {
+    local page # read whole first: grep -q leaving a pipe early would fail the pipeline under pipefail
+    page=$(sed -E 's#src="data:image/png;base64,[A-Za-z0-9+/=]*"#inline#g' "$1") || return 1
+    grep -qi '<script' <<<"$page" && return 1
+    ! grep -Eqi '(https?:|ftp:|//[a-z0-9.-]+\.[a-z]{2,}/|src=|@import|url\((["'"'"']?)[^#])' <<<"$page"
+}
+
 # kill_tree SIGNAL PID: SIGNAL to every process below PID (mpirun and the ranks it started,
 # however deep), then wait until they are all gone. Killing only mpirun leaves its ranks
 # running as orphans, and a rerun into the same folder would race with them.

@@ -288,6 +288,8 @@ static void commit_chunk(work_loop *l, chunk_job *c, rb_error *err)
             raise(SIGKILL);
         if (l->term_after >= 0 && x->chunks_done == l->term_after && l->hook_rank)
             raise(SIGTERM);
+        if (!l->hook_rank && test_hook_int(HOOK_OTHERS_CHUNK_MS) > 0)
+            usleep((useconds_t)(1000 * test_hook_int(HOOK_OTHERS_CHUNK_MS)));
         if (x->w.rank == 0 && rb_now() - l->t_print > 5) {
             l->t_print = rb_now();
             rb_info("infer: chunk %lld done, %lld listed%s; %lld images by rank 0 (%.1f/s)", (long long)c->k,

@@ -11,6 +11,8 @@ typedef enum test_hook {
     HOOK_KILL_AFTER_SHARDS, /* convert: SIGKILL after this many finished shards (per rank) */
     HOOK_KILL_AFTER_CHUNKS, /* infer: SIGKILL after this many chunks (per rank) */
     HOOK_KILL_RANK,         /* infer: ... only on this rank */
+    HOOK_OTHERS_CHUNK_MS,   /* infer: the ranks other than KILL_RANK pause this long after each
+                               chunk, so that KILL_RANK surely gets its chunks */
     HOOK_TERM_AFTER_CHUNKS, /* infer: SIGTERM after this many chunks */
     HOOK_WAIT_LISTING,      /* infer: start predicting once the listing is complete */
     HOOK_KILL_IN_LISTING,   /* infer: SIGKILL once the listing has written this many chunks */

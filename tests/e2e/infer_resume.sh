@@ -40,7 +40,9 @@ rerun() {
 
 for n in 1 2; do
     # after 3 committed chunks on rank 0; on 2 ranks, on rank 1
-    killed "k3-$n" $n RADBATCH_TEST_KILL_AFTER_CHUNKS=3 RADBATCH_TEST_KILL_RANK=$((n - 1))
+    # (the other rank pauses 200 ms after each chunk, so rank 1 surely commits 3 chunks first,
+    # whatever the machine's speed)
+    killed "k3-$n" $n RADBATCH_TEST_KILL_AFTER_CHUNKS=3 RADBATCH_TEST_KILL_RANK=$((n - 1)) RADBATCH_TEST_OTHERS_CHUNK_MS=200
     [ ! -f "$T/k3-$n/predictions.csv" ] || fail "a killed run wrote predictions.csv"
     parts=$(ls "$T/k3-$n/work" | grep -c '^part-' || true)
     # (on 2 ranks rank 0 may have done every other chunk before rank 1 died)

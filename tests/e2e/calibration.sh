@@ -180,8 +180,7 @@ grep -q "calibrate = temperature fits the temperature on the val split" "$T/nova
     || { cat "$T/noval.err"; fail "no clear error for calibrate without val"; }
 ok "calibrate = temperature without a val split: exit $rc, $(head -1 "$T/noval.err")"
 
-CHROME=$(command -v chromium || command -v chromium-browser || true)
-[ -n "$CHROME" ] || skip "chromium not installed (tests/setup.sh installs it); render check not run"
+need_chromium
 # render the calibration section alone: it must not be blank
 "$PY" - "$H" "$T/cal.html" <<'PYEOF'
 import sys
@@ -190,13 +189,7 @@ i = s.find('<h2>Calibration</h2>'); j = s.find('</figure>', i)
 head = s[:s.find('<body>') + 6]
 open(sys.argv[2], 'w').write(head + s[i:j + 9] + '</body></html>')
 PYEOF
-printf '<!DOCTYPE html><html><head><meta charset="utf-8"><title>empty</title></head><body></body></html>\n' > "$T/empty.html"
-render() {
-    timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$T/chrome-profile" \
-        --screenshot="$2" --window-size=700,700 "file://$1" > "$T/chrome.log" 2>&1 || true
-    [ -s "$2" ] || { cat "$T/chrome.log"; fail "chromium wrote no screenshot of $1"; }
-}
-render "$T/empty.html" "$T/empty.png"
-render "$T/cal.html" "$T/cal.png"
-[ "$(wc -c < "$T/cal.png")" -gt $(($(wc -c < "$T/empty.png") * 8)) ] || fail "the reliability diagram renders blank"
-ok "chromium renders the reliability diagram ($(wc -c < "$T/cal.png") bytes, empty page $(wc -c < "$T/empty.png"))"
+blank=$(empty_page_png 700,700)
+render "$T/cal.html" "$T/cal.png" 700,700
+[ "$(wc -c < "$T/cal.png")" -gt $((blank * 8)) ] || fail "the reliability diagram renders blank"
+ok "chromium renders the reliability diagram ($(wc -c < "$T/cal.png") bytes, empty page $blank)"

@@ -79,15 +79,9 @@ ok "shards: galleries of at most 2"
 grep -q 'False positives\|<img' "$T/none/report.html" && fail "gallery = 0 still draws galleries"
 ok "gallery = 0: none"
 
-CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
-[ -n "$CHROME" ] || skip "chromium not installed (tests/setup.sh installs it); render check not run"
-render() { # html png
-    timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$T/chrome-profile" \
-        --screenshot="$2" --window-size=1200,8000 "file://$1" > "$T/chrome.log" 2>&1 || true
-    [ -s "$2" ] || { cat "$T/chrome.log"; fail "chromium wrote no screenshot of $1"; }
-}
-render "$H" "$T/with.png"
-render "$T/none/report.html" "$T/without.png"
+need_chromium
+render "$H" "$T/with.png" 1200,8000
+render "$T/none/report.html" "$T/without.png" 1200,8000
 # the galleries' images make the page's screenshot larger than the same report without them
 a=$(wc -c < "$T/with.png") b=$(wc -c < "$T/without.png")
 [ "$a" -gt $((b + 20000)) ] || fail "the galleries do not show in Chromium: $a vs $b bytes without them"

@@ -62,21 +62,14 @@ grep -q '<td>invert</td>' "$H" || fail "report.html lacks the stress table"
 grep -qi '<script' "$H" && fail "report.html holds a script"
 ok "report.html: stress charts and table"
 
-CHROME=$(command -v chromium || command -v chromium-browser || true)
-[ -n "$CHROME" ] || skip "chromium not installed (tests/setup.sh installs it); render check not run"
+need_chromium
 "$PY" - "$H" "$T/stress.html" <<'PYEOF'
 import sys
 s = open(sys.argv[1]).read()
 i = s.find('<h2>Stress test</h2>'); j = s.find('</table>', i)
 open(sys.argv[2], 'w').write(s[:s.find('<body>') + 6] + s[i:j + 8] + '</body></html>')
 PYEOF
-printf '<!DOCTYPE html><html><head><meta charset="utf-8"><title>empty</title></head><body></body></html>\n' > "$T/empty.html"
-render() {
-    timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$T/chrome-profile" \
-        --screenshot="$2" --window-size=900,1800 "file://$1" > "$T/chrome.log" 2>&1 || true
-    [ -s "$2" ] || { cat "$T/chrome.log"; fail "chromium wrote no screenshot of $1"; }
-}
-render "$T/empty.html" "$T/empty.png"
-render "$T/stress.html" "$T/stress.png"
-[ "$(wc -c < "$T/stress.png")" -gt $(($(wc -c < "$T/empty.png") * 8)) ] || fail "the stress section renders blank"
-ok "chromium renders the stress charts ($(wc -c < "$T/stress.png") bytes, empty page $(wc -c < "$T/empty.png"))"
+blank=$(empty_page_png 900,1800)
+render "$T/stress.html" "$T/stress.png" 900,1800
+[ "$(wc -c < "$T/stress.png")" -gt $((blank * 8)) ] || fail "the stress section renders blank"
+ok "chromium renders the stress charts ($(wc -c < "$T/stress.png") bytes, empty page $blank)"

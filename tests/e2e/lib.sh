@@ -46,6 +46,24 @@ html_self_contained() {
     ! grep -Eqi '(https?:|ftp:|//[a-z0-9.-]+\.[a-z]{2,}/|src=|@import|url\((["'"'"']?)[^#])' <<<"$page"
 }
 
+# render HTML PNG [WIDTH,HEIGHT]: a headless Chromium screenshot of a page (window 1200,1600
+# unless given); a test that renders calls need_chromium first (a SKIP without it).
+need_chromium() {
+    CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+    [ -n "$CHROME" ] || skip "chromium not installed (tests/setup.sh installs it); render check not run"
+}
+render() {
+    timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$T/chrome-profile" \
+        --screenshot="$2" --window-size="${3:-1200,1600}" "file://$1" > "$T/chrome.log" 2>&1 || true
+    [ -s "$2" ] || { cat "$T/chrome.log"; fail "chromium wrote no screenshot of $1"; }
+}
+# the screenshot of an empty page, to compare a rendering with: its size in bytes on stdout
+empty_page_png() {
+    printf '<!DOCTYPE html><html><head><meta charset="utf-8"><title>empty</title></head><body></body></html>\n' > "$T/empty.html"
+    render "$T/empty.html" "$T/empty.png" "$@"
+    wc -c < "$T/empty.png"
+}
+
 # kill_tree SIGNAL PID: SIGNAL to every process below PID (mpirun and the ranks it started,
 # however deep), then wait until they are all gone. Killing only mpirun leaves its ranks
 # running as orphans, and a rerun into the same folder would race with them.

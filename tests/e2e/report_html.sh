@@ -46,20 +46,10 @@ grep -q '<svg' "$T/nohist/report.html" || fail "no plots without history"
 ok "history none"
 
 # render with headless Chromium
-CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
-if [ -z "$CHROME" ]; then
-    skip "chromium not installed (tests/setup.sh installs it); render check not run"
-fi
-render() { # html png
-    timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir="$T/chrome-profile" \
-        --screenshot="$2" --window-size=1200,1600 "file://$1" > "$T/chrome.log" 2>&1 || true
-    [ -s "$2" ] || { cat "$T/chrome.log"; fail "chromium wrote no screenshot of $1"; }
-}
-printf '<!DOCTYPE html><html><head><meta charset="utf-8"><title>empty</title></head><body></body></html>\n' > "$T/empty.html"
-render "$T/empty.html" "$T/empty.png"
+need_chromium
+blank=$(empty_page_png)
 render "$H" "$T/report.png"
 render "$T/nohist/report.html" "$T/nohist.png"
-blank=$(wc -c < "$T/empty.png")
 for p in report nohist; do
     size=$(wc -c < "$T/$p.png")
     [ "$size" -gt $((blank * 8)) ] || fail "$p.png looks blank: $size bytes, an empty page is $blank bytes"

@@ -1,9 +1,10 @@
 /* ONNX export: walk the model description (nodes in topological order) and emit one or a
  * few ONNX nodes per layer. Everything the graph needs (messages, names, tensor bytes) is
- * allocated through the builder below and freed at once after serialization. */
+ * allocated through the builder (onnx_builder.h) and freed at once after serialization. */
 #include "onnx_export.h"
 #include "fsutil.h"
 
+#include "onnx_builder.h"
 #include "onnx.pb-c.h"
 
 #include <math.h>
@@ -12,190 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct builder {
-    Onnx__NodeProto **nodes;
-    size_t nnodes, cap_nodes;
-    Onnx__TensorProto **inits;
-    size_t ninits, cap_inits;
-    void **allocs; /* everything to free */
-    size_t nallocs, cap_allocs;
-    int failed;    /* out of memory */
-} builder;
-
-static int grow(void ***arr, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 256;
-    while (ncap < need)
-        ncap *= 2;
-    void **p = realloc(*arr, ncap * sizeof *p);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
-/* zeroed memory owned by the builder (NULL after a failure; b->failed is then set) */
-static void *b_alloc(builder *b, size_t size)
-{
-    if (b->failed)
-        return NULL;
-    void *p = calloc(1, size ? size : 1);
-    if (!p || grow(&b->allocs, &b->cap_allocs, b->nallocs + 1)) {
-        free(p);
-        b->failed = 1;
-        return NULL;
-    }
-    b->allocs[b->nallocs++] = p;
-    return p;
-}
-
-static char *b_str(builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *b_str(builder *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = b_alloc(b, (size_t)n + 1);
-    if (!s)
-        return (char *)"";
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-static void b_free(builder *b)
-{
-    for (size_t i = 0; i < b->nallocs; i++)
-        free(b->allocs[i]);
-    free(b->allocs);
-    free(b->nodes);
-    free(b->inits);
-    memset(b, 0, sizeof *b);
-}
-
-/* A node op(inputs...) -> output, named after its output. */
-static Onnx__NodeProto *b_node(builder *b, const char *op, const char *output, int ninputs, ...)
-{
-    Onnx__NodeProto *n = b_alloc(b, sizeof *n);
-    char **in = b_alloc(b, (size_t)(ninputs > 0 ? ninputs : 1) * sizeof *in);
-    char **out = b_alloc(b, sizeof *out);
-    if (!n || !in || !out || grow((void ***)&b->nodes, &b->cap_nodes, b->nnodes + 1)) {
-        b->failed = 1;
-        static Onnx__NodeProto dummy;
-        return &dummy;
-    }
-    onnx__node_proto__init(n);
-    va_list ap;
-    va_start(ap, ninputs);
-    for (int k = 0; k < ninputs; k++)
-        in[k] = (char *)va_arg(ap, const char *);
-    va_end(ap);
-    out[0] = (char *)output;
-    n->n_input = (size_t)ninputs;
-    n->input = in;
-    n->n_output = 1;
-    n->output = out;
-    n->name = (char *)output;
-    n->op_type = (char *)op;
-    b->nodes[b->nnodes++] = n;
-    return n;
-}
-
-static Onnx__AttributeProto *b_attr(builder *b, Onnx__NodeProto *n, const char *name)
-{
-    Onnx__AttributeProto *a = b_alloc(b, sizeof *a);
-    Onnx__AttributeProto **list = b_alloc(b, (n->n_attribute + 1) * sizeof *list);
-    if (!a || !list)
-        return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = (char *)name;
-    if (n->n_attribute)
-        memcpy(list, n->attribute, n->n_attribute * sizeof *list);
-    list[n->n_attribute++] = a;
-    n->attribute = list;
-    return a;
-}
-
-static void attr_int(builder *b, Onnx__NodeProto *n, const char *name, int64_t v)
-{
-    Onnx__AttributeProto *a = b_attr(b, n, name);
-    if (!a)
-        return;
-    a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1, a->i = v;
-}
-
-static void attr_float(builder *b, Onnx__NodeProto *n, const char *name, float v)
-{
-    Onnx__AttributeProto *a = b_attr(b, n, name);
-    if (!a)
-        return;
-    a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1, a->f = v;
-}
-
-static void attr_ints(builder *b, Onnx__NodeProto *n, const char *name, int count, const int64_t *v)
-{
-    Onnx__AttributeProto *a = b_attr(b, n, name);
-    int64_t *copy = b_alloc(b, (size_t)count * sizeof *copy);
-    if (!a || !copy)
-        return;
-    memcpy(copy, v, (size_t)count * sizeof *copy);
-    a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-    a->n_ints = (size_t)count, a->ints = copy;
-}
-
-/* An initializer of `bytes` raw little-endian bytes (copied). */
-static const char *b_init(builder *b, const char *name, int32_t dtype, int ndims, const int64_t *dims,
-                          const void *data, size_t bytes)
-{
-    Onnx__TensorProto *t = b_alloc(b, sizeof *t);
-    int64_t *d = b_alloc(b, (size_t)(ndims > 0 ? ndims : 1) * sizeof *d);
-    uint8_t *raw = b_alloc(b, bytes);
-    if (!t || !d || !raw || grow((void ***)&b->inits, &b->cap_inits, b->ninits + 1)) {
-        b->failed = 1;
-        return name;
-    }
-    onnx__tensor_proto__init(t);
-    if (ndims > 0) /* a scalar has no dims (NULL) */
-        memcpy(d, dims, (size_t)ndims * sizeof *d);
-    memcpy(raw, data, bytes);
-    t->n_dims = (size_t)ndims, t->dims = d;
-    t->has_data_type = 1, t->data_type = dtype;
-    t->name = (char *)name;
-    t->has_raw_data = 1, t->raw_data.len = bytes, t->raw_data.data = raw;
-    b->inits[b->ninits++] = t;
-    return name;
-}
-
-static const char *init_f32(builder *b, const char *name, int ndims, const int64_t *dims, const float *v)
-{
-    size_t n = 1;
-    for (int k = 0; k < ndims; k++)
-        n *= (size_t)dims[k];
-    return b_init(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, ndims, dims, v, n * sizeof *v);
-}
-
-static const char *scalar_f32(builder *b, const char *name, float v)
-{
-    return b_init(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0, NULL, &v, sizeof v);
-}
-
-static const char *init_i64(builder *b, const char *name, int count, const int64_t *v)
-{
-    int64_t dims[1] = {count};
-    return b_init(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, dims, v, (size_t)count * sizeof *v);
-}
-
 /* ---- layers ------------------------------------------------------------------------------ */
 
 typedef struct exporter {
-    builder b;
+    onnx_builder b;
     const rb_model *m;
     const char **tensor; /* [nnodes] name of each node's output tensor */
     rb_error *err;
@@ -213,7 +34,7 @@ typedef struct exporter {
  * 0, so zero padding is exact); returns the dequantized tensor, *scale its scale */
 static const char *emit_qdq(exporter *x, const char *in, float lo, float hi, float *scale)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     lo = lo < 0 ? lo : 0;
     hi = hi > 0 ? hi : 0;
     float s = (hi - lo) / 255.0f;
@@ -221,12 +42,12 @@ static const char *emit_qdq(exporter *x, const char *in, float lo, float hi, flo
         s = 1.0f;
     float zf = nearbyintf(-lo / s);
     uint8_t zp = (uint8_t)(zf < 0 ? 0 : zf > 255 ? 255 : zf);
-    const char *sn = scalar_f32(b, b_str(b, "%s/act_scale", in), s);
-    const char *zn = b_init(b, b_str(b, "%s/act_zero_point", in), ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0, NULL,
+    const char *sn = ob_scalar_f32(b, ob_str(b, "%s/act_scale", in), s);
+    const char *zn = ob_init(b, ob_str(b, "%s/act_zero_point", in), ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, 0, NULL,
                             &zp, 1);
-    const char *qn = b_str(b, "%s/quantized", in), *dq = b_str(b, "%s/dequantized", in);
-    b_node(b, "QuantizeLinear", qn, 3, in, sn, zn);
-    b_node(b, "DequantizeLinear", dq, 3, qn, sn, zn);
+    const char *qn = ob_str(b, "%s/quantized", in), *dq = ob_str(b, "%s/dequantized", in);
+    ob_node(b, "QuantizeLinear", qn, 3, in, sn, zn);
+    ob_node(b, "DequantizeLinear", dq, 3, qn, sn, zn);
     *scale = s;
     return dq;
 }
@@ -236,15 +57,15 @@ static const char *emit_qdq(exporter *x, const char *in, float lo, float hi, flo
 static const char *emit_qweight(exporter *x, const char *name, const float *w, int ndims, const int64_t *dims,
                                 int axis, float *ws)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     int64_t total = 1, inner = 1;
     for (int k = 0; k < ndims; k++)
         total *= dims[k];
     for (int k = axis + 1; k < ndims; k++)
         inner *= dims[k];
     int nch = (int)dims[axis];
-    int8_t *q = b_alloc(b, (size_t)total);
-    int8_t *zp = b_alloc(b, (size_t)nch);
+    int8_t *q = ob_alloc(b, (size_t)total);
+    int8_t *zp = ob_alloc(b, (size_t)nch);
     if (!q || !zp)
         return name;
     for (int c = 0; c < nch; c++)
@@ -261,22 +82,22 @@ static const char *emit_qweight(exporter *x, const char *name, const float *w, i
         q[e] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
     }
     int64_t cd[1] = {nch};
-    const char *qn = b_init(b, b_str(b, "%s_int8", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, ndims, dims, q,
+    const char *qn = ob_init(b, ob_str(b, "%s_int8", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, ndims, dims, q,
                             (size_t)total);
-    const char *sn = init_f32(b, b_str(b, "%s_scale", name), 1, cd, ws);
-    const char *zn = b_init(b, b_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, cd, zp,
+    const char *sn = ob_init_f32(b, ob_str(b, "%s_scale", name), 1, cd, ws);
+    const char *zn = ob_init(b, ob_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT8, 1, cd, zp,
                             (size_t)nch);
-    Onnx__NodeProto *n = b_node(b, "DequantizeLinear", name, 3, qn, sn, zn);
-    attr_int(b, n, "axis", axis);
+    Onnx__NodeProto *n = ob_node(b, "DequantizeLinear", name, 3, qn, sn, zn);
+    ob_attr_int(b, n, "axis", axis);
     return name;
 }
 
 /* int32 bias at scale sx * ws[c] (zero point 0) -> DequantizeLinear */
 static const char *emit_qbias(exporter *x, const char *name, const float *bias, int n, float sx, const float *ws)
 {
-    builder *b = &x->b;
-    int32_t *q = b_alloc(b, (size_t)n * sizeof *q), *zp = b_alloc(b, (size_t)n * sizeof *zp);
-    float *s = b_alloc(b, (size_t)n * sizeof *s);
+    onnx_builder *b = &x->b;
+    int32_t *q = ob_alloc(b, (size_t)n * sizeof *q), *zp = ob_alloc(b, (size_t)n * sizeof *zp);
+    float *s = ob_alloc(b, (size_t)n * sizeof *s);
     if (!q || !zp || !s)
         return name;
     for (int c = 0; c < n; c++) {
@@ -285,12 +106,12 @@ static const char *emit_qbias(exporter *x, const char *name, const float *bias, 
         q[c] = (int32_t)(v < -2147483647.0 ? -2147483647.0 : v > 2147483647.0 ? 2147483647.0 : v);
     }
     int64_t d[1] = {n};
-    const char *qn = b_init(b, b_str(b, "%s_int32", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, q,
+    const char *qn = ob_init(b, ob_str(b, "%s_int32", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, q,
                             (size_t)n * sizeof *q);
-    const char *sn = init_f32(b, b_str(b, "%s_scale", name), 1, d, s);
-    const char *zn = b_init(b, b_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, zp,
+    const char *sn = ob_init_f32(b, ob_str(b, "%s_scale", name), 1, d, s);
+    const char *zn = ob_init(b, ob_str(b, "%s_zero_point", name), ONNX__TENSOR_PROTO__DATA_TYPE__INT32, 1, d, zp,
                             (size_t)n * sizeof *zp);
-    attr_int(b, b_node(b, "DequantizeLinear", name, 3, qn, sn, zn), "axis", 0);
+    ob_attr_int(b, ob_node(b, "DequantizeLinear", name, 3, qn, sn, zn), "axis", 0);
     return name;
 }
 
@@ -299,48 +120,48 @@ static const char *emit_qbias(exporter *x, const char *name, const float *bias, 
 static int emit_params(exporter *x, int src, const char *wname, const float *w, int ndims, const int64_t *dims,
                        int axis, const char *bname, const float *bias, const char **wout, const char **bout)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     int nch = (int)dims[axis];
     if (!x->q) {
-        *wout = init_f32(b, wname, ndims, dims, w);
+        *wout = ob_init_f32(b, wname, ndims, dims, w);
         int64_t bd[1] = {nch};
-        *bout = bias ? init_f32(b, bname, 1, bd, bias) : NULL;
+        *bout = bias ? ob_init_f32(b, bname, 1, bd, bias) : NULL;
         return 0;
     }
-    float *ws = b_alloc(b, (size_t)nch * sizeof *ws);
+    float *ws = ob_alloc(b, (size_t)nch * sizeof *ws);
     if (!ws)
         return -1;
     *wout = emit_qweight(x, wname, w, ndims, dims, axis, ws);
     int64_t bd[1] = {nch};
     *bout = !bias ? NULL
             : x->scale[src] > 0 ? emit_qbias(x, bname, bias, nch, x->scale[src], ws)
-                                : init_f32(b, bname, 1, bd, bias);
+                                : ob_init_f32(b, bname, 1, bd, bias);
     return 0;
 }
 
 /* Activation `act` of tensor x, output named out (x itself for linear when out is NULL). */
 static const char *emit_act(exporter *x, rb_act act, const char *in, const char *out, int spatial)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     switch (act) {
     case RB_ACT_LINEAR:
-        b_node(b, "Identity", out, 1, in);
+        ob_node(b, "Identity", out, 1, in);
         break;
     case RB_ACT_RELU:
-        b_node(b, "Relu", out, 1, in);
+        ob_node(b, "Relu", out, 1, in);
         break;
     case RB_ACT_RELU6: {
-        const char *lo = scalar_f32(b, b_str(b, "%s/clip_min", out), 0.0f);
-        const char *hi = scalar_f32(b, b_str(b, "%s/clip_max", out), 6.0f);
-        b_node(b, "Clip", out, 3, in, lo, hi);
+        const char *lo = ob_scalar_f32(b, ob_str(b, "%s/clip_min", out), 0.0f);
+        const char *hi = ob_scalar_f32(b, ob_str(b, "%s/clip_max", out), 6.0f);
+        ob_node(b, "Clip", out, 3, in, lo, hi);
         break;
     }
     case RB_ACT_SIGMOID:
-        b_node(b, "Sigmoid", out, 1, in);
+        ob_node(b, "Sigmoid", out, 1, in);
         break;
     case RB_ACT_SOFTMAX: { /* over channels: the last axis in NHWC, axis 1 in NCHW */
-        Onnx__NodeProto *n = b_node(b, "Softmax", out, 1, in);
-        attr_int(b, n, "axis", spatial ? 1 : -1);
+        Onnx__NodeProto *n = ob_node(b, "Softmax", out, 1, in);
+        ob_attr_int(b, n, "axis", spatial ? 1 : -1);
         break;
     }
     }
@@ -348,9 +169,9 @@ static const char *emit_act(exporter *x, rb_act act, const char *in, const char 
 }
 
 /* Keras kernel HWIO [kh,kw,ci,co] -> ONNX OIHW [co,ci,kh,kw] */
-static float *kernel_oihw(builder *b, const float *w, int kh, int kw, int ci, int co)
+static float *kernel_oihw(onnx_builder *b, const float *w, int kh, int kw, int ci, int co)
 {
-    float *o = b_alloc(b, (size_t)kh * kw * ci * co * sizeof *o);
+    float *o = ob_alloc(b, (size_t)kh * kw * ci * co * sizeof *o);
     if (!o)
         return NULL;
     for (int y = 0; y < kh; y++)
@@ -362,9 +183,9 @@ static float *kernel_oihw(builder *b, const float *w, int kh, int kw, int ci, in
 }
 
 /* Keras depthwise kernel [kh,kw,c,1] -> ONNX grouped conv weight [c,1,kh,kw] */
-static float *kernel_depthwise(builder *b, const float *w, int kh, int kw, int c)
+static float *kernel_depthwise(onnx_builder *b, const float *w, int kh, int kw, int c)
 {
-    float *o = b_alloc(b, (size_t)kh * kw * c * sizeof *o);
+    float *o = ob_alloc(b, (size_t)kh * kw * c * sizeof *o);
     if (!o)
         return NULL;
     for (int y = 0; y < kh; y++)
@@ -375,20 +196,20 @@ static float *kernel_depthwise(builder *b, const float *w, int kh, int kw, int c
 }
 
 /* p: a ZeroPadding2D folded into the window's own pads, or NULL */
-static void window_attrs(builder *b, Onnx__NodeProto *o, const rb_node *n, const rb_node *p)
+static void window_attrs(onnx_builder *b, Onnx__NodeProto *o, const rb_node *n, const rb_node *p)
 {
     int64_t ks[2] = {n->kh, n->kw}, st[2] = {n->sh, n->sw};
     int64_t pads[4] = {n->cs.pad_top, n->cs.pad_left, n->cs.pad_bottom, n->cs.pad_right};
     if (p)
         pads[0] += p->pad_t, pads[1] += p->pad_l, pads[2] += p->pad_b, pads[3] += p->pad_r;
-    attr_ints(b, o, "kernel_shape", 2, ks);
-    attr_ints(b, o, "strides", 2, st);
-    attr_ints(b, o, "pads", 4, pads);
+    ob_attr_ints(b, o, "kernel_shape", 2, ks);
+    ob_attr_ints(b, o, "strides", 2, st);
+    ob_attr_ints(b, o, "pads", 4, pads);
 }
 
 static int emit_conv(exporter *x, int i)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     const rb_node *n = &x->m->nodes[i];
     const float *w = rb_model_weight(x->m, i, 0);
     int dw = n->op == RB_OP_DEPTHWISE;
@@ -403,7 +224,7 @@ static int emit_conv(exporter *x, int i)
         const rb_node *bn = &x->m->nodes[j];
         const float *g = rb_model_weight(x->m, j, 0), *be = rb_model_weight(x->m, j, 1);
         const float *mu = rb_model_weight(x->m, j, 2), *var = rb_model_weight(x->m, j, 3);
-        float *nb = b_alloc(b, (size_t)co * sizeof *nb);
+        float *nb = ob_alloc(b, (size_t)co * sizeof *nb);
         if (!nb)
             return -1;
         int64_t per = (int64_t)(dw ? 1 : n->in_c) * n->kh * n->kw;
@@ -426,15 +247,15 @@ static int emit_conv(exporter *x, int i)
         name = x->m->nodes[ri].name;
     int64_t wd[4] = {co, dw ? 1 : n->in_c, n->kh, n->kw};
     const char *wname, *bname;
-    if (emit_params(x, src, b_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), wt, 4, wd, 0,
-                    b_str(b, "%s/bias", n->name), bias, &wname, &bname))
+    if (emit_params(x, src, ob_str(b, "%s/%s", n->name, dw ? "depthwise_kernel" : "kernel"), wt, 4, wd, 0,
+                    ob_str(b, "%s/bias", n->name), bias, &wname, &bname))
         return -1;
-    const char *out = n->act == RB_ACT_LINEAR ? name : b_str(b, "%s/preact", name);
-    Onnx__NodeProto *o = bname ? b_node(b, "Conv", out, 3, x->tensor[src], wname, bname)
-                               : b_node(b, "Conv", out, 2, x->tensor[src], wname);
+    const char *out = n->act == RB_ACT_LINEAR ? name : ob_str(b, "%s/preact", name);
+    Onnx__NodeProto *o = bname ? ob_node(b, "Conv", out, 3, x->tensor[src], wname, bname)
+                               : ob_node(b, "Conv", out, 2, x->tensor[src], wname);
     window_attrs(b, o, n, pi >= 0 ? &x->m->nodes[pi] : NULL);
     if (dw)
-        attr_int(b, o, "group", co);
+        ob_attr_int(b, o, "group", co);
     if (n->act != RB_ACT_LINEAR)
         emit_act(x, n->act, out, name, 1);
     x->tensor[i] = name;
@@ -447,18 +268,18 @@ static int emit_conv(exporter *x, int i)
 
 static int emit_dense(exporter *x, int i)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     const rb_node *n = &x->m->nodes[i];
     int64_t wd[2] = {n->in_c, n->units};
     const char *wname, *bname;
-    if (emit_params(x, n->inputs[0], b_str(b, "%s/kernel", n->name), rb_model_weight(x->m, i, 0), 2, wd, 1,
-                    b_str(b, "%s/bias", n->name), n->use_bias ? rb_model_weight(x->m, i, 1) : NULL, &wname, &bname))
+    if (emit_params(x, n->inputs[0], ob_str(b, "%s/kernel", n->name), rb_model_weight(x->m, i, 0), 2, wd, 1,
+                    ob_str(b, "%s/bias", n->name), n->use_bias ? rb_model_weight(x->m, i, 1) : NULL, &wname, &bname))
         return -1;
-    const char *out = n->act == RB_ACT_LINEAR ? n->name : b_str(b, "%s/preact", n->name);
+    const char *out = n->act == RB_ACT_LINEAR ? n->name : ob_str(b, "%s/preact", n->name);
     if (bname)
-        b_node(b, "Gemm", out, 3, x->tensor[n->inputs[0]], wname, bname);
+        ob_node(b, "Gemm", out, 3, x->tensor[n->inputs[0]], wname, bname);
     else
-        b_node(b, "MatMul", out, 2, x->tensor[n->inputs[0]], wname);
+        ob_node(b, "MatMul", out, 2, x->tensor[n->inputs[0]], wname);
     if (n->act != RB_ACT_LINEAR)
         emit_act(x, n->act, out, n->name, 0);
     x->tensor[i] = n->name;
@@ -468,48 +289,48 @@ static int emit_dense(exporter *x, int i)
 /* uint8 NHWC image -> preprocessed float NCHW, as rescale_forward computes it */
 static int emit_input(exporter *x, const rb_node *n)
 {
-    builder *b = &x->b;
-    b_node(b, "Cast", "image/float", 1, "image");
-    attr_int(b, b->nodes[b->nnodes - 1], "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    onnx_builder *b = &x->b;
+    ob_node(b, "Cast", "image/float", 1, "image");
+    ob_attr_int(b, b->nodes[b->nnodes - 1], "to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
     const char *pre = "image/float";
     switch (n->preprocess) {
     case RESCALE_MINUS1_1: /* float32(p) / 127.5 - 1.0, a division then a subtraction */
-        b_node(b, "Div", "image/div", 2, pre, scalar_f32(b, "preprocess/127.5", 127.5f));
-        pre = b_node(b, "Sub", "image/preprocessed", 2, "image/div", scalar_f32(b, "preprocess/one", 1.0f))->name;
+        ob_node(b, "Div", "image/div", 2, pre, ob_scalar_f32(b, "preprocess/127.5", 127.5f));
+        pre = ob_node(b, "Sub", "image/preprocessed", 2, "image/div", ob_scalar_f32(b, "preprocess/one", 1.0f))->name;
         break;
     case RESCALE_0_1: /* float32(p) * float32(1/255) */
-        pre = b_node(b, "Mul", "image/preprocessed", 2, pre, scalar_f32(b, "preprocess/scale", (float)(1.0 / 255.0)))
+        pre = ob_node(b, "Mul", "image/preprocessed", 2, pre, ob_scalar_f32(b, "preprocess/scale", (float)(1.0 / 255.0)))
                   ->name;
         break;
     case RESCALE_NONE:
         break;
     case RESCALE_MINMAX: { /* per image (p - min) / (max - min), 0 for a constant image */
         int64_t axes[3] = {1, 2, 3};
-        Onnx__NodeProto *lo = b_node(b, "ReduceMin", "image/min", 1, pre);
-        attr_ints(b, lo, "axes", 3, axes);
-        Onnx__NodeProto *hi = b_node(b, "ReduceMax", "image/max", 1, pre);
-        attr_ints(b, hi, "axes", 3, axes);
-        b_node(b, "Sub", "image/range", 2, "image/max", "image/min");
-        b_node(b, "Sub", "image/shifted", 2, pre, "image/min");
-        const char *zero = scalar_f32(b, "preprocess/zero", 0.0f);
-        const char *one = scalar_f32(b, "preprocess/one", 1.0f);
-        b_node(b, "Greater", "image/nonconstant", 2, "image/range", zero);
-        b_node(b, "Where", "image/safe_range", 3, "image/nonconstant", "image/range", one);
-        b_node(b, "Div", "image/scaled", 2, "image/shifted", "image/safe_range");
-        pre = b_node(b, "Where", "image/preprocessed", 3, "image/nonconstant", "image/scaled", zero)->name;
+        Onnx__NodeProto *lo = ob_node(b, "ReduceMin", "image/min", 1, pre);
+        ob_attr_ints(b, lo, "axes", 3, axes);
+        Onnx__NodeProto *hi = ob_node(b, "ReduceMax", "image/max", 1, pre);
+        ob_attr_ints(b, hi, "axes", 3, axes);
+        ob_node(b, "Sub", "image/range", 2, "image/max", "image/min");
+        ob_node(b, "Sub", "image/shifted", 2, pre, "image/min");
+        const char *zero = ob_scalar_f32(b, "preprocess/zero", 0.0f);
+        const char *one = ob_scalar_f32(b, "preprocess/one", 1.0f);
+        ob_node(b, "Greater", "image/nonconstant", 2, "image/range", zero);
+        ob_node(b, "Where", "image/safe_range", 3, "image/nonconstant", "image/range", one);
+        ob_node(b, "Div", "image/scaled", 2, "image/shifted", "image/safe_range");
+        pre = ob_node(b, "Where", "image/preprocessed", 3, "image/nonconstant", "image/scaled", zero)->name;
         break;
     }
     }
     int64_t perm[4] = {0, 3, 1, 2};
-    Onnx__NodeProto *t = b_node(b, "Transpose", n->name, 1, pre);
-    attr_ints(b, t, "perm", 4, perm);
+    Onnx__NodeProto *t = ob_node(b, "Transpose", n->name, 1, pre);
+    ob_attr_ints(b, t, "perm", 4, perm);
     x->tensor[0] = n->name;
     return 0;
 }
 
 static int emit_node(exporter *x, int i)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     const rb_model *m = x->m;
     const rb_node *n = &m->nodes[i];
     const char *in = n->ninputs > 0 ? x->tensor[n->inputs[0]] : NULL;
@@ -524,7 +345,7 @@ static int emit_node(exporter *x, int i)
         return emit_dense(x, i);
     case RB_OP_ZEROPAD: {
         int64_t pads[8] = {0, 0, n->pad_t, n->pad_l, 0, 0, n->pad_b, n->pad_r};
-        b_node(b, "Pad", n->name, 2, in, init_i64(b, b_str(b, "%s/pads", n->name), 8, pads));
+        ob_node(b, "Pad", n->name, 2, in, ob_init_i64(b, ob_str(b, "%s/pads", n->name), 8, pads));
         break;
     }
     case RB_OP_BATCHNORM: {
@@ -532,9 +353,9 @@ static int emit_node(exporter *x, int i)
         const char *w[4];
         static const char *const names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
         for (int k = 0; k < 4; k++)
-            w[k] = init_f32(b, b_str(b, "%s/%s", n->name, names[k]), 1, d, rb_model_weight(m, i, k));
-        Onnx__NodeProto *o = b_node(b, "BatchNormalization", n->name, 5, in, w[0], w[1], w[2], w[3]);
-        attr_float(b, o, "epsilon", n->eps);
+            w[k] = ob_init_f32(b, ob_str(b, "%s/%s", n->name, names[k]), 1, d, rb_model_weight(m, i, k));
+        Onnx__NodeProto *o = ob_node(b, "BatchNormalization", n->name, 5, in, w[0], w[1], w[2], w[3]);
+        ob_attr_float(b, o, "epsilon", n->eps);
         break;
     }
     case RB_OP_RELU:
@@ -544,9 +365,9 @@ static int emit_node(exporter *x, int i)
         break;
     case RB_OP_ADD:
     case RB_OP_CONCAT: {
-        Onnx__NodeProto *o = b_node(b, n->op == RB_OP_ADD ? (n->ninputs == 2 ? "Add" : "Sum") : "Concat",
+        Onnx__NodeProto *o = ob_node(b, n->op == RB_OP_ADD ? (n->ninputs == 2 ? "Add" : "Sum") : "Concat",
                                     n->name, 0);
-        char **ins = b_alloc(b, (size_t)n->ninputs * sizeof *ins);
+        char **ins = ob_alloc(b, (size_t)n->ninputs * sizeof *ins);
         if (!ins)
             return -1;
         for (int k = 0; k < n->ninputs; k++)
@@ -554,31 +375,31 @@ static int emit_node(exporter *x, int i)
         o->n_input = (size_t)n->ninputs;
         o->input = ins;
         if (n->op == RB_OP_CONCAT)
-            attr_int(b, o, "axis", 1); /* channels: axis 1 in NCHW and in [N, C] */
+            ob_attr_int(b, o, "axis", 1); /* channels: axis 1 in NCHW and in [N, C] */
         break;
     }
     case RB_OP_MAXPOOL:
     case RB_OP_AVGPOOL: {
         /* AveragePool's default count_include_pad=0: padding cells do not count, as in Keras */
-        Onnx__NodeProto *o = b_node(b, n->op == RB_OP_MAXPOOL ? "MaxPool" : "AveragePool", n->name, 1, in);
+        Onnx__NodeProto *o = ob_node(b, n->op == RB_OP_MAXPOOL ? "MaxPool" : "AveragePool", n->name, 1, in);
         window_attrs(b, o, n, NULL);
         break;
     }
     case RB_OP_GAP: {
-        const char *g = b_str(b, "%s/nchw11", n->name);
-        b_node(b, "GlobalAveragePool", g, 1, in);
-        attr_int(b, b_node(b, "Flatten", n->name, 1, g), "axis", 1);
+        const char *g = ob_str(b, "%s/nchw11", n->name);
+        ob_node(b, "GlobalAveragePool", g, 1, in);
+        ob_attr_int(b, ob_node(b, "Flatten", n->name, 1, g), "axis", 1);
         break;
     }
     case RB_OP_FLATTEN: {
         const rb_node *a = &m->nodes[n->inputs[0]];
         if (a->rank == 3) { /* Keras flattens NHWC: rows in (h, w, c) order */
             int64_t perm[4] = {0, 2, 3, 1};
-            const char *t = b_str(b, "%s/nhwc", n->name);
-            attr_ints(b, b_node(b, "Transpose", t, 1, in), "perm", 4, perm);
+            const char *t = ob_str(b, "%s/nhwc", n->name);
+            ob_attr_ints(b, ob_node(b, "Transpose", t, 1, in), "perm", 4, perm);
             in = t;
         }
-        attr_int(b, b_node(b, "Flatten", n->name, 1, in), "axis", 1);
+        ob_attr_int(b, ob_node(b, "Flatten", n->name, 1, in), "axis", 1);
         break;
     }
     case RB_OP_DROPOUT: /* inference: identity (int8: the quantized input itself) */
@@ -587,7 +408,7 @@ static int emit_node(exporter *x, int i)
             x->scale[i] = x->scale[n->inputs[0]];
             return 0;
         }
-        b_node(b, "Identity", n->name, 1, in);
+        ob_node(b, "Identity", n->name, 1, in);
         break;
     default:
         return rb_fail(x->err, "see docs/export.md for the layers export supports",
@@ -601,7 +422,7 @@ static int emit_node(exporter *x, int i)
  * the positive class's column */
 static const char *emit_output(exporter *x, const onnx_export_opts *o, rb_error *err)
 {
-    builder *b = &x->b;
+    onnx_builder *b = &x->b;
     const rb_node *out = &x->m->nodes[x->m->output];
     const char *last = x->tensor[x->m->output];
     if (out->rank != 1) {
@@ -614,28 +435,28 @@ static const char *emit_output(exporter *x, const onnx_export_opts *o, rb_error 
             rb_fail(err, NULL, "one output unit but %d class names", o->nclasses);
             return NULL;
         }
-        b_node(b, "Sub", "probabilities/complement", 2, scalar_f32(b, "output/one", 1.0f), last);
+        ob_node(b, "Sub", "probabilities/complement", 2, ob_scalar_f32(b, "output/one", 1.0f), last);
         const char *first = o->positive == 0 ? last : "probabilities/complement";
         const char *second = o->positive == 0 ? "probabilities/complement" : last;
-        attr_int(b, b_node(b, "Concat", "probabilities", 2, first, second), "axis", 1);
+        ob_attr_int(b, ob_node(b, "Concat", "probabilities", 2, first, second), "axis", 1);
     } else {
         if (out->c != o->nclasses) {
             rb_fail(err, NULL, "the model gives %d outputs for %d class names", out->c, o->nclasses);
             return NULL;
         }
-        b_node(b, "Identity", "probabilities", 1, last);
+        ob_node(b, "Identity", "probabilities", 1, last);
     }
     return "probabilities";
 }
 
-static Onnx__ValueInfoProto *value_info(builder *b, const char *name, int32_t elem, int ndims, const int64_t *dims,
+static Onnx__ValueInfoProto *value_info(onnx_builder *b, const char *name, int32_t elem, int ndims, const int64_t *dims,
                                         const char *doc)
 {
-    Onnx__ValueInfoProto *v = b_alloc(b, sizeof *v);
-    Onnx__TypeProto *t = b_alloc(b, sizeof *t);
-    Onnx__TypeProto__Tensor *tt = b_alloc(b, sizeof *tt);
-    Onnx__TensorShapeProto *s = b_alloc(b, sizeof *s);
-    Onnx__TensorShapeProto__Dimension **d = b_alloc(b, (size_t)ndims * sizeof *d);
+    Onnx__ValueInfoProto *v = ob_alloc(b, sizeof *v);
+    Onnx__TypeProto *t = ob_alloc(b, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = ob_alloc(b, sizeof *tt);
+    Onnx__TensorShapeProto *s = ob_alloc(b, sizeof *s);
+    Onnx__TensorShapeProto__Dimension **d = ob_alloc(b, (size_t)ndims * sizeof *d);
     if (!v || !t || !tt || !s || !d)
         return NULL;
     onnx__value_info_proto__init(v);
@@ -643,7 +464,7 @@ static Onnx__ValueInfoProto *value_info(builder *b, const char *name, int32_t el
     onnx__type_proto__tensor__init(tt);
     onnx__tensor_shape_proto__init(s);
     for (int k = 0; k < ndims; k++) {
-        d[k] = b_alloc(b, sizeof *d[k]);
+        d[k] = ob_alloc(b, sizeof *d[k]);
         if (!d[k])
             return NULL;
         onnx__tensor_shape_proto__dimension__init(d[k]);
@@ -768,7 +589,7 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
         }
     }
     const char *out = rc == 0 ? emit_output(&x, o, err) : NULL;
-    builder *b = &x.b;
+    onnx_builder *b = &x.b;
     if (rc == 0 && !out)
         rc = -1;
 
@@ -782,10 +603,10 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
                                               "uint8 pixels [batch, height, width, channels] as the shards hold them");
         Onnx__ValueInfoProto *vo = value_info(b, out, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 2, odims,
                                               "class probabilities [batch, classes] in class_names order");
-        Onnx__ValueInfoProto **ins = b_alloc(b, sizeof *ins), **outs = b_alloc(b, sizeof *outs);
-        Onnx__StringStringEntryProto **props = b_alloc(b, (size_t)(o->nmeta > 0 ? o->nmeta : 1) * sizeof *props);
+        Onnx__ValueInfoProto **ins = ob_alloc(b, sizeof *ins), **outs = ob_alloc(b, sizeof *outs);
+        Onnx__StringStringEntryProto **props = ob_alloc(b, (size_t)(o->nmeta > 0 ? o->nmeta : 1) * sizeof *props);
         for (int k = 0; props && k < o->nmeta; k++) {
-            props[k] = b_alloc(b, sizeof *props[k]);
+            props[k] = ob_alloc(b, sizeof *props[k]);
             if (!props[k])
                 break;
             onnx__string_string_entry_proto__init(props[k]);
@@ -825,7 +646,7 @@ int onnx_export_model(const rb_model *m, const onnx_export_opts *o, const char *
             free(buf);
         }
     }
-    b_free(b);
+    ob_free(b);
     free(x.tensor);
     free(x.fold);
     free(x.relu);

@@ -168,6 +168,8 @@ static int write_root_attrs(hid_t root, const shard_meta *m, const shard_records
     bad |= h5_attr_write_str(root, "resize_filter", m->resize_filter) < 0;
     bad |= attr_int(root, "dct_scaling", m->dct_scaling) < 0;
     bad |= h5_attr_write_str(root, "plan_hash", m->plan_hash) < 0;
+    char meta[SHARD_METADATA_CHECKSUM_LEN + 1];
+    bad |= shard_metadata_checksum(r, meta) < 0 || h5_attr_write_str(root, "metadata_checksum", meta) < 0;
     bad |= h5_attr_write_str(root, "tool_version", "radbatch " RADBATCH_VERSION) < 0;
     return bad ? -1 : 0;
 }
@@ -334,8 +336,9 @@ int shard_open(shard_reader *r, const char *path, rb_error *err)
     }
     if (read_attr_int(f, "format_version", &ver) < 0 || ver != SHARD_FORMAT_VERSION) {
         shard_close(r);
-        return rb_fail(err, hint, "%s: shard format version %lld, this radbatch reads version %d", path,
-                       (long long)ver, SHARD_FORMAT_VERSION);
+        return rb_fail(err, hint, "%s: shard format version %lld, this radbatch reads version %d%s", path,
+                       (long long)ver, SHARD_FORMAT_VERSION,
+                       ver == 1 ? " (version 1 has no metadata_checksum over labels and paths)" : "");
     }
     int ok = 1;
     ok &= read_attr_int(f, "height", &v) == 0; r->height = (int)v;
@@ -394,6 +397,11 @@ int shard_open(shard_reader *r, const char *path, rb_error *err)
     if (!crc_ok) {
         shard_close(r);
         return rb_fail(err, hint, "%s: /checksums is missing, unreadable or not one CRC-32 per record", path);
+    }
+    /* labels, paths and source hashes: the CRC-32s above cover the pixels only */
+    if (shard_check_metadata(r->file, path, r->n, err) < 0) {
+        shard_close(r);
+        return -1;
     }
     return 0;
 }

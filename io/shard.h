@@ -6,9 +6,10 @@
  *   /checksums   uint32 [N]        CRC-32 (zlib) of each record's H*W*C pixel bytes
  *   /source_hash fixed strings [N] XXH3-128 of the source file bytes, 32 hex digits
  *   /source_size int32  [N,2]      height, width of the source image
- * Root attributes: format "radbatch-shard", format_version 1, class_names, height, width,
+ * Root attributes: format "radbatch-shard", format_version 2, class_names, height, width,
  * channels, split, shard_index, shard_count, num_records, source_roots, resize,
- * resize_filter, dct_scaling, plan_hash, tool_version. A shard is written whole to a
+ * resize_filter, dct_scaling, plan_hash, metadata_checksum (XXH3-64 of /labels,
+ * /source_size, /source_hash and /paths: io/shard_metadata.c), tool_version. A shard is written whole to a
  * temporary name and renamed, so a file with the final name is complete. */
 #ifndef SHARD_H
 #define SHARD_H
@@ -19,7 +20,9 @@
 #include <stdint.h>
 
 #define SHARD_FORMAT "radbatch-shard"
-#define SHARD_FORMAT_VERSION 1
+/* 2: metadata_checksum added (version 1 shards are refused: rerun convert) */
+#define SHARD_FORMAT_VERSION 2
+#define SHARD_METADATA_CHECKSUM_LEN 16
 
 typedef struct shard_meta {
     int height, width, channels;
@@ -89,6 +92,11 @@ int shard_read_path(shard_reader *r, int64_t i, char **out, rb_error *err);
 int shard_verify(shard_reader *r, int64_t *bad, rb_error *err);
 /* The same, with the first max_which damaged records' rows in which[]. */
 int shard_verify_list(shard_reader *r, int64_t *bad, int64_t *which, int max_which, rb_error *err);
+
+/* The metadata_checksum of a shard's records (16 hex digits), and the check of a file's
+ * attribute against its datasets (file: the hid_t), done by shard_open. */
+int shard_metadata_checksum(const shard_records *r, char out[SHARD_METADATA_CHECKSUM_LEN + 1]);
+int shard_check_metadata(int64_t file, const char *path, int64_t n, rb_error *err);
 
 /* CRC-32 of a record's pixels. */
 uint32_t shard_record_crc(const uint8_t *pixels, size_t len);

@@ -333,6 +333,21 @@ static void add_error(list_state *s, const char *path, const char *reason)
     atomic_fetch_add(&s->l->errors, 1);
 }
 
+/* A shard none of whose records can be used: one row per record (shard#i, as index.json
+ * counts them), so errors.csv and max_error_fraction count the images lost, not the file. */
+static void add_shard_error(list_state *s, const char *file, int64_t records, const char *reason)
+{
+    if (records <= 0) {
+        add_error(s, file, reason);
+        return;
+    }
+    for (int64_t i = 0; i < records; i++) {
+        char where[600];
+        snprintf(where, sizeof where, "%s#%" PRId64, file, i);
+        add_error(s, where, reason);
+    }
+}
+
 static int list_folder(list_state *s, rb_error *err)
 {
     infer_lister *l = s->l;
@@ -447,10 +462,15 @@ static int list_shards(list_state *s, rb_error *err)
         struct stat st;
         if (!p)
             rc = rb_fail(err, NULL, "out of memory");
-        else if (stat(p, &st) != 0 || shard_open(&r, p, &e) < 0) {
-            add_error(s, idx.shards[k].file, "shard missing or unreadable");
+        else if (stat(p, &st) != 0) {
+            char reason[300];
+            snprintf(reason, sizeof reason, "shard %s", errno == ENOENT ? "does not exist" : strerror(errno));
+            add_shard_error(s, idx.shards[k].file, idx.shards[k].records, reason);
+        } else if (shard_open(&r, p, &e) < 0) {
+            add_shard_error(s, idx.shards[k].file, idx.shards[k].records, e.msg); /* damaged or edited */
         } else if (shard_check_index(&r, l->input, &idx, &idx.shards[k], &e) < 0) {
-            add_error(s, idx.shards[k].file, e.msg); /* disagrees with index.json: none of its records is used */
+            /* disagrees with index.json: none of its records is used */
+            add_shard_error(s, idx.shards[k].file, idx.shards[k].records, e.msg);
             shard_close(&r);
         } else {
             char mt[32];

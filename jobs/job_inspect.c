@@ -128,10 +128,13 @@ static int inspect_dir(const inspect_keys *k, const char *dir, rb_error *err)
     for (int s = 0; s < idx.nshards && rc == 0; s++) {
         char *p = fs_join(dir, idx.shards[s].file);
         shard_reader r;
-        rc = shard_open(&r, p, err);
-        if (rc == 0) {
+        rb_error e;
+        /* a shard that does not open (damaged, edited, missing) is one problem; go on with the rest */
+        if (shard_open(&r, p, &e) < 0) {
+            printf("  %s\n  problem: %s\n", idx.shards[s].file, e.msg);
+            bad++;
+        } else {
             print_shard(&r, idx.shards[s].file);
-            rb_error e;
             if (shard_check_index(&r, dir, &idx, &idx.shards[s], &e) < 0) {
                 printf("  problem: %s\n", e.msg);
                 bad++;

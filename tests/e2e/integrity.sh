@@ -127,6 +127,40 @@ grep -F "record 5 fails its CRC-32 check" "$T/inf-rec/errors.csv" > /dev/null \
     || { cat "$T/inf.log" "$T/inf-rec/errors.csv"; fail "infer does not report the damaged record"; }
 ok "a damaged shard record stops train and evaluate, is named by inspect, is an error row in infer"
 
+# ---- two labels swapped in /labels (every class count stays the same, the pixels' CRC-32s
+# still match), then one byte of a record's path: the shard's metadata_checksum catches both
+D="$T/swapped-labels"
+cp -r "$T/s32" "$D"
+S="$D/train-00000-of-00001.h5"
+mapfile -t L < <(h5dump -d /labels -y -w 0 "$S" | awk '/DATA {/ { getline; print; exit }' | tr -cs '0-9-' '\n' | grep -v '^$')
+[ "${#L[@]}" = 158 ] || fail "expected 158 labels, read ${#L[@]}"
+i=0; while [ "${L[$i]}" = "${L[0]}" ]; do i=$((i + 1)); done  # record 0 and record i have different labels
+off=$(data_offset "$S" /labels)
+poke "$S" "$off" "\\x0${L[$i]}"
+poke "$S" $((off + 4 * i)) "\\x0${L[0]}"
+h5dump -d /labels -s 0 -c 1 "$S" | grep -q "(0): ${L[$i]}\$" || fail "label 0 was not changed"
+meta="$S: metadata_checksum mismatch: the records' labels, paths or source hashes were changed (stored "
+for cache in 4096 0; do
+    expect 1 "$meta" "$RADBATCH" train --shards "$D" --run_dir "$T/lab-train-$cache" --backbone mobilenetv2 --epochs 1 \
+        --batch_size 16 --cache_mb $cache --quiet
+    [ ! -e "$T/lab-train-$cache/model.h5" ] || fail "train wrote a model from swapped labels"
+done
+expect 1 "$meta" "$RADBATCH" evaluate --model "$M" --data "$D" --split train --out "$T/lab-ev" --quiet
+[ ! -e "$T/lab-ev/metrics.json" ] || fail "evaluate wrote metrics from swapped labels"
+expect 1 "problem: $meta" "$RADBATCH" inspect "$D" --verify
+grep -q "^  val-00000-of-00001.h5 " "$T/out" || fail "inspect --verify stopped at the damaged shard instead of going on"
+grep -qF "$D: verification found 1 problem(s)" "$T/out" || fail "inspect --verify summary of the swapped labels"
+# infer goes on: every record of the shard is an errors.csv row, counted by max_error_fraction
+expect 1 "158 of 199 files are errors" "$RADBATCH" infer --model "$M" --input "$D" --out "$T/lab-inf" --quiet
+[ "$(grep -cF "train-00000-of-00001.h5#" "$T/lab-inf/errors.csv")" = 158 ] || fail "infer: not one error row per record"
+[ "$(tail -n +2 "$T/lab-inf/predictions.csv" | wc -l)" = 41 ] || fail "infer: the val shard's 41 records are not predicted"
+cp "$T/s32/train-00000-of-00001.h5" "$S"
+p=$(h5dump -d /paths -s 3 -c 1 "$S" | sed -n 's/.*(3): "\(.*\)".*/\1/p')
+[ -n "$p" ] || fail "cannot read the path of record 3"
+poke "$S" "$(text_offset "$S" "$p")" 'X'
+expect 1 "$meta" "$RADBATCH" evaluate --model "$M" --data "$D" --split train --out "$T/path-ev" --quiet
+ok "swapped labels or a changed path in a shard are refused by train and evaluate, named by inspect, error rows in infer"
+
 # ---- a truncated shard
 D="$T/short-shard"
 cp -r "$T/s32" "$D"

@@ -2,8 +2,9 @@
  * and the record; a shard that disagrees with its index.json entry (image size, class
  * names, split position, record count, plan hash, records per class, labels out of range,
  * the checksum of /checksums) is an error naming both files and what differs; a
- * num_records attribute that disagrees with /images; index.json's own checksum and its
- * split summary. */
+ * num_records attribute that disagrees with /images; a shard whose labels, paths or source
+ * sizes no longer give its metadata_checksum, and a format_version 1 shard; index.json's own
+ * checksum and its split summary. */
 #include "shard.h"
 #include "shard_dataset.h"
 #include "shard_index.h"
@@ -164,6 +165,75 @@ int main(void)
     H5Fclose(f);
     snprintf(want, sizeof want, "%s: /images holds 6 records, the num_records attribute says 5", bad);
     CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "num_records");
+
+    /* metadata_checksum: labels swapped (class counts and pixel CRCs unchanged), a path,
+     * a source size, or a format_version 1 shard (no metadata_checksum) are refused at open */
+    struct {
+        const char *dataset, *what;
+    } edits[] = {{"labels", "two labels swapped"}, {"paths", "a path"}, {"source_size", "a source size"}};
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        write_test_shard(bad, 1, -1);
+        f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t ds = H5Dopen2(f, edits[k].dataset, H5P_DEFAULT);
+        if (k == 0) {
+            int32_t l[N] = {1, 0, 1, 0, 1, -1}; /* records 0 and 1 swapped */
+            H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, l);
+        } else if (k == 1) {
+            const char *pv[N] = {"a", "b", "c", "x", "e", "f"};
+            hid_t t = H5Dget_type(ds);
+            H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, pv);
+            H5Tclose(t);
+        } else {
+            int32_t sz[2 * N] = {10, 10, 10, 10, 10, 11, 10, 10, 10, 10, 10, 10};
+            H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, sz);
+        }
+        H5Dclose(ds);
+        H5Fclose(f);
+        snprintf(want, sizeof want, "%s: metadata_checksum mismatch: the records' labels, paths or source hashes", bad);
+        CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "%s", edits[k].what);
+    }
+    write_test_shard(bad, 1, -1);
+    f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+    a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    int64_t one = 1;
+    H5Awrite(a, H5T_NATIVE_INT64, &one);
+    H5Aclose(a);
+    H5Fclose(f);
+    snprintf(want, sizeof want, "%s: shard format version 1, this radbatch reads version 2", bad);
+    CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "format_version 1");
+    /* the checksum itself: the XXH3-64 of the bytes docs/formats.md lists, in that order */
+    {
+        unsigned char bytes[4 * N + 8 * N + 32 * N + 2 * N], *q = bytes;
+        int32_t l[N] = {0, 1, 1, 0, 1, -1};
+        for (int i = 0; i < N; i++, q += 4)
+            for (int b = 0; b < 4; b++)
+                q[b] = (unsigned char)((uint32_t)l[i] >> (8 * b));
+        for (int i = 0; i < 2 * N; i++, q += 4) {
+            memset(q, 0, 4);
+            q[0] = 10;
+        }
+        for (int i = 0; i < N; i++, q += 32)
+            memset(q, '0', 32);
+        for (int i = 0; i < N; i++, q += 2) {
+            q[0] = (unsigned char)('a' + i);
+            q[1] = 0;
+        }
+        char expect_hex[17], stored[64] = "";
+        snprintf(expect_hex, sizeof expect_hex, "%016llx", (unsigned long long)XXH3_64bits(bytes, sizeof bytes));
+        write_test_shard(bad, 1, -1);
+        f = H5Fopen(bad, H5F_ACC_RDONLY, H5P_DEFAULT);
+        a = H5Aopen(f, "metadata_checksum", H5P_DEFAULT);
+        hid_t t = H5Aget_type(a);
+        char *v = NULL;
+        if (H5Tis_variable_str(t) > 0 && H5Aread(a, t, &v) >= 0 && v) {
+            snprintf(stored, sizeof stored, "%s", v);
+            H5free_memory(v);
+        }
+        H5Tclose(t);
+        H5Aclose(a);
+        H5Fclose(f);
+        CHECK(strcmp(stored, expect_hex) == 0, "metadata_checksum %s, the documented bytes give %s", stored, expect_hex);
+    }
 
     /* index.json: written with its checksum, read back; a changed byte is refused */
     CHECK(shard_index_write(dir, &x, &err) == 0, "index write: %s", err.msg);

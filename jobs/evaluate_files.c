@@ -5,6 +5,7 @@
  * and report.html, each to a temporary name renamed into place, then summary.json last,
  * and prints the report. */
 #include "csv.h"
+#include "json_number.h"
 #include "evaluate.h"
 #include "fsutil.h"
 #include "job_marker.h"
@@ -131,7 +132,7 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON *sc = cJSON_AddObjectToObject(j, "screening");
         cJSON_AddStringToObject(sc, "positive_class", x->tm.class_names[x->positive]);
         cJSON *th = cJSON_AddObjectToObject(sc, "threshold");
-        cJSON_AddNumberToObject(th, "value", s->threshold);
+        json_add_exact_number(th, "value", s->threshold);
         cJSON_AddStringToObject(th, "rule", x->thr.rule);
         cJSON_AddStringToObject(th, "source", x->thr.source);
         if (x->thr.spec.kind == THRESHOLD_SENSITIVITY || x->thr.spec.kind == THRESHOLD_SPECIFICITY)

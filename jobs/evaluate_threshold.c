@@ -5,6 +5,7 @@
  * the metrics, rank 0 may store the operating point in a copy of the model
  * (set_threshold). */
 #include "evaluate.h"
+#include "json_number.h"
 #include "rb_log.h"
 #include "shard_index.h"
 
@@ -148,7 +149,7 @@ int evaluate_store_threshold(const eval_ctx *x, const metrics_eval *ev, rb_error
     cJSON_AddStringToObject(c, "positive_class", pos);
     cJSON_DeleteItemFromObjectCaseSensitive(c, "threshold");
     cJSON *th = cJSON_AddObjectToObject(c, "threshold");
-    cJSON_AddNumberToObject(th, "value", x->thr.value);
+    json_add_exact_number(th, "value", x->thr.value);
     const threshold_spec *sp = &x->thr.spec;
     cJSON_AddStringToObject(th, "method", method_word(sp->kind));
     if (sp->kind == THRESHOLD_SENSITIVITY || sp->kind == THRESHOLD_SPECIFICITY)

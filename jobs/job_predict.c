@@ -7,6 +7,7 @@
  * explain.h). A file that cannot be read prints an error naming it and the others go on;
  * the exit code is then 1. */
 #include "commands.h"
+#include "json_number.h"
 #include "predict_keys.h"
 #include "fsutil.h"
 #include "job_run.h"
@@ -76,7 +77,7 @@ static void print_result(const trained_model *t, const char *path, const float *
         if (binary) {
             cJSON *th = cJSON_AddObjectToObject(o, "threshold");
             cJSON_AddStringToObject(th, "positive_class", pos);
-            cJSON_AddNumberToObject(th, "value", t->threshold);
+            json_add_exact_number(th, "value", t->threshold);
             cJSON_AddStringToObject(th, "rule", t->threshold_rule);
             cJSON_AddStringToObject(th, "source", src);
             cJSON_AddBoolToObject(th, "positive", cls == t->positive);

@@ -2,6 +2,7 @@
  * history.csv, the model card, model files, checkpoints with the loop's resume state,
  * train_log.jsonl. Rank 0 writes; every rank agrees on the outcome where the others wait. */
 #include "fsutil.h"
+#include "json_number.h"
 #include "job_marker.h"
 #include "job_run.h"
 #include "metrics.h"
@@ -109,7 +110,7 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     }
     if (final && isfinite(threshold)) {
         cJSON *th = cJSON_AddObjectToObject(c, "threshold");
-        cJSON_AddNumberToObject(th, "value", threshold);
+        json_add_exact_number(th, "value", threshold);
         cJSON_AddStringToObject(th, "method", "youden");
         cJSON_AddStringToObject(th, "positive_class", x->class_names[x->positive]);
         cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
@@ -132,7 +133,7 @@ char *train_model_card(train_ctx *x, int final, double threshold)
         const train_calibration *k = &x->calib;
         cJSON *cal = cJSON_AddObjectToObject(c, "calibration");
         cJSON_AddStringToObject(cal, "method", "temperature");
-        cJSON_AddNumberToObject(cal, "temperature", k->temperature);
+        json_add_exact_number(cal, "temperature", k->temperature);
         cJSON_AddStringToObject(cal, "applies_to", "probabilities = softmax(logits / temperature), or sigmoid");
         cJSON *on = cJSON_AddObjectToObject(cal, "fitted_on");
         cJSON_AddStringToObject(on, "data", x->keys.shards);

@@ -1,3 +1,4 @@
+#include "json_number.h"
 #include "shard_index.h"
 #include "fsutil.h"
 #include "rb_log.h"
@@ -64,7 +65,7 @@ static cJSON *counts_obj(const int64_t *per_class, char **names, int n)
 {
     cJSON *o = cJSON_CreateObject();
     for (int c = 0; c < n; c++)
-        cJSON_AddNumberToObject(o, names[c], (double)per_class[c]);
+        json_add_exact_number(o, names[c], (double)per_class[c]);
     return o;
 }
 
@@ -72,23 +73,23 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", SHARD_INDEX_FORMAT);
-    cJSON_AddNumberToObject(root, "format_version", SHARD_INDEX_VERSION);
+    json_add_exact_number(root, "format_version", SHARD_INDEX_VERSION);
     cJSON_AddStringToObject(root, "tool_version", "radbatch " RADBATCH_VERSION);
-    cJSON_AddNumberToObject(root, "height", x->height);
-    cJSON_AddNumberToObject(root, "width", x->width);
-    cJSON_AddNumberToObject(root, "channels", x->channels);
+    json_add_exact_number(root, "height", x->height);
+    json_add_exact_number(root, "width", x->width);
+    json_add_exact_number(root, "channels", x->channels);
     cJSON_AddStringToObject(root, "resize", x->resize);
     cJSON_AddBoolToObject(root, "dct_scaling", x->dct_scaling);
     cJSON_AddItemToObject(root, "class_names", cJSON_CreateStringArray((const char *const *)x->class_names, x->nclasses));
     cJSON_AddItemToObject(root, "sources", cJSON_CreateStringArray((const char *const *)x->sources, x->nsources));
     cJSON *split = cJSON_CreateObject();
-    cJSON_AddNumberToObject(split, "seed", (double)x->seed);
-    cJSON_AddNumberToObject(split, "val_fraction", x->val_fraction);
-    cJSON_AddNumberToObject(split, "test_fraction", x->test_fraction);
+    json_add_exact_number(split, "seed", (double)x->seed);
+    json_add_exact_number(split, "val_fraction", x->val_fraction);
+    json_add_exact_number(split, "test_fraction", x->test_fraction);
     cJSON_AddStringToObject(split, "group_regex", x->group_regex ? x->group_regex : "");
-    cJSON_AddNumberToObject(split, "group_files", (double)x->group_files);
-    cJSON_AddNumberToObject(split, "group_regex_matched", (double)x->group_matched);
-    cJSON_AddNumberToObject(split, "groups", (double)x->groups);
+    json_add_exact_number(split, "group_files", (double)x->group_files);
+    json_add_exact_number(split, "group_regex_matched", (double)x->group_matched);
+    json_add_exact_number(split, "groups", (double)x->groups);
     if (x->group_warning)
         cJSON_AddStringToObject(split, "group_warning", x->group_warning);
     cJSON_AddItemToObject(root, "split", split);
@@ -97,7 +98,7 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
         if (x->split_records[s] == 0)
             continue;
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "records", (double)x->split_records[s]);
+        json_add_exact_number(o, "records", (double)x->split_records[s]);
         cJSON_AddItemToObject(o, "per_class", counts_obj(x->split_class + s * x->nclasses, x->class_names, x->nclasses));
         cJSON *files = cJSON_CreateArray();
         for (int k = 0; k < x->nshards; k++)
@@ -113,9 +114,9 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", e->file);
         cJSON_AddStringToObject(o, "split", split_names[e->split]);
-        cJSON_AddNumberToObject(o, "index", e->index);
-        cJSON_AddNumberToObject(o, "count", e->count);
-        cJSON_AddNumberToObject(o, "records", (double)e->records);
+        json_add_exact_number(o, "index", e->index);
+        json_add_exact_number(o, "count", e->count);
+        json_add_exact_number(o, "records", (double)e->records);
         cJSON_AddItemToObject(o, "per_class", counts_obj(e->per_class, x->class_names, x->nclasses));
         cJSON_AddStringToObject(o, "checksum", e->checksum);
         cJSON_AddStringToObject(o, "plan_hash", e->plan_hash);
@@ -123,10 +124,10 @@ int shard_index_write(const char *dir, const shard_index *x, rb_error *err)
     }
     cJSON_AddItemToObject(root, "shards", shards);
     cJSON *st = cJSON_CreateObject();
-    cJSON_AddNumberToObject(st, "input_files", (double)x->input_files);
-    cJSON_AddNumberToObject(st, "errors", (double)x->errors);
-    cJSON_AddNumberToObject(st, "duplicate_groups", (double)x->duplicate_groups);
-    cJSON_AddNumberToObject(st, "dropped_duplicates", (double)x->dropped_duplicates);
+    json_add_exact_number(st, "input_files", (double)x->input_files);
+    json_add_exact_number(st, "errors", (double)x->errors);
+    json_add_exact_number(st, "duplicate_groups", (double)x->duplicate_groups);
+    json_add_exact_number(st, "dropped_duplicates", (double)x->dropped_duplicates);
     cJSON_AddItemToObject(root, "stats", st);
     if (x->config)
         cJSON_AddStringToObject(root, "config", x->config);

@@ -1,6 +1,7 @@
 /* radbatch convert: the reports (docs/convert.md, "What it does", step 5). Rank 0 gathers
  * every rank's shard results and error rows and writes errors.csv, duplicates.csv,
  * index.json and, last, the marker that says the folder is finished. */
+#include "json_number.h"
 #include "convert_ctx.h"
 #include "csv.h"
 #include "fsutil.h"
@@ -296,11 +297,11 @@ static int write_outputs(convert_ctx *x, shard_index *idx, const void *all_error
     *elapsed = rb_now() - t->start;
     if (rc == 0) {
         cJSON *f = cJSON_CreateObject();
-        cJSON_AddNumberToObject(f, "records", (double)*total);
-        cJSON_AddNumberToObject(f, "shards", x->pl.nshards);
-        cJSON_AddNumberToObject(f, "input_files", (double)x->in.n);
-        cJSON_AddNumberToObject(f, "errors", (double)*nerr);
-        cJSON_AddNumberToObject(f, "duplicate_groups", (double)x->pl.ndup_groups);
+        json_add_exact_number(f, "records", (double)*total);
+        json_add_exact_number(f, "shards", x->pl.nshards);
+        json_add_exact_number(f, "input_files", (double)x->in.n);
+        json_add_exact_number(f, "errors", (double)*nerr);
+        json_add_exact_number(f, "duplicate_groups", (double)x->pl.ndup_groups);
         rc = job_marker_write(x->out, "convert", f, err);
     }
     return rc;

@@ -20,20 +20,20 @@
 static cJSON *prf_json(const metrics_prf *p)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "precision", p->precision);
-    cJSON_AddNumberToObject(o, "recall", p->recall);
-    cJSON_AddNumberToObject(o, "f1", p->f1);
-    cJSON_AddNumberToObject(o, "support", (double)p->support);
+    json_add_exact_number(o, "precision", p->precision);
+    json_add_exact_number(o, "recall", p->recall);
+    json_add_exact_number(o, "f1", p->f1);
+    json_add_exact_number(o, "support", (double)p->support);
     return o;
 }
 
 static cJSON *ci_json(const metrics_ci *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "estimate", c->estimate);
-    cJSON_AddNumberToObject(o, "lo", c->lo);
-    cJSON_AddNumberToObject(o, "hi", c->hi);
-    cJSON_AddNumberToObject(o, "n_defined", (double)c->n_defined);
+    json_add_exact_number(o, "estimate", c->estimate);
+    json_add_exact_number(o, "lo", c->lo);
+    json_add_exact_number(o, "hi", c->hi);
+    json_add_exact_number(o, "n_defined", (double)c->n_defined);
     return o;
 }
 
@@ -41,18 +41,18 @@ static cJSON *ci_json(const metrics_ci *c)
 static cJSON *calibration_json(const metrics_calibration *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "bins", METRICS_CALIB_BINS);
-    cJSON_AddNumberToObject(o, "ece", c->ece);
-    cJSON_AddNumberToObject(o, "brier", c->brier);
+    json_add_exact_number(o, "bins", METRICS_CALIB_BINS);
+    json_add_exact_number(o, "ece", c->ece);
+    json_add_exact_number(o, "brier", c->brier);
     cJSON *r = cJSON_AddArrayToObject(o, "reliability");
     for (int b = 0; b < METRICS_CALIB_BINS; b++) {
         cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "lo", b / (double)METRICS_CALIB_BINS);
-        cJSON_AddNumberToObject(e, "hi", (b + 1) / (double)METRICS_CALIB_BINS);
-        cJSON_AddNumberToObject(e, "count", (double)c->count[b]);
-        cJSON_AddNumberToObject(e, "positives", (double)c->positives[b]);
-        cJSON_AddNumberToObject(e, "mean_predicted", c->mean_predicted[b]);
-        cJSON_AddNumberToObject(e, "observed", c->observed[b]);
+        json_add_exact_number(e, "lo", b / (double)METRICS_CALIB_BINS);
+        json_add_exact_number(e, "hi", (b + 1) / (double)METRICS_CALIB_BINS);
+        json_add_exact_number(e, "count", (double)c->count[b]);
+        json_add_exact_number(e, "positives", (double)c->positives[b]);
+        json_add_exact_number(e, "mean_predicted", c->mean_predicted[b]);
+        json_add_exact_number(e, "observed", c->observed[b]);
         cJSON_AddItemToArray(r, e);
     }
     return o;
@@ -62,24 +62,24 @@ static cJSON *calibration_json(const metrics_calibration *c)
 static cJSON *stress_json(const eval_ctx *x)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "seed", (double)x->keys.seed);
-    cJSON_AddNumberToObject(o, "threshold", x->thr.value);
+    json_add_exact_number(o, "seed", (double)x->keys.seed);
+    json_add_exact_number(o, "threshold", x->thr.value);
     cJSON_AddStringToObject(o, "positive_class", x->tm.class_names[x->positive]);
     cJSON *rows = cJSON_AddArrayToObject(o, "results");
     for (int i = 0; i < x->nstress; i++) {
         const eval_stress_row *r = &x->stress[i];
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "shift", r->shift < 0 ? "none" : rb_shift_name((rb_shift)r->shift));
-        cJSON_AddNumberToObject(e, "severity", r->severity);
+        json_add_exact_number(e, "severity", r->severity);
         if (r->shift >= 0) {
             cJSON_AddStringToObject(e, "parameter_name", rb_shift_parameter_name((rb_shift)r->shift));
-            cJSON_AddNumberToObject(e, "parameter", r->parameter);
+            json_add_exact_number(e, "parameter", r->parameter);
         }
-        cJSON_AddNumberToObject(e, "images", (double)r->n);
-        cJSON_AddNumberToObject(e, "roc_auc", r->auc);
-        cJSON_AddNumberToObject(e, "sensitivity", r->sensitivity);
-        cJSON_AddNumberToObject(e, "specificity", r->specificity);
-        cJSON_AddNumberToObject(e, "accuracy", r->accuracy);
+        json_add_exact_number(e, "images", (double)r->n);
+        json_add_exact_number(e, "roc_auc", r->auc);
+        json_add_exact_number(e, "sensitivity", r->sensitivity);
+        json_add_exact_number(e, "specificity", r->specificity);
+        json_add_exact_number(e, "accuracy", r->accuracy);
         cJSON_AddItemToArray(rows, e);
     }
     return o;
@@ -97,34 +97,34 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
     cJSON_AddStringToObject(data, "kind", x->is_shards ? "shards" : "images");
     if (x->is_shards || x->img_splits)
         cJSON_AddStringToObject(data, "split", x->keys.split);
-    cJSON_AddNumberToObject(j, "tta", (double)x->keys.tta);
+    json_add_exact_number(j, "tta", (double)x->keys.tta);
     cJSON_AddItemToObject(j, "class_names", cJSON_CreateStringArray((const char *const *)x->tm.class_names, x->k));
     cJSON *cnt = cJSON_AddObjectToObject(j, "counts");
-    cJSON_AddNumberToObject(cnt, "records", (double)x->counts[3]);
-    cJSON_AddNumberToObject(cnt, "evaluated", (double)(x->counts[0] - x->counts[2]));
-    cJSON_AddNumberToObject(cnt, "unlabelled", (double)x->counts[2]);
-    cJSON_AddNumberToObject(cnt, "unreadable", (double)x->counts[1]);
-    cJSON_AddNumberToObject(cnt, "errors", (double)x->all.nerr);
+    json_add_exact_number(cnt, "records", (double)x->counts[3]);
+    json_add_exact_number(cnt, "evaluated", (double)(x->counts[0] - x->counts[2]));
+    json_add_exact_number(cnt, "unlabelled", (double)x->counts[2]);
+    json_add_exact_number(cnt, "unreadable", (double)x->counts[1]);
+    json_add_exact_number(cnt, "errors", (double)x->all.nerr);
     cJSON *sup = cJSON_AddObjectToObject(cnt, "per_class");
     for (int i = 0; i < x->k; i++)
-        cJSON_AddNumberToObject(sup, x->tm.class_names[i], (double)ev->cls.per_class[i].support);
-    cJSON_AddNumberToObject(j, "accuracy", ev->cls.accuracy);
+        json_add_exact_number(sup, x->tm.class_names[i], (double)ev->cls.per_class[i].support);
+    json_add_exact_number(j, "accuracy", ev->cls.accuracy);
     cJSON *pc = cJSON_AddObjectToObject(j, "per_class");
     for (int i = 0; i < x->k; i++) {
         cJSON *o = prf_json(&ev->cls.per_class[i]);
-        cJSON_AddNumberToObject(o, "auc_ovr", ev->auc_ovr ? ev->auc_ovr[i] : NAN);
+        json_add_exact_number(o, "auc_ovr", ev->auc_ovr ? ev->auc_ovr[i] : NAN);
         cJSON_AddItemToObject(pc, x->tm.class_names[i], o);
     }
     cJSON_AddItemToObject(j, "macro_avg", prf_json(&ev->cls.macro));
     cJSON_AddItemToObject(j, "weighted_avg", prf_json(&ev->cls.weighted));
     cJSON *auc = cJSON_AddObjectToObject(j, "auc_ovr");
-    cJSON_AddNumberToObject(auc, "macro", ev->auc_macro);
-    cJSON_AddNumberToObject(auc, "weighted", ev->auc_weighted);
+    json_add_exact_number(auc, "macro", ev->auc_macro);
+    json_add_exact_number(auc, "weighted", ev->auc_weighted);
     cJSON *cm = cJSON_AddArrayToObject(j, "confusion_matrix");
     for (int i = 0; i < x->k; i++) {
         cJSON *row = cJSON_CreateArray();
         for (int jj = 0; jj < x->k; jj++)
-            cJSON_AddItemToArray(row, cJSON_CreateNumber((double)ev->confusion[i * x->k + jj]));
+            cJSON_AddItemToArray(row, json_exact_number((double)ev->confusion[i * x->k + jj]));
         cJSON_AddItemToArray(cm, row);
     }
     if (ev->has_screening) {
@@ -136,34 +136,34 @@ static char *metrics_json_text(const eval_ctx *x, const metrics_eval *ev)
         cJSON_AddStringToObject(th, "rule", x->thr.rule);
         cJSON_AddStringToObject(th, "source", x->thr.source);
         if (x->thr.spec.kind == THRESHOLD_SENSITIVITY || x->thr.spec.kind == THRESHOLD_SPECIFICITY)
-            cJSON_AddNumberToObject(th, "target", x->thr.spec.arg);
+            json_add_exact_number(th, "target", x->thr.spec.arg);
         cJSON_AddBoolToObject(th, "chosen_on_reported_split", x->thr.same_split);
         if (x->thr.same_split)
             cJSON_AddStringToObject(th, "warning", x->thr.warning);
         else
             cJSON_AddNullToObject(th, "warning");
         cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
-        cJSON_AddNumberToObject(sc, "tp", (double)s->tp);
-        cJSON_AddNumberToObject(sc, "fp", (double)s->fp);
-        cJSON_AddNumberToObject(sc, "tn", (double)s->tn);
-        cJSON_AddNumberToObject(sc, "fn", (double)s->fn);
-        cJSON_AddNumberToObject(sc, "sensitivity", s->sensitivity);
-        cJSON_AddNumberToObject(sc, "specificity", s->specificity);
-        cJSON_AddNumberToObject(sc, "ppv", s->ppv);
-        cJSON_AddNumberToObject(sc, "npv", s->npv);
-        cJSON_AddNumberToObject(sc, "f1", s->f1);
-        cJSON_AddNumberToObject(sc, "mcc", s->mcc);
-        cJSON_AddNumberToObject(sc, "balanced_accuracy", s->balanced_accuracy);
-        cJSON_AddNumberToObject(sc, "accuracy", s->accuracy);
-        cJSON_AddNumberToObject(sc, "roc_auc", ev->roc.auc);
+        json_add_exact_number(sc, "tp", (double)s->tp);
+        json_add_exact_number(sc, "fp", (double)s->fp);
+        json_add_exact_number(sc, "tn", (double)s->tn);
+        json_add_exact_number(sc, "fn", (double)s->fn);
+        json_add_exact_number(sc, "sensitivity", s->sensitivity);
+        json_add_exact_number(sc, "specificity", s->specificity);
+        json_add_exact_number(sc, "ppv", s->ppv);
+        json_add_exact_number(sc, "npv", s->npv);
+        json_add_exact_number(sc, "f1", s->f1);
+        json_add_exact_number(sc, "mcc", s->mcc);
+        json_add_exact_number(sc, "balanced_accuracy", s->balanced_accuracy);
+        json_add_exact_number(sc, "accuracy", s->accuracy);
+        json_add_exact_number(sc, "roc_auc", ev->roc.auc);
         if (ev->has_calibration)
             cJSON_AddItemToObject(sc, "calibration", calibration_json(&ev->calibration));
         if (ev->has_bootstrap) {
             const metrics_bootstrap *b = &ev->bootstrap;
             cJSON *bo = cJSON_AddObjectToObject(sc, "bootstrap");
-            cJSON_AddNumberToObject(bo, "resamples", (double)b->resamples);
-            cJSON_AddNumberToObject(bo, "seed", (double)b->seed);
-            cJSON_AddNumberToObject(bo, "level", b->level);
+            json_add_exact_number(bo, "resamples", (double)b->resamples);
+            json_add_exact_number(bo, "seed", (double)b->seed);
+            json_add_exact_number(bo, "level", b->level);
             cJSON_AddItemToObject(bo, "accuracy", ci_json(&b->accuracy));
             cJSON_AddItemToObject(bo, "sensitivity", ci_json(&b->sensitivity));
             cJSON_AddItemToObject(bo, "specificity", ci_json(&b->specificity));
@@ -473,8 +473,8 @@ static int write_files(const eval_ctx *x, const metrics_eval *ev, const int32_t 
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "models", x->models);
         cJSON_AddStringToObject(f, "data", x->data);
-        cJSON_AddNumberToObject(f, "images", (double)x->counts[0]);
-        cJSON_AddNumberToObject(f, "unreadable", (double)x->counts[1]);
+        json_add_exact_number(f, "images", (double)x->counts[0]);
+        json_add_exact_number(f, "unreadable", (double)x->counts[1]);
         rc = job_marker_write(x->out, "evaluate", f, err);
     }
     return rc;

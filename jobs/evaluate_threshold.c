@@ -153,7 +153,7 @@ int evaluate_store_threshold(const eval_ctx *x, const metrics_eval *ev, rb_error
     const threshold_spec *sp = &x->thr.spec;
     cJSON_AddStringToObject(th, "method", method_word(sp->kind));
     if (sp->kind == THRESHOLD_SENSITIVITY || sp->kind == THRESHOLD_SPECIFICITY)
-        cJSON_AddNumberToObject(th, "target", sp->arg);
+        json_add_exact_number(th, "target", sp->arg);
     cJSON_AddStringToObject(th, "positive_class", pos);
     cJSON_AddStringToObject(th, "applies_to", "probability of positive_class; positive when >= value");
     cJSON *on = cJSON_AddObjectToObject(th, "chosen_on");
@@ -170,10 +170,10 @@ int evaluate_store_threshold(const eval_ctx *x, const metrics_eval *ev, rb_error
         cJSON_AddStringToObject(on, "index_checksum", cs);
     else
         cJSON_AddNullToObject(on, "index_checksum");
-    cJSON_AddNumberToObject(on, "records", (double)(x->counts[0] - x->counts[2]));
-    cJSON_AddNumberToObject(on, "tta", (double)x->keys.tta);
-    cJSON_AddNumberToObject(th, "sensitivity", ev->screening.sensitivity);
-    cJSON_AddNumberToObject(th, "specificity", ev->screening.specificity);
+    json_add_exact_number(on, "records", (double)(x->counts[0] - x->counts[2]));
+    json_add_exact_number(on, "tta", (double)x->keys.tta);
+    json_add_exact_number(th, "sensitivity", ev->screening.sensitivity);
+    json_add_exact_number(th, "specificity", ev->screening.specificity);
     cJSON_AddStringToObject(th, "set_by", "evaluate");
     char when[64];
     time_t now = time(NULL);

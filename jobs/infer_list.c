@@ -1,3 +1,4 @@
+#include "json_number.h"
 #include "test_hooks.h"
 #include "infer_list.h"
 #include "dir_stream.h"
@@ -63,14 +64,14 @@ static int listing_write(const infer_lister *l, int complete, uint64_t chunk_dig
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "radbatch-infer-listing");
-    cJSON_AddNumberToObject(j, "version", 1);
+    json_add_exact_number(j, "version", 1);
     cJSON_AddBoolToObject(j, "complete", complete);
     cJSON_AddStringToObject(j, "input", l->input);
     cJSON_AddStringToObject(j, "kind", infer_input_kind_name(l->kind));
-    cJSON_AddNumberToObject(j, "chunk", (double)l->chunk);
-    cJSON_AddNumberToObject(j, "chunks", (double)atomic_load(&l->chunks));
-    cJSON_AddNumberToObject(j, "entries", (double)atomic_load(&l->entries));
-    cJSON_AddNumberToObject(j, "list_errors", (double)atomic_load(&l->errors));
+    json_add_exact_number(j, "chunk", (double)l->chunk);
+    json_add_exact_number(j, "chunks", (double)atomic_load(&l->chunks));
+    json_add_exact_number(j, "entries", (double)atomic_load(&l->entries));
+    json_add_exact_number(j, "list_errors", (double)atomic_load(&l->errors));
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)chunk_digest);
     cJSON_AddStringToObject(j, "chunks_xxh3", hex);

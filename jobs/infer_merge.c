@@ -1,3 +1,4 @@
+#include "json_number.h"
 #include "test_hooks.h"
 #include "infer_merge.h"
 #include "csv.h"
@@ -352,7 +353,7 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "radbatch-infer-summary");
-    cJSON_AddNumberToObject(j, "version", 1);
+    json_add_exact_number(j, "version", 1);
     cJSON_AddBoolToObject(j, "complete", 1);
     cJSON_AddStringToObject(j, "input", c->input);
     cJSON_AddStringToObject(j, "input_kind", c->kind);
@@ -361,29 +362,29 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
     else
         cJSON_AddNullToObject(j, "since");
     cJSON_AddStringToObject(j, "change_detection", c->change_detection);
-    cJSON_AddNumberToObject(j, "files", (double)c->files_listed);
-    cJSON_AddNumberToObject(j, "predicted", (double)r->predicted);
-    cJSON_AddNumberToObject(j, "new", (double)r->new_files);
-    cJSON_AddNumberToObject(j, "changed", (double)r->changed);
-    cJSON_AddNumberToObject(j, "unchanged", (double)r->unchanged);
-    cJSON_AddNumberToObject(j, "removed", (double)r->removed);
-    cJSON_AddNumberToObject(j, "errors", (double)r->errors);
-    cJSON_AddNumberToObject(j, "list_errors", (double)c->list_errors);
+    json_add_exact_number(j, "files", (double)c->files_listed);
+    json_add_exact_number(j, "predicted", (double)r->predicted);
+    json_add_exact_number(j, "new", (double)r->new_files);
+    json_add_exact_number(j, "changed", (double)r->changed);
+    json_add_exact_number(j, "unchanged", (double)r->unchanged);
+    json_add_exact_number(j, "removed", (double)r->removed);
+    json_add_exact_number(j, "errors", (double)r->errors);
+    json_add_exact_number(j, "list_errors", (double)c->list_errors);
     cJSON *counts = cJSON_AddObjectToObject(j, "counts");
     for (int k = 0; k < c->nclasses; k++)
-        cJSON_AddNumberToObject(counts, c->class_names[k], (double)r->per_class[k]);
+        json_add_exact_number(counts, c->class_names[k], (double)r->per_class[k]);
     cJSON_AddStringToObject(j, "positive_class", c->class_names[c->positive]);
-    cJSON_AddNumberToObject(j, "threshold", c->threshold);
+    json_add_exact_number(j, "threshold", c->threshold);
     cJSON_AddStringToObject(j, "threshold_rule", c->threshold_rule ? c->threshold_rule : "model");
     cJSON_AddStringToObject(j, "threshold_source", c->threshold_source ? c->threshold_source : "");
-    cJSON_AddNumberToObject(j, "flagged", (double)r->flagged);
+    json_add_exact_number(j, "flagged", (double)r->flagged);
     cJSON *h = cJSON_AddObjectToObject(j, "histogram");
-    cJSON_AddNumberToObject(h, "bins", INFER_HIST_BINS);
-    cJSON_AddNumberToObject(h, "lo", 0);
-    cJSON_AddNumberToObject(h, "hi", 1);
+    json_add_exact_number(h, "bins", INFER_HIST_BINS);
+    json_add_exact_number(h, "lo", 0);
+    json_add_exact_number(h, "hi", 1);
     cJSON *hc = cJSON_AddArrayToObject(h, "counts");
     for (int b = 0; b < INFER_HIST_BINS; b++)
-        cJSON_AddItemToArray(hc, cJSON_CreateNumber((double)r->hist[b]));
+        cJSON_AddItemToArray(hc, json_exact_number((double)r->hist[b]));
     cJSON *m = cJSON_AddArrayToObject(j, "models");
     for (int i = 0; i < c->nmodels; i++)
         cJSON_AddItemToArray(m, cJSON_CreateString(c->model_paths[i]));
@@ -393,18 +394,18 @@ static int write_summary(const infer_merge_cfg *c, const infer_merge_result *r, 
         cJSON_AddItemToObject(j, "model_card", card);
     else
         cJSON_AddNullToObject(j, "model_card");
-    cJSON_AddNumberToObject(j, "tta", c->tta);
-    cJSON_AddNumberToObject(j, "chunk", (double)c->chunk);
-    cJSON_AddNumberToObject(j, "batch", c->batch);
-    cJSON_AddNumberToObject(j, "ranks", c->ranks);
+    json_add_exact_number(j, "tta", c->tta);
+    json_add_exact_number(j, "chunk", (double)c->chunk);
+    json_add_exact_number(j, "batch", c->batch);
+    json_add_exact_number(j, "ranks", c->ranks);
     job_marker_add_hosts(j);
-    cJSON_AddNumberToObject(j, "threads_per_rank", c->threads);
+    json_add_exact_number(j, "threads_per_rank", c->threads);
     cJSON_AddBoolToObject(j, "resumed", c->resumed);
-    cJSON_AddNumberToObject(j, "images_this_run", (double)c->images_this_run);
-    cJSON_AddNumberToObject(j, "seconds", round(c->infer_seconds * 1000) / 1000);
-    cJSON_AddNumberToObject(j, "images_per_second",
+    json_add_exact_number(j, "images_this_run", (double)c->images_this_run);
+    json_add_exact_number(j, "seconds", round(c->infer_seconds * 1000) / 1000);
+    json_add_exact_number(j, "images_per_second",
                             c->infer_seconds > 0 ? round(10 * (double)c->images_this_run / c->infer_seconds) / 10 : 0);
-    cJSON_AddNumberToObject(j, "peak_rss_mb", round(c->peak_rss_mb * 10) / 10);
+    json_add_exact_number(j, "peak_rss_mb", round(c->peak_rss_mb * 10) / 10);
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
     if (!text)

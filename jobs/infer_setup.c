@@ -1,6 +1,7 @@
 /* radbatch infer: setup (docs/infer.md): the settings, the run folder made ready for this
  * attempt, work/run.json and --since checked against earlier runs, and the models loaded
  * once per compute thread. */
+#include "json_number.h"
 #include "fsutil.h"
 #include "infer_ctx.h"
 #include "infer_merge.h"
@@ -58,10 +59,10 @@ static int check_run_json(infer_ctx *x, rb_error *err)
     cJSON_AddStringToObject(j, "format", "radbatch-infer-run");
     cJSON_AddStringToObject(j, "input", x->set.input);
     cJSON_AddStringToObject(j, "kind", infer_input_kind_name(x->set.kind));
-    cJSON_AddNumberToObject(j, "chunk", (double)x->set.chunk);
+    json_add_exact_number(j, "chunk", (double)x->set.chunk);
     cJSON_AddStringToObject(j, "model_fingerprint", x->fingerprint);
-    cJSON_AddNumberToObject(j, "tta", x->set.tta);
-    cJSON_AddNumberToObject(j, "threshold", x->set.threshold_value);
+    json_add_exact_number(j, "tta", x->set.tta);
+    json_add_exact_number(j, "threshold", x->set.threshold_value);
     cJSON_AddStringToObject(j, "since", x->set.since ? x->set.since : "");
     cJSON_AddStringToObject(j, "change_detection", x->keys.change_detection);
     char *text = cJSON_Print(j);
@@ -77,7 +78,11 @@ static int check_run_json(infer_ctx *x, rb_error *err)
             old = cJSON_ParseWithLength((const char *)b, n);
             free(b);
         }
-        for (cJSON *it = j->child; rc == 0 && it; it = it->next) {
+        /* compare parsed with parsed: the built tree holds raw number items (json_number.h) */
+        cJSON *now = cJSON_Parse(text);
+        if (!now)
+            rc = rb_fail(err, NULL, "out of memory");
+        for (cJSON *it = now ? now->child : NULL; rc == 0 && it; it = it->next) {
             cJSON *o = old ? cJSON_GetObjectItemCaseSensitive(old, it->string) : NULL;
             if (!o || !cJSON_Compare(o, it, 1)) {
                 char *was = o ? cJSON_PrintUnformatted(o) : strdup("(missing)"), *now = cJSON_PrintUnformatted(it);
@@ -89,6 +94,7 @@ static int check_run_json(infer_ctx *x, rb_error *err)
             }
         }
         cJSON_Delete(old);
+        cJSON_Delete(now);
     } else {
         size_t n = strlen(text);
         text[n] = '\n';

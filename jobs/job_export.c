@@ -4,6 +4,7 @@
  * the metadata carries the class names, the decision threshold and the model card. An
  * ensemble (several comma-separated model files) becomes one ONNX file per member plus a
  * JSON note saying how predict combines them (the mean of the members' probabilities). */
+#include "json_number.h"
 #include "commands.h"
 #include "export_keys.h"
 #include "fsutil.h"
@@ -124,7 +125,7 @@ static char *class_names_json(const trained_model *t)
 static char *ensemble_json(const trained_model *t, char **files, int pretty)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "members", t->nmembers);
+    json_add_exact_number(o, "members", t->nmembers);
     cJSON_AddStringToObject(o, "combine", "mean");
     cJSON_AddStringToObject(o, "note",
                             "run every member on the same uint8 image batch and average their 'probabilities' "

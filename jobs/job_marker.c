@@ -1,3 +1,4 @@
+#include "json_number.h"
 #include "job_marker.h"
 
 #include "fsutil.h"
@@ -38,7 +39,7 @@ int job_marker_write(const char *dir, const char *command, cJSON *fields, rb_err
     char format[64];
     snprintf(format, sizeof format, "radbatch-%s-summary", command);
     cJSON_AddStringToObject(j, "format", format);
-    cJSON_AddNumberToObject(j, "version", 1);
+    json_add_exact_number(j, "version", 1);
     cJSON_AddBoolToObject(j, "complete", 1);
     cJSON_AddStringToObject(j, "radbatch", RADBATCH_VERSION);
     job_marker_add_hosts(j);

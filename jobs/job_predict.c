@@ -70,10 +70,10 @@ static void print_result(const trained_model *t, const char *path, const float *
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", path);
         cJSON_AddStringToObject(o, "class", t->class_names[cls]);
-        cJSON_AddNumberToObject(o, "confidence", round6(p[cls]));
+        json_add_exact_number(o, "confidence", round6(p[cls]));
         cJSON *pr = cJSON_AddObjectToObject(o, "probabilities");
         for (int c = 0; c < k; c++)
-            cJSON_AddNumberToObject(pr, t->class_names[c], round6(p[c]));
+            json_add_exact_number(pr, t->class_names[c], round6(p[c]));
         if (binary) {
             cJSON *th = cJSON_AddObjectToObject(o, "threshold");
             cJSON_AddStringToObject(th, "positive_class", pos);

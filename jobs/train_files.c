@@ -52,7 +52,7 @@ static cJSON *metrics_json(const double *v)
     cJSON *o = cJSON_CreateObject();
     for (int i = 0; i < M_COUNT; i++)
         if (!isnan(v[i]))
-            cJSON_AddNumberToObject(o, train_metric_names[i], v[i]);
+            json_add_exact_number(o, train_metric_names[i], v[i]);
     return o;
 }
 
@@ -76,36 +76,36 @@ char *train_model_card(train_ctx *x, int final, double threshold)
     cJSON_AddStringToObject(data, "shards", x->keys.shards);
     cJSON_AddStringToObject(data, "index_checksum", x->index_checksum);
     cJSON_AddStringToObject(data, "train_split", x->keys.train_split);
-    cJSON_AddNumberToObject(data, "train_records", (double)x->tr.n);
+    json_add_exact_number(data, "train_records", (double)x->tr.n);
     if (x->have_val) {
         cJSON_AddStringToObject(data, "val_split", x->keys.val_split);
-        cJSON_AddNumberToObject(data, "val_records", (double)x->va.n);
+        json_add_exact_number(data, "val_records", (double)x->va.n);
     }
-    cJSON_AddNumberToObject(data, "split_seed", (double)x->tr.index.seed);
-    cJSON_AddNumberToObject(data, "val_fraction", x->tr.index.val_fraction);
+    json_add_exact_number(data, "split_seed", (double)x->tr.index.seed);
+    json_add_exact_number(data, "val_fraction", x->tr.index.val_fraction);
     /* the held-out split train never read: what a final report on it may count on */
-    cJSON_AddNumberToObject(data, "test_fraction", x->tr.index.test_fraction);
-    cJSON_AddNumberToObject(data, "test_records_held_out", (double)x->tr.index.split_records[2]);
+    json_add_exact_number(data, "test_fraction", x->tr.index.test_fraction);
+    json_add_exact_number(data, "test_records_held_out", (double)x->tr.index.split_records[2]);
     cJSON_AddStringToObject(data, "group_regex", x->tr.index.group_regex ? x->tr.index.group_regex : "");
     cJSON_AddItemToObject(c, "class_names", cJSON_CreateStringArray((const char *const *)x->class_names, x->nclasses));
     cJSON_AddStringToObject(c, "positive_class", x->class_names[x->positive]);
     cJSON *pre = cJSON_AddObjectToObject(c, "preprocessing");
-    cJSON_AddNumberToObject(pre, "height", x->tr.height);
-    cJSON_AddNumberToObject(pre, "width", x->tr.width);
-    cJSON_AddNumberToObject(pre, "channels", x->tr.channels);
+    json_add_exact_number(pre, "height", x->tr.height);
+    json_add_exact_number(pre, "width", x->tr.width);
+    json_add_exact_number(pre, "channels", x->tr.channels);
     cJSON_AddStringToObject(pre, "resize", x->tr.index.resize);
     cJSON_AddBoolToObject(pre, "dct_scaling", x->tr.index.dct_scaling);
     cJSON_AddStringToObject(pre, "rescale", x->a->m->nodes[0].preprocess == RESCALE_MINUS1_1 ? "x/127.5-1" :
                                             x->a->m->nodes[0].preprocess == RESCALE_0_1 ? "x/255" : "none");
-    cJSON_AddNumberToObject(c, "seed", (double)x->keys.seed);
-    cJSON_AddNumberToObject(c, "epochs_run", (double)x->epoch);
-    cJSON_AddNumberToObject(c, "steps", (double)x->step);
-    cJSON_AddNumberToObject(c, "ranks", x->w.size);
+    json_add_exact_number(c, "seed", (double)x->keys.seed);
+    json_add_exact_number(c, "epochs_run", (double)x->epoch);
+    json_add_exact_number(c, "steps", (double)x->step);
+    json_add_exact_number(c, "ranks", x->w.size);
     cJSON_AddItemToObject(c, "final_metrics", metrics_json(x->metrics));
     if (!isnan(x->best.value)) { /* no best epoch when none ran (epochs = 0) */
         cJSON *best = cJSON_AddObjectToObject(c, "best");
         cJSON_AddStringToObject(best, "metric", x->keys.best_metric);
-        cJSON_AddNumberToObject(best, "epoch", (double)x->best.epoch + 1);
+        json_add_exact_number(best, "epoch", (double)x->best.epoch + 1);
         cJSON_AddItemToObject(best, "metrics", metrics_json(x->best.metrics));
     }
     if (final && isfinite(threshold)) {
@@ -119,13 +119,13 @@ char *train_model_card(train_ctx *x, int final, double threshold)
         cJSON_AddStringToObject(on, "kind", "shards");
         cJSON_AddStringToObject(on, "split", x->keys.val_split);
         cJSON_AddStringToObject(on, "index_checksum", x->index_checksum);
-        cJSON_AddNumberToObject(on, "records", (double)x->val.n);
+        json_add_exact_number(on, "records", (double)x->val.n);
         metrics_screening sc;
         rb_error serr;
         if (x->val.n > 0 && metrics_screening_compute(&sc, x->val.labels, x->val.scores, 1, x->val.n, x->nclasses,
                                                       x->positive, threshold, &serr) == 0) {
-            cJSON_AddNumberToObject(th, "sensitivity", sc.sensitivity);
-            cJSON_AddNumberToObject(th, "specificity", sc.specificity);
+            json_add_exact_number(th, "sensitivity", sc.sensitivity);
+            json_add_exact_number(th, "specificity", sc.specificity);
         }
         cJSON_AddStringToObject(th, "set_by", "train");
     }
@@ -138,15 +138,15 @@ char *train_model_card(train_ctx *x, int final, double threshold)
         cJSON *on = cJSON_AddObjectToObject(cal, "fitted_on");
         cJSON_AddStringToObject(on, "data", x->keys.shards);
         cJSON_AddStringToObject(on, "split", x->keys.val_split);
-        cJSON_AddNumberToObject(on, "records", (double)x->val.n);
+        json_add_exact_number(on, "records", (double)x->val.n);
         cJSON *b = cJSON_AddObjectToObject(cal, "before");
-        cJSON_AddNumberToObject(b, "nll", k->nll_before);
-        cJSON_AddNumberToObject(b, "ece", k->ece_before);
-        cJSON_AddNumberToObject(b, "brier", k->brier_before);
+        json_add_exact_number(b, "nll", k->nll_before);
+        json_add_exact_number(b, "ece", k->ece_before);
+        json_add_exact_number(b, "brier", k->brier_before);
         cJSON *a = cJSON_AddObjectToObject(cal, "after");
-        cJSON_AddNumberToObject(a, "nll", k->nll_after);
-        cJSON_AddNumberToObject(a, "ece", k->ece_after);
-        cJSON_AddNumberToObject(a, "brier", k->brier_after);
+        json_add_exact_number(a, "nll", k->nll_after);
+        json_add_exact_number(a, "ece", k->ece_after);
+        json_add_exact_number(a, "brier", k->brier_after);
     }
     cJSON_AddStringToObject(c, "job", x->job_text ? x->job_text : "");
     char *s = cJSON_Print(c);
@@ -161,12 +161,12 @@ static char *checkpoint_card(train_ctx *x)
     cJSON *c = cJSON_Parse(card);
     free(card);
     cJSON *r = cJSON_AddObjectToObject(c, "resume");
-    cJSON_AddNumberToObject(r, "stage", x->stage);
-    cJSON_AddNumberToObject(r, "lr", x->lr);
-    cJSON_AddNumberToObject(r, "best", x->best.value);
-    cJSON_AddNumberToObject(r, "best_epoch", (double)x->best.epoch);
-    cJSON_AddNumberToObject(r, "wait_es", x->best.wait_es);
-    cJSON_AddNumberToObject(r, "wait_lr", x->best.wait_lr);
+    json_add_exact_number(r, "stage", x->stage);
+    json_add_exact_number(r, "lr", x->lr);
+    json_add_exact_number(r, "best", x->best.value);
+    json_add_exact_number(r, "best_epoch", (double)x->best.epoch);
+    json_add_exact_number(r, "wait_es", x->best.wait_es);
+    json_add_exact_number(r, "wait_lr", x->best.wait_lr);
     /* the epoch's running sums, as exact doubles (hex) so the epoch line repeats */
     char hx[3][40];
     snprintf(hx[0], 40, "%a", x->sums.loss);
@@ -237,21 +237,21 @@ int train_log(train_ctx *x, const char *event, const char *status, const char *c
     utc_now(when, sizeof when);
     cJSON_AddStringToObject(o, "event", event);
     cJSON_AddStringToObject(o, "time", when);
-    cJSON_AddNumberToObject(o, "ranks", x->w.size);
-    cJSON_AddNumberToObject(o, "epoch", (double)x->epoch);
-    cJSON_AddNumberToObject(o, "step", (double)x->step);
+    json_add_exact_number(o, "ranks", x->w.size);
+    json_add_exact_number(o, "epoch", (double)x->epoch);
+    json_add_exact_number(o, "step", (double)x->step);
     if (strcmp(event, "start") == 0) {
         if (ckpt) {
             cJSON *r = cJSON_AddObjectToObject(o, "resumed_from");
             cJSON_AddStringToObject(r, "checkpoint", ckpt);
-            cJSON_AddNumberToObject(r, "epoch", (double)x->epoch);
-            cJSON_AddNumberToObject(r, "step", (double)x->step);
-            cJSON_AddNumberToObject(r, "batch_in_epoch", (double)x->next_batch);
+            json_add_exact_number(r, "epoch", (double)x->epoch);
+            json_add_exact_number(r, "step", (double)x->step);
+            json_add_exact_number(r, "batch_in_epoch", (double)x->next_batch);
         } else
             cJSON_AddNullToObject(o, "resumed_from");
     } else {
         cJSON_AddStringToObject(o, "status", status);
-        cJSON_AddNumberToObject(o, "steps_this_run", (double)(x->step - x->step_start));
+        json_add_exact_number(o, "steps_this_run", (double)(x->step - x->step_start));
     }
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -396,9 +396,9 @@ int train_write_final(train_ctx *x, double threshold, rb_error *err)
         if (ok) { /* the marker last: the run folder is finished */
             cJSON *f = cJSON_CreateObject();
             cJSON_AddStringToObject(f, "model", "model.h5");
-            cJSON_AddNumberToObject(f, "epochs", (double)x->epoch);
-            cJSON_AddNumberToObject(f, "steps", (double)x->step);
-            cJSON_AddNumberToObject(f, "ranks", x->w.size);
+            json_add_exact_number(f, "epochs", (double)x->epoch);
+            json_add_exact_number(f, "steps", (double)x->step);
+            json_add_exact_number(f, "ranks", x->w.size);
             ok = job_marker_write(x->run_dir, "train", f, err) == 0;
         }
     }

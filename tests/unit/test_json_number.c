@@ -1,4 +1,4 @@
-/* JSON numbers that read back exactly (jobs/json_number.c): a model card's threshold is one
+/* JSON numbers that read back exactly (io/json_number.c): a model card's threshold is one
  * image's float score; cJSON's own printer writes 15 digits when they read back within
  * DBL_EPSILON, which can be one ulp above the score, so that image would no longer reach
  * the threshold. The exact writer must round-trip every value, with no more digits than
@@ -75,6 +75,26 @@ int main(void)
     CHECK(text && strcmp(text, "{\"v\":0.1}") == 0, "0.1 printed as %s", text ? text : "(null)");
     free(text);
     cJSON_Delete(o);
+    /* integers in integer form, also beyond 1e15 where %.15g would switch to an exponent */
+    o = cJSON_CreateObject();
+    json_add_exact_number(o, "a", 158);
+    json_add_exact_number(o, "b", 1234567890123456.0);
+    json_add_exact_number(o, "c", -3);
+    text = cJSON_PrintUnformatted(o);
+    CHECK(text && strcmp(text, "{\"a\":158,\"b\":1234567890123456,\"c\":-3}") == 0, "integers printed as %s",
+          text ? text : "(null)");
+    free(text);
+    cJSON_Delete(o);
+    /* in an array */
+    cJSON *arr = cJSON_CreateArray();
+    cJSON_AddItemToArray(arr, json_exact_number(score));
+    text = cJSON_PrintUnformatted(arr);
+    cJSON *back = text ? cJSON_Parse(text) : NULL;
+    CHECK(back && cJSON_IsNumber(cJSON_GetArrayItem(back, 0)) && cJSON_GetArrayItem(back, 0)->valuedouble == score,
+          "array item %s", text ? text : "(null)");
+    cJSON_Delete(back);
+    free(text);
+    cJSON_Delete(arr);
     /* not finite: null, as cJSON writes it */
     o = cJSON_CreateObject();
     json_add_exact_number(o, "v", NAN);

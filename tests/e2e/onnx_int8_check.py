@@ -119,16 +119,22 @@ def main():
     print(f"{'model':6s} {'accuracy':>9s} {'sensitivity':>12s} {'specificity':>12s} {'AUC':>8s}")
     for r in rows:
         print(f"{r[0]:6s} {r[1]:9.4f} {r[2]:12.4f} {r[3]:12.4f} {r[4]:8.4f}")
-    print(f"validation decisions agree on {(dec[0] == dec[1]).mean() * 100:.2f}%")
+    val_agree = (dec[0] == dec[1]).mean()
+    print(f"validation decisions agree on {val_agree * 100:.2f}%")
     drop = rows[0][4] - rows[1][4]
     xs, _ = load(sample_dir + "/*.h5")
-    a, b = score(s32, xs) >= thr, score(s8, xs) >= thr
+    p32, p8 = score(s32, xs), score(s8, xs)
+    a, b = p32 >= thr, p8 >= thr
     agree = (a == b).mean()
     print(f"AUC drop {drop:.4f}; decisions agree on {agree * 100:.2f}% of {len(xs)} sample images")
+    print(f"sample: max |p_int8 - p_fp32| {np.abs(p8 - p32).max():.4f}; flipped images' fp32 distance to the threshold: "
+          + ", ".join(f"{abs(v - thr):.4f}" for v in p32[a != b]))
     if drop > max_drop:
         fail(f"AUC drop {drop:.4f} > {max_drop}")
     if agree < min_agree:
-        fail(f"agreement {agree:.4f} < {min_agree}")
+        fail(f"agreement {agree:.4f} < {min_agree} on the sample")
+    if val_agree < min_agree:
+        fail(f"agreement {val_agree:.4f} < {min_agree} on the validation split")
 
 
 main()

@@ -229,17 +229,20 @@ static int find_reusable(convert_ctx *x, int8_t *reused, rb_buf *stats, rb_error
     return 0;
 }
 
-/* Put a written shard in place (fsync, rename); the resume test's hook kills the rank after
- * the given number of finished shards. */
+/* Put a written shard in place (fsync, rename); the resume and stop tests' hooks kill the
+ * rank (SIGKILL) or stop it (SIGTERM) after the given number of finished shards. */
 static int finish_shard(shard_pending *pend, int *written, rb_error *err)
 {
     if (!pend->tmp)
         return 0;
     if (shard_write_finish(pend, err) < 0)
         return -1;
-    long long kill_after = test_hook_int(HOOK_KILL_AFTER_SHARDS);
-    if (kill_after >= 0 && ++*written >= kill_after)
+    ++*written;
+    long long kill_after = test_hook_int(HOOK_KILL_AFTER_SHARDS), term_after = test_hook_int(HOOK_TERM_AFTER_SHARDS);
+    if (kill_after >= 0 && *written >= kill_after)
         raise(SIGKILL);
+    if (term_after >= 0 && *written == term_after)
+        raise(SIGTERM);
     return 0;
 }
 

@@ -9,7 +9,9 @@
  * (label, probabilities or reason, path) and rank 0 unpacks them all in record order. */
 #include "evaluate.h"
 #include "rb_log.h"
+#include "test_hooks.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +137,7 @@ int evaluate_forward(eval_ctx *x, float *out, const char *what, rb_error *err)
     rb_progress prog;
     rb_progress_start(&prog, what, mine);
     int rc = 0;
+    long long passes = 0;
     for (int64_t c0 = m->lo; c0 < m->hi && rc == 0; c0 += T * S) {
         int64_t c1 = c0 + T * S < m->hi ? c0 + T * S : m->hi;
         for (int64_t b = 0; b < T && rc == 0; b++) {
@@ -153,6 +156,8 @@ int evaluate_forward(eval_ctx *x, float *out, const char *what, rb_error *err)
             }
         if (rc == 0)
             rb_progress_update(&prog, c1 - m->lo);
+        if (rc == 0 && ++passes == test_hook_int(HOOK_TERM_AFTER_PASSES))
+            raise(SIGTERM); /* the stop test: as Slurm's signal before the time limit */
     }
     free(images);
     free(idx);

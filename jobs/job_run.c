@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The key naming each command's output folder, and its other name (convert's out is the
  * pipeline's shards folder, job_str_either) */
@@ -97,9 +98,22 @@ static void report_errors(const rb_world *w, const rb_error *mine)
     free(all);
 }
 
+/* SIGTERM for commands without a stop point of their own (convert, evaluate, predict,
+ * inspect, export), and for every command until MPI is up: end at once with 75, "stopped,
+ * rerun to finish", as train and infer do after their clean stop. Everything radbatch
+ * writes is published by rename, so a file under its final name stays whole (a temporary
+ * file may stay behind, as after kill -9, and the rerun replaces it), and the same
+ * command run again does the work (convert keeps its finished shards). */
+static void stop_now(int sig)
+{
+    (void)sig;
+    _exit(75); /* JOB_PREEMPTED; only async-signal-safe calls here */
+}
+
 int job_run(const job_driver *d, int argc, char **argv)
 {
     int rank = 0;
+    signal(SIGTERM, stop_now);
     if (d->world) {
         rb_mpi_init(&argc, &argv, d->world);
         rank = d->world->rank;

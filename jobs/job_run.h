@@ -5,7 +5,8 @@
  * still empty, free, end MPI, and turn the outcome into the exit code.
  *
  * Exit codes: 0 done; 1 failed; 2 bad flags, keys or values, or no output folder; 75
- * stopped by SIGTERM and resumable (train, infer). */
+ * stopped by SIGTERM, rerun the same command to finish (train checkpoints and infer finishes
+ * its chunk first; the other commands stop at once, their outputs published by rename). */
 #ifndef JOB_RUN_H
 #define JOB_RUN_H
 
@@ -32,7 +33,7 @@ typedef struct job_driver {
     job_config *cfg; /* where the configuration is parsed to (usually inside ctx) */
     void *keys;      /* the command's typed keys (<command>_keys.h), filled from cfg before main */
     rb_world *world; /* filled by rb_mpi_init; NULL: no MPI, this process is rank 0 */
-    void (*on_sigterm)(int); /* installed once MPI is up, or NULL */
+    void (*on_sigterm)(int); /* installed once MPI is up; NULL: stop at once with exit 75 */
     /* Runs after a successful parse without --help; commands with a `quiet` key have it
      * applied to the log first. Returns 0, JOB_PREEMPTED or one of the negative codes. */
     int (*main)(void *ctx, rb_error *err);

@@ -1,7 +1,7 @@
 /* Fault-injection hooks of the end-to-end tests, all in one place. Each hook is an
  * environment variable (RADBATCH_TEST_<NAME>), read once on first use; unset in production,
  * where every query is a load of a cached value. The tests that use them: convert_resume,
- * train_resume, infer_resume, infer_ranks, launcher_sigterm (tests/e2e). */
+ * train_resume, infer_resume, infer_ranks, launcher_sigterm, sigterm_stop (tests/e2e). */
 #ifndef TEST_HOOKS_H
 #define TEST_HOOKS_H
 
@@ -9,6 +9,8 @@ typedef enum test_hook {
     HOOK_KILL_AFTER_STEPS,  /* train: SIGKILL after this global step */
     HOOK_TERM_AFTER_STEPS,  /* train: rank 0 raises SIGTERM after this global step */
     HOOK_KILL_AFTER_SHARDS, /* convert: SIGKILL after this many finished shards (per rank) */
+    HOOK_TERM_AFTER_SHARDS, /* convert: SIGTERM after this many finished shards (per rank) */
+    HOOK_TERM_AFTER_PASSES, /* evaluate: SIGTERM after this many forward passes (per rank) */
     HOOK_KILL_AFTER_CHUNKS, /* infer: SIGKILL after this many chunks (per rank) */
     HOOK_KILL_RANK,         /* infer: ... only on this rank */
     HOOK_OTHERS_CHUNK_MS,   /* infer: the ranks other than KILL_RANK pause this long after each

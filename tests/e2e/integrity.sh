@@ -194,7 +194,8 @@ expect 1 "$D: the check of the shards against index.json found 2 problem(s)" "$R
 # infer goes on: each disagreeing shard is an errors.csv row, none of its records is used
 "$RADBATCH" infer --model "$M" --input "$D" --out "$T/swapped-inf1" --quiet > /dev/null 2>&1 || true
 for f in train-00000-of-00001.h5 val-00000-of-00001.h5; do
-    grep -F "$f" "$T/swapped-inf1/errors.csv" | grep -qF "class_names [NORMAL, PNEUMONIA]" \
+    # one grep, no pipe: under pipefail, grep -q closing the pipe early fails the first grep
+    grep -qF "/$f: class_names [NORMAL, PNEUMONIA]" "$T/swapped-inf1/errors.csv" \
         || { cat "$T/swapped-inf1/errors.csv"; fail "infer does not report $f"; }
 done
 [ "$(tail -n +2 "$T/swapped-inf1/predictions.csv" 2>/dev/null | wc -l)" = 0 ] || fail "infer used records of disagreeing shards"

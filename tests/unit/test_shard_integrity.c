@@ -55,6 +55,16 @@ static void write_test_shard(const char *path, int32_t label2, int bad_crc)
     CHECK(shard_write(path, &m, &r, &err) == 0, "write %s: %s", path, err.msg);
 }
 
+/* overwrite an existing integer root attribute of a file */
+static void set_root_int(const char *path, const char *name, int64_t value)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    CHECK(f >= 0 && a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &value) >= 0, "set %s in %s", name, path);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
 int main(void)
 {
     const char *dir = test_tmpdir("shard_integrity");
@@ -157,12 +167,7 @@ int main(void)
 
     /* num_records disagreeing with /images */
     write_test_shard(bad, 1, -1);
-    hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t a = H5Aopen(f, "num_records", H5P_DEFAULT);
-    int64_t five = 5;
-    H5Awrite(a, H5T_NATIVE_INT64, &five);
-    H5Aclose(a);
-    H5Fclose(f);
+    set_root_int(bad, "num_records", 5);
     snprintf(want, sizeof want, "%s: /images holds 6 records, the num_records attribute says 5", bad);
     CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "num_records");
 
@@ -173,7 +178,7 @@ int main(void)
     } edits[] = {{"labels", "two labels swapped"}, {"paths", "a path"}, {"source_size", "a source size"}};
     for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
         write_test_shard(bad, 1, -1);
-        f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
         hid_t ds = H5Dopen2(f, edits[k].dataset, H5P_DEFAULT);
         if (k == 0) {
             int32_t l[N] = {1, 0, 1, 0, 1, -1}; /* records 0 and 1 swapped */
@@ -193,12 +198,7 @@ int main(void)
         CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "%s", edits[k].what);
     }
     write_test_shard(bad, 1, -1);
-    f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
-    a = H5Aopen(f, "format_version", H5P_DEFAULT);
-    int64_t one = 1;
-    H5Awrite(a, H5T_NATIVE_INT64, &one);
-    H5Aclose(a);
-    H5Fclose(f);
+    set_root_int(bad, "format_version", 1);
     snprintf(want, sizeof want, "%s: shard format version 1, this radbatch reads version 2", bad);
     CHECK(shard_open(&r, bad, &err) < 0 && contains(err.msg, want), "format_version 1");
     /* the checksum itself: the XXH3-64 of the bytes docs/formats.md lists, in that order */
@@ -221,8 +221,8 @@ int main(void)
         char expect_hex[17], stored[64] = "";
         snprintf(expect_hex, sizeof expect_hex, "%016llx", (unsigned long long)XXH3_64bits(bytes, sizeof bytes));
         write_test_shard(bad, 1, -1);
-        f = H5Fopen(bad, H5F_ACC_RDONLY, H5P_DEFAULT);
-        a = H5Aopen(f, "metadata_checksum", H5P_DEFAULT);
+        hid_t f = H5Fopen(bad, H5F_ACC_RDONLY, H5P_DEFAULT);
+        hid_t a = H5Aopen(f, "metadata_checksum", H5P_DEFAULT);
         hid_t t = H5Aget_type(a);
         char *v = NULL;
         if (H5Tis_variable_str(t) > 0 && H5Aread(a, t, &v) >= 0 && v) {

@@ -169,6 +169,22 @@ rb_step() {
     return $rc
 }
 
+# rb_scontrol ARGS...: scontrol with SIGTERM ignored (an ignored signal stays ignored across
+# exec). slurmctld answers a requeue by signalling every process of the job, and may do so
+# before scontrol has read its reply, or while the next scontrol runs.
+rb_scontrol() { (trap '' TERM; exec scontrol "$@"); }
+
+# rb_requeued N: true when this job was requeued since its restart count was N
+rb_requeued() {
+    local r i
+    for i in 1 2 3; do
+        r=$(rb_scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/.* Restarts=\([0-9]*\).*/\1/p')
+        [ -n "$r" ] && break
+        sleep 1
+    done
+    [ -n "$r" ] && [ "$r" -gt "$1" ]
+}
+
 # After a step ended with RC: requeue the job when radbatch stopped early (exit 75), or when
 # this job got SIGTERM and the step did not finish; otherwise exit with the step's code.
 rb_finish() {
@@ -185,14 +201,15 @@ rb_finish() {
         # scontrol requeue also brings back a cancelled job: only a job still RUNNING (the
         # warning before the time limit, preemption notice, scancel --signal) goes back;
         # a cancelled one (and one already past its time limit) shows COMPLETING here
-        st=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+        st=$(rb_scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
         case "$st" in
             RUNNING) ;;
             *) rb_log "$what stopped early (exit $rc); the job is ${st:-gone} (cancelled?), so it is not requeued; resubmit to resume"
                exit "$RB_EXIT_REQUEUE" ;;
         esac
         rb_log "$what stopped early (exit $rc): requeueing job $SLURM_JOB_ID (restart $((n + 1))); it resumes where it stopped"
-        if scontrol requeue "$SLURM_JOB_ID"; then
+        # a scontrol that failed all the same counts when the job's restart count went up
+        if rb_scontrol requeue "$SLURM_JOB_ID" || rb_requeued "$n"; then
             rb_log "requeued after preemption; the CANCELLED line above is expected: slurmstepd prints '*** JOB $SLURM_JOB_ID ON ... CANCELLED AT ... ***' when a job is signalled (scancel --signal, preemption) or requeued, and this job is back in the queue, not cancelled"
             # slurmctld ends this batch script now; the job returns to the queue
             sleep 60 & wait $! 2>/dev/null || true

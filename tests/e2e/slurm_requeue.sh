@@ -6,7 +6,9 @@
 #     and exits 75, the script runs scontrol requeue, the requeued job resumes (--resume true)
 #  b) scancel --full --signal=TERM: every process gets it, srun answers with SIGKILL to the
 #     tasks; the job is requeued all the same and resumes from the newest periodic checkpoint
-#  c) as a), with the mpirun launcher inside the allocation instead of srun
+#  c) as a), with the mpirun launcher inside the allocation instead of srun, and with a
+#     scontrol that requeues the job and then fails, as one killed by the requeue's SIGTERM
+#     before it read the reply: the script sees the restart count go up and says requeued
 # A requeued job is held for cred_expire seconds (10 on the local cluster, 120 by default).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/slurm_lib.sh"
@@ -57,7 +59,16 @@ j=$(interrupted term-full "" --full)
 grep -q "requeueing job $j" "$T/term-full.out" || { logs "$T/term-full.out"; fail "term-full: no requeue line"; }
 ok "SIGTERM to every process of the job: requeued, resumed from the last checkpoint, same weights ($(( $(date +%s) - t1 )) s)"
 t1=$(date +%s)
-j=$(interrupted term-mpirun RADBATCH_MPI=mpirun --batch)
+mkdir -p "$T/bin"
+cat > "$T/bin/scontrol" <<EOF
+#!/bin/sh
+# the real scontrol, but "requeue" reports failure after it took effect
+[ "\$1" = requeue ] && { $(command -v scontrol) "\$@"; echo "scontrol: Terminated" >&2; exit 143; }
+exec $(command -v scontrol) "\$@"
+EOF
+chmod +x "$T/bin/scontrol"
+j=$(interrupted term-mpirun "RADBATCH_MPI=mpirun,PATH=$T/bin:$PATH" --batch)
+grep -q "requeued after preemption" "$T/term-mpirun.out" || { logs "$T/term-mpirun.out"; fail "term-mpirun: a requeue that took effect, by a scontrol that then failed, is not reported as one"; }
 grep -q "launcher: mpirun" "$T/term-mpirun.out" || fail "term-mpirun: the job did not use mpirun"
 grep -q "radbatch train exited with code 75" "$T/term-mpirun.out" || { logs "$T/term-mpirun.out"; fail "term-mpirun: radbatch did not stop with exit code 75"; }
 ok "the mpirun launcher (RADBATCH_MPI=mpirun): SIGTERM, exit 75, requeued, resumed, same weights ($(( $(date +%s) - t1 )) s)"

@@ -527,3 +527,83 @@ int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_erro
     h5_quiet_end(&q);
     return rc;
 }
+
+/* One tensor of /weights (name = "layer/weight"): read, its checksum and finiteness checked.
+ * buf grows to fit. */
+static int verify_tensor(hid_t f, const char *path, int version, const char *name, float **buf, size_t *cap,
+                         rb_error *err)
+{
+    char dp[600], what[700];
+    snprintf(dp, sizeof dp, "/weights/%s", name);
+    snprintf(what, sizeof what, "tensor '%s' (%s)", name, dp);
+    hid_t d = H5Dopen2(f, dp, H5P_DEFAULT);
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t np = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    if (s >= 0)
+        H5Sclose(s);
+    int rc = -1;
+    if (np < 0) {
+        rb_fail(err, "the file may be truncated or damaged", "%s: cannot open %s", path, dp);
+        goto done;
+    }
+    if ((size_t)np > *cap) {
+        float *t = realloc(*buf, (size_t)np * sizeof(float));
+        if (!t) {
+            rb_fail(err, NULL, "out of memory");
+            goto done;
+        }
+        *buf = t;
+        *cap = (size_t)np;
+    }
+    if (np > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *buf) < 0) {
+        rb_fail(err, "the file may be truncated or damaged", "%s: cannot read %s", path, dp);
+        goto done;
+    }
+    if (version >= MODEL_FILE_VERSION &&
+        mf_attr_check_hash(d, "xxh3", XXH3_64bits(np > 0 ? (const void *)*buf : "", (size_t)np * sizeof(float)), path,
+                           what, err) < 0)
+        goto done;
+    for (hssize_t j = 0; j < np; j++)
+        if (!isfinite((*buf)[j])) {
+            rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
+                    "%s: %s holds non-finite values (first at index %lld)", path, what, (long long)j);
+            goto done;
+        }
+    rc = 0;
+done:
+    if (d >= 0)
+        H5Dclose(d);
+    return rc;
+}
+
+int model_file_verify(const char *path, rb_error *err)
+{
+    model_file_header h;
+    if (model_file_read_header(path, &h, err) < 0)
+        return -1;
+    h5_quiet q;
+    h5_quiet_begin(&q);
+    int version = 0, rc = -1, nn = 0;
+    char **names = NULL;
+    float *buf = NULL;
+    size_t cap = 0;
+    int64_t nt, nv;
+    hid_t f = open_checked(path, &version, err);
+    if (f >= 0 && count_tensors(f, path, &nt, &nv, &names, &nn, err) == 0) {
+        rc = 0;
+        for (int k = 0; k < nn && rc == 0; k++)
+            rc = names[k] ? verify_tensor(f, path, version, names[k], &buf, &cap, err) : rb_fail(err, NULL, "out of memory");
+    }
+    if (f >= 0)
+        H5Fclose(f);
+    h5_quiet_end(&q);
+    if (rc == 0 && h.has_optimizer) {
+        float *state = malloc((size_t)(h.optimizer_state_len > 0 ? h.optimizer_state_len : 1) * sizeof(float));
+        rc = state ? model_file_load_optimizer(path, state, h.optimizer_state_len, err) : rb_fail(err, NULL, "out of memory");
+        free(state);
+    }
+    free(buf);
+    h5_strings_free(names, nn);
+    model_file_header_free(&h);
+    return rc;
+}

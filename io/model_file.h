@@ -103,4 +103,9 @@ int model_file_load_weights_opt(const char *path, const rb_param_view *views, in
  * XXH3-64 (values are not checked for finiteness). */
 int model_file_load_optimizer(const char *path, float *state, int64_t n, rb_error *err);
 
+/* Checks a whole file without a model to load it into: the header's checksums, every
+ * tensor's checksum and finiteness, and (checkpoints) the optimizer state's checksum. The
+ * error names the file and the first damaged part. */
+int model_file_verify(const char *path, rb_error *err);
+
 #endif

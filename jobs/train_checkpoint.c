@@ -2,6 +2,7 @@
 #include "fsutil.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,7 @@ char *checkpoint_path(const char *run_dir, int64_t step)
     return fs_join(run_dir, name);
 }
 
-/* steps of complete checkpoints, ascending */
-static int64_t *list_complete(const char *run_dir, int *n)
+int64_t *checkpoint_list_complete(const char *run_dir, int *n)
 {
     *n = 0;
     char *dir = fs_join(run_dir, "checkpoints");
@@ -58,7 +58,7 @@ static int64_t *list_complete(const char *run_dir, int *n)
 char *checkpoint_find_latest(const char *run_dir)
 {
     int n;
-    int64_t *steps = list_complete(run_dir, &n);
+    int64_t *steps = checkpoint_list_complete(run_dir, &n);
     char *p = n ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
     free(steps);
     return p;
@@ -77,7 +77,7 @@ int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error 
     if (rc < 0)
         return -1;
     int n;
-    int64_t *steps = list_complete(run_dir, &n);
+    int64_t *steps = checkpoint_list_complete(run_dir, &n);
     for (int i = 0; i + keep < n; i++) {
         char *h5 = checkpoint_path(run_dir, steps[i]);
         if (h5) {
@@ -95,6 +95,36 @@ int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error 
     }
     free(steps);
     return 0;
+}
+
+int checkpoint_set_aside(const char *run_dir, int64_t step, char **aside, rb_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "checkpoints/ckpt-%010lld.damaged.h5", (long long)step);
+    char *h5 = checkpoint_path(run_dir, step), *to = fs_join(run_dir, name);
+    char *done = h5 ? malloc(strlen(h5) + 8) : NULL;
+    int rc = -1;
+    if (!h5 || !to || !done) {
+        rb_fail(err, NULL, "out of memory");
+    } else {
+        strcpy(done, h5);
+        strcpy(done + strlen(done) - 3, ".DONE");
+        /* the marker first: the checkpoint stops counting before it moves */
+        if (unlink(done) != 0 && errno != ENOENT)
+            rb_fail(err, NULL, "%s: cannot remove: %s", done, strerror(errno));
+        else if (rename(h5, to) != 0)
+            rb_fail(err, NULL, "%s: cannot rename to %s: %s", h5, to, strerror(errno));
+        else
+            rc = 0;
+    }
+    if (rc == 0 && aside) {
+        *aside = to;
+        to = NULL;
+    }
+    free(h5);
+    free(to);
+    free(done);
+    return rc;
 }
 
 void checkpoint_clear(const char *run_dir)

@@ -11,6 +11,12 @@
 
 /* Path of the newest complete checkpoint in run_dir (malloc'd), or NULL when none. */
 char *checkpoint_find_latest(const char *run_dir);
+/* Steps of the complete checkpoints in run_dir, ascending (malloc'd; *n = 0 when none). */
+int64_t *checkpoint_list_complete(const char *run_dir, int *n);
+/* Set a damaged checkpoint aside: its DONE marker goes, then ckpt-<step>.h5 becomes
+ * ckpt-<step>.damaged.h5 (kept for inspection, never used again; *aside: its path, malloc'd,
+ * or pass NULL). */
+int checkpoint_set_aside(const char *run_dir, int64_t step, char **aside, rb_error *err);
 /* Path for step (malloc'd). */
 char *checkpoint_path(const char *run_dir, int64_t step);
 /* Write the DONE marker of `path` and delete complete checkpoints older than the newest

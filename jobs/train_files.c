@@ -333,14 +333,67 @@ int train_load_checkpoint(train_ctx *x, const char *path, rb_error *err)
     return rc;
 }
 
-/* resume = true: the newest complete checkpoint in run_dir (*resumed_from, malloc'd; NULL
+/* The newest complete checkpoint that passes model_file_verify on every rank (*ck,
+ * malloc'd; NULL when run_dir has none). A damaged one (a changed byte, a NaN, a truncated
+ * file) is named in a warning and set aside by rank 0, and the one before it is tried: the
+ * run then repeats the steps in between and still ends bit-identical. When every complete
+ * checkpoint is damaged the job stops rather than start over. */
+static int usable_checkpoint(train_ctx *x, char **ck, rb_error *err)
+{
+    *ck = NULL;
+    int n, rc = 0;
+    int64_t *steps = checkpoint_list_complete(x->run_dir, &n);
+    rb_error newest = {{0}, {0}, {0}};
+    for (int i = n - 1; i >= 0; i--) {
+        char *p = checkpoint_path(x->run_dir, steps[i]);
+        rb_error e = {{0}, {0}, {0}};
+        int ok = p ? model_file_verify(p, &e) == 0 : rb_fail(&e, NULL, "out of memory") == 0;
+        /* one warning: rank 0's, or another rank's when rank 0's copy read fine */
+        double ok0 = ok;
+        rb_mpi_bcast_f64(&ok0, 1);
+        int all_ok = rb_mpi_agree_ok(ok);
+        if (all_ok) {
+            *ck = p;
+            break;
+        }
+        if (i == n - 1)
+            newest = e;
+        if (!ok && (x->w.rank == 0 || ok0 != 0))
+            rb_warn("resume: %s%s; %s", e.msg, ok0 != 0 ? " (on this rank)" : "",
+                    i > 0 ? "trying the checkpoint before it" : "no older checkpoint is left");
+        if (x->w.rank == 0) {
+            char *aside = NULL;
+            rb_error se = {{0}, {0}, {0}};
+            if (checkpoint_set_aside(x->run_dir, steps[i], &aside, &se) == 0)
+                rb_warn("resume: the damaged checkpoint is kept as %s and no longer used", aside);
+            else
+                rb_warn("resume: %s", se.msg);
+            free(aside);
+        }
+        free(p);
+    }
+    if (n > 0 && !*ck) {
+        rb_fail(err, "they are kept as checkpoints/ckpt-*.damaged.h5; rerun with overwrite = true to train afresh "
+                "(resume = true would now start afresh too)",
+                "%s: none of the %d complete checkpoint%s is usable; the newest: %s", x->run_dir, n,
+                n == 1 ? "" : "s", newest.msg);
+        rc = JOB_FAILED;
+    }
+    free(steps);
+    return rc;
+}
+
+/* resume = true: the newest usable checkpoint in run_dir (*resumed_from, malloc'd; NULL
  * when there is none and the run starts fresh), and best.h5's weights for restore_best. */
 int train_resume(train_ctx *x, char **resumed_from, rb_error *err)
 {
     *resumed_from = NULL;
     if (!x->keys.resume)
         return 0;
-    char *ck = checkpoint_find_latest(x->run_dir);
+    char *ck = NULL;
+    int rc = usable_checkpoint(x, &ck, err);
+    if (rc < 0)
+        return x->w.rank == 0 ? JOB_FAILED : JOB_FAILED_ELSEWHERE;
     if (!ck) {
         rb_info("resume: no complete checkpoint in %s, starting fresh", x->run_dir);
         return 0;

@@ -75,19 +75,39 @@ head -c $(( $(stat -c %s "$M") - 1000 )) "$M" > "$B"
 expect 1 "$B: cannot open as HDF5 (truncated or damaged?)" "$RADBATCH" evaluate --model "$B" --data "$T/s32" --out "$T/ev-short"
 ok "a truncated model file is refused"
 
-# ---- a damaged checkpoint: resume refuses it, naming the file and the tensor
-C=$(ls "$T/run/checkpoints/"ckpt-*.h5 | sort | tail -1)
-[ -n "$C" ] || fail "no checkpoint"
+# ---- a damaged newest checkpoint: resume names the file and the tensor, sets it aside and
+# continues from the one before it, ending bit-identical to the uninterrupted run; when no
+# complete checkpoint is usable, resume stops (one message on 2 ranks)
+targs=(--shards "$T/s32" --backbone mobilenetv2 --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5"
+       --epochs 1 --batch_size 16 --checkpoint_every_steps 4 --resume true --quiet)
 mkdir -p "$T/resume/checkpoints"
-cp "$C" "$T/resume/checkpoints/"
-cp "${C%.h5}.DONE" "$T/resume/checkpoints/"
-C="$T/resume/checkpoints/$(basename "$C")"
+cp "$T/run/checkpoints/"ckpt-* "$T/resume/checkpoints/"
+[ "$(ls "$T/resume/checkpoints/"*.DONE | wc -l)" = 2 ] || fail "the run kept $(ls "$T/resume/checkpoints/"*.DONE | wc -l) complete checkpoints, expected 2"
+C=$(ls "$T/resume/checkpoints/"ckpt-*.h5 | sort | tail -1)
+OLDER=$(ls "$T/resume/checkpoints/"ckpt-*.h5 | sort | head -1)
 off=$(data_offset "$C" /weights/dense/kernel)
 poke "$C" $((off + 8)) '\x01\x02'
-expect 1 "$C: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel)" \
-    "$RADBATCH" train --shards "$T/s32" --run_dir "$T/resume" --backbone mobilenetv2 \
-    --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 \
-    --checkpoint_every_steps 4 --resume true --quiet
+expect 0 "$C: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel)" "$RADBATCH" train --run_dir "$T/resume" "${targs[@]}"
+grep -qF "trying the checkpoint before it" "$T/out" || { cat "$T/out"; fail "resume does not say it tries the older checkpoint"; }
+grep -qF "kept as ${C%.h5}.damaged.h5" "$T/out" || { cat "$T/out"; fail "resume does not say where the damaged checkpoint went"; }
+# (the resumed run writes a new checkpoint of that step: cmp tells it from the damaged one)
+[ -f "${C%.h5}.damaged.h5" ] && ! cmp -s "$C" "${C%.h5}.damaged.h5" || fail "the damaged checkpoint was not set aside: $(ls "$T/resume/checkpoints")"
+case "$(train_log_summary "$T/resume")" in
+    "start $(basename "$OLDER" .h5 | sed 's/ckpt-0*//')@$(basename "$OLDER") end finished "*) ;;
+    *) fail "the resumed run did not start from the older checkpoint: $(train_log_summary "$T/resume")" ;;
+esac
+"$RADBATCH" inspect "$M" --diff "$T/resume/model.h5" > "$T/diff" 2>&1
+grep -q "^diff: 0 of" "$T/diff" || fail "resumed from the older checkpoint, the model differs from the uninterrupted run: $(cat "$T/diff")"
+# the only complete checkpoint damaged, on 2 ranks: one message, exit 1
+mkdir -p "$T/resume3/checkpoints"
+cp "$OLDER" "${OLDER%.h5}.DONE" "$T/resume3/checkpoints/"
+C3="$T/resume3/checkpoints/$(basename "$OLDER")"
+off=$(data_offset "$C3" /weights/dense/kernel)
+poke "$C3" $((off + 8)) '\x01\x02'
+expect 1 "$T/resume3: none of the 1 complete checkpoint is usable; the newest: $C3: checksum mismatch in tensor 'dense/kernel'" \
+    rb_run 2 train --run_dir "$T/resume3" "${targs[@]}"
+[ "$(grep -c "none of the 1 complete checkpoint" "$T/out")" = 1 ] || { cat "$T/out"; fail "2 ranks: the error is not printed once"; }
+[ "$(grep -c "checksum mismatch" "$T/out")" = 2 ] || { cat "$T/out"; fail "2 ranks: expected one warning and the error to name the damaged tensor"; }
 # the checkpoint intact, but best.h5 (restore_best's weights) damaged
 mkdir -p "$T/resume2/checkpoints"
 cp "$(ls "$T/run/checkpoints/"ckpt-*.h5 | sort | tail -1)" "$T/resume2/checkpoints/"
@@ -99,7 +119,7 @@ expect 1 "$T/resume2/best.h5: checksum mismatch in tensor 'dense/kernel' (/weigh
     "$RADBATCH" train --shards "$T/s32" --run_dir "$T/resume2" --backbone mobilenetv2 \
     --weights "$RADBATCH_SRC/tests/data/mobilenetv2/mobilenetv2_keras_notop.h5" --epochs 1 --batch_size 16 \
     --checkpoint_every_steps 4 --resume true --quiet
-ok "a damaged checkpoint or best.h5 is refused on resume"
+ok "a damaged newest checkpoint is set aside and resume continues from the one before; no usable checkpoint, or a damaged best.h5, stops resume"
 
 # ---- shards: 8 overwritten bytes in record 5 of the train shard
 D="$T/bad-record"

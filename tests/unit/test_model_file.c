@@ -1,7 +1,8 @@
 /* radbatch model/checkpoint files: bit-exact round trip (NaN payloads, -0, denormals,
  * infinities), header fields, atomic write, every refusal with its message, and the
  * integrity checks: a changed byte in a tensor, the model card, the class names or the
- * optimizer state, a NaN weight, a truncated file, and an older file without checksums. */
+ * optimizer state, a NaN weight, a truncated file, and an older file without checksums;
+ * model_file_verify finds each of them without a model to load into. */
 #include "keras_import.h"
 #include "model_file.h"
 #include "rb_rng.h"
@@ -309,6 +310,13 @@ int main(void)
     CHECK(model_file_save(good, &c, &err) == 0, "save: %s", err.msg);
     CHECK(model_file_load_weights(good, b.v, NV, &err) == 0, "finite weights load: %s", err.msg);
     CHECK(model_file_load_optimizer(good, opt_back, n_opt, &err) == 0, "optimizer loads: %s", err.msg);
+    CHECK(model_file_verify(good, &err) == 0, "an intact file verifies: %s", err.msg);
+    c2.optimizer = NULL;
+    CHECK(model_file_save(plain, &c2, &err) == 0 && model_file_verify(plain, &err) == 0,
+          "a model without optimizer state verifies: %s", err.msg);
+    c2.optimizer = &sgd;
+    CHECK(model_file_save(plain, &c2, &err) == 0 && model_file_verify(plain, &err) == 0,
+          "a checkpoint with an empty optimizer state verifies: %s", err.msg);
 
     /* a flipped byte in a weight dataset: the error names the file and the tensor */
     copy_file(good, damaged);
@@ -318,6 +326,9 @@ int main(void)
     CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 &&
               contains(err.msg, "damaged.h5: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel): stored "),
           "flipped weight byte");
+    CHECK(model_file_verify(damaged, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in tensor 'dense/kernel' (/weights/dense/kernel): stored "),
+          "verify: flipped weight byte: %s", err.msg);
     CHECK(model_file_load_weights_opt(damaged, b.v, NV, MODEL_FILE_ALLOW_NONFINITE, ok, &err) == 0 && ok[5] == 0 &&
               ok[0] == 1 && ok[6] == 1,
           "diagnostic load names only the damaged tensor");
@@ -329,6 +340,9 @@ int main(void)
               contains(err.msg, "damaged.h5: tensor 'dense/bias' (/weights/dense/bias) holds non-finite values: 1 NaN, "
                                 "0 Inf (first at index 1)"),
           "NaN weight: %s", err.msg);
+    CHECK(model_file_verify(damaged, &err) < 0 &&
+              contains(err.msg, "damaged.h5: tensor 'dense/bias' (/weights/dense/bias) holds non-finite values (first at index 1)"),
+          "verify: NaN weight: %s", err.msg);
     a.buf[a.v[6].offset + 1] = 0.5f;
 
     /* a flipped byte in the model card's text */
@@ -339,6 +353,8 @@ int main(void)
     CHECK(model_file_read_header(damaged, &h, &err) < 0 &&
               contains(err.msg, "damaged.h5: checksum mismatch in the model card: stored "),
           "flipped card byte: %s", err.msg);
+    CHECK(model_file_verify(damaged, &err) < 0 && contains(err.msg, "checksum mismatch in the model card"),
+          "verify: flipped card byte: %s", err.msg);
     CHECK(model_file_load_weights(damaged, b.v, NV, &err) == 0, "the tensors are intact");
 
     /* a flipped byte in a class name */
@@ -356,6 +372,9 @@ int main(void)
     CHECK(model_file_load_optimizer(damaged, opt_back, n_opt, &err) < 0 &&
               contains(err.msg, "damaged.h5: checksum mismatch in the optimizer state (/optimizer/state)"),
           "flipped optimizer byte: %s", err.msg);
+    CHECK(model_file_verify(damaged, &err) < 0 &&
+              contains(err.msg, "damaged.h5: checksum mismatch in the optimizer state (/optimizer/state)"),
+          "verify: flipped optimizer byte: %s", err.msg);
 
     /* a version-2 file that lost a checksum attribute: an error, not an unverified load */
     copy_file(good, damaged);
@@ -387,6 +406,7 @@ int main(void)
           "truncated file: %s", err.msg);
     CHECK(model_file_load_weights(damaged, b.v, NV, &err) < 0 && contains(err.msg, "cannot open as HDF5"),
           "truncated file (weights)");
+    CHECK(model_file_verify(damaged, &err) < 0 && contains(err.msg, "cannot open as HDF5"), "verify: truncated file");
 
     /* an older file (format_version 1) carries no checksums: it loads, unverified */
     copy_file(good, damaged);

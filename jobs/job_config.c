@@ -306,10 +306,15 @@ int job_config_parse(job_config *c, const command_spec *cmd, int argc, char **ar
         }
         if (c->job_file && strcmp(s, c->job_file) == 0)
             continue;
-        if (c->npositional >= JOB_MAX_POSITIONAL)
-            return rb_fail(err, "use a CSV list or a folder for many inputs",
-                           "command line: more than %d positional arguments", JOB_MAX_POSITIONAL);
-        c->positional[c->npositional++] = strdup(s);
+        char **grown = realloc(c->positional, ((size_t)c->npositional + 1) * sizeof *grown);
+        char *copy = strdup(s);
+        if (grown)
+            c->positional = grown;
+        if (!grown || !copy) {
+            free(copy);
+            return rb_fail(err, NULL, "command line: out of memory");
+        }
+        c->positional[c->npositional++] = copy;
     }
     return 0;
 }
@@ -325,6 +330,7 @@ void job_config_free(job_config *c)
     free(c->job_file);
     for (int i = 0; i < c->npositional; i++)
         free(c->positional[i]);
+    free(c->positional);
     memset(c, 0, sizeof *c);
 }
 

@@ -85,16 +85,14 @@ typedef struct command_spec {
     int (*run)(int argc, char **argv);
 } command_spec;
 
-#define JOB_MAX_POSITIONAL 64
-
 typedef struct job_config {
     const command_spec *cmd;
     int nopts;
     char **value;      /* [nopts] current value text (owned) */
     const char **source; /* [nopts] "default", "job.ini", "command line" (static strings) */
     char *job_file;    /* owned, or NULL */
-    int npositional;
-    char *positional[JOB_MAX_POSITIONAL]; /* owned */
+    int npositional;   /* any number: a shell glob may give thousands of images */
+    char **positional; /* [npositional] owned */
     int help;          /* --help was given */
 } job_config;
 

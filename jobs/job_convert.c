@@ -93,11 +93,16 @@ static int parse_settings(convert_ctx *x, rb_error *err)
 static int collect_roots(convert_ctx *x, char ***roots, int *n)
 {
     *n = 0;
-    *roots = calloc((size_t)JOB_MAX_POSITIONAL + 256, sizeof **roots);
-    if (!*roots)
-        return -1;
+    size_t listed = 1;
+    for (const char *c = x->keys.inputs; *c; c++)
+        listed += *c == ',';
+    *roots = calloc(listed + (size_t)x->cfg.npositional + 1, sizeof **roots);
     char *list = strdup(x->keys.inputs), *save = NULL;
-    for (char *t = strtok_r(list, ",", &save); t && *n < 256; t = strtok_r(NULL, ",", &save)) {
+    if (!*roots || !list) {
+        free(list);
+        return -1;
+    }
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         while (*t == ' ')
             t++;
         if (*t)

@@ -56,6 +56,25 @@ int main(void)
               k.mode);
     }
     job_config_free(&c);
+    /* a shell glob may give thousands of inputs: every one is kept, in order */
+    {
+        enum { MANY = 5000 };
+        char **argv_many = calloc(MANY + 2, sizeof *argv_many);
+        char(*names)[16] = calloc(MANY, sizeof *names);
+        argv_many[0] = "convert";
+        for (int i = 0; i < MANY; i++) {
+            snprintf(names[i], sizeof names[i], "img%04d.png", i);
+            argv_many[i + 1] = names[i];
+        }
+        rc = job_config_parse(&c, &demo, MANY + 1, argv_many, &err);
+        int in_order = rc == 0 && c.npositional == MANY;
+        for (int i = 0; in_order && i < MANY; i++)
+            in_order = strcmp(c.positional[i], names[i]) == 0;
+        CHECK(in_order, "%d positional arguments: rc %d, kept %d (%s)", MANY, rc, c.npositional, rc ? err.msg : "");
+        job_config_free(&c);
+        free(argv_many);
+        free(names);
+    }
     char *argv_range[] = {"convert", "--size", "0", NULL};
     rc = job_config_parse(&c, &demo, 3, argv_range, &err);
     CHECK(rc == -1 && strstr(err.msg, "out of range") && strstr(err.msg, "1..8192"), "own range: %s", err.msg);

@@ -240,7 +240,13 @@ static char **str_array(const cJSON *a, int *n)
         *n = 0;
     for (int i = 0; v && i < *n; i++) {
         const cJSON *s = cJSON_GetArrayItem(a, i);
-        v[i] = strdup(cJSON_IsString(s) ? s->valuestring : "");
+        if (!(v[i] = strdup(cJSON_IsString(s) ? s->valuestring : ""))) {
+            while (i > 0)
+                free(v[--i]);
+            free(v);
+            v = NULL;
+            *n = 0;
+        }
     }
     return v;
 }

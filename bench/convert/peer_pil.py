@@ -5,9 +5,10 @@ Class folders -> seeded 80/20 split -> shards written by a pool of worker proces
 shard whole (temp name, then rename), in the shard layout of docs/formats.md:
   /images uint8 [N,H,W,C] chunked ~1 MiB, /labels int32 [N], /paths UTF-8 strings [N],
   /checksums uint32 [N] (CRC-32 of each record's pixels), /source_size int32 [N,2],
-  root attributes (as io/shard.h lists them). Not done here: radbatch's per-file content
-  hash (/source_hash, used to find duplicates) -- extra work radbatch does and this peer
-  skips.
+  root attributes (as io/shard.h lists them), marked format_version 1. Not done here:
+  radbatch's per-file content hash (/source_hash, used to find duplicates) and version 2's
+  metadata_checksum over labels, sizes, hashes and paths -- extra work radbatch does and
+  this peer skips (so radbatch refuses these shards: they are for timing only).
 Each image: PIL decode -> convert('RGB' or 'L') -> resize(W,H, BILINEAR) (Pillow's bilinear
 antialiases when shrinking) -> numpy.
 

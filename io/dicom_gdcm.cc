@@ -6,6 +6,9 @@
 // once; every exception (std::bad_alloc included) is caught here and becomes an rb_error
 // naming the file and the transfer syntax. Only the first frame is kept.
 #include "dicom.h"
+extern "C" {
+#include "rb_log.h"
+}
 
 #include <gdcmAttribute.h>
 #include <gdcmDataSet.h>
@@ -147,10 +150,30 @@ void read_voi_lut(const gdcm::DataSet &ds, int be, dicom_pixels *px)
     px->has_voi_lut = 1;
 }
 
+// For its JPEG-family transfer syntaxes GDCM first tries the codec of the BitsAllocated
+// sample size, and libjpeg prints that attempt's failure to stderr itself ("Unsupported JPEG
+// data precision 12", twice per 12-bit JPEG file) before GDCM retries with the stream's
+// precision; the error reaches radbatch through the return value anyway. While one of these
+// files is read and decoded, stderr is silenced (radbatch's own lines still get through).
+struct quiet_jpeg_codecs {
+    bool on;
+    explicit quiet_jpeg_codecs(const char *ts) : on(std::strncmp(ts, "1.2.840.10008.1.2.4.", 20) == 0)
+    {
+        if (on)
+            rb_stderr_silence_begin();
+    }
+    ~quiet_jpeg_codecs()
+    {
+        if (on)
+            rb_stderr_silence_end();
+    }
+};
+
 int read_impl(const uint8_t *buf, size_t len, const dicom_header *h, dicom_pixels *px,
               const char *path, rb_error *err)
 {
     const char *ts = h->transfer_syntax;
+    quiet_jpeg_codecs quiet(ts);
     membuf mb(buf, len);
     std::istream is(&mb);
     gdcm::ImageReader reader;

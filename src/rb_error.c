@@ -1,4 +1,5 @@
 #include "rb_error.h"
+#include "rb_log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -56,10 +57,12 @@ const char *rb_error_reason(const rb_error *err, const char *path)
 
 void rb_error_print(const rb_error *err, const char *prefix)
 {
-    fprintf(stderr, "error: %s%s\n", prefix ? prefix : "", err->msg[0] ? err->msg : "unknown failure");
-    if (err->hint[0])
-        fprintf(stderr, "  hint: %s\n", err->hint);
-    if (err->where[0])
-        fprintf(stderr, "  (detected at %s)\n", err->where);
-    fflush(stderr);
+    char text[sizeof err->msg + sizeof err->hint + sizeof err->where + 256];
+    int n = snprintf(text, sizeof text, "error: %s%s\n", prefix ? prefix : "",
+                     err->msg[0] ? err->msg : "unknown failure");
+    if (err->hint[0] && n >= 0 && (size_t)n < sizeof text)
+        n += snprintf(text + n, sizeof text - (size_t)n, "  hint: %s\n", err->hint);
+    if (err->where[0] && n >= 0 && (size_t)n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t)n, "  (detected at %s)\n", err->where);
+    rb_log_stderr(text); /* one write: lines of concurrent messages do not interleave */
 }

@@ -1,7 +1,11 @@
 #include "rb_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,18 +31,78 @@ void rb_info(const char *fmt, ...)
     fflush(stdout);
 }
 
+/* The stderr gate: g_silenced counts the calls inside begin/end; while g_saved_fd >= 0, fd 2
+ * points at /dev/null and g_saved_fd is the real stderr (when /dev/null cannot be opened,
+ * nothing is silenced). */
+static pthread_mutex_t g_stderr_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_silenced = 0, g_saved_fd = -1;
+
+static void write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere left to report a failed diagnostic */
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+void rb_log_stderr(const char *text)
+{
+    pthread_mutex_lock(&g_stderr_lock);
+    if (g_saved_fd >= 0) {
+        write_all(g_saved_fd, text, strlen(text));
+    } else {
+        fputs(text, stderr);
+        fflush(stderr);
+    }
+    pthread_mutex_unlock(&g_stderr_lock);
+}
+
+void rb_stderr_silence_begin(void)
+{
+    pthread_mutex_lock(&g_stderr_lock);
+    if (g_silenced++ == 0) {
+        fflush(stderr);
+        int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        int saved = null_fd >= 0 ? fcntl(2, F_DUPFD_CLOEXEC, 3) : -1;
+        if (saved >= 0 && dup2(null_fd, 2) >= 0)
+            g_saved_fd = saved;
+        else if (saved >= 0)
+            close(saved);
+        if (null_fd >= 0)
+            close(null_fd);
+    }
+    pthread_mutex_unlock(&g_stderr_lock);
+}
+
+void rb_stderr_silence_end(void)
+{
+    pthread_mutex_lock(&g_stderr_lock);
+    if (--g_silenced == 0 && g_saved_fd >= 0) {
+        fflush(stderr);
+        dup2(g_saved_fd, 2);
+        close(g_saved_fd);
+        g_saved_fd = -1;
+    }
+    pthread_mutex_unlock(&g_stderr_lock);
+}
+
 void rb_warn(const char *fmt, ...)
 {
-    char line[2048];
+    char line[2048], out[2100];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (g_nranks > 1)
-        fprintf(stderr, "warning [rank %d]: %s\n", g_rank, line);
+        snprintf(out, sizeof out, "warning [rank %d]: %s\n", g_rank, line);
     else
-        fprintf(stderr, "warning: %s\n", line);
-    fflush(stderr);
+        snprintf(out, sizeof out, "warning: %s\n", line);
+    rb_log_stderr(out);
 }
 
 double rb_now(void)

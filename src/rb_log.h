@@ -14,6 +14,16 @@ void rb_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* any rank, stderr, "warning: " prefix */
 void rb_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* radbatch's own stderr lines (warnings, errors), whole lines at a time; they reach the real
+ * stderr also while another thread silences it. */
+void rb_log_stderr(const char *text);
+/* Silence file descriptor 2 for a call into a library that prints there on its own (GDCM's
+ * JPEG codec: libjpeg's "Unsupported JPEG data precision 12" each time GDCM tries 8-bit
+ * samples on a 12-bit stream before the right codec). Nested and concurrent calls from
+ * several threads are counted; the last end restores fd 2. */
+void rb_stderr_silence_begin(void);
+void rb_stderr_silence_end(void);
+
 double rb_now(void); /* monotonic seconds */
 
 typedef struct rb_progress {

@@ -50,6 +50,8 @@ for n in $names; do
     "$RADBATCH" inspect "$d/$n" --export_image 0 --image_out "$d/$n.png" > "$d/$n.inspect" 2>&1 ||
         { cat "$d/$n.inspect"; fail "inspect $n"; }
 done
+# GDCM tries 16-bit samples on a 12-bit JPEG first, and libjpeg prints that failure itself
+! grep -l "JPEG data precision" "$d"/*.inspect > "$T/noisy" || fail "a codec's own message on stderr: $(cat "$T/noisy")"
 "$PY" - "$d" $names <<'EOF' || fail "decoded pixels differ from pydicom's"
 import os, sys, numpy as np
 from PIL import Image
@@ -89,6 +91,8 @@ head -c 600 /dev/zero | tr '\0' '\377' | dd of="$in/PNEUMONIA/study2/series1/dam
     --dct_scaling false > "$T/convert.log" 2>&1 ||
     { cat "$T/convert.log"; fail "convert of a DICOM tree"; }
 grep -q "wrote 12 records" "$T/convert.log" || { cat "$T/convert.log"; fail "convert: 12 DICOM records expected"; }
+# the damaged file's line reaches stderr although it was found while stderr was silenced
+grep -q "series1/damaged: .*1.2.840.10008.1.2.4.80" "$T/convert.log" || { cat "$T/convert.log"; fail "convert: no line naming the damaged file"; }
 cat "$T/shards/errors.csv"
 [ "$(($(wc -l < "$T/shards/errors.csv") - 1))" = 1 ] || fail "errors.csv: one row expected"
 grep -F damaged "$T/shards/errors.csv" | grep -q "1.2.840.10008.1.2.4.80" || fail "errors.csv: the row must name the transfer syntax"

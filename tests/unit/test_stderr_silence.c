@@ -1,6 +1,7 @@
 /* The stderr gate (src/rb_log.c): inside rb_stderr_silence_begin/end, what a library writes
  * to fd 2 is dropped, while radbatch's own warnings and errors still reach the real stderr;
  * nested and concurrent windows from several threads restore fd 2 only when the last ends. */
+#include "fsutil.h"
 #include "rb_error.h"
 #include "rb_log.h"
 #include "test_util.h"
@@ -31,22 +32,6 @@ static void *radbatch_warnings(void *arg)
     for (int i = 0; i < *n; i++)
         rb_warn("kept %d", i);
     return NULL;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = s ? fread(s, 1, (size_t)n, f) : 0;
-    if (s)
-        s[got] = 0;
-    fclose(f);
-    return s;
 }
 
 static int count(const char *hay, const char *needle)
@@ -95,8 +80,13 @@ int main(void)
 
     dup2(real, 2);
     close(real);
-    char *s = slurp(path);
-    CHECK(s != NULL, "read %s", path);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    rb_error rerr;
+    CHECK(fs_read_file(path, 1u << 24, &buf, &len, &rerr) == 0, "read %s: %s", path, rerr.msg);
+    char *s = buf ? calloc(len + 1, 1) : NULL; /* as a string */
+    if (s)
+        memcpy(s, buf, len);
     if (s) {
         CHECK(count(s, "NOISE") == 0, "%d library lines got through", count(s, "NOISE"));
         CHECK(strstr(s, "warning: a warning inside the window\n") != NULL, "the warning in the window is kept");
@@ -108,5 +98,6 @@ int main(void)
         CHECK(strstr(s, "the end\n") != NULL, "fd 2 restored after the threads");
     }
     free(s);
+    free(buf);
     return TEST_DONE();
 }

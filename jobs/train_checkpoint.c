@@ -64,14 +64,24 @@ char *checkpoint_find_latest(const char *run_dir)
     return p;
 }
 
+/* The DONE marker's path of checkpoint file h5 (".h5" -> ".DONE"; malloc'd), NULL when out
+ * of memory. */
+static char *done_path(const char *h5)
+{
+    size_t l = strlen(h5);
+    char *done = l >= 3 ? malloc(l + 8) : NULL;
+    if (done) {
+        memcpy(done, h5, l - 3);
+        strcpy(done + l - 3, ".DONE");
+    }
+    return done;
+}
+
 int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error *err)
 {
-    size_t l = strlen(path);
-    char *done = malloc(l + 8);
+    char *done = done_path(path);
     if (!done)
         return rb_fail(err, NULL, "out of memory");
-    memcpy(done, path, l - 3); /* strip ".h5" */
-    strcpy(done + l - 3, ".DONE");
     int rc = fs_write_file_atomic(done, "complete\n", 9, err);
     free(done);
     if (rc < 0)
@@ -81,14 +91,10 @@ int checkpoint_commit(const char *run_dir, const char *path, int keep, rb_error 
     for (int i = 0; i + keep < n; i++) {
         char *h5 = checkpoint_path(run_dir, steps[i]);
         if (h5) {
-            size_t hl = strlen(h5);
-            char *dn = malloc(hl + 8);
-            if (dn) {
-                memcpy(dn, h5, hl - 3);
-                strcpy(dn + hl - 3, ".DONE");
+            char *dn = done_path(h5);
+            if (dn)
                 unlink(dn); /* marker first: a half-deleted checkpoint is never "complete" */
-                free(dn);
-            }
+            free(dn);
             unlink(h5);
         }
         free(h5);
@@ -102,13 +108,11 @@ int checkpoint_set_aside(const char *run_dir, int64_t step, char **aside, rb_err
     char name[64];
     snprintf(name, sizeof name, "checkpoints/ckpt-%010lld.damaged.h5", (long long)step);
     char *h5 = checkpoint_path(run_dir, step), *to = fs_join(run_dir, name);
-    char *done = h5 ? malloc(strlen(h5) + 8) : NULL;
+    char *done = h5 ? done_path(h5) : NULL;
     int rc = -1;
     if (!h5 || !to || !done) {
         rb_fail(err, NULL, "out of memory");
     } else {
-        strcpy(done, h5);
-        strcpy(done + strlen(done) - 3, ".DONE");
         /* the marker first: the checkpoint stops counting before it moves */
         if (unlink(done) != 0 && errno != ENOENT)
             rb_fail(err, NULL, "%s: cannot remove: %s", done, strerror(errno));

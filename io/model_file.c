@@ -358,22 +358,21 @@ static int check_dataset(hid_t f, const char *path, const rb_param_view *v, cons
     return 0;
 }
 
-/* The n values of view v (dataset dp) are all finite. */
-static int check_finite(const char *path, const rb_param_view *v, const char *dp, int64_t n,
-                        rb_error *err)
+/* The n values of a tensor (`what`: "tensor 'layer/weight' (/weights/...)") are all finite. */
+static int check_finite(const char *path, const char *what, const float *x, int64_t n, rb_error *err)
 {
     int64_t nan = 0, inf = 0, first = -1;
     for (int64_t j = 0; j < n; j++)
-        if (!isfinite(v->data[j])) {
-            nan += isnan(v->data[j]) != 0;
-            inf += isinf(v->data[j]) != 0;
+        if (!isfinite(x[j])) {
+            nan += isnan(x[j]) != 0;
+            inf += isinf(x[j]) != 0;
             if (first < 0)
                 first = j;
         }
     if (first >= 0)
         return rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
-                       "%s: tensor '%s/%s' (%s) holds non-finite values: %lld NaN, %lld Inf (first at index %lld)",
-                       path, v->layer, v->weight, dp, (long long)nan, (long long)inf, (long long)first);
+                       "%s: %s holds non-finite values: %lld NaN, %lld Inf (first at index %lld)", path, what,
+                       (long long)nan, (long long)inf, (long long)first);
     return 0;
 }
 
@@ -454,7 +453,7 @@ static int load_weights(hid_t f, const char *path, int version, const rb_param_v
         }
         if (r < 0)
             goto done;
-        if (!(flags & MODEL_FILE_ALLOW_NONFINITE) && check_finite(path, v, dp, n, err) < 0)
+        if (!(flags & MODEL_FILE_ALLOW_NONFINITE) && check_finite(path, what, v->data, n, err) < 0)
             goto done;
     }
     if (version < MODEL_FILE_VERSION && rb_log_rank() == 0)
@@ -563,12 +562,8 @@ static int verify_tensor(hid_t f, const char *path, int version, const char *nam
         mf_attr_check_hash(d, "xxh3", XXH3_64bits(np > 0 ? (const void *)*buf : "", (size_t)np * sizeof(float)), path,
                            what, err) < 0)
         goto done;
-    for (hssize_t j = 0; j < np; j++)
-        if (!isfinite((*buf)[j])) {
-            rb_fail(err, "the model diverged or the file was damaged; use an earlier checkpoint or retrain",
-                    "%s: %s holds non-finite values (first at index %lld)", path, what, (long long)j);
-            goto done;
-        }
+    if (check_finite(path, what, *buf, np, err) < 0)
+        goto done;
     rc = 0;
 done:
     if (d >= 0)

@@ -341,7 +341,7 @@ int main(void)
                                 "0 Inf (first at index 1)"),
           "NaN weight: %s", err.msg);
     CHECK(model_file_verify(damaged, &err) < 0 &&
-              contains(err.msg, "damaged.h5: tensor 'dense/bias' (/weights/dense/bias) holds non-finite values (first at index 1)"),
+              contains(err.msg, "damaged.h5: tensor 'dense/bias' (/weights/dense/bias) holds non-finite values: 1 NaN, 0 Inf (first at index 1)"),
           "verify: NaN weight: %s", err.msg);
     a.buf[a.v[6].offset + 1] = 0.5f;
 
